@@ -1,0 +1,271 @@
+//! Configuration: a TOML file, overridden by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nearcast_common::{Keyring, SigningKey};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Plain HTTP listener for segments.
+    pub listen: SocketAddr,
+    /// Admin listener: `/metrics`, `/healthz`. Keep it off the public side.
+    pub admin_listen: SocketAddr,
+    /// Worker threads, one ring each; 0 means one per CPU.
+    pub threads: usize,
+    /// Content directories, one per disk.
+    pub disks: Vec<PathBuf>,
+    /// Open client connections across all workers; over it, new ones are
+    /// closed at once.
+    pub max_connections: usize,
+    /// Largest request head; longer request lines get 414, longer heads 431.
+    pub max_header_bytes: usize,
+    pub timeouts: Timeouts,
+    pub file_cache: FileCacheConfig,
+    pub tls: Option<TlsConfig>,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    /// From accept (or the first byte of a request) to a complete head.
+    pub header_ms: u64,
+    /// Idle time between requests on a kept-alive connection.
+    pub keepalive_ms: u64,
+    /// Longest wait for the client to take more bytes of a response.
+    pub send_ms: u64,
+    /// On SIGTERM, how long in-flight responses may take to finish.
+    pub drain_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileCacheConfig {
+    /// Open files kept per worker.
+    pub entries: usize,
+    /// How long a cached file is trusted before it is checked against its
+    /// path again (a replaced file is served new after at most this long).
+    pub valid_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Refuse content requests without a valid token. Off only for labs.
+    pub required: bool,
+    /// Accepted signing keys; more than one while keys rotate.
+    pub keys: Vec<KeyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub id: String,
+    pub secret_hex: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: ([0, 0, 0, 0], 8080).into(),
+            admin_listen: ([127, 0, 0, 1], 9090).into(),
+            threads: 0,
+            disks: Vec::new(),
+            max_connections: 50_000,
+            max_header_bytes: 8192,
+            timeouts: Timeouts::default(),
+            file_cache: FileCacheConfig::default(),
+            tls: None,
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header_ms: 10_000,
+            keepalive_ms: 75_000,
+            send_ms: 60_000,
+            drain_ms: 30_000,
+        }
+    }
+}
+
+impl Default for FileCacheConfig {
+    fn default() -> Self {
+        FileCacheConfig {
+            entries: 4096,
+            valid_ms: 1000,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            required: true,
+            keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("no disks configured: give at least one content directory")]
+    NoDisks,
+    #[error("disk {0} is not a directory")]
+    DiskNotDir(PathBuf),
+    #[error("auth.required is set but no keys are configured")]
+    NoKeys,
+    #[error("key '{id}': {source}")]
+    Key {
+        id: String,
+        source: nearcast_common::TokenError,
+    },
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Checks what the server needs before it starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.disks.is_empty() {
+            return Err(ConfigError::NoDisks);
+        }
+        if let Some(d) = self.disks.iter().find(|d| !d.is_dir()) {
+            return Err(ConfigError::DiskNotDir(d.clone()));
+        }
+        if self.auth.required && self.auth.keys.is_empty() {
+            return Err(ConfigError::NoKeys);
+        }
+        let nonzero = [
+            ("max_connections", self.max_connections as u64),
+            ("max_header_bytes", self.max_header_bytes as u64),
+            ("timeouts.header_ms", self.timeouts.header_ms),
+            ("timeouts.keepalive_ms", self.timeouts.keepalive_ms),
+            ("timeouts.send_ms", self.timeouts.send_ms),
+        ];
+        if let Some((name, _)) = nonzero.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Zero(name));
+        }
+        self.keyring().map(|_| ())
+    }
+
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        let keys = self
+            .auth
+            .keys
+            .iter()
+            .map(|k| {
+                SigningKey::from_hex(&k.id, &k.secret_hex).map_err(|source| ConfigError::Key {
+                    id: k.id.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Keyring::new(keys))
+    }
+
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn header(&self) -> Duration {
+        Duration::from_millis(self.header_ms)
+    }
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_millis(self.keepalive_ms)
+    }
+    pub fn send(&self) -> Duration {
+        Duration::from_millis(self.send_ms)
+    }
+    pub fn drain(&self) -> Duration {
+        Duration::from_millis(self.drain_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_file_and_rejects_unknown_keys() {
+        let cfg: Config = toml::from_str(
+            r#"
+            listen = "127.0.0.1:8081"
+            disks = ["/tmp"]
+            threads = 2
+            [timeouts]
+            header_ms = 500
+            [tls]
+            listen = "127.0.0.1:8443"
+            cert = "c.pem"
+            key = "k.pem"
+            [[auth.keys]]
+            id = "k1"
+            secret_hex = "000102030405060708090a0b0c0d0e0f"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.timeouts.header_ms, 500);
+        assert_eq!(cfg.timeouts.keepalive_ms, 75_000);
+        assert!(cfg.validate().is_ok());
+        assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
+    }
+
+    #[test]
+    fn validation_errors() {
+        let mut cfg = Config::default();
+        assert!(matches!(cfg.validate(), Err(ConfigError::NoDisks)));
+        cfg.disks = vec!["/definitely/not/here".into()];
+        assert!(matches!(cfg.validate(), Err(ConfigError::DiskNotDir(_))));
+        cfg.disks = vec!["/tmp".into()];
+        assert!(matches!(cfg.validate(), Err(ConfigError::NoKeys)));
+        cfg.auth.keys.push(KeyConfig {
+            id: "k1".into(),
+            secret_hex: "abc".into(),
+        });
+        assert!(matches!(cfg.validate(), Err(ConfigError::Key { .. })));
+    }
+}

@@ -1,0 +1,218 @@
+//! What to answer: routes a parsed request to the content store, checks
+//! its token, applies conditionals and ranges, and writes the response head.
+//! The body, if any, is returned as a file region for the worker to send.
+
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use nearcast_common::{Keyring, TokenError, TOKEN_PARAM};
+
+use crate::http::range::{evaluate_range, not_modified, Validators};
+use crate::http::response::content_type;
+use crate::http::{Head, Method, ParseError, RangeOutcome, Request, Status};
+use crate::path::{query_param, ContentPath};
+use crate::store::{FileCache, OpenFile, StoreError};
+
+/// Bytes of a file to send after the head.
+pub struct Body {
+    pub file: Rc<OpenFile>,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// The decision for one request; the head is already in the buffer.
+pub struct Reply {
+    pub status: Status,
+    pub body: Option<Body>,
+    pub keep_alive: bool,
+}
+
+pub struct Handler {
+    keyring: Arc<Keyring>,
+    auth_required: bool,
+    files: FileCache,
+    date: DateCache,
+}
+
+impl Handler {
+    pub fn new(keyring: Arc<Keyring>, auth_required: bool, files: FileCache) -> Self {
+        Handler {
+            keyring,
+            auth_required,
+            files,
+            date: DateCache::default(),
+        }
+    }
+
+    pub fn files(&mut self) -> &mut FileCache {
+        &mut self.files
+    }
+
+    /// Answers a well-formed request; writes the head into `out`.
+    pub fn respond(
+        &mut self,
+        req: &Request,
+        peer: IpAddr,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Reply {
+        let head_only = req.method() == Method::Head;
+        let keep_alive = req.keep_alive;
+        let wall = self.date.refresh();
+        let path = match ContentPath::parse(req.path) {
+            Ok(p) => p,
+            Err(crate::path::PathError::NotContent) => {
+                return self.error(Status::NotFound, keep_alive, head_only, out)
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "refused path");
+                return self.error(Status::BadRequest, keep_alive, head_only, out);
+            }
+        };
+        if self.auth_required {
+            if let Err(e) = self.check_token(&path, req.query, peer, wall) {
+                tracing::debug!(%peer, path = path.url_path(), error = %e, "token refused");
+                return self.error(Status::Forbidden, keep_alive, head_only, out);
+            }
+        }
+        let file = match self.files.open(path.relative(), now) {
+            Ok(f) => f,
+            Err(StoreError::NotFound) => {
+                return self.error(Status::NotFound, keep_alive, head_only, out)
+            }
+            Err(e) => {
+                tracing::warn!(path = path.url_path(), error = %e, "store error");
+                return self.error(Status::InternalError, keep_alive, head_only, out);
+            }
+        };
+        let v = Validators {
+            etag: file.etag.as_bytes(),
+            modified: file.modified,
+        };
+        if not_modified(req.if_none_match, req.if_modified_since, &v) {
+            let mut h = Head::start(out, Status::NotModified, self.date.get());
+            h.header("ETag", file.etag.as_bytes())
+                .header("Last-Modified", file.last_modified.as_bytes());
+            h.finish(keep_alive);
+            return reply(Status::NotModified, None, keep_alive);
+        }
+        let (status, offset, len) = match evaluate_range(req.range, req.if_range, file.len, &v) {
+            RangeOutcome::Full => (Status::Ok, 0, file.len),
+            RangeOutcome::Partial { start, end } => {
+                (Status::PartialContent, start, end - start + 1)
+            }
+            RangeOutcome::Unsatisfiable => {
+                let mut h = Head::start(out, Status::RangeNotSatisfiable, self.date.get());
+                h.unsatisfied_range(file.len).content_length(0);
+                h.finish(keep_alive);
+                return reply(Status::RangeNotSatisfiable, None, keep_alive);
+            }
+        };
+        let mut h = Head::start(out, status, self.date.get());
+        h.header("Content-Type", content_type(path.file_name()).as_bytes())
+            .content_length(len)
+            .header("Last-Modified", file.last_modified.as_bytes())
+            .header("ETag", file.etag.as_bytes())
+            .header("Accept-Ranges", b"bytes");
+        if status == Status::PartialContent {
+            h.content_range(offset, offset + len - 1, file.len);
+        }
+        h.finish(keep_alive);
+        let body = (!head_only && len > 0).then_some(Body { file, offset, len });
+        reply(status, body, keep_alive)
+    }
+
+    /// Answers a request that could not be parsed; the connection closes.
+    pub fn refuse(&mut self, err: ParseError, out: &mut Vec<u8>) -> Reply {
+        let status = match err {
+            ParseError::Malformed | ParseError::BodyNotAllowed => Status::BadRequest,
+            ParseError::UriTooLong => Status::UriTooLong,
+            ParseError::HeadersTooLarge => Status::HeadersTooLarge,
+            ParseError::MethodNotAllowed => Status::MethodNotAllowed,
+        };
+        self.date.refresh();
+        self.error(status, false, false, out)
+    }
+
+    fn check_token(
+        &self,
+        path: &ContentPath,
+        query: &[u8],
+        peer: IpAddr,
+        now: SystemTime,
+    ) -> Result<(), TokenError> {
+        let mut buf = [0u8; 256];
+        let token = query_param(query, TOKEN_PARAM, &mut buf).ok_or(TokenError::Missing)?;
+        let unix = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.keyring
+            .verify(path.url_path(), token, peer, unix)
+            .map(|_| ())
+    }
+
+    /// A short text response for an error status.
+    fn error(
+        &mut self,
+        status: Status,
+        keep_alive: bool,
+        head_only: bool,
+        out: &mut Vec<u8>,
+    ) -> Reply {
+        let text: &[u8] = match status {
+            Status::BadRequest => b"bad request\n",
+            Status::Forbidden => b"forbidden\n",
+            Status::NotFound => b"not found\n",
+            Status::MethodNotAllowed => b"only GET and HEAD\n",
+            Status::UriTooLong => b"request line too long\n",
+            Status::HeadersTooLarge => b"request headers too large\n",
+            _ => b"server error\n",
+        };
+        let mut h = Head::start(out, status, self.date.get());
+        h.header("Content-Type", b"text/plain")
+            .content_length(text.len() as u64);
+        if status == Status::MethodNotAllowed {
+            h.header("Allow", b"GET, HEAD");
+        }
+        h.finish(keep_alive);
+        if !head_only {
+            out.extend_from_slice(text);
+        }
+        reply(status, None, keep_alive)
+    }
+}
+
+fn reply(status: Status, body: Option<Body>, keep_alive: bool) -> Reply {
+    Reply {
+        status,
+        body,
+        keep_alive,
+    }
+}
+
+/// The `Date` header, formatted once a second.
+#[derive(Default)]
+struct DateCache {
+    secs: u64,
+    text: String,
+}
+
+impl DateCache {
+    fn refresh(&mut self) -> SystemTime {
+        let now = SystemTime::now();
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if secs != self.secs || self.text.is_empty() {
+            self.secs = secs;
+            self.text = httpdate::fmt_http_date(now);
+        }
+        now
+    }
+
+    fn get(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
+}

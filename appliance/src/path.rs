@@ -1,0 +1,214 @@
+//! URL paths of the content store: `/c/{title}/{rendition}/{file}` (and
+//! `/c/{title}/{file}` for title-level files such as the multivariant
+//! playlist).
+//!
+//! Every segment is percent-decoded and then must be a plain name:
+//! `A-Z a-z 0-9 . _ -`, not starting with a dot. That one rule shuts out
+//! `..`, encoded slashes and dots, NUL, absolute paths and hidden files
+//! (the fill writes its temporary files with a leading dot).
+
+/// Longest decoded path accepted.
+pub const MAX_PATH: usize = 512;
+const PREFIX: &[u8] = b"/c/";
+
+/// A validated content path, held inline (no allocation).
+pub struct ContentPath {
+    buf: [u8; MAX_PATH],
+    len: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("not under /c/")]
+    NotContent,
+    #[error("wrong number of path segments")]
+    Shape,
+    #[error("path segment is not a plain name")]
+    BadSegment,
+    #[error("bad percent-encoding")]
+    BadEscape,
+    #[error("path too long")]
+    TooLong,
+}
+
+impl ContentPath {
+    /// Parses a raw (still percent-encoded) request path.
+    pub fn parse(raw: &[u8]) -> Result<Self, PathError> {
+        let rest = raw.strip_prefix(PREFIX).ok_or(PathError::NotContent)?;
+        let mut out = ContentPath {
+            buf: [0; MAX_PATH],
+            len: 0,
+        };
+        out.push(PREFIX)?;
+        let mut segments = 0;
+        for seg in rest.split(|&b| b == b'/') {
+            if segments > 0 {
+                out.push(b"/")?;
+            }
+            let start = out.len;
+            percent_decode(seg, &mut out)?;
+            if !plain_name(&out.buf[start..out.len]) {
+                return Err(PathError::BadSegment);
+            }
+            segments += 1;
+        }
+        if !(2..=3).contains(&segments) {
+            return Err(PathError::Shape);
+        }
+        Ok(out)
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Result<(), PathError> {
+        let end = self.len + bytes.len();
+        if end > MAX_PATH {
+            return Err(PathError::TooLong);
+        }
+        self.buf[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+
+    /// The decoded URL path, `/c/…`: what tokens sign.
+    pub fn url_path(&self) -> &str {
+        // Only ASCII from `plain_name` and the prefix was ever pushed.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+
+    /// The path relative to a disk's root, `{title}/…`.
+    pub fn relative(&self) -> &str {
+        &self.url_path()[PREFIX.len()..]
+    }
+
+    /// The file name (last segment).
+    pub fn file_name(&self) -> &str {
+        let p = self.url_path();
+        p.rsplit('/').next().unwrap_or(p)
+    }
+
+    /// The title (first segment).
+    pub fn title(&self) -> &str {
+        let rel = self.relative();
+        rel.split('/').next().unwrap_or(rel)
+    }
+}
+
+fn plain_name(seg: &[u8]) -> bool {
+    !seg.is_empty()
+        && seg[0] != b'.'
+        && seg
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+fn percent_decode(seg: &[u8], out: &mut ContentPath) -> Result<(), PathError> {
+    let mut i = 0;
+    while i < seg.len() {
+        let b = if seg[i] == b'%' {
+            let hex = seg.get(i + 1..i + 3).ok_or(PathError::BadEscape)?;
+            let v = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or(PathError::BadEscape)?;
+            i += 3;
+            v
+        } else {
+            i += 1;
+            seg[i - 1]
+        };
+        out.push(&[b])?;
+    }
+    Ok(())
+}
+
+/// The value of query parameter `name`, percent-decoded into `out`.
+/// Returns `None` when absent, undecodable or longer than `out`.
+pub fn query_param<'o>(query: &[u8], name: &str, out: &'o mut [u8]) -> Option<&'o str> {
+    let raw = query.split(|&b| b == b'&').find_map(|pair| {
+        let (k, v) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
+        (k == name.as_bytes()).then(|| &v[1..])
+    })?;
+    let mut n = 0;
+    let mut i = 0;
+    while i < raw.len() {
+        let b = match raw[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(raw.get(i + 1..i + 3)?).ok()?;
+                i += 2;
+                u8::from_str_radix(hex, 16).ok()?
+            }
+            b'+' => b' ',
+            b => b,
+        };
+        *out.get_mut(n)? = b;
+        n += 1;
+        i += 1;
+    }
+    std::str::from_utf8(&out[..n]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_content_paths() {
+        let p = ContentPath::parse(b"/c/big_buck-1/720p/seg-00001.m4s").unwrap();
+        assert_eq!(p.url_path(), "/c/big_buck-1/720p/seg-00001.m4s");
+        assert_eq!(p.relative(), "big_buck-1/720p/seg-00001.m4s");
+        assert_eq!(p.file_name(), "seg-00001.m4s");
+        assert_eq!(p.title(), "big_buck-1");
+        let p = ContentPath::parse(b"/c/title/master.m3u8").unwrap();
+        assert_eq!(p.relative(), "title/master.m3u8");
+        let p = ContentPath::parse(b"/c/t/r/%73eg.m4s").unwrap();
+        assert_eq!(p.file_name(), "seg.m4s");
+    }
+
+    #[test]
+    fn refuses_tricks() {
+        let cases: &[(&[u8], PathError)] = &[
+            (b"/etc/passwd", PathError::NotContent),
+            (b"//c/t/r/f", PathError::NotContent),
+            (b"/c/t", PathError::Shape),
+            (b"/c/t/r/f/x", PathError::Shape),
+            (b"/c/../../etc/passwd", PathError::BadSegment),
+            (b"/c/t/../f", PathError::BadSegment),
+            (b"/c/t/%2e%2e/f", PathError::BadSegment),
+            (b"/c/t/%2E%2E%2Fetc/passwd", PathError::BadSegment),
+            (b"/c/t/r%2f..%2f..%2fx", PathError::BadSegment),
+            (b"/c/t/r/f%00.m4s", PathError::BadSegment),
+            (b"/c/t/r/.tmp-f", PathError::BadSegment),
+            (b"/c/t//f", PathError::BadSegment),
+            (b"/c/t/r/", PathError::BadSegment),
+            (b"/c/t/r/f%", PathError::BadEscape),
+            (b"/c/t/r/f%zz", PathError::BadEscape),
+            (b"/c/t/r/f\\..\\x", PathError::BadSegment),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(
+                ContentPath::parse(raw).err(),
+                Some(*want),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let long = format!("/c/t/r/{}", "a".repeat(600));
+        assert_eq!(
+            ContentPath::parse(long.as_bytes()).err(),
+            Some(PathError::TooLong)
+        );
+    }
+
+    #[test]
+    fn finds_query_params() {
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            query_param(b"a=1&token=k1-5-1.2.3.0%2F24-ab", "token", &mut buf),
+            Some("k1-5-1.2.3.0/24-ab")
+        );
+        assert_eq!(query_param(b"tokenx=1", "token", &mut buf), None);
+        assert_eq!(query_param(b"token=%zz", "token", &mut buf), None);
+        let mut tiny = [0u8; 2];
+        assert_eq!(query_param(b"token=abc", "token", &mut tiny), None);
+        assert_eq!(query_param(b"", "token", &mut buf), None);
+    }
+}

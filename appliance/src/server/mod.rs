@@ -1,0 +1,173 @@
+//! The serving engine: worker threads (one io_uring each) behind
+//! SO_REUSEPORT listeners, plus the admin listener. `Server::start` binds
+//! everything before returning, so callers know the real addresses.
+
+mod bufring;
+mod conn;
+mod listener;
+pub mod tls;
+mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use nearcast_common::Keyring;
+
+use crate::admin;
+use crate::config::{Config, ConfigError};
+use crate::metrics::WorkerMetrics;
+use crate::store::Disks;
+
+/// What every worker reads and nobody writes (but the shutdown flag).
+pub struct Shared {
+    pub config: Config,
+    pub keyring: Arc<Keyring>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub disks: Disks,
+    pub shutdown: AtomicBool,
+    /// Open client connections, all workers together (for the cap).
+    pub open: AtomicUsize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("io_uring setup failed (kernel too old or io_uring disabled?): {0}")]
+    Ring(io::Error),
+    #[error("cannot start thread: {0}")]
+    Thread(io::Error),
+}
+
+pub struct Server {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<io::Result<()>>>,
+    pub http_addr: SocketAddr,
+    pub https_addr: Option<SocketAddr>,
+    pub admin_addr: SocketAddr,
+}
+
+impl Server {
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        config.validate()?;
+        let keyring = Arc::new(config.keyring()?);
+        if !config.auth.required {
+            tracing::warn!("auth.required is off: content is served without tokens");
+        }
+        let tls = match &config.tls {
+            Some(t) => {
+                if tls::kernel_tls_available() {
+                    tracing::info!("kernel offers the tls ULP; bodies are still encrypted in userspace (kTLS offload not enabled)");
+                } else {
+                    tracing::info!(
+                        "no kernel TLS (tls ULP missing): HTTPS bodies are encrypted in userspace"
+                    );
+                }
+                Some(tls::server_config(&t.cert, &t.key)?)
+            }
+            None => None,
+        };
+        let threads = config.threads();
+        let bind = |addr: SocketAddr| {
+            listener::bind_reuseport(addr, threads)
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let (http, http_addr) = bind(config.listen)?;
+        let (mut https, https_addr) = match &config.tls {
+            Some(t) => {
+                let (fds, addr) = bind(t.listen)?;
+                (fds.into_iter().map(Some).collect(), Some(addr))
+            }
+            None => (Vec::new(), None),
+        };
+        let admin_listener =
+            std::net::TcpListener::bind(config.admin_listen).map_err(|source| {
+                StartError::Bind {
+                    addr: config.admin_listen,
+                    source,
+                }
+            })?;
+        let admin_addr = admin_listener.local_addr().map_err(StartError::Thread)?;
+        let shared = Arc::new(Shared {
+            disks: Disks::new(config.disks.clone()),
+            config,
+            keyring,
+            tls,
+            shutdown: AtomicBool::new(false),
+            open: AtomicUsize::new(0),
+        });
+        let metrics: Vec<Arc<WorkerMetrics>> = (0..threads)
+            .map(|_| WorkerMetrics::new(shared.disks.roots().len()))
+            .collect();
+        let mut workers = Vec::with_capacity(threads);
+        for (i, plain) in http.into_iter().enumerate() {
+            let mut socks = vec![(plain, false)];
+            if let Some(Some(s)) = https.get_mut(i).map(Option::take) {
+                socks.push((s, true));
+            }
+            // The worker owns thread-local state (Rc, raw ring memory): it is
+            // built on its own thread, which reports whether set-up worked.
+            let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+            let (sh, m) = (shared.clone(), metrics[i].clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("nearcast-w{i}"))
+                .spawn(move || match worker::Worker::new(sh, socks, m) {
+                    Ok(w) => {
+                        let _ = ready_tx.send(Ok(()));
+                        w.run()
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                        Err(e)
+                    }
+                })
+                .map_err(StartError::Thread)?;
+            match ready_rx.recv() {
+                Ok(Ok(())) => workers.push(handle),
+                Ok(Err(e)) => {
+                    shared.shutdown.store(true, Ordering::Release);
+                    return Err(StartError::Ring(e));
+                }
+                Err(_) => {
+                    shared.shutdown.store(true, Ordering::Release);
+                    return Err(StartError::Ring(io::Error::other(
+                        "worker died during set-up",
+                    )));
+                }
+            }
+        }
+        admin::spawn(admin_listener, shared.clone(), metrics).map_err(StartError::Thread)?;
+        Ok(Server {
+            shared,
+            workers,
+            http_addr,
+            https_addr,
+            admin_addr,
+        })
+    }
+
+    /// Begins a graceful drain: stop accepting, finish what is in flight.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+    }
+
+    /// Waits for every worker to finish its drain.
+    pub fn join(self) -> io::Result<()> {
+        let mut result = Ok(());
+        for w in self.workers {
+            match w.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(io::Error::other("worker panicked")),
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,267 @@
+//! The content store: one directory per disk, each holding
+//! `{title}/{rendition}/{file}`, and a per-worker cache of open files.
+//!
+//! Serving from an open descriptor is what makes atomic replacement safe:
+//! a request that opened the old inode gets the whole old file even if the
+//! fill renames a new one into place meanwhile. Cached entries are re-checked
+//! against the path (one `stat`) after `valid_for`, like nginx's
+//! `open_file_cache_valid`, so a replaced or evicted file stops being served
+//! within that time.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io;
+use std::num::NonZeroUsize;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use lru::LruCache;
+
+/// An open file ready to serve, with its validators computed once.
+pub struct OpenFile {
+    pub file: File,
+    pub len: u64,
+    pub modified: SystemTime,
+    /// Strong ETag with quotes: `"{ino}-{size}-{mtime ns}"` in hex.
+    pub etag: Box<str>,
+    pub last_modified: Box<str>,
+    /// Index of the disk the file is on.
+    pub disk: usize,
+    identity: Identity,
+    checked: Cell<Instant>,
+}
+
+/// What tells one version of a path from another.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl Identity {
+    fn of(m: &std::fs::Metadata) -> Self {
+        Identity {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("disk {disk}: {source}")]
+    Io { disk: usize, source: io::Error },
+}
+
+/// The disks' roots, shared by all workers.
+#[derive(Debug, Clone)]
+pub struct Disks {
+    roots: Vec<PathBuf>,
+}
+
+impl Disks {
+    pub fn new(roots: Vec<PathBuf>) -> Self {
+        Disks { roots }
+    }
+
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+}
+
+/// One worker's open-file cache.
+pub struct FileCache {
+    disks: Disks,
+    files: LruCache<Box<str>, Rc<OpenFile>>,
+    valid_for: Duration,
+    scratch: PathBuf,
+}
+
+impl FileCache {
+    pub fn new(disks: Disks, entries: usize, valid_for: Duration) -> Self {
+        let cap = NonZeroUsize::new(entries.max(1)).unwrap_or(NonZeroUsize::MIN);
+        FileCache {
+            disks,
+            files: LruCache::new(cap),
+            valid_for,
+            scratch: PathBuf::with_capacity(256),
+        }
+    }
+
+    /// The file at `rel` (relative to a disk root), from the cache when it
+    /// is still the file at that path.
+    pub fn open(&mut self, rel: &str, now: Instant) -> Result<Rc<OpenFile>, StoreError> {
+        if let Some(f) = self.files.get(rel) {
+            if now.duration_since(f.checked.get()) < self.valid_for {
+                return Ok(f.clone());
+            }
+            let f = f.clone();
+            self.set_scratch(f.disk, rel);
+            let still = std::fs::symlink_metadata(&self.scratch)
+                .is_ok_and(|m| Identity::of(&m) == f.identity);
+            if still {
+                f.checked.set(now);
+                return Ok(f);
+            }
+            self.files.pop(rel);
+        }
+        let f = Rc::new(self.open_uncached(rel, now)?);
+        self.files.put(rel.into(), f.clone());
+        Ok(f)
+    }
+
+    /// Drops every cached file of `disk` (a failed or removed disk).
+    pub fn forget_disk(&mut self, disk: usize) {
+        let gone: Vec<Box<str>> = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.disk == disk)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            self.files.pop(&k);
+        }
+    }
+
+    fn set_scratch(&mut self, disk: usize, rel: &str) {
+        self.scratch.clear();
+        self.scratch.push(&self.disks.roots[disk]);
+        self.scratch.push(rel);
+    }
+
+    fn open_uncached(&mut self, rel: &str, now: Instant) -> Result<OpenFile, StoreError> {
+        let mut first_err = None;
+        for disk in 0..self.disks.roots.len() {
+            self.set_scratch(disk, rel);
+            let opened = File::options()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&self.scratch)
+                .and_then(|file| file.metadata().map(|m| (file, m)));
+            match opened {
+                Ok((file, meta)) if meta.is_file() => return Ok(describe(file, &meta, disk, now)),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                    ) => {}
+                Err(source) => {
+                    tracing::warn!(disk, path = %self.scratch.display(), error = %source, "open failed");
+                    first_err.get_or_insert(StoreError::Io { disk, source });
+                }
+            }
+        }
+        Err(first_err.unwrap_or(StoreError::NotFound))
+    }
+}
+
+fn describe(file: File, meta: &std::fs::Metadata, disk: usize, now: Instant) -> OpenFile {
+    let identity = Identity::of(meta);
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    OpenFile {
+        file,
+        len: meta.len(),
+        modified,
+        etag: format!(
+            "\"{:x}-{:x}-{:x}\"",
+            identity.ino, identity.len, identity.mtime_ns
+        )
+        .into(),
+        last_modified: httpdate::fmt_http_date(modified).into(),
+        disk,
+        identity,
+        checked: Cell::new(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("nearcast-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn read_all(f: &OpenFile) -> String {
+        let mut s = String::new();
+        (&f.file).read_to_string(&mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn finds_files_across_disks_and_revalidates() {
+        let (a, b) = (tempdir("a"), tempdir("b"));
+        std::fs::create_dir_all(b.join("t/r")).unwrap();
+        std::fs::write(b.join("t/r/f.m4s"), "v1").unwrap();
+        let mut cache = FileCache::new(
+            Disks::new(vec![a.clone(), b.clone()]),
+            8,
+            Duration::from_millis(100),
+        );
+        let t0 = Instant::now();
+        let f = cache.open("t/r/f.m4s", t0).unwrap();
+        assert_eq!((f.disk, f.len, read_all(&f).as_str()), (1, 2, "v1"));
+        assert!(matches!(
+            cache.open("t/r/nope", t0),
+            Err(StoreError::NotFound)
+        ));
+        assert!(
+            matches!(cache.open("t/r", t0), Err(StoreError::NotFound)),
+            "directories are not files"
+        );
+
+        // Atomic replacement: old handle keeps old bytes; after valid_for the new file is served.
+        std::fs::write(b.join("t/r/.tmp"), "version-2").unwrap();
+        std::fs::rename(b.join("t/r/.tmp"), b.join("t/r/f.m4s")).unwrap();
+        let cached = cache
+            .open("t/r/f.m4s", t0 + Duration::from_millis(50))
+            .unwrap();
+        assert_eq!(cached.len, 2, "within valid_for the cached file is served");
+        let fresh = cache
+            .open("t/r/f.m4s", t0 + Duration::from_millis(150))
+            .unwrap();
+        assert_eq!(read_all(&fresh), "version-2");
+        assert_ne!(fresh.etag, f.etag);
+
+        // Eviction: gone after valid_for.
+        std::fs::remove_file(b.join("t/r/f.m4s")).unwrap();
+        assert!(matches!(
+            cache.open("t/r/f.m4s", t0 + Duration::from_millis(300)),
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn refuses_symlinks_and_forgets_disks() {
+        let a = tempdir("links");
+        std::fs::create_dir_all(a.join("t/r")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", a.join("t/r/link")).unwrap();
+        std::fs::write(a.join("t/r/ok"), "x").unwrap();
+        let mut cache = FileCache::new(Disks::new(vec![a.clone()]), 8, Duration::from_secs(60));
+        let now = Instant::now();
+        assert!(matches!(
+            cache.open("t/r/link", now),
+            Err(StoreError::NotFound)
+        ));
+        assert!(cache.open("t/r/ok", now).is_ok());
+        cache.forget_disk(0);
+        std::fs::remove_file(a.join("t/r/ok")).unwrap();
+        assert!(matches!(
+            cache.open("t/r/ok", now),
+            Err(StoreError::NotFound)
+        ));
+    }
+}

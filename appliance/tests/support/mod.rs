@@ -1,0 +1,242 @@
+//! Test harness: starts the real `nearcast-appliance` binary on loopback
+//! with a fresh content store, and speaks HTTP/1.1 to it over plain sockets.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use nearcast_common::{Grant, SigningKey};
+
+pub const KEY_ID: &str = "k1";
+pub const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+pub fn key() -> SigningKey {
+    SigningKey::from_hex(KEY_ID, KEY_HEX).unwrap()
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `path?token=…` valid for a minute for any client.
+pub fn signed(path: &str) -> String {
+    let t = key().sign(
+        path,
+        &Grant {
+            expires: unix_now() + 60,
+            client_prefix: None,
+        },
+    );
+    format!("{path}?token={t}")
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nearcast-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes `len` pseudo-random bytes (seeded by `seed`) to `path`.
+pub fn write_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .to_vec()
+}
+
+pub struct Appliance {
+    child: Child,
+    pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl Appliance {
+    /// Starts the binary with `disks` and extra TOML appended to a base
+    /// config (auth on with the test key, short timeouts).
+    pub fn start(dir: &Path, disks: &[PathBuf], extra_toml: &str) -> Appliance {
+        let disks: Vec<String> = disks
+            .iter()
+            .map(|d| format!("{:?}", d.display().to_string()))
+            .collect();
+        let cfg = format!(
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nthreads = 2\ndisks = [{}]\n{extra_toml}\n\
+             [[auth.keys]]\nid = \"{KEY_ID}\"\nsecret_hex = \"{KEY_HEX}\"\n",
+            disks.join(", ")
+        );
+        let cfg_path = dir.join("appliance.toml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        Self::spawn(dir, &["--config", cfg_path.to_str().unwrap()])
+    }
+
+    pub fn spawn(dir: &Path, args: &[&str]) -> Appliance {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nearcast-appliance"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nearcast-appliance");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("nearcast-appliance ready"),
+            "unexpected start line: {line:?}"
+        );
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .map(|a| a.parse().unwrap())
+        };
+        Appliance {
+            http: field("http").unwrap(),
+            https: field("https"),
+            admin: field("admin").unwrap(),
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    }
+
+    pub fn get(&self, target: &str) -> Response {
+        self.request(&format!(
+            "GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        ))
+    }
+
+    /// Sends raw bytes on a fresh connection and reads one response.
+    pub fn request(&self, raw: &str) -> Response {
+        let mut s = self.connect();
+        s.write_all(raw.as_bytes()).unwrap();
+        read_response(&mut BufReader::new(s), raw.starts_with("HEAD")).expect("a response")
+    }
+
+    pub fn metrics(&self) -> String {
+        let mut s = TcpStream::connect(self.admin).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// The value of the first metric line that starts with `series`.
+    pub fn metric(&self, series: &str) -> f64 {
+        let m = self.metrics();
+        m.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{m}"))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response; `None` on a clean EOF before any byte.
+pub fn read_response(r: &mut impl BufRead, head_request: bool) -> Option<Response> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let mut resp = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let len: usize = resp
+        .header("content-length")
+        .map_or(0, |v| v.parse().unwrap());
+    if !head_request && status != 304 {
+        resp.body = vec![0; len];
+        r.read_exact(&mut resp.body).ok()?;
+    }
+    Some(resp)
+}
+
+/// Lifts this test process's descriptor limit (many client sockets).
+pub fn raise_fd_limit() {
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}

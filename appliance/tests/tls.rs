@@ -1,0 +1,108 @@
+//! HTTPS with a certificate made by openssl for the test, checked with a
+//! rustls client and with curl.
+
+mod support;
+
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use support::*;
+
+/// A test CA (`ca.pem`) and a leaf for localhost signed by it
+/// (`cert.pem`, `key.pem`).
+fn make_cert(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl is installed");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"];
+    openssl(&[&["req", "-x509"], &ec[..], &["-subj", "/CN=nearcast test CA", "-keyout", "ca.key", "-out", "ca.pem"]].concat());
+    openssl(
+        &[
+            &["req", "-x509", "-CA", "ca.pem", "-CAkey", "ca.key"],
+            &ec[..],
+            &["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            &["-addext", "basicConstraints=critical,CA:FALSE", "-keyout", "key.pem", "-out", "cert.pem"],
+        ]
+        .concat(),
+    );
+}
+
+fn client_config(dir: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+#[test]
+fn https_serves_ranges_keepalive_and_checks_tokens() {
+    let dir = temp_dir("tls");
+    make_cert(&dir);
+    let disk = dir.join("disk");
+    let seg = write_file(&disk.join("t/r/seg.m4s"), 2 * 1024 * 1024 + 17, 5);
+    let extra = format!(
+        "[tls]\nlisten = \"127.0.0.1:0\"\ncert = {:?}\nkey = {:?}\n",
+        dir.join("cert.pem").display().to_string(),
+        dir.join("key.pem").display().to_string()
+    );
+    let app = Appliance::start(&dir, &[disk], &extra);
+    let addr = app.https.expect("https listener");
+    let url = signed("/c/t/r/seg.m4s");
+
+    let conn = rustls::ClientConnection::new(client_config(&dir), "localhost".try_into().unwrap()).unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let reqs = format!(
+        "GET {url} HTTP/1.1\r\nHost: t\r\n\r\nGET {url} HTTP/1.1\r\nHost: t\r\nRange: bytes=100-199\r\n\r\nGET /c/t/r/seg.m4s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(reqs.as_bytes()).unwrap();
+    let mut r = BufReader::new(tls);
+    let full = read_response(&mut r, false).unwrap();
+    assert_eq!(full.status, 200);
+    assert_eq!(sha256(&full.body), sha256(&seg));
+    let part = read_response(&mut r, false).unwrap();
+    assert_eq!((part.status, part.body.as_slice()), (206, &seg[100..200]));
+    let denied = read_response(&mut r, false).unwrap();
+    assert_eq!(denied.status, 403);
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+
+    // A real external client.
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--cacert"])
+        .arg(dir.join("ca.pem"))
+        .arg(format!("https://localhost:{}{url}", addr.port()))
+        .args(["--resolve", &format!("localhost:{}:127.0.0.1", addr.port())])
+        .output()
+        .expect("curl is installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sha256(&out.stdout), sha256(&seg));
+
+    // Garbage on the TLS port is a TLS error; the server carries on.
+    let mut junk = TcpStream::connect(addr).unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let _ = junk.read_to_end(&mut buf);
+    assert!(!buf.starts_with(b"HTTP/"), "no plaintext answer on the TLS port");
+    assert!(app.metric("nearcast_tls_errors_total") >= 1.0);
+    assert_eq!(app.get(&url).body.len(), seg.len());
+}
