@@ -11,11 +11,7 @@ use crate::http::{parse_request, Parsed};
 use crate::metrics::{render, WorkerMetrics};
 use crate::server::Shared;
 
-pub fn spawn(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    metrics: Vec<Arc<WorkerMetrics>>,
-) -> std::io::Result<()> {
+pub fn spawn(listener: TcpListener, shared: Arc<Shared>, metrics: Vec<Arc<WorkerMetrics>>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("nearcast-admin".into())
         .spawn(move || {
@@ -28,11 +24,7 @@ pub fn spawn(
     Ok(())
 }
 
-fn serve(
-    mut stream: TcpStream,
-    shared: &Shared,
-    metrics: &[Arc<WorkerMetrics>],
-) -> std::io::Result<()> {
+fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>]) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = vec![0u8; 8192];
@@ -46,14 +38,7 @@ fn serve(
         match parse_request(&buf[..filled], buf.len()) {
             Ok(Parsed::Complete(req, _)) => break req.path.to_vec(),
             Ok(Parsed::Partial) => continue,
-            Err(_) => {
-                return respond(
-                    &mut stream,
-                    "400 Bad Request",
-                    "text/plain",
-                    "bad request\n",
-                )
-            }
+            Err(_) => return respond(&mut stream, "400 Bad Request", "text/plain", "bad request\n"),
         }
     };
     match path.as_slice() {
@@ -61,12 +46,9 @@ fn serve(
             let body = render(metrics, shared.disks.roots());
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body)
         }
-        b"/healthz" if shared.shutdown.load(Ordering::Acquire) => respond(
-            &mut stream,
-            "503 Service Unavailable",
-            "text/plain",
-            "draining\n",
-        ),
+        b"/healthz" if shared.shutdown.load(Ordering::Acquire) => {
+            respond(&mut stream, "503 Service Unavailable", "text/plain", "draining\n")
+        }
         b"/healthz" => respond(&mut stream, "200 OK", "text/plain", "ok\n"),
         _ => respond(&mut stream, "404 Not Found", "text/plain", "not found\n"),
     }

@@ -51,21 +51,13 @@ impl Handler {
     }
 
     /// Answers a well-formed request; writes the head into `out`.
-    pub fn respond(
-        &mut self,
-        req: &Request,
-        peer: IpAddr,
-        now: Instant,
-        out: &mut Vec<u8>,
-    ) -> Reply {
+    pub fn respond(&mut self, req: &Request, peer: IpAddr, now: Instant, out: &mut Vec<u8>) -> Reply {
         let head_only = req.method() == Method::Head;
         let keep_alive = req.keep_alive;
         let wall = self.date.refresh();
         let path = match ContentPath::parse(req.path) {
             Ok(p) => p,
-            Err(crate::path::PathError::NotContent) => {
-                return self.error(Status::NotFound, keep_alive, head_only, out)
-            }
+            Err(crate::path::PathError::NotContent) => return self.error(Status::NotFound, keep_alive, head_only, out),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "refused path");
                 return self.error(Status::BadRequest, keep_alive, head_only, out);
@@ -79,9 +71,7 @@ impl Handler {
         }
         let file = match self.files.open(path.relative(), now) {
             Ok(f) => f,
-            Err(StoreError::NotFound) => {
-                return self.error(Status::NotFound, keep_alive, head_only, out)
-            }
+            Err(StoreError::NotFound) => return self.error(Status::NotFound, keep_alive, head_only, out),
             Err(e) => {
                 tracing::warn!(path = path.url_path(), error = %e, "store error");
                 return self.error(Status::InternalError, keep_alive, head_only, out);
@@ -100,9 +90,7 @@ impl Handler {
         }
         let (status, offset, len) = match evaluate_range(req.range, req.if_range, file.len, &v) {
             RangeOutcome::Full => (Status::Ok, 0, file.len),
-            RangeOutcome::Partial { start, end } => {
-                (Status::PartialContent, start, end - start + 1)
-            }
+            RangeOutcome::Partial { start, end } => (Status::PartialContent, start, end - start + 1),
             RangeOutcome::Unsatisfiable => {
                 let mut h = Head::start(out, Status::RangeNotSatisfiable, self.date.get());
                 h.unsatisfied_range(file.len).content_length(0);
@@ -136,31 +124,15 @@ impl Handler {
         self.error(status, false, false, out)
     }
 
-    fn check_token(
-        &self,
-        path: &ContentPath,
-        query: &[u8],
-        peer: IpAddr,
-        now: SystemTime,
-    ) -> Result<(), TokenError> {
+    fn check_token(&self, path: &ContentPath, query: &[u8], peer: IpAddr, now: SystemTime) -> Result<(), TokenError> {
         let mut buf = [0u8; 256];
         let token = query_param(query, TOKEN_PARAM, &mut buf).ok_or(TokenError::Missing)?;
-        let unix = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.keyring
-            .verify(path.url_path(), token, peer, unix)
-            .map(|_| ())
+        let unix = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.keyring.verify(path.url_path(), token, peer, unix).map(|_| ())
     }
 
     /// A short text response for an error status.
-    fn error(
-        &mut self,
-        status: Status,
-        keep_alive: bool,
-        head_only: bool,
-        out: &mut Vec<u8>,
-    ) -> Reply {
+    fn error(&mut self, status: Status, keep_alive: bool, head_only: bool, out: &mut Vec<u8>) -> Reply {
         let text: &[u8] = match status {
             Status::BadRequest => b"bad request\n",
             Status::Forbidden => b"forbidden\n",
@@ -202,9 +174,7 @@ struct DateCache {
 impl DateCache {
     fn refresh(&mut self) -> SystemTime {
         let now = SystemTime::now();
-        let secs = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if secs != self.secs || self.text.is_empty() {
             self.secs = secs;
             self.text = httpdate::fmt_http_date(now);

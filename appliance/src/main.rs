@@ -48,9 +48,7 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -59,10 +57,7 @@ fn main() -> anyhow::Result<()> {
     // Signals are taken by this thread alone: block them before workers start.
     let signals = block_signals()?;
     let server = Server::start(config).context("cannot start the appliance")?;
-    let https = server
-        .https_addr
-        .map(|a| format!(" https={a}"))
-        .unwrap_or_default();
+    let https = server.https_addr.map(|a| format!(" https={a}")).unwrap_or_default();
     println!(
         "nearcast-appliance ready http={}{https} admin={}",
         server.http_addr, server.admin_addr

@@ -47,8 +47,7 @@ impl WorkerMetrics {
             .position(|&b| secs <= b)
             .unwrap_or(LATENCY_BUCKETS.len());
         self.latency[bucket].fetch_add(1, Relaxed);
-        self.latency_sum_us
-            .fetch_add(took.as_micros() as u64, Relaxed);
+        self.latency_sum_us.fetch_add(took.as_micros() as u64, Relaxed);
     }
 
     /// Bytes written to sockets (heads and bodies, after TLS framing).
@@ -86,7 +85,9 @@ impl WorkerMetrics {
 pub fn render(workers: &[Arc<WorkerMetrics>], disks: &[std::path::PathBuf]) -> String {
     let sum = |f: &dyn Fn(&WorkerMetrics) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
     let mut out = String::with_capacity(4096);
-    out.push_str("# HELP nearcast_requests_total Responses sent, by status code.\n# TYPE nearcast_requests_total counter\n");
+    out.push_str(
+        "# HELP nearcast_requests_total Responses sent, by status code.\n# TYPE nearcast_requests_total counter\n",
+    );
     for s in Status::ALL {
         let n = sum(&|w| w.requests[s.index()].load(Relaxed));
         let _ = writeln!(out, "nearcast_requests_total{{code=\"{}\"}} {n}", s.code());
@@ -119,10 +120,7 @@ pub fn render(workers: &[Arc<WorkerMetrics>], disks: &[std::path::PathBuf]) -> S
         ),
     ];
     for (name, help, v) in counters {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-        );
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
     }
     let active: i64 = workers.iter().map(|w| w.active()).sum();
     let _ = writeln!(
@@ -153,6 +151,9 @@ pub fn render(workers: &[Arc<WorkerMetrics>], disks: &[std::path::PathBuf]) -> S
         "nearcast_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
     );
     let secs = sum(&|w| w.latency_sum_us.load(Relaxed)) as f64 / 1e6;
-    let _ = writeln!(out, "nearcast_request_duration_seconds_sum {secs}\nnearcast_request_duration_seconds_count {cumulative}");
+    let _ = writeln!(
+        out,
+        "nearcast_request_duration_seconds_sum {secs}\nnearcast_request_duration_seconds_count {cumulative}"
+    );
     out
 }

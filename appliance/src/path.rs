@@ -192,10 +192,7 @@ mod tests {
             );
         }
         let long = format!("/c/t/r/{}", "a".repeat(600));
-        assert_eq!(
-            ContentPath::parse(long.as_bytes()).err(),
-            Some(PathError::TooLong)
-        );
+        assert_eq!(ContentPath::parse(long.as_bytes()).err(), Some(PathError::TooLong));
     }
 
     #[test]

@@ -105,8 +105,7 @@ impl FileCache {
             }
             let f = f.clone();
             self.set_scratch(f.disk, rel);
-            let still = std::fs::symlink_metadata(&self.scratch)
-                .is_ok_and(|m| Identity::of(&m) == f.identity);
+            let still = std::fs::symlink_metadata(&self.scratch).is_ok_and(|m| Identity::of(&m) == f.identity);
             if still {
                 f.checked.set(now);
                 return Ok(f);
@@ -149,11 +148,7 @@ impl FileCache {
             match opened {
                 Ok((file, meta)) if meta.is_file() => return Ok(describe(file, &meta, disk, now)),
                 Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
-                    ) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => {}
                 Err(source) => {
                     tracing::warn!(disk, path = %self.scratch.display(), error = %source, "open failed");
                     first_err.get_or_insert(StoreError::Io { disk, source });
@@ -171,11 +166,7 @@ fn describe(file: File, meta: &std::fs::Metadata, disk: usize, now: Instant) -> 
         file,
         len: meta.len(),
         modified,
-        etag: format!(
-            "\"{:x}-{:x}-{:x}\"",
-            identity.ino, identity.len, identity.mtime_ns
-        )
-        .into(),
+        etag: format!("\"{:x}-{:x}-{:x}\"", identity.ino, identity.len, identity.mtime_ns).into(),
         last_modified: httpdate::fmt_http_date(modified).into(),
         disk,
         identity,
@@ -206,18 +197,11 @@ mod tests {
         let (a, b) = (tempdir("a"), tempdir("b"));
         std::fs::create_dir_all(b.join("t/r")).unwrap();
         std::fs::write(b.join("t/r/f.m4s"), "v1").unwrap();
-        let mut cache = FileCache::new(
-            Disks::new(vec![a.clone(), b.clone()]),
-            8,
-            Duration::from_millis(100),
-        );
+        let mut cache = FileCache::new(Disks::new(vec![a.clone(), b.clone()]), 8, Duration::from_millis(100));
         let t0 = Instant::now();
         let f = cache.open("t/r/f.m4s", t0).unwrap();
         assert_eq!((f.disk, f.len, read_all(&f).as_str()), (1, 2, "v1"));
-        assert!(matches!(
-            cache.open("t/r/nope", t0),
-            Err(StoreError::NotFound)
-        ));
+        assert!(matches!(cache.open("t/r/nope", t0), Err(StoreError::NotFound)));
         assert!(
             matches!(cache.open("t/r", t0), Err(StoreError::NotFound)),
             "directories are not files"
@@ -226,13 +210,9 @@ mod tests {
         // Atomic replacement: old handle keeps old bytes; after valid_for the new file is served.
         std::fs::write(b.join("t/r/.tmp"), "version-2").unwrap();
         std::fs::rename(b.join("t/r/.tmp"), b.join("t/r/f.m4s")).unwrap();
-        let cached = cache
-            .open("t/r/f.m4s", t0 + Duration::from_millis(50))
-            .unwrap();
+        let cached = cache.open("t/r/f.m4s", t0 + Duration::from_millis(50)).unwrap();
         assert_eq!(cached.len, 2, "within valid_for the cached file is served");
-        let fresh = cache
-            .open("t/r/f.m4s", t0 + Duration::from_millis(150))
-            .unwrap();
+        let fresh = cache.open("t/r/f.m4s", t0 + Duration::from_millis(150)).unwrap();
         assert_eq!(read_all(&fresh), "version-2");
         assert_ne!(fresh.etag, f.etag);
 
@@ -252,16 +232,10 @@ mod tests {
         std::fs::write(a.join("t/r/ok"), "x").unwrap();
         let mut cache = FileCache::new(Disks::new(vec![a.clone()]), 8, Duration::from_secs(60));
         let now = Instant::now();
-        assert!(matches!(
-            cache.open("t/r/link", now),
-            Err(StoreError::NotFound)
-        ));
+        assert!(matches!(cache.open("t/r/link", now), Err(StoreError::NotFound)));
         assert!(cache.open("t/r/ok", now).is_ok());
         cache.forget_disk(0);
         std::fs::remove_file(a.join("t/r/ok")).unwrap();
-        assert!(matches!(
-            cache.open("t/r/ok", now),
-            Err(StoreError::NotFound)
-        ));
+        assert!(matches!(cache.open("t/r/ok", now), Err(StoreError::NotFound)));
     }
 }

@@ -69,9 +69,9 @@ fn ranges() {
     // Empty file: any range is unsatisfiable, a plain GET is an empty 200.
     let empty = signed("/c/t/720p/empty.vtt");
     assert_eq!(f.app.get(&empty).status, 200);
-    let r = f.app.request(&format!(
-        "GET {empty} HTTP/1.1\r\nHost: t\r\nRange: bytes=0-\r\n\r\n"
-    ));
+    let r = f
+        .app
+        .request(&format!("GET {empty} HTTP/1.1\r\nHost: t\r\nRange: bytes=0-\r\n\r\n"));
     assert_eq!(r.status, 416);
 }
 
@@ -79,9 +79,9 @@ fn ranges() {
 fn head_types_and_disks() {
     let f = fixture("head");
     let p = signed("/c/t/720p/seg-1.m4s");
-    let r = f.app.request(&format!(
-        "HEAD {p} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    ));
+    let r = f
+        .app
+        .request(&format!("HEAD {p} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-length"), Some("100000"));
     assert_eq!(r.header("content-type"), Some("video/iso.segment"));
@@ -89,27 +89,15 @@ fn head_types_and_disks() {
     // The files of the second disk are found too.
     let m = f.app.get(&signed("/c/t/master.m3u8"));
     assert_eq!((m.status, m.body.as_slice()), (200, &b"#EXTM3U\n"[..]));
-    assert_eq!(
-        m.header("content-type"),
-        Some("application/vnd.apple.mpegurl")
-    );
+    assert_eq!(m.header("content-type"), Some("application/vnd.apple.mpegurl"));
     let i = f.app.get(&signed("/c/t/720p/init.mp4"));
-    assert_eq!(
-        (i.status, i.header("content-type")),
-        (200, Some("video/mp4"))
-    );
+    assert_eq!((i.status, i.header("content-type")), (200, Some("video/mp4")));
     assert_eq!(f.app.get(&signed("/c/t/720p/missing.m4s")).status, 404);
     assert_eq!(f.app.get("/favicon.ico").status, 404);
     // Per-disk byte counters: HEAD sent no body bytes from disk 0, a GET does.
-    assert_eq!(
-        f.app.metric("nearcast_disk_sent_bytes_total{disk=\"0\""),
-        0.0
-    );
+    assert_eq!(f.app.metric("nearcast_disk_sent_bytes_total{disk=\"0\""), 0.0);
     assert_eq!(f.app.get(&p).body, f.seg);
-    assert_eq!(
-        f.app.metric("nearcast_disk_sent_bytes_total{disk=\"0\""),
-        100_000.0
-    );
+    assert_eq!(f.app.metric("nearcast_disk_sent_bytes_total{disk=\"0\""), 100_000.0);
     assert!(f.app.metric("nearcast_disk_sent_bytes_total{disk=\"1\"") >= 1008.0);
 }
 
@@ -131,10 +119,7 @@ fn conditionals() {
     assert_eq!(r.header("etag"), Some(etag.as_str()));
     assert_eq!(req("If-None-Match: \"other\"").status, 200);
     assert_eq!(req(&format!("If-Modified-Since: {lm}")).status, 304);
-    assert_eq!(
-        req("If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT").status,
-        200
-    );
+    assert_eq!(req("If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT").status, 200);
     // If-Range with the current ETag honours the range; a stale one sends all.
     let r = req(&format!("Range: bytes=0-9\r\nIf-Range: {etag}"));
     assert_eq!((r.status, r.body.len()), (206, 10));
@@ -163,16 +148,12 @@ fn keep_alive_and_pipelining() {
     let c = read_response(&mut r, false).unwrap();
     assert_eq!((c.status, c.body.as_slice()), (206, &b"EXT"[..]));
     // A request split across writes on the same kept-alive connection.
-    s.write_all(format!("GET {m3u8} HTTP/1.1\r\nHo").as_bytes())
-        .unwrap();
+    s.write_all(format!("GET {m3u8} HTTP/1.1\r\nHo").as_bytes()).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(50));
     s.write_all(b"st: t\r\nConnection: close\r\n\r\n").unwrap();
     let d = read_response(&mut r, false).unwrap();
     assert_eq!((d.status, d.header("connection")), (200, Some("close")));
-    assert!(
-        read_response(&mut r, false).is_none(),
-        "closed after Connection: close"
-    );
+    assert!(read_response(&mut r, false).is_none(), "closed after Connection: close");
     // HTTP/1.0 closes by default.
     let e = f.app.request(&format!("GET {m3u8} HTTP/1.0\r\n\r\n"));
     assert_eq!((e.status, e.header("connection")), (200, Some("close")));
@@ -190,8 +171,7 @@ fn metrics_and_health() {
     assert!(f.app.metric("nearcast_request_duration_seconds_count") >= 2.0);
     assert!(f.app.metric("nearcast_sent_bytes_total") > 0.0);
     let mut s = std::net::TcpStream::connect(f.app.admin).unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
-        .unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     let r = read_response(&mut BufReader::new(s), false).unwrap();
     assert_eq!((r.status, r.body.as_slice()), (200, &b"ok\n"[..]));
 }

@@ -19,12 +19,14 @@ fn sigterm_drains_in_flight_responses_then_exits() {
     // A slow reader mid-download, and an idle kept-alive client.
     let mut busy = app.connect();
     busy.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    busy.write_all(format!("GET {url} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+    busy.write_all(format!("GET {url} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
     let mut head = [0u8; 4096];
     let got = busy.read(&mut head).unwrap();
     assert!(head[..got].starts_with(b"HTTP/1.1 200"));
     let mut idle = app.connect();
-    idle.write_all(format!("GET {url} HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0\r\n\r\n").as_bytes()).unwrap();
+    idle.write_all(format!("GET {url} HTTP/1.1\r\nHost: t\r\nRange: bytes=0-0\r\n\r\n").as_bytes())
+        .unwrap();
     let mut idle_r = BufReader::new(idle.try_clone().unwrap());
     assert_eq!(read_response(&mut idle_r, false).unwrap().status, 206);
 
@@ -75,6 +77,16 @@ fn bad_configuration_is_refused_with_a_clear_error() {
     assert!(run(&["--disk", d, "--key", "k1"]).contains("ID:HEXSECRET"));
     std::fs::write(dir.join("bad.toml"), "listne = 1\n").unwrap();
     assert!(run(&["--config", dir.join("bad.toml").to_str().unwrap()]).contains("unknown field"));
-    let tls = run(&["--disk", d, "--no-auth", "--tls-listen", "127.0.0.1:0", "--tls-cert", "/nope.pem", "--tls-key", "/nope.key"]);
+    let tls = run(&[
+        "--disk",
+        d,
+        "--no-auth",
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        "/nope.pem",
+        "--tls-key",
+        "/nope.key",
+    ]);
     assert!(tls.contains("TLS certificate /nope.pem"), "{tls}");
 }

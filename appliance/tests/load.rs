@@ -38,7 +38,8 @@ fn thousand_concurrent_clients_get_exact_bytes() {
                     // Two requests on one kept-alive connection per client.
                     for k in 0..2 {
                         let (target, digest) = &files[(c * 7 + k * 13) % files.len()];
-                        s.write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+                        s.write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+                            .unwrap();
                         let resp = read_response(&mut r, false).expect("response");
                         assert_eq!(resp.status, 200);
                         assert_eq!(&sha256(&resp.body), digest, "client {c} request {k}");
@@ -92,12 +93,17 @@ fn atomic_replacement_under_load() {
                 let mut s = std::net::TcpStream::connect(addr).unwrap();
                 let mut r = BufReader::new(s.try_clone().unwrap());
                 while Instant::now() < deadline {
-                    s.write_all(format!("GET {url} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+                    s.write_all(format!("GET {url} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+                        .unwrap();
                     let resp = read_response(&mut r, false).unwrap();
                     assert_eq!(resp.status, 200);
                     let d = sha256(&resp.body);
                     assert!(d == da || d == db, "a mix of versions ({} bytes)", resp.body.len());
-                    if d == da { seen_a += 1 } else { seen_b += 1 }
+                    if d == da {
+                        seen_a += 1
+                    } else {
+                        seen_b += 1
+                    }
                 }
                 (seen_a, seen_b)
             })
@@ -112,5 +118,8 @@ fn atomic_replacement_under_load() {
     stop.store(true, Ordering::Relaxed);
     let replacements = writer.join().unwrap();
     assert!(replacements > 50, "writer replaced the file {replacements} times");
-    assert!(total_a > 0 && total_b > 0, "both versions served: {total_a} / {total_b}");
+    assert!(
+        total_a > 0 && total_b > 0,
+        "both versions served: {total_a} / {total_b}"
+    );
 }

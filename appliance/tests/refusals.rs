@@ -105,11 +105,7 @@ fn path_tricks() {
             .status,
         400
     );
-    assert_eq!(
-        app.request("GET /c/t/a\0b HTTP/1.1\r\nHost: t\r\n\r\n")
-            .status,
-        400
-    );
+    assert_eq!(app.request("GET /c/t/a\0b HTTP/1.1\r\nHost: t\r\n\r\n").status, 400);
     assert_eq!(app.get("/etc/passwd").status, 404);
 }
 
@@ -117,10 +113,7 @@ fn path_tricks() {
 fn malformed_requests() {
     let (app, _) = start("malformed", "max_header_bytes = 2048\n");
     let long_uri = format!("GET /c/{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(4000));
-    let long_hdr = format!(
-        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
-        "b".repeat(4000)
-    );
+    let long_hdr = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(4000));
     let many: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
     let cases: Vec<(String, u16)> = vec![
         ("garbage\r\n\r\n".into(), 400),
@@ -131,14 +124,8 @@ fn malformed_requests() {
             "POST /c/t/720p/seg-1.m4s HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n".into(),
             405,
         ),
-        (
-            "DELETE /c/t/720p/seg-1.m4s HTTP/1.1\r\nHost: t\r\n\r\n".into(),
-            405,
-        ),
-        (
-            "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc".into(),
-            400,
-        ),
+        ("DELETE /c/t/720p/seg-1.m4s HTTP/1.1\r\nHost: t\r\n\r\n".into(), 405),
+        ("GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc".into(), 400),
         (
             "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(),
             400,
@@ -151,8 +138,7 @@ fn malformed_requests() {
         let mut s = app.connect();
         s.write_all(raw.as_bytes()).unwrap();
         let mut r = BufReader::new(s);
-        let resp =
-            read_response(&mut r, false).unwrap_or_else(|| panic!("no answer to {raw:.40?}"));
+        let resp = read_response(&mut r, false).unwrap_or_else(|| panic!("no answer to {raw:.40?}"));
         assert_eq!(resp.status, want, "{raw:.60?}");
         assert_eq!(resp.header("connection"), Some("close"));
         if want == 405 {
@@ -164,16 +150,11 @@ fn malformed_requests() {
     }
     // A TLS ClientHello on the plain port is just a malformed request.
     let mut s = app.connect();
-    s.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
-        .unwrap();
+    s.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").unwrap();
     s.write_all(&[0u8; 64]).unwrap();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    assert!(
-        buf.starts_with(b"HTTP/1.1 400"),
-        "{:?}",
-        String::from_utf8_lossy(&buf)
-    );
+    assert!(buf.starts_with(b"HTTP/1.1 400"), "{:?}", String::from_utf8_lossy(&buf));
 }
 
 #[test]

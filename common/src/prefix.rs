@@ -19,11 +19,7 @@ pub enum PrefixError {
     #[error("'{0}' is not an IP prefix (expected ADDRESS/LENGTH)")]
     Syntax(String),
     #[error("prefix length {len} is too long for {family} (at most {max})")]
-    Length {
-        len: u8,
-        family: &'static str,
-        max: u8,
-    },
+    Length { len: u8, family: &'static str, max: u8 },
 }
 
 impl IpPrefix {
@@ -59,9 +55,7 @@ impl IpPrefix {
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         match (self.addr, ip) {
-            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
-                mask(ip, self.len) == self.addr
-            }
+            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => mask(ip, self.len) == self.addr,
             _ => false,
         }
     }
@@ -94,11 +88,7 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
         }
         IpAddr::V6(a) => {
             let bits = u128::from(a);
-            let m = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
+            let m = if len == 0 { 0 } else { u128::MAX << (128 - len) };
             IpAddr::V6(Ipv6Addr::from(bits & m))
         }
     }
@@ -139,19 +129,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_syntax_and_lengths() {
-        for bad in [
-            "",
-            "1.2.3.4",
-            "1.2.3.4/",
-            "1.2.3.4/+1",
-            "1.2.3/8",
-            "x/8",
-            "::/1a",
-        ] {
-            assert!(
-                matches!(bad.parse::<IpPrefix>(), Err(PrefixError::Syntax(_))),
-                "{bad}"
-            );
+        for bad in ["", "1.2.3.4", "1.2.3.4/", "1.2.3.4/+1", "1.2.3/8", "x/8", "::/1a"] {
+            assert!(matches!(bad.parse::<IpPrefix>(), Err(PrefixError::Syntax(_))), "{bad}");
         }
         assert!(matches!(
             "1.2.3.4/33".parse::<IpPrefix>(),

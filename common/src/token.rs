@@ -65,9 +65,8 @@ pub struct SigningKey {
 
 impl SigningKey {
     pub fn new(id: &str, secret: &[u8]) -> Result<Self, TokenError> {
-        let id_ok = !id.is_empty()
-            && id.len() <= MAX_KEY_ID_LEN
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let id_ok =
+            !id.is_empty() && id.len() <= MAX_KEY_ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !id_ok {
             return Err(TokenError::BadKeyId(id.to_string()));
         }
@@ -82,8 +81,7 @@ impl SigningKey {
 
     /// A key whose secret is written in hex (as config files hold it).
     pub fn from_hex(id: &str, secret_hex: &str) -> Result<Self, TokenError> {
-        let secret = decode_hex(secret_hex.trim())
-            .ok_or_else(|| TokenError::SecretNotHex(id.to_string()))?;
+        let secret = decode_hex(secret_hex.trim()).ok_or_else(|| TokenError::SecretNotHex(id.to_string()))?;
         SigningKey::new(id, &secret)
     }
 
@@ -93,10 +91,7 @@ impl SigningKey {
 
     /// The token granting `path` as `grant` says.
     pub fn sign(&self, path: &str, grant: &Grant) -> String {
-        let prefix = grant
-            .client_prefix
-            .map(|p| p.to_string())
-            .unwrap_or_default();
+        let prefix = grant.client_prefix.map(|p| p.to_string()).unwrap_or_default();
         let exp = grant.expires.to_string();
         let tag = mac(&self.key, &self.id, &exp, &prefix, path.as_bytes());
         let mut out = String::with_capacity(self.id.len() + exp.len() + prefix.len() + 67);
@@ -143,19 +138,12 @@ impl Keyring {
 
     /// Checks `token` for `path` requested by `client` at unix time `now`.
     /// Allocation-free: it runs on the appliance's hot path.
-    pub fn verify(
-        &self,
-        path: &str,
-        token: &str,
-        client: IpAddr,
-        now: u64,
-    ) -> Result<Grant, TokenError> {
+    pub fn verify(&self, path: &str, token: &str, client: IpAddr, now: u64) -> Result<Grant, TokenError> {
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
         let mut parts = token.splitn(4, '-');
-        let (Some(id), Some(exp), Some(prefix), Some(sig)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(id), Some(exp), Some(prefix), Some(sig)) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed);
         };
@@ -166,19 +154,13 @@ impl Keyring {
         let client_prefix = if prefix.is_empty() {
             None
         } else {
-            Some(
-                prefix
-                    .parse::<IpPrefix>()
-                    .map_err(|_| TokenError::Malformed)?,
-            )
+            Some(prefix.parse::<IpPrefix>().map_err(|_| TokenError::Malformed)?)
         };
         let mut tag = [0u8; MAC_LEN];
         if sig.len() != MAC_LEN * 2 || !decode_hex_into(sig, &mut tag) {
             return Err(TokenError::Malformed);
         }
-        let key = self
-            .get(id)
-            .ok_or_else(|| TokenError::UnknownKey(id.to_string()))?;
+        let key = self.get(id).ok_or_else(|| TokenError::UnknownKey(id.to_string()))?;
         let mut ctx = hmac::Context::with_key(&key.key);
         feed(&mut ctx, id, exp, prefix, path.as_bytes());
         if !constant_time_eq(ctx.sign().as_ref(), &tag) {
@@ -195,10 +177,7 @@ impl Keyring {
                 return Err(TokenError::WrongClient { prefix: p, client });
             }
         }
-        Ok(Grant {
-            expires,
-            client_prefix,
-        })
+        Ok(Grant { expires, client_prefix })
     }
 }
 
@@ -284,17 +263,12 @@ mod tests {
         let k = key("k1", 7);
         let ring = Keyring::new(vec![key("k1", 7)]);
         let t = k.sign(PATH, &grant(None));
-        assert_eq!(
-            ring.verify(PATH, &t, client("192.0.2.1"), NOW),
-            Ok(grant(None))
-        );
+        assert_eq!(ring.verify(PATH, &t, client("192.0.2.1"), NOW), Ok(grant(None)));
         let t = k.sign(PATH, &grant(Some("192.0.2.0/24")));
         assert!(t.starts_with("k1-1800000060-192.0.2.0/24-"));
         assert!(ring.verify(PATH, &t, client("192.0.2.200"), NOW).is_ok());
         let t6 = k.sign(PATH, &grant(Some("2001:db8:5::/48")));
-        assert!(ring
-            .verify(PATH, &t6, client("2001:db8:5::99"), NOW)
-            .is_ok());
+        assert!(ring.verify(PATH, &t6, client("2001:db8:5::99"), NOW).is_ok());
     }
 
     #[test]
@@ -310,31 +284,19 @@ mod tests {
         );
         // A later expiry.
         let later = t.replacen("1800000060", "1900000060", 1);
-        assert_eq!(
-            ring.verify(PATH, &later, c, NOW),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(ring.verify(PATH, &later, c, NOW), Err(TokenError::BadSignature));
         // A wider prefix.
         let wider = t.replacen("192.0.2.0/24", "192.0.0.0/16", 1);
-        assert_eq!(
-            ring.verify(PATH, &wider, c, NOW),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(ring.verify(PATH, &wider, c, NOW), Err(TokenError::BadSignature));
         // Prefix removed.
         let unbound = t.replacen("192.0.2.0/24", "", 1);
-        assert_eq!(
-            ring.verify(PATH, &unbound, c, NOW),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(ring.verify(PATH, &unbound, c, NOW), Err(TokenError::BadSignature));
         // One flipped signature bit.
         let mut forged = t.clone().into_bytes();
         let last = forged.len() - 1;
         forged[last] = if forged[last] == b'0' { b'1' } else { b'0' };
         let forged = String::from_utf8(forged).unwrap();
-        assert_eq!(
-            ring.verify(PATH, &forged, c, NOW),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(ring.verify(PATH, &forged, c, NOW), Err(TokenError::BadSignature));
     }
 
     #[test]
@@ -383,28 +345,15 @@ mod tests {
             format!("k1-123--{}zz", &sig[..62]),
             format!("k1-123-1.2.3.4/40-{sig}"),
         ] {
-            assert_eq!(
-                ring.verify(PATH, &bad, c, NOW),
-                Err(TokenError::Malformed),
-                "{bad}"
-            );
+            assert_eq!(ring.verify(PATH, &bad, c, NOW), Err(TokenError::Malformed), "{bad}");
         }
     }
 
     #[test]
     fn key_validation() {
-        assert!(matches!(
-            SigningKey::new("", &[0; 32]),
-            Err(TokenError::BadKeyId(_))
-        ));
-        assert!(matches!(
-            SigningKey::new("a-b", &[0; 32]),
-            Err(TokenError::BadKeyId(_))
-        ));
-        assert_eq!(
-            SigningKey::new("k", &[0; 8]).unwrap_err(),
-            TokenError::ShortSecret
-        );
+        assert!(matches!(SigningKey::new("", &[0; 32]), Err(TokenError::BadKeyId(_))));
+        assert!(matches!(SigningKey::new("a-b", &[0; 32]), Err(TokenError::BadKeyId(_))));
+        assert_eq!(SigningKey::new("k", &[0; 8]).unwrap_err(), TokenError::ShortSecret);
         assert!(SigningKey::from_hex("k", "00112233445566778899aabbccddeeff").is_ok());
         assert!(matches!(
             SigningKey::from_hex("k", "xyz"),

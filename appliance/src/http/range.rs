@@ -26,12 +26,7 @@ pub struct Validators<'a> {
 }
 
 /// Decides the range to send from the `Range` and `If-Range` headers.
-pub fn evaluate_range(
-    range: Option<&[u8]>,
-    if_range: Option<&[u8]>,
-    len: u64,
-    v: &Validators,
-) -> RangeOutcome {
+pub fn evaluate_range(range: Option<&[u8]>, if_range: Option<&[u8]>, len: u64, v: &Validators) -> RangeOutcome {
     let Some(range) = range else {
         return RangeOutcome::Full;
     };
@@ -66,9 +61,7 @@ pub fn evaluate_range(
 
 fn strip_unit(v: &[u8]) -> Option<&[u8]> {
     let (unit, rest) = v.split_at(v.iter().position(|&b| b == b'=')?);
-    trim(unit)
-        .eq_ignore_ascii_case(b"bytes")
-        .then(|| &rest[1..])
+    trim(unit).eq_ignore_ascii_case(b"bytes").then(|| &rest[1..])
 }
 
 /// `Ok(Some((first, last)))` for a satisfiable range, `Ok(None)` for a
@@ -84,11 +77,7 @@ fn parse_one(part: &[u8], len: u64) -> Result<Option<(u64, u64)>, ()> {
         return Ok(Some((len - n.min(len), len - 1)));
     }
     let first = number(first)?;
-    let last = if last.is_empty() {
-        None
-    } else {
-        Some(number(last)?)
-    };
+    let last = if last.is_empty() { None } else { Some(number(last)?) };
     if let Some(l) = last {
         if l < first {
             return Err(());
@@ -118,21 +107,14 @@ fn if_range_holds(cond: &[u8], v: &Validators) -> bool {
 
 /// Whether a GET/HEAD with these headers gets 304 Not Modified.
 /// If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2).
-pub fn not_modified(
-    if_none_match: Option<&[u8]>,
-    if_modified_since: Option<&[u8]>,
-    v: &Validators,
-) -> bool {
+pub fn not_modified(if_none_match: Option<&[u8]>, if_modified_since: Option<&[u8]>, v: &Validators) -> bool {
     if let Some(inm) = if_none_match {
         let inm = trim(inm);
         if inm == b"*" {
             return true;
         }
         let ours = weak_opaque(v.etag);
-        return inm
-            .split(|&b| b == b',')
-            .map(trim)
-            .any(|tag| weak_opaque(tag) == ours);
+        return inm.split(|&b| b == b',').map(trim).any(|tag| weak_opaque(tag) == ours);
     }
     match if_modified_since.and_then(|d| parse_date(trim(d))) {
         Some(since) => whole_seconds(v.modified) <= since,
@@ -150,9 +132,7 @@ fn parse_date(v: &[u8]) -> Option<SystemTime> {
 
 /// HTTP dates have one-second resolution.
 pub fn whole_seconds(t: SystemTime) -> SystemTime {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
 }
 
@@ -236,11 +216,7 @@ mod tests {
             "INM wins over IMS"
         );
         assert!(not_modified(None, Some(lm.as_bytes()), &v()));
-        assert!(!not_modified(
-            None,
-            Some(b"Sun, 06 Nov 1994 08:49:37 GMT"),
-            &v()
-        ));
+        assert!(!not_modified(None, Some(b"Sun, 06 Nov 1994 08:49:37 GMT"), &v()));
         assert!(!not_modified(None, Some(b"not a date"), &v()));
     }
 }

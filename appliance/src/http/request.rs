@@ -146,10 +146,7 @@ fn oversize(buf: &[u8], max_head: usize) -> ParseError {
 }
 
 pub fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(v.len());
+    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
     let end = v
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())
@@ -223,33 +220,15 @@ mod tests {
     #[test]
     fn refusals() {
         let cases: &[(&[u8], ParseError)] = &[
-            (
-                b"POST / HTTP/1.1\r\nHost: x\r\n\r\n",
-                ParseError::MethodNotAllowed,
-            ),
-            (
-                b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n",
-                ParseError::MethodNotAllowed,
-            ),
-            (
-                b"GET http://a/ HTTP/1.1\r\nHost: x\r\n\r\n",
-                ParseError::Malformed,
-            ),
+            (b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", ParseError::MethodNotAllowed),
+            (b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n", ParseError::MethodNotAllowed),
+            (b"GET http://a/ HTTP/1.1\r\nHost: x\r\n\r\n", ParseError::Malformed),
             (b"GET / HTTP/1.1\r\n\r\n", ParseError::Malformed),
-            (
-                b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-                ParseError::Malformed,
-            ),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", ParseError::Malformed),
             (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", ParseError::Malformed),
-            (
-                b"GET /\0 HTTP/1.1\r\nHost: x\r\n\r\n",
-                ParseError::Malformed,
-            ),
+            (b"GET /\0 HTTP/1.1\r\nHost: x\r\n\r\n", ParseError::Malformed),
             (b"GET / HTTP/1.1\r\nHost x\r\n\r\n", ParseError::Malformed),
-            (
-                b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
-                ParseError::Malformed,
-            ),
+            (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", ParseError::Malformed),
             (
                 b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
                 ParseError::BodyNotAllowed,
@@ -268,10 +247,7 @@ mod tests {
             );
         }
         assert!(matches!(
-            parse_request(
-                b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
-                8192
-            ),
+            parse_request(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 8192),
             Ok(Parsed::Complete(..))
         ));
     }

@@ -151,14 +151,10 @@ mod tests {
     #[test]
     fn writes_a_head() {
         let mut buf = Vec::new();
-        Head::start(
-            &mut buf,
-            Status::PartialContent,
-            b"Sun, 06 Nov 1994 08:49:37 GMT",
-        )
-        .content_length(10)
-        .content_range(0, 9, 100)
-        .finish(false);
+        Head::start(&mut buf, Status::PartialContent, b"Sun, 06 Nov 1994 08:49:37 GMT")
+            .content_length(10)
+            .content_range(0, 9, 100)
+            .finish(false);
         assert_eq!(
             String::from_utf8(buf).unwrap(),
             "HTTP/1.1 206 Partial Content\r\nServer: nearcast\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\

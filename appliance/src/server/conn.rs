@@ -64,12 +64,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(
-        sock: TcpStream,
-        peer: IpAddr,
-        tls: Option<Box<rustls::ServerConnection>>,
-        now: Instant,
-    ) -> Self {
+    pub fn new(sock: TcpStream, peer: IpAddr, tls: Option<Box<rustls::ServerConnection>>, now: Instant) -> Self {
         Conn {
             sock,
             peer,
@@ -208,14 +203,7 @@ impl Conn {
         while self.out_pos < self.out.len() {
             let rest = &self.out[self.out_pos..];
             // SAFETY: a live socket and a readable slice of the given length.
-            let n = unsafe {
-                libc::send(
-                    self.sock.as_raw_fd(),
-                    rest.as_ptr().cast(),
-                    rest.len(),
-                    flags,
-                )
-            };
+            let n = unsafe { libc::send(self.sock.as_raw_fd(), rest.as_ptr().cast(), rest.len(), flags) };
             if n < 0 {
                 match io::Error::last_os_error().raw_os_error() {
                     Some(libc::EINTR) => continue,
@@ -250,14 +238,7 @@ fn sendfile(sock: &TcpStream, body: &mut Body, metrics: &WorkerMetrics) -> Progr
         let mut off = body.offset as libc::off_t;
         let count = body.len.min(1 << 30) as usize;
         // SAFETY: both descriptors are live; `off` is a valid out-pointer.
-        let n = unsafe {
-            libc::sendfile(
-                sock.as_raw_fd(),
-                body.file.file.as_raw_fd(),
-                &mut off,
-                count,
-            )
-        };
+        let n = unsafe { libc::sendfile(sock.as_raw_fd(), body.file.file.as_raw_fd(), &mut off, count) };
         if n < 0 {
             match io::Error::last_os_error().raw_os_error() {
                 Some(libc::EINTR) => continue,

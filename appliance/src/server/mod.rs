@@ -64,11 +64,11 @@ impl Server {
         let tls = match &config.tls {
             Some(t) => {
                 if tls::kernel_tls_available() {
-                    tracing::info!("kernel offers the tls ULP; bodies are still encrypted in userspace (kTLS offload not enabled)");
-                } else {
                     tracing::info!(
-                        "no kernel TLS (tls ULP missing): HTTPS bodies are encrypted in userspace"
+                        "kernel offers the tls ULP; bodies are still encrypted in userspace (kTLS offload not enabled)"
                     );
+                } else {
+                    tracing::info!("no kernel TLS (tls ULP missing): HTTPS bodies are encrypted in userspace");
                 }
                 Some(tls::server_config(&t.cert, &t.key)?)
             }
@@ -76,8 +76,7 @@ impl Server {
         };
         let threads = config.threads();
         let bind = |addr: SocketAddr| {
-            listener::bind_reuseport(addr, threads)
-                .map_err(|source| StartError::Bind { addr, source })
+            listener::bind_reuseport(addr, threads).map_err(|source| StartError::Bind { addr, source })
         };
         let (http, http_addr) = bind(config.listen)?;
         let (mut https, https_addr) = match &config.tls {
@@ -87,13 +86,10 @@ impl Server {
             }
             None => (Vec::new(), None),
         };
-        let admin_listener =
-            std::net::TcpListener::bind(config.admin_listen).map_err(|source| {
-                StartError::Bind {
-                    addr: config.admin_listen,
-                    source,
-                }
-            })?;
+        let admin_listener = std::net::TcpListener::bind(config.admin_listen).map_err(|source| StartError::Bind {
+            addr: config.admin_listen,
+            source,
+        })?;
         let admin_addr = admin_listener.local_addr().map_err(StartError::Thread)?;
         let shared = Arc::new(Shared {
             disks: Disks::new(config.disks.clone()),
@@ -137,9 +133,7 @@ impl Server {
                 }
                 Err(_) => {
                     shared.shutdown.store(true, Ordering::Release);
-                    return Err(StartError::Ring(io::Error::other(
-                        "worker died during set-up",
-                    )));
+                    return Err(StartError::Ring(io::Error::other("worker died during set-up")));
                 }
             }
         }

@@ -124,11 +124,7 @@ impl Worker {
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
         }
-        self.push(
-            opcode::Timeout::new(&*self.tick)
-                .build()
-                .user_data(ud(OP_TICK, 0)),
-        );
+        self.push(opcode::Timeout::new(&*self.tick).build().user_data(ud(OP_TICK, 0)));
         loop {
             match self.ring.submit_and_wait(1) {
                 Ok(_) => {}
@@ -137,11 +133,7 @@ impl Worker {
             }
             self.now = Instant::now();
             let mut cqes = std::mem::take(&mut self.cqes);
-            cqes.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
+            cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
             for &(data, res, flags) in &cqes {
                 let idx = (data >> 3) as usize;
                 match data & 7 {
@@ -238,12 +230,7 @@ impl Worker {
         } else {
             None
         };
-        let conn = Conn::new(
-            sock,
-            nearcast_common::prefix::canonical(peer.ip()),
-            tls,
-            self.now,
-        );
+        let conn = Conn::new(sock, nearcast_common::prefix::canonical(peer.ip()), tls, self.now);
         let id = match self.free.pop() {
             Some(id) => {
                 self.conns[id] = Some(conn);
@@ -452,11 +439,7 @@ impl Worker {
     }
 
     fn on_tick(&mut self) {
-        self.push(
-            opcode::Timeout::new(&*self.tick)
-                .build()
-                .user_data(ud(OP_TICK, 0)),
-        );
+        self.push(opcode::Timeout::new(&*self.tick).build().user_data(ud(OP_TICK, 0)));
         if self.drain_deadline.is_none() && self.shared.shutdown.load(Ordering::Acquire) {
             self.start_drain();
         }
@@ -465,10 +448,7 @@ impl Worker {
                 .as_ref()
                 .is_some_and(|c| !c.closing && c.deadline <= self.now);
             if expired {
-                if self.conns[id]
-                    .as_ref()
-                    .is_some_and(|c| c.phase != Phase::Lingering)
-                {
+                if self.conns[id].as_ref().is_some_and(|c| c.phase != Phase::Lingering) {
                     self.metrics.timed_out();
                 }
                 self.close(id);
@@ -509,8 +489,7 @@ impl Worker {
 }
 
 fn take_buf(pool: &mut Vec<Vec<u8>>) -> Vec<u8> {
-    pool.pop()
-        .unwrap_or_else(|| Vec::with_capacity(POOL_BUF_INITIAL))
+    pool.pop().unwrap_or_else(|| Vec::with_capacity(POOL_BUF_INITIAL))
 }
 
 fn give_buf(pool: &mut Vec<Vec<u8>>, mut buf: Vec<u8>) {

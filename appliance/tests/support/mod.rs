@@ -45,10 +45,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// Writes `len` pseudo-random bytes (seeded by `seed`) to `path`.
 pub fn write_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407)
-        | 1;
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
     let data: Vec<u8> = (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -63,9 +60,7 @@ pub fn write_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
 }
 
 pub fn sha256(data: &[u8]) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, data)
-        .as_ref()
-        .to_vec()
+    ring::digest::digest(&ring::digest::SHA256, data).as_ref().to_vec()
 }
 
 pub struct Appliance {
@@ -80,10 +75,7 @@ impl Appliance {
     /// Starts the binary with `disks` and extra TOML appended to a base
     /// config (auth on with the test key, short timeouts).
     pub fn start(dir: &Path, disks: &[PathBuf], extra_toml: &str) -> Appliance {
-        let disks: Vec<String> = disks
-            .iter()
-            .map(|d| format!("{:?}", d.display().to_string()))
-            .collect();
+        let disks: Vec<String> = disks.iter().map(|d| format!("{:?}", d.display().to_string())).collect();
         let cfg = format!(
             "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nthreads = 2\ndisks = [{}]\n{extra_toml}\n\
              [[auth.keys]]\nid = \"{KEY_ID}\"\nsecret_hex = \"{KEY_HEX}\"\n",
@@ -145,8 +137,7 @@ impl Appliance {
 
     pub fn metrics(&self) -> String {
         let mut s = TcpStream::connect(self.admin).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
-            .unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
@@ -221,9 +212,7 @@ pub fn read_response(r: &mut impl BufRead, head_request: bool) -> Option<Respons
         headers,
         body: Vec::new(),
     };
-    let len: usize = resp
-        .header("content-length")
-        .map_or(0, |v| v.parse().unwrap());
+    let len: usize = resp.header("content-length").map_or(0, |v| v.parse().unwrap());
     if !head_request && status != 304 {
         resp.body = vec![0; len];
         r.read_exact(&mut resp.body).ok()?;
