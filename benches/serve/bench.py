@@ -132,6 +132,7 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2, help="appliance threads = nginx workers")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory check")
+    ap.add_argument("--sets", default=",".join(SETS), help="which file sets, e.g. 2MiB")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "nearcast-bench"))
     a = ap.parse_args()
     for tool in ("nginx", "wrk"):
@@ -144,14 +145,15 @@ def main():
     servers = {"nginx": (18481, None), "appliance": (18482, 19482)}
     procs = {"nginx": start_nginx(a.work, content, 18481, a.threads),
              "appliance": start_appliance(content, 18482, 19482, a.threads)}
-    results = {(s, k): [] for s in SETS for k in servers}
+    sets = a.sets.split(",")
+    results = {(s, k): [] for s in sets for k in servers}
     try:
         # Warm the page cache and the file caches once.
         for name, (port, _) in servers.items():
-            for s in SETS:
+            for s in sets:
                 wrk(port, s, 2, a.connections, 2)
         for rnd in range(a.rounds):
-            for s in SETS:
+            for s in sets:
                 order = list(servers) if rnd % 2 == 0 else list(reversed(servers))
                 for name in order:
                     r = wrk(servers[name][0], s, a.seconds, a.connections, 2)
@@ -168,7 +170,7 @@ def main():
     print(f"\nmedian of {a.rounds} rounds, {a.seconds} s each, wrk -t2 -c{a.connections}, "
           f"{a.threads} server threads/workers, loopback, both sharing {os.cpu_count()} cores")
     print(f"{'set':6} {'server':10} {'req/s':>9} {'MB/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
-    for s in SETS:
+    for s in sets:
         med = {}
         for n in servers:
             rs = results[(s, n)]
