@@ -1,0 +1,103 @@
+//! The CMAF header (init segment): `ftyp` + `moov` with one track, empty
+//! sample tables and `mvex/trex`. The source's sample entry (with its
+//! avcC/av1C/esds/dOps) is copied byte for byte, and its edit list's media
+//! time is kept so presentation starts where the source's did.
+
+use super::writer::BoxWriter;
+use crate::mp4::{Track, TrackKind};
+
+/// Every output track is track 1 of its own init segment.
+pub const TRACK_ID: u32 = 1;
+
+pub fn init_segment(t: &Track) -> Vec<u8> {
+    let mut w = BoxWriter::new();
+    w.open(b"ftyp").bytes(b"iso6").u32(0);
+    for brand in [b"iso6", b"cmfc", b"mp41", b"dash"] {
+        w.bytes(brand);
+    }
+    w.close();
+    w.open(b"moov");
+    w.open_full(b"mvhd", 0, 0).u32(0).u32(0).u32(1000).u32(0);
+    w.u32(0x0001_0000)
+        .u16(0x0100)
+        .zeros(10)
+        .matrix()
+        .zeros(24)
+        .u32(TRACK_ID + 1);
+    w.close();
+    w.open(b"trak");
+    let video = t.kind == TrackKind::Video;
+    w.open_full(b"tkhd", 0, 3).u32(0).u32(0).u32(TRACK_ID).u32(0).u32(0);
+    w.zeros(8)
+        .u16(0)
+        .u16(if video { 0 } else { 1 })
+        .u16(if video { 0 } else { 0x0100 })
+        .u16(0);
+    w.matrix()
+        .u32(u32::from(t.codec.width) << 16)
+        .u32(u32::from(t.codec.height) << 16);
+    w.close();
+    if t.media_time > 0 {
+        // Duration 0: the edit spans the whole (fragmented) track.
+        w.open(b"edts").open_full(b"elst", 1, 0).u32(1);
+        w.u64(0).u64(t.media_time as u64).u16(1).u16(0);
+        w.close().close();
+    }
+    w.open(b"mdia");
+    w.open_full(b"mdhd", 0, 0).u32(0).u32(0).u32(t.timescale).u32(0);
+    w.u16(pack_language(&t.language)).u16(0).close();
+    let (handler, name): (&[u8; 4], &[u8]) = if video {
+        (b"vide", b"Video\0")
+    } else {
+        (b"soun", b"Sound\0")
+    };
+    w.open_full(b"hdlr", 0, 0)
+        .u32(0)
+        .bytes(handler)
+        .zeros(12)
+        .bytes(name)
+        .close();
+    w.open(b"minf");
+    if video {
+        w.open_full(b"vmhd", 0, 1).zeros(8).close();
+    } else {
+        w.open_full(b"smhd", 0, 0).zeros(4).close();
+    }
+    w.open(b"dinf")
+        .open_full(b"dref", 0, 0)
+        .u32(1)
+        .open_full(b"url ", 0, 1)
+        .close()
+        .close()
+        .close();
+    w.open(b"stbl");
+    w.open_full(b"stsd", 0, 0).u32(1);
+    w.open(&t.sample_entry.0).bytes(&t.sample_entry.1).close();
+    w.close();
+    for empty in [b"stts", b"stsc", b"stco"] {
+        w.open_full(empty, 0, 0).u32(0).close();
+    }
+    w.open_full(b"stsz", 0, 0).u32(0).u32(0).close();
+    w.close(); // stbl
+    w.close(); // minf
+    w.close(); // mdia
+    w.close(); // trak
+    w.open(b"mvex")
+        .open_full(b"trex", 0, 0)
+        .u32(TRACK_ID)
+        .u32(1)
+        .u32(0)
+        .u32(0)
+        .u32(0);
+    w.close().close();
+    w.close(); // moov
+    w.finish()
+}
+
+fn pack_language(lang: &str) -> u16 {
+    let b = lang.as_bytes();
+    if b.len() != 3 || !b.iter().all(u8::is_ascii_lowercase) {
+        return pack_language("und");
+    }
+    b.iter().fold(0u16, |acc, &c| (acc << 5) | u16::from(c - 0x60))
+}

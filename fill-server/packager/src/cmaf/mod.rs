@@ -1,0 +1,11 @@
+//! Writing CMAF (ISO/IEC 23000-19) tracks: one init segment per track and
+//! media segments cut at keyframes.
+
+pub mod init;
+pub mod plan;
+pub mod segment;
+mod writer;
+
+pub use init::init_segment;
+pub use plan::{plan_segments, SegmentPlan};
+pub use segment::media_segment;

@@ -1,0 +1,64 @@
+//! CMAF media segments: `styp` + `moof(mfhd, traf(tfhd, tfdt, trun))` +
+//! `mdat`, with per-sample duration, size, flags and composition offsets.
+
+use super::init::TRACK_ID;
+use super::writer::BoxWriter;
+use crate::mp4::{Movie, Mp4Error, Sample};
+
+const TFHD_DEFAULT_BASE_IS_MOOF: u32 = 0x02_0000;
+const TRUN_DATA_OFFSET: u32 = 0x1;
+const TRUN_DURATION: u32 = 0x100;
+const TRUN_SIZE: u32 = 0x200;
+const TRUN_FLAGS: u32 = 0x400;
+const TRUN_CTS: u32 = 0x800;
+/// sample_depends_on = 2 (an I-frame).
+const FLAGS_SYNC: u32 = 0x0200_0000;
+/// sample_depends_on = 1, sample_is_non_sync_sample = 1.
+const FLAGS_NON_SYNC: u32 = 0x0101_0000;
+
+/// Builds media segment number `seq` (from 1) of `samples`, read from
+/// `movie`.
+pub fn media_segment(movie: &Movie, seq: u32, samples: &[Sample]) -> Result<Vec<u8>, Mp4Error> {
+    let Some(first) = samples.first() else {
+        return Ok(Vec::new());
+    };
+    let with_cts = samples.iter().any(|s| s.cts_offset != 0);
+    let mut w = BoxWriter::new();
+    w.open(b"styp")
+        .bytes(b"msdh")
+        .u32(0)
+        .bytes(b"msdh")
+        .bytes(b"msix")
+        .bytes(b"cmfs")
+        .close();
+    let moof_start = w.buf.len();
+    w.open(b"moof");
+    w.open_full(b"mfhd", 0, 0).u32(seq).close();
+    w.open(b"traf");
+    w.open_full(b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF).u32(TRACK_ID).close();
+    w.open_full(b"tfdt", 1, 0).u64(first.dts).close();
+    let flags = TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE | TRUN_FLAGS | if with_cts { TRUN_CTS } else { 0 };
+    w.open_full(b"trun", 1, flags).u32(samples.len() as u32);
+    let data_offset_at = w.buf.len();
+    w.u32(0);
+    for s in samples {
+        w.u32(s.duration)
+            .u32(s.size)
+            .u32(if s.sync { FLAGS_SYNC } else { FLAGS_NON_SYNC });
+        if with_cts {
+            w.u32(s.cts_offset as u32);
+        }
+    }
+    w.close().close().close(); // trun, traf, moof
+    let moof_len = w.buf.len() - moof_start;
+    let data_offset = (moof_len + 8) as u32;
+    w.buf[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
+    let payload: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
+    w.u32((payload + 8) as u32).bytes(b"mdat");
+    let mut buf = w.finish();
+    buf.reserve(payload as usize);
+    for s in samples {
+        movie.read_sample(s, &mut buf)?;
+    }
+    Ok(buf)
+}

@@ -1,0 +1,67 @@
+//! The title index (`index.json`): every file of the title with its size
+//! and SHA-256, and a summary of the renditions. Fill manifests take their
+//! checksums from here. It carries no timestamps, so packaging the same
+//! inputs gives the same index.
+
+use serde::{Deserialize, Serialize};
+
+use crate::mp4::TrackKind;
+use crate::rendition::Rendition;
+
+pub const INDEX_FILE: &str = "index.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TitleIndex {
+    pub title: String,
+    pub version: u32,
+    pub duration_secs: f64,
+    pub target_duration_secs: f64,
+    pub renditions: Vec<RenditionEntry>,
+    /// Sorted by path; paths are relative to the title's folder.
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenditionEntry {
+    pub name: String,
+    pub kind: String,
+    pub codecs: String,
+    pub bandwidth: u64,
+    pub average_bandwidth: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u16>,
+    pub segments: usize,
+}
+
+impl From<&Rendition> for RenditionEntry {
+    fn from(r: &Rendition) -> Self {
+        let video = r.kind == TrackKind::Video;
+        RenditionEntry {
+            name: r.name.clone(),
+            kind: if video { "video" } else { "audio" }.into(),
+            codecs: r.codec.string.clone(),
+            bandwidth: r.peak_bandwidth(),
+            average_bandwidth: r.average_bandwidth(),
+            width: video.then_some(r.codec.width),
+            height: video.then_some(r.codec.height),
+            segments: r.segments.len(),
+        }
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

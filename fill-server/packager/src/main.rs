@@ -1,0 +1,139 @@
+//! `nearcast-packager`: package a title for the origin store.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use nearcast_packager::ladder::{make_ladder, LadderOptions, Rung, VideoCodec, DEFAULT_RUNGS};
+use nearcast_packager::{package, Options};
+
+/// Package video titles into CMAF segments with HLS and DASH manifests.
+///
+/// The title is written to STORE/TITLE/ (renditions in sub-folders,
+/// master.m3u8, manifest.mpd, and index.json with the size and SHA-256 of
+/// every file). It appears only when complete; on error nothing is left.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Args, Debug)]
+struct Common {
+    /// The title's name (its folder and its URL segment): A-Z a-z 0-9 . _ -
+    #[arg(long)]
+    title: String,
+    /// The origin store folder.
+    #[arg(long)]
+    store: PathBuf,
+    /// Target segment duration in seconds (1-10); segments are cut at the
+    /// keyframe nearest each target boundary.
+    #[arg(long, default_value_t = 4.0)]
+    target: f64,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Package existing MP4 renditions (H.264/HEVC/AV1 video, AAC/Opus
+    /// audio; audio may be muxed or in its own file).
+    Package {
+        #[command(flatten)]
+        common: Common,
+        /// The renditions, one MP4 file each.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// Make a ladder of renditions from one mezzanine file with ffmpeg,
+    /// then package them.
+    Ladder {
+        #[command(flatten)]
+        common: Common,
+        /// Rungs as HEIGHT:KBPS, comma-separated.
+        #[arg(long, default_value = DEFAULT_RUNGS, value_delimiter = ',')]
+        rungs: Vec<Rung>,
+        /// Video codec of the renditions.
+        #[arg(long, value_enum, default_value = "h264")]
+        codec: VideoCodec,
+        /// Seconds between keyframes in every rung.
+        #[arg(long, default_value_t = 2.0)]
+        gop: f64,
+        /// AAC audio bitrate in kbit/s.
+        #[arg(long, default_value_t = 128)]
+        audio_kbps: u32,
+        /// Where to keep the rendition MP4s (default: a temporary folder,
+        /// removed afterwards).
+        #[arg(long)]
+        work: Option<PathBuf>,
+        /// The source file.
+        mezzanine: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (common, inputs, cleanup) = match cli.command {
+        Cmd::Package { common, inputs } => (common, inputs, None),
+        Cmd::Ladder {
+            common,
+            rungs,
+            codec,
+            gop,
+            audio_kbps,
+            work,
+            mezzanine,
+        } => {
+            let (work, cleanup) = match work {
+                Some(w) => (w, None),
+                None => {
+                    let w = std::env::temp_dir().join(format!("nearcast-ladder-{}", std::process::id()));
+                    (w.clone(), Some(w))
+                }
+            };
+            let bar = if progress {
+                ProgressBar::new(rungs.len() as u64)
+            } else {
+                ProgressBar::hidden()
+            };
+            bar.set_style(ProgressStyle::with_template(
+                "{msg:>12} [{bar:40}] {pos}/{len} rungs, {elapsed}",
+            )?);
+            bar.set_message("encoding");
+            let opts = LadderOptions {
+                rungs,
+                codec,
+                gop,
+                audio_kbps,
+                work,
+            };
+            let made = make_ladder(&mezzanine, &opts, |_| bar.inc(1));
+            bar.finish_and_clear();
+            let made = made.with_context(|| format!("making the ladder from {}", mezzanine.display()))?;
+            (common, made, cleanup)
+        }
+    };
+    let opts = Options {
+        title: common.title,
+        store: common.store,
+        target: common.target,
+        progress,
+    };
+    let result = package(&inputs, &opts);
+    if let Some(dir) = cleanup {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let index = result.context("packaging failed")?;
+    let bytes: u64 = index.files.iter().map(|f| f.size).sum();
+    println!(
+        "packaged '{}': {} renditions, {:.1} s, {} files, {:.1} MB in {}",
+        index.title,
+        index.renditions.len(),
+        index.duration_secs,
+        index.files.len(),
+        bytes as f64 / 1e6,
+        opts.store.join(&index.title).display()
+    );
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! A static DASH MPD (ISO/IEC 23009-1, live profile addressing): one
+//! adaptation set for video, one per audio language, SegmentTemplate with
+//! a SegmentTimeline built from the real segment durations.
+
+use std::fmt::Write;
+
+use crate::mp4::TrackKind;
+use crate::rendition::{Rendition, INIT_FILE};
+
+pub fn mpd(renditions: &[Rendition], target_secs: f64) -> String {
+    let duration = renditions.iter().map(|r| r.duration_secs()).fold(0.0, f64::max);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\" \
+         type=\"static\" mediaPresentationDuration=\"{}\" minBufferTime=\"{}\">\n  <Period id=\"0\" start=\"PT0S\">\n",
+        iso_duration(duration),
+        iso_duration(target_secs)
+    );
+    let mut set_id = 0;
+    let video: Vec<&Rendition> = renditions.iter().filter(|r| r.kind == TrackKind::Video).collect();
+    if !video.is_empty() {
+        let max_w = video.iter().map(|v| v.codec.width).max().unwrap_or(0);
+        let max_h = video.iter().map(|v| v.codec.height).max().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "    <AdaptationSet id=\"{set_id}\" contentType=\"video\" mimeType=\"video/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\" maxWidth=\"{max_w}\" maxHeight=\"{max_h}\">"
+        );
+        for v in &video {
+            let _ = writeln!(
+                out,
+                "      <Representation id=\"{}\" bandwidth=\"{}\" codecs=\"{}\" width=\"{}\" height=\"{}\" frameRate=\"{}\" sar=\"1:1\">",
+                v.name,
+                v.peak_bandwidth(),
+                v.codec.string,
+                v.codec.width,
+                v.codec.height,
+                frame_rate(v.frame_rate)
+            );
+            template(&mut out, v);
+            out.push_str("      </Representation>\n");
+        }
+        out.push_str("    </AdaptationSet>\n");
+        set_id += 1;
+    }
+    for a in renditions.iter().filter(|r| r.kind == TrackKind::Audio) {
+        let _ = writeln!(
+            out,
+            "    <AdaptationSet id=\"{set_id}\" contentType=\"audio\" mimeType=\"audio/mp4\" lang=\"{}\" segmentAlignment=\"true\" startWithSAP=\"1\">",
+            a.language
+        );
+        let _ = writeln!(
+            out,
+            "      <Representation id=\"{}\" bandwidth=\"{}\" codecs=\"{}\" audioSamplingRate=\"{}\">\n        \
+             <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
+            a.name,
+            a.peak_bandwidth(),
+            a.codec.string,
+            a.codec.sample_rate,
+            a.codec.channels
+        );
+        template(&mut out, a);
+        out.push_str("      </Representation>\n    </AdaptationSet>\n");
+        set_id += 1;
+    }
+    out.push_str("  </Period>\n</MPD>\n");
+    out
+}
+
+fn template(out: &mut String, r: &Rendition) {
+    let _ = writeln!(
+        out,
+        "        <SegmentTemplate timescale=\"{}\" initialization=\"{}/{INIT_FILE}\" media=\"{}/seg-$Number%05d$.m4s\" startNumber=\"1\">\n          <SegmentTimeline>",
+        r.timescale, r.name, r.name
+    );
+    // Runs of equal durations become one <S> with a repeat count.
+    let mut i = 0;
+    while i < r.segments.len() {
+        let s = &r.segments[i];
+        let mut repeat = 0;
+        while i + repeat + 1 < r.segments.len() && r.segments[i + repeat + 1].duration == s.duration {
+            repeat += 1;
+        }
+        let t = if i == 0 {
+            format!(" t=\"{}\"", s.start)
+        } else {
+            String::new()
+        };
+        let r_attr = if repeat > 0 {
+            format!(" r=\"{repeat}\"")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, "            <S{t} d=\"{}\"{r_attr}/>", s.duration);
+        i += repeat + 1;
+    }
+    out.push_str("          </SegmentTimeline>\n        </SegmentTemplate>\n");
+}
+
+fn iso_duration(secs: f64) -> String {
+    format!("PT{secs:.3}S")
+}
+
+/// `25`, or a fraction like `30000/1001` for NTSC rates.
+fn frame_rate(fps: f64) -> String {
+    for base in [24.0, 30.0, 60.0] {
+        if (fps - base * 1000.0 / 1001.0).abs() < 0.005 {
+            return format!("{}/1001", base as u32 * 1000);
+        }
+    }
+    if (fps - fps.round()).abs() < 0.005 {
+        format!("{}", fps.round() as u32)
+    } else {
+        format!("{}/1000", (fps * 1000.0).round() as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_durations() {
+        assert_eq!(frame_rate(25.0), "25");
+        assert_eq!(frame_rate(29.97), "30000/1001");
+        assert_eq!(frame_rate(12.5), "12500/1000");
+        assert_eq!(iso_duration(30.0), "PT30.000S");
+    }
+}

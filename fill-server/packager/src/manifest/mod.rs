@@ -1,0 +1,4 @@
+//! Playlists and manifests for a packaged title.
+
+pub mod dash;
+pub mod hls;

@@ -1,0 +1,288 @@
+//! Packaging one title: inputs → CMAF tracks, playlists, MPD and the title
+//! index, written into a hidden temporary folder of the origin store and
+//! renamed into place only when all of it is on disk. Any error removes
+//! the temporary folder, so the store holds the old title or the new one,
+//! never a part.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cmaf::{init_segment, media_segment, plan, plan_segments};
+use crate::index::{FileEntry, RenditionEntry, TitleIndex, INDEX_FILE};
+use crate::manifest::{dash, hls};
+use crate::mp4::{Movie, Mp4Error, Track, TrackKind};
+use crate::rendition::{segment_file, Rendition, SegmentInfo, INIT_FILE, MEDIA_PLAYLIST};
+
+pub const MASTER_PLAYLIST: &str = "master.m3u8";
+pub const DASH_MANIFEST: &str = "manifest.mpd";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("{path}: {source}")]
+    Input { path: PathBuf, source: Mp4Error },
+    #[error("title name '{0}' must be 1-128 characters of A-Z a-z 0-9 . _ - and not start with a dot")]
+    BadTitle(String),
+    #[error("target segment duration {0} s is outside 1-10 s")]
+    BadTarget(f64),
+    #[error("no inputs given")]
+    NoInputs,
+    #[error("writing {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+pub struct Options {
+    pub title: String,
+    /// The origin store: the title lands in `store/{title}/`.
+    pub store: PathBuf,
+    /// Target segment duration in seconds (1-10).
+    pub target: f64,
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+/// Packages `inputs` (one or more MP4 renditions of one title).
+pub fn package(inputs: &[PathBuf], opts: &Options) -> Result<TitleIndex, PackageError> {
+    if !plain_name(&opts.title) {
+        return Err(PackageError::BadTitle(opts.title.clone()));
+    }
+    if !(1.0..=10.0).contains(&opts.target) {
+        return Err(PackageError::BadTarget(opts.target));
+    }
+    if inputs.is_empty() {
+        return Err(PackageError::NoInputs);
+    }
+    let movies: Vec<Movie> = inputs
+        .iter()
+        .map(|p| {
+            Movie::open(p).map_err(|source| PackageError::Input {
+                path: p.clone(),
+                source,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let chosen = choose_tracks(&movies);
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PackageError::Write { path, source }
+    };
+    std::fs::create_dir_all(&opts.store).map_err(write_err(&opts.store))?;
+    let tmp = opts.store.join(format!(".tmp-{}-{}", opts.title, std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(write_err(&tmp))?;
+    let result = write_title(&movies, &chosen, &tmp, opts);
+    match result {
+        Ok(index) => {
+            publish(&tmp, &opts.store.join(&opts.title)).map_err(write_err(&opts.store))?;
+            Ok(index)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// (movie index, track index, rendition name): every video track, and the
+/// audio tracks without the copies that every rung of a ladder carries.
+fn choose_tracks(movies: &[Movie]) -> Vec<(usize, usize, String)> {
+    let mut out: Vec<(usize, usize, String)> = Vec::new();
+    let mut seen_audio: Vec<(&[u8], usize, u64)> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        for (m, movie) in movies.iter().enumerate() {
+            for (t, track) in movie.tracks.iter().enumerate().filter(|(_, t)| t.kind == kind) {
+                if kind == TrackKind::Audio {
+                    let key = (
+                        track.sample_entry.1.as_slice(),
+                        track.samples.len(),
+                        track.samples.iter().map(|s| u64::from(s.size)).sum(),
+                    );
+                    if seen_audio.contains(&key) {
+                        continue;
+                    }
+                    seen_audio.push(key);
+                }
+                let base = match kind {
+                    TrackKind::Video => format!("{}p", track.codec.height),
+                    TrackKind::Audio => format!("audio-{}", track.language),
+                };
+                let mut name = base.clone();
+                let mut n = 2;
+                while names.contains(&name) {
+                    name = format!("{base}-{n}");
+                    n += 1;
+                }
+                names.push(name.clone());
+                out.push((m, t, name));
+            }
+        }
+    }
+    out
+}
+
+fn write_title(
+    movies: &[Movie],
+    chosen: &[(usize, usize, String)],
+    dir: &Path,
+    opts: &Options,
+) -> Result<TitleIndex, PackageError> {
+    let total: u64 = chosen
+        .iter()
+        .map(|(m, t, _)| movies[*m].tracks[*t].samples.len() as u64)
+        .sum();
+    let bar = if opts.progress {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {percent:>3}% {pos}/{len} samples, eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    // Video first: audio follows the first video track's boundaries.
+    let mut follow: Option<Vec<f64>> = None;
+    let mut files: Vec<FileEntry> = Vec::new();
+    let mut renditions: Vec<Rendition> = Vec::new();
+    for (m, t, name) in chosen {
+        let (movie, track) = (&movies[*m], &movies[*m].tracks[*t]);
+        bar.set_message(name.clone());
+        let segments = plan_segments(track, opts.target, follow.as_deref());
+        if track.kind == TrackKind::Video && follow.is_none() {
+            follow = Some(plan::boundaries(track, &segments));
+        }
+        let rdir = dir.join(name);
+        std::fs::create_dir_all(&rdir).map_err(|source| PackageError::Write {
+            path: rdir.clone(),
+            source,
+        })?;
+        files.push(write_file(dir, &format!("{name}/{INIT_FILE}"), &init_segment(track))?);
+        let mut infos = Vec::with_capacity(segments.len());
+        for (i, range) in segments.iter().enumerate() {
+            let samples = &track.samples[range.clone()];
+            let data = media_segment(movie, (i + 1) as u32, samples).map_err(|source| PackageError::Input {
+                path: movie.path.clone(),
+                source,
+            })?;
+            let file = segment_file(i + 1);
+            let entry = write_file(dir, &format!("{name}/{file}"), &data)?;
+            infos.push(SegmentInfo {
+                file,
+                start: samples[0].dts,
+                duration: samples.iter().map(|s| u64::from(s.duration)).sum(),
+                bytes: entry.size,
+            });
+            files.push(entry);
+            bar.inc(samples.len() as u64);
+        }
+        renditions.push(rendition(track, name, infos));
+    }
+    bar.finish_and_clear();
+    for r in &renditions {
+        files.push(write_file(
+            dir,
+            &format!("{}/{MEDIA_PLAYLIST}", r.name),
+            hls::media_playlist(r).as_bytes(),
+        )?);
+    }
+    files.push(write_file(
+        dir,
+        MASTER_PLAYLIST,
+        hls::multivariant_playlist(&renditions).as_bytes(),
+    )?);
+    files.push(write_file(
+        dir,
+        DASH_MANIFEST,
+        dash::mpd(&renditions, opts.target).as_bytes(),
+    )?);
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let index = TitleIndex {
+        title: opts.title.clone(),
+        version: 1,
+        duration_secs: renditions.iter().map(|r| r.duration_secs()).fold(0.0, f64::max),
+        target_duration_secs: opts.target,
+        renditions: renditions.iter().map(RenditionEntry::from).collect(),
+        files,
+    };
+    let json = serde_json::to_vec_pretty(&index).map_err(|e| PackageError::Write {
+        path: dir.join(INDEX_FILE),
+        source: e.into(),
+    })?;
+    write_file(dir, INDEX_FILE, &json)?;
+    sync_dir(dir)?;
+    Ok(index)
+}
+
+fn rendition(track: &Track, name: &str, segments: Vec<SegmentInfo>) -> Rendition {
+    Rendition {
+        name: name.to_string(),
+        kind: track.kind,
+        codec: track.codec.clone(),
+        timescale: track.timescale,
+        language: track.language.clone(),
+        frame_rate: track.frame_rate(),
+        segments,
+    }
+}
+
+/// Writes and fsyncs one file, returning its index entry.
+fn write_file(dir: &Path, rel: &str, data: &[u8]) -> Result<FileEntry, PackageError> {
+    let path = dir.join(rel);
+    let err = |source| PackageError::Write {
+        path: path.clone(),
+        source,
+    };
+    let mut f = File::create(&path).map_err(err)?;
+    f.write_all(data).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    Ok(FileEntry {
+        path: rel.to_string(),
+        size: data.len() as u64,
+        sha256: crate::index::sha256_hex(data),
+    })
+}
+
+fn sync_dir(dir: &Path) -> Result<(), PackageError> {
+    let mut dirs = vec![dir.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        dirs.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+    }
+    for d in dirs {
+        File::open(&d)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| PackageError::Write { path: d, source })?;
+    }
+    Ok(())
+}
+
+/// Moves the finished folder into place; an older version of the title is
+/// moved aside first and removed after.
+fn publish(tmp: &Path, dest: &Path) -> std::io::Result<()> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    let old = parent.join(format!(
+        ".old-{}-{}",
+        dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let had_old = dest.exists();
+    if had_old {
+        std::fs::rename(dest, &old)?;
+    }
+    std::fs::rename(tmp, dest)?;
+    File::open(parent)?.sync_all()?;
+    if had_old {
+        std::fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+pub fn plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}

@@ -1,0 +1,334 @@
+//! Packaged output read by real tools: inputs made by ffmpeg here, the
+//! packager binary run on them, then ffprobe counts frames and durations
+//! per track, and ffmpeg reads the whole title through master.m3u8 and
+//! manifest.mpd without an error line.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nearcast_packager::index::{sha256_hex, TitleIndex};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nearcast-pkg-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs ffmpeg with `args` (quiet, overwrite) and asserts it worked.
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg installed");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn video_src(fps: &str, secs: u32) -> String {
+    format!("testsrc2=size=320x180:rate={fps}:duration={secs}")
+}
+
+fn audio_src(secs: u32, freq: u32) -> String {
+    format!("sine=frequency={freq}:sample_rate=48000:duration={secs}")
+}
+
+/// (frames, duration seconds) of the first stream of `kind` ("v"/"a").
+fn probe(file: &Path, kind: &str) -> (u64, f64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", &format!("{kind}:0"), "-count_frames"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames:format=duration",
+            "-of",
+            "default=nw=1",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or_else(|| panic!("{k} in {text}"))
+            .to_string()
+    };
+    (
+        field("nb_read_frames=").parse().unwrap(),
+        field("duration=").parse().unwrap(),
+    )
+}
+
+fn package(store: &Path, title: &str, target: &str, inputs: &[&Path]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_nearcast-packager"))
+        .args(["package", "--title", title, "--store"])
+        .arg(store)
+        .args(["--target", target])
+        .args(inputs)
+        .output()
+        .unwrap()
+}
+
+/// No error line when ffmpeg decodes the whole title through `manifest`.
+fn plays(manifest: &Path) {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(manifest)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "{}: {err}",
+        manifest.display()
+    );
+}
+
+/// Checks one packaged title against its single source file.
+fn check(store: &Path, title: &str, source: &Path, target: f64, gop: f64) -> TitleIndex {
+    let dir = store.join(title);
+    let index: TitleIndex = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    for f in &index.files {
+        let data = std::fs::read(dir.join(&f.path)).unwrap();
+        assert_eq!(
+            (data.len() as u64, sha256_hex(&data)),
+            (f.size, f.sha256.clone()),
+            "{}",
+            f.path
+        );
+    }
+    for r in &index.renditions {
+        let kind = if r.kind == "video" { "v" } else { "a" };
+        let rdir = dir.join(&r.name);
+        let mut whole = std::fs::read(rdir.join("init.mp4")).unwrap();
+        let playlist = std::fs::read_to_string(rdir.join("index.m3u8")).unwrap();
+        let segs: Vec<&str> = playlist.lines().filter(|l| l.ends_with(".m4s")).collect();
+        assert_eq!(segs.len(), r.segments);
+        for s in &segs {
+            whole.extend(std::fs::read(rdir.join(s)).unwrap());
+        }
+        let joined = dir.join(format!("{}-joined.mp4", r.name));
+        std::fs::write(&joined, whole).unwrap();
+        let (frames, secs) = probe(&joined, kind);
+        std::fs::remove_file(&joined).unwrap();
+        let (src_frames, src_secs) = probe(source, kind);
+        let frame = src_secs / src_frames as f64;
+        assert!(
+            frames.abs_diff(src_frames) <= 1,
+            "{title}/{}: {frames} frames, source {src_frames}",
+            r.name
+        );
+        assert!(
+            (secs - src_secs).abs() <= frame * 1.01 + 0.001,
+            "{title}/{}: {secs} s, source {src_secs}",
+            r.name
+        );
+        // Segment durations within one GOP of the target (the last may be short).
+        let durs: Vec<f64> = playlist
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .map(|l| l.trim_end_matches(',').parse().unwrap())
+            .collect();
+        for d in &durs[..durs.len() - 1] {
+            assert!(
+                (d - target).abs() <= gop + 0.05,
+                "{title}/{}: segment of {d} s, target {target}, GOP {gop}",
+                r.name
+            );
+        }
+    }
+    plays(&dir.join("master.m3u8"));
+    plays(&dir.join("manifest.mpd"));
+    index
+}
+
+#[test]
+fn h264_with_b_frames_and_audio_25fps() {
+    let dir = temp_dir("h264");
+    let src = dir.join("in.mp4");
+    // moov after mdat (ffmpeg's default without +faststart), B-frames, 1 s GOP.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video_src("25", 12),
+        "-f",
+        "lavfi",
+        "-i",
+        &audio_src(12, 440),
+        "-c:v",
+        "libx264",
+        "-bf",
+        "3",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        src.to_str().unwrap(),
+    ]);
+    let out = package(&dir.join("store"), "h264", "4", &[&src]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let index = check(&dir.join("store"), "h264", &src, 4.0, 1.0);
+    assert_eq!(index.renditions.len(), 2);
+    assert!(index.renditions[0].codecs.starts_with("avc1.64"));
+    assert_eq!(index.renditions[1].codecs, "mp4a.40.2");
+    let master = std::fs::read_to_string(dir.join("store/h264/master.m3u8")).unwrap();
+    assert!(
+        master.contains("RESOLUTION=320x180")
+            && master.contains("FRAME-RATE=25.000")
+            && master.contains("AUDIO=\"audio\"")
+    );
+}
+
+#[test]
+fn ntsc_rate_long_gop_faststart_video_only() {
+    let dir = temp_dir("ntsc");
+    let src = dir.join("in.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video_src("30000/1001", 20),
+        "-c:v",
+        "libx264",
+        "-g",
+        "180",
+        "-keyint_min",
+        "180",
+        "-sc_threshold",
+        "0",
+        "-movflags",
+        "+faststart",
+        src.to_str().unwrap(),
+    ]);
+    let out = package(&dir.join("store"), "ntsc", "4", &[&src]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let index = check(&dir.join("store"), "ntsc", &src, 4.0, 6.006);
+    assert_eq!(index.renditions.len(), 1);
+    let mpd = std::fs::read_to_string(dir.join("store/ntsc/manifest.mpd")).unwrap();
+    assert!(mpd.contains("frameRate=\"30000/1001\""));
+}
+
+#[test]
+fn av1_video() {
+    let dir = temp_dir("av1");
+    let src = dir.join("in.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video_src("25", 8),
+        "-c:v",
+        "libsvtav1",
+        "-preset",
+        "12",
+        "-g",
+        "50",
+        "-pix_fmt",
+        "yuv420p",
+        src.to_str().unwrap(),
+    ]);
+    let out = package(&dir.join("store"), "av1", "2", &[&src]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let index = check(&dir.join("store"), "av1", &src, 2.0, 2.0);
+    assert!(
+        index.renditions[0].codecs.starts_with("av01.0."),
+        "{}",
+        index.renditions[0].codecs
+    );
+}
+
+#[test]
+fn audio_only_with_two_languages_and_opus() {
+    let dir = temp_dir("audio");
+    let src = dir.join("in.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &audio_src(10, 440),
+        "-f",
+        "lavfi",
+        "-i",
+        &audio_src(10, 660),
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-c:a:0",
+        "aac",
+        "-c:a:1",
+        "libopus",
+        "-metadata:s:a:0",
+        "language=eng",
+        "-metadata:s:a:1",
+        "language=fra",
+        src.to_str().unwrap(),
+    ]);
+    let out = package(&dir.join("store"), "audio", "4", &[&src]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir_t = dir.join("store/audio");
+    let index: TitleIndex = serde_json::from_slice(&std::fs::read(dir_t.join("index.json")).unwrap()).unwrap();
+    let names: Vec<&str> = index.renditions.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["audio-eng", "audio-fra"]);
+    assert_eq!(index.renditions[1].codecs, "opus");
+    plays(&dir_t.join("master.m3u8"));
+    plays(&dir_t.join("manifest.mpd"));
+}
+
+#[test]
+fn ladder_command_makes_a_playable_three_rung_title() {
+    let dir = temp_dir("ladder");
+    let mezz = dir.join("mezz.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video_src("25", 8),
+        "-f",
+        "lavfi",
+        "-i",
+        &audio_src(8, 440),
+        "-s",
+        "640x360",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        mezz.to_str().unwrap(),
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_nearcast-packager"))
+        .args(["ladder", "--title", "lad", "--store"])
+        .arg(dir.join("store"))
+        .args(["--rungs", "360:800,240:400,180:200", "--gop", "2", "--target", "4"])
+        .arg(&mezz)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let master = std::fs::read_to_string(dir.join("store/lad/master.m3u8")).unwrap();
+    for h in ["360", "240", "180"] {
+        assert!(master.contains(&format!("{h}p/index.m3u8")), "{master}");
+    }
+    // One audio rendition, not one per rung.
+    assert_eq!(master.matches("TYPE=AUDIO").count(), 1);
+    // Segment boundaries line up across rungs.
+    let lists: Vec<String> = ["360p", "240p", "180p"]
+        .iter()
+        .map(|r| std::fs::read_to_string(dir.join("store/lad").join(r).join("index.m3u8")).unwrap())
+        .collect();
+    let extinf = |l: &str| {
+        l.lines()
+            .filter(|x| x.starts_with("#EXTINF"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(extinf(&lists[0]), extinf(&lists[1]));
+    assert_eq!(extinf(&lists[0]), extinf(&lists[2]));
+    plays(&dir.join("store/lad/master.m3u8"));
+    plays(&dir.join("store/lad/manifest.mpd"));
+}
