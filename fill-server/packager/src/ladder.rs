@@ -9,8 +9,8 @@ use std::str::FromStr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LadderError {
-    #[error("cannot run {tool}: {source} (install ffmpeg)")]
-    Spawn { tool: &'static str, source: std::io::Error },
+    #[error("cannot run {tool}: {error} (install ffmpeg)")]
+    Spawn { tool: &'static str, error: std::io::Error },
     #[error("{tool} failed on {input}: {stderr}")]
     Failed {
         tool: &'static str,
@@ -21,8 +21,8 @@ pub enum LadderError {
     NoVideo { input: PathBuf },
     #[error("rung '{0}' must look like HEIGHT:KBPS, e.g. 720:3000")]
     BadRung(String),
-    #[error("cannot create {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot create {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +38,7 @@ impl FromStr for Rung {
         let (h, k) = s.split_once(':').ok_or_else(bad)?;
         let height: u32 = h.parse().map_err(|_| bad())?;
         let kbps: u32 = k.parse().map_err(|_| bad())?;
-        if height < 32 || height % 2 != 0 || kbps == 0 {
+        if height < 32 || !height.is_multiple_of(2) || kbps == 0 {
             return Err(bad());
         }
         Ok(Rung { height, kbps })
@@ -70,9 +70,9 @@ pub fn make_ladder(
     opts: &LadderOptions,
     mut on_rung: impl FnMut(usize),
 ) -> Result<Vec<PathBuf>, LadderError> {
-    std::fs::create_dir_all(&opts.work).map_err(|source| LadderError::Io {
+    std::fs::create_dir_all(&opts.work).map_err(|error| LadderError::Io {
         path: opts.work.clone(),
-        source,
+        error,
     })?;
     let fps = frame_rate(mezzanine)?;
     let gop_frames = ((fps * opts.gop).round() as u32).max(1).to_string();
@@ -140,7 +140,7 @@ pub fn frame_rate(input: &Path) -> Result<f64, LadderError> {
 }
 
 fn run(mut cmd: Command, tool: &'static str, input: &Path) -> Result<Vec<u8>, LadderError> {
-    let out = cmd.output().map_err(|source| LadderError::Spawn { tool, source })?;
+    let out = cmd.output().map_err(|error| LadderError::Spawn { tool, error })?;
     if !out.status.success() {
         return Err(LadderError::Failed {
             tool,

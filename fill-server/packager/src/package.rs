@@ -21,16 +21,16 @@ pub const DASH_MANIFEST: &str = "manifest.mpd";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
-    #[error("{path}: {source}")]
-    Input { path: PathBuf, source: Mp4Error },
+    #[error("{path}: {problem}")]
+    Input { path: PathBuf, problem: Mp4Error },
     #[error("title name '{0}' must be 1-128 characters of A-Z a-z 0-9 . _ - and not start with a dot")]
     BadTitle(String),
     #[error("target segment duration {0} s is outside 1-10 s")]
     BadTarget(f64),
     #[error("no inputs given")]
     NoInputs,
-    #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("writing {path}: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
 }
 
 pub struct Options {
@@ -59,14 +59,14 @@ pub fn package(inputs: &[PathBuf], opts: &Options) -> Result<TitleIndex, Package
         .map(|p| {
             Movie::open(p).map_err(|source| PackageError::Input {
                 path: p.clone(),
-                source,
+                problem: source,
             })
         })
         .collect::<Result<_, _>>()?;
     let chosen = choose_tracks(&movies);
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| PackageError::Write { path, source }
+        move |error| PackageError::Write { path, error }
     };
     std::fs::create_dir_all(&opts.store).map_err(write_err(&opts.store))?;
     let tmp = opts.store.join(format!(".tmp-{}-{}", opts.title, std::process::id()));
@@ -157,15 +157,15 @@ fn write_title(
         let rdir = dir.join(name);
         std::fs::create_dir_all(&rdir).map_err(|source| PackageError::Write {
             path: rdir.clone(),
-            source,
+            error: source,
         })?;
         files.push(write_file(dir, &format!("{name}/{INIT_FILE}"), &init_segment(track))?);
         let mut infos = Vec::with_capacity(segments.len());
         for (i, range) in segments.iter().enumerate() {
             let samples = &track.samples[range.clone()];
-            let data = media_segment(movie, (i + 1) as u32, samples).map_err(|source| PackageError::Input {
+            let data = media_segment(movie, (i + 1) as u32, samples).map_err(|problem| PackageError::Input {
                 path: movie.path.clone(),
-                source,
+                problem,
             })?;
             let file = segment_file(i + 1);
             let entry = write_file(dir, &format!("{name}/{file}"), &data)?;
@@ -209,7 +209,7 @@ fn write_title(
     };
     let json = serde_json::to_vec_pretty(&index).map_err(|e| PackageError::Write {
         path: dir.join(INDEX_FILE),
-        source: e.into(),
+        error: e.into(),
     })?;
     write_file(dir, INDEX_FILE, &json)?;
     sync_dir(dir)?;
@@ -233,7 +233,7 @@ fn write_file(dir: &Path, rel: &str, data: &[u8]) -> Result<FileEntry, PackageEr
     let path = dir.join(rel);
     let err = |source| PackageError::Write {
         path: path.clone(),
-        source,
+        error: source,
     };
     let mut f = File::create(&path).map_err(err)?;
     f.write_all(data).map_err(err)?;
@@ -253,7 +253,7 @@ fn sync_dir(dir: &Path) -> Result<(), PackageError> {
     for d in dirs {
         File::open(&d)
             .and_then(|f| f.sync_all())
-            .map_err(|source| PackageError::Write { path: d, source })?;
+            .map_err(|error| PackageError::Write { path: d, error })?;
     }
     Ok(())
 }

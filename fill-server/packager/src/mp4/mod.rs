@@ -28,6 +28,15 @@ pub enum Mp4Error {
     NotMp4(String),
     #[error("truncated inside '{0}'")]
     Truncated(String),
+    #[error(
+        "the file is truncated: its top-level '{kind}' box needs {need} bytes from offset {offset}, only {have} remain"
+    )]
+    FileTruncated {
+        kind: String,
+        need: u64,
+        offset: u64,
+        have: u64,
+    },
     #[error("box '{kind}' is malformed: {reason}")]
     BadBox { kind: String, reason: String },
     #[error("no '{what}' box inside '{inside}'")]
@@ -111,11 +120,24 @@ fn read_moov(file: &File, len: u64) -> Result<Vec<u8>, Mp4Error> {
         let mut head = [0u8; 16];
         let want = (len - offset).min(16) as usize;
         file.read_exact_at(&mut head[..want], offset)?;
-        let (kind, header, size) = match boxes::parse_header(&head[..want], len - offset) {
+        let (kind, header, size) = match boxes::parse_header(&head[..want], u64::MAX) {
             Ok(h) => h,
             Err(_) if first => return Err(Mp4Error::NotMp4("no box structure at the start".into())),
             Err(e) => return Err(e),
         };
+        // Size 0 means "to the end of the file".
+        let size = if head[..4] == [0, 0, 0, 0] { len - offset } else { size };
+        if size > len - offset {
+            if first {
+                return Err(Mp4Error::NotMp4("no box structure at the start".into()));
+            }
+            return Err(Mp4Error::FileTruncated {
+                kind: String::from_utf8_lossy(&kind).into_owned(),
+                need: size,
+                offset,
+                have: len - offset,
+            });
+        }
         if first && !kind.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
             return Err(Mp4Error::NotMp4("no box structure at the start".into()));
         }

@@ -236,8 +236,8 @@ fn samples(stbl: &BoxRef, id: u32, file_len: u64) -> Result<Vec<Sample>, Mp4Erro
             return Err(bad(id, "stsc chunks are not increasing"));
         }
         let end_chunk = runs.get(run + 1).map_or(offsets.len(), |r| r.0 - 1).min(offsets.len());
-        for chunk in (first - 1)..end_chunk {
-            let mut pos = offsets[chunk];
+        for &chunk_offset in offsets.iter().take(end_chunk).skip(first - 1) {
+            let mut pos = chunk_offset;
             for _ in 0..per {
                 if i >= n {
                     break;
