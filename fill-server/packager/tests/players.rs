@@ -37,10 +37,16 @@ fn audio_src(secs: u32, freq: u32) -> String {
     format!("sine=frequency={freq}:sample_rate=48000:duration={secs}")
 }
 
-/// (frames, duration seconds) of the first stream of `kind` ("v"/"a").
-fn probe(file: &Path, kind: &str) -> (u64, f64) {
+/// (frames, duration seconds) of stream `nth` of `kind` ("v"/"a").
+fn probe(file: &Path, kind: &str, nth: usize) -> (u64, f64) {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", &format!("{kind}:0"), "-count_frames"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            &format!("{kind}:{nth}"),
+            "-count_frames",
+        ])
         .args([
             "-show_entries",
             "stream=nb_read_frames:format=duration",
@@ -57,9 +63,18 @@ fn probe(file: &Path, kind: &str) -> (u64, f64) {
             .unwrap_or_else(|| panic!("{k} in {text}"))
             .to_string()
     };
+    // The stream's own duration when it has one: the format's is the end
+    // of the longest stream, which counts a source's start offset.
+    let stream = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", &format!("{kind}:{nth}")])
+        .args(["-show_entries", "stream=duration", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let secs = String::from_utf8_lossy(&stream.stdout).trim().parse::<f64>().ok();
     (
         field("nb_read_frames=").parse().unwrap(),
-        field("duration=").parse().unwrap(),
+        secs.unwrap_or_else(|| field("duration=").parse().unwrap()),
     )
 }
 
@@ -89,7 +104,8 @@ fn plays(manifest: &Path) {
     );
 }
 
-/// Checks one packaged title against its single source file.
+/// Checks one packaged title against its single source file: the n-th
+/// rendition of a kind against the n-th stream of that kind.
 fn check(store: &Path, title: &str, source: &Path, target: f64, gop: f64) -> TitleIndex {
     let dir = store.join(title);
     let index: TitleIndex = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
@@ -102,8 +118,11 @@ fn check(store: &Path, title: &str, source: &Path, target: f64, gop: f64) -> Tit
             f.path
         );
     }
+    let mut seen = [0usize; 2];
     for r in &index.renditions {
-        let kind = if r.kind == "video" { "v" } else { "a" };
+        let (kind, slot) = if r.kind == "video" { ("v", 0) } else { ("a", 1) };
+        let nth = seen[slot];
+        seen[slot] += 1;
         let rdir = dir.join(&r.name);
         let mut whole = std::fs::read(rdir.join("init.mp4")).unwrap();
         let playlist = std::fs::read_to_string(rdir.join("index.m3u8")).unwrap();
@@ -114,9 +133,9 @@ fn check(store: &Path, title: &str, source: &Path, target: f64, gop: f64) -> Tit
         }
         let joined = dir.join(format!("{}-joined.mp4", r.name));
         std::fs::write(&joined, whole).unwrap();
-        let (frames, secs) = probe(&joined, kind);
+        let (frames, secs) = probe(&joined, kind, 0);
         std::fs::remove_file(&joined).unwrap();
-        let (src_frames, src_secs) = probe(source, kind);
+        let (src_frames, src_secs) = probe(source, kind, nth);
         let frame = src_secs / src_frames as f64;
         assert!(
             frames.abs_diff(src_frames) <= 1,
@@ -272,13 +291,12 @@ fn audio_only_with_two_languages_and_opus() {
     ]);
     let out = package(&dir.join("store"), "audio", "4", &[&src]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let dir_t = dir.join("store/audio");
-    let index: TitleIndex = serde_json::from_slice(&std::fs::read(dir_t.join("index.json")).unwrap()).unwrap();
+    let index = check(&dir.join("store"), "audio", &src, 4.0, 0.1);
     let names: Vec<&str> = index.renditions.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["audio-eng", "audio-fra"]);
     assert_eq!(index.renditions[1].codecs, "opus");
-    plays(&dir_t.join("master.m3u8"));
-    plays(&dir_t.join("manifest.mpd"));
+    let master = std::fs::read_to_string(dir.join("store/audio/master.m3u8")).unwrap();
+    assert!(master.contains("CODECS=\"opus\"") && master.contains("CODECS=\"mp4a.40.2\""));
 }
 
 #[test]
@@ -331,4 +349,167 @@ fn ladder_command_makes_a_playable_three_rung_title() {
     assert_eq!(extinf(&lists[0]), extinf(&lists[2]));
     plays(&dir.join("store/lad/master.m3u8"));
     plays(&dir.join("store/lad/manifest.mpd"));
+}
+
+#[test]
+fn variable_frame_rate_and_non_zero_start() {
+    let dir = temp_dir("vfr");
+    let vfr = dir.join("vfr.mp4");
+    // Drops 4 of every 10 frames: uneven sample durations.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video_src("25", 10),
+        "-vf",
+        "select='lt(mod(n\\,10)\\,6)'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-g",
+        "25",
+        vfr.to_str().unwrap(),
+    ]);
+    let out = package(&dir.join("store"), "vfr", "2", &[&vfr]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check(&dir.join("store"), "vfr", &vfr, 2.0, 1.0);
+    // A source that starts at 3 s (an empty edit): the title starts at 0.
+    let late = dir.join("late.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video_src("25", 6),
+        "-f",
+        "lavfi",
+        "-i",
+        &audio_src(6, 440),
+        "-c:v",
+        "libx264",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        "-output_ts_offset",
+        "3",
+        late.to_str().unwrap(),
+    ]);
+    let out = package(&dir.join("store"), "late", "2", &[&late]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check(&dir.join("store"), "late", &late, 2.0, 1.0);
+}
+
+/// Rewrites every `stco` of a moov-at-end MP4 as `co64` (what files over
+/// 4 GiB carry), fixing the sizes of the boxes around them.
+fn to_co64(data: &[u8]) -> Vec<u8> {
+    fn walk(data: &[u8], out: &mut Vec<u8>) {
+        let mut i = 0;
+        while i + 8 <= data.len() {
+            let size = u32::from_be_bytes(data[i..i + 4].try_into().unwrap()) as usize;
+            let kind = &data[i + 4..i + 8];
+            let body = &data[i + 8..i + size];
+            let start = out.len();
+            match kind {
+                b"moov" | b"trak" | b"mdia" | b"minf" | b"stbl" => {
+                    out.extend([0, 0, 0, 0]);
+                    out.extend(kind);
+                    walk(body, out);
+                }
+                b"stco" => {
+                    out.extend([0, 0, 0, 0]);
+                    out.extend(b"co64");
+                    out.extend(&body[..8]);
+                    for c in body[8..].chunks(4) {
+                        out.extend(u64::from(u32::from_be_bytes(c.try_into().unwrap())).to_be_bytes());
+                    }
+                }
+                _ => out.extend(&data[i..i + size]),
+            }
+            let len = (out.len() - start) as u32;
+            out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+            i += size;
+        }
+    }
+    let mut out = Vec::new();
+    walk(data, &mut out);
+    out
+}
+
+#[test]
+fn sixty_four_bit_chunk_offsets() {
+    let dir = temp_dir("co64");
+    let src = dir.join("in.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video_src("25", 6),
+        "-f",
+        "lavfi",
+        "-i",
+        &audio_src(6, 440),
+        "-c:v",
+        "libx264",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        src.to_str().unwrap(),
+    ]);
+    let original = std::fs::read(&src).unwrap();
+    let converted = to_co64(&original);
+    assert!(converted.windows(4).any(|w| w == b"co64") && !converted.windows(4).any(|w| w == b"stco"));
+    let co64 = dir.join("co64.mp4");
+    std::fs::write(&co64, converted).unwrap();
+    let out = package(&dir.join("store"), "co64", "2", &[&co64]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check(&dir.join("store"), "co64", &src, 2.0, 1.0);
+    // Same samples, same segments as from the 32-bit original.
+    let out = package(&dir.join("store"), "stco", "2", &[&src]);
+    assert!(out.status.success());
+    for r in ["180p/seg-00001.m4s", "audio-und/seg-00002.m4s"] {
+        assert_eq!(
+            std::fs::read(dir.join("store/co64").join(r)).unwrap(),
+            std::fs::read(dir.join("store/stco").join(r)).unwrap(),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn audio_in_its_own_file() {
+    let dir = temp_dir("separate");
+    let (video, audio) = (dir.join("video.mp4"), dir.join("audio.mp4"));
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video_src("25", 8),
+        "-c:v",
+        "libx264",
+        "-g",
+        "50",
+        video.to_str().unwrap(),
+    ]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &audio_src(8, 440),
+        "-c:a",
+        "aac",
+        "-metadata:s:a:0",
+        "language=spa",
+        audio.to_str().unwrap(),
+    ]);
+    let out = package(&dir.join("store"), "sep", "4", &[&video, &audio]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let master = std::fs::read_to_string(dir.join("store/sep/master.m3u8")).unwrap();
+    assert!(
+        master.contains("LANGUAGE=\"spa\"") && master.contains(",mp4a.40.2\",RESOLUTION=320x180"),
+        "{master}"
+    );
+    plays(&dir.join("store/sep/master.m3u8"));
+    plays(&dir.join("store/sep/manifest.mpd"));
 }
