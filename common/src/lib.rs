@@ -1,10 +1,16 @@
 //! Types every Nearcast part shares.
 //!
 //! The appliance verifies what the steering server signs, so the token format
-//! and the IP prefix type live here, in one place, with no I/O.
+//! lives here; steering and the box's BGP speaker both match addresses to
+//! prefixes, so the prefix types live here too. No I/O.
 
+pub mod digest;
+pub mod manifest;
 pub mod prefix;
+pub mod prefix_table;
 pub mod token;
 
+pub use digest::sha256_hex;
 pub use prefix::{IpPrefix, PrefixError};
+pub use prefix_table::PrefixTable;
 pub use token::{Grant, Keyring, SigningKey, TokenError, TOKEN_PARAM};

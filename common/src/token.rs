@@ -101,10 +101,7 @@ impl SigningKey {
         out.push('-');
         out.push_str(&prefix);
         out.push('-');
-        for b in tag.as_ref() {
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 15) as usize] as char);
-        }
+        out.push_str(&crate::digest::hex(tag.as_ref()));
         out
     }
 }
@@ -201,8 +198,6 @@ fn mac(key: &hmac::Key, id: &str, exp: &str, prefix: &str, path: &[u8]) -> hmac:
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn nibble(c: u8) -> Option<u8> {
     match c {

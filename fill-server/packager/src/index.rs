@@ -58,10 +58,4 @@ impl From<&Rendition> for RenditionEntry {
     }
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use nearcast_common::sha256_hex;

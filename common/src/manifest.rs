@@ -1,0 +1,48 @@
+//! Fill manifests: what one appliance must hold, in rank order, with where
+//! to fetch each file. The fill server writes them; the agent fills from
+//! them. JSON on the wire for now (people read them); the protobuf schema
+//! comes with the agent protocol.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillManifest {
+    pub appliance: String,
+    pub site: String,
+    /// Content hash of everything below: equal inputs, equal version.
+    pub version: String,
+    /// The day (days since 1970-01-01, UTC) the manifest was planned for.
+    pub day: i64,
+    pub capacity_bytes: u64,
+    pub planned_bytes: u64,
+    /// Highest rank first.
+    pub titles: Vec<ManifestTitle>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestTitle {
+    /// 1 = most popular in this appliance's ISP.
+    pub rank: u32,
+    pub title: String,
+    pub predicted_bytes: u64,
+    /// On every appliance of the site (head) or on this one only (tail).
+    pub replicated: bool,
+    pub files: Vec<ManifestFile>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// Relative to the title: `720p/seg-00001.m4s`.
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Base URLs to fetch `/c/{title}/{path}` from: peers of the site that
+    /// hold the title first, the origin last.
+    pub sources: Vec<String>,
+}
+
+impl FillManifest {
+    pub fn bytes_of(title: &ManifestTitle) -> u64 {
+        title.files.iter().map(|f| f.size).sum()
+    }
+}

@@ -1,0 +1,9 @@
+//! The Nearcast fill server's decision core: what each ISP will watch
+//! tomorrow (`predict`), what each appliance must hold (`plan`), and where
+//! a player should fetch a title (`steer`). Pure functions over plain data,
+//! deterministic for the same inputs; the daemon around them (registry,
+//! storage, HTTP API) feeds them and serves their answers.
+
+pub mod plan;
+pub mod predict;
+pub mod steer;

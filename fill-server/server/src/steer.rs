@@ -1,0 +1,244 @@
+//! Where a player should fetch a title: the client address is matched by
+//! longest prefix to an ISP; among that ISP's healthy appliances that hold
+//! the title, least loaded first, each answer is a URL signed for the
+//! client's prefix; the origin comes last. Answers come from an immutable
+//! in-memory `View` that the control plane rebuilds and swaps, so steering
+//! never waits on storage.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use nearcast_common::prefix::canonical;
+use nearcast_common::{Grant, IpPrefix, PrefixTable, SigningKey, TOKEN_PARAM};
+use serde::Serialize;
+
+/// One appliance as steering sees it.
+#[derive(Clone, Debug)]
+pub struct Appliance {
+    pub id: String,
+    pub isp: String,
+    /// Base URL players use (`https://box1.isp.example:443`).
+    pub url: String,
+    /// Unix seconds of its last heartbeat.
+    pub last_heartbeat: u64,
+    /// 0.0 idle … 1.0 saturated, from its heartbeat.
+    pub load: f64,
+    /// False when the box reports itself or a disk failed.
+    pub healthy: bool,
+    pub titles: BTreeSet<String>,
+}
+
+/// A snapshot steering answers from.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    /// Client prefixes → ISP.
+    pub prefixes: PrefixTable<String>,
+    pub boxes: Vec<Appliance>,
+    pub origin_url: String,
+    /// A box whose last heartbeat is older than this is not used.
+    pub heartbeat_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Answer {
+    /// The ISP the client matched, if any.
+    pub isp: Option<String>,
+    /// Signed URLs, best first; the origin is always last.
+    pub urls: Vec<String>,
+    /// Unix seconds at which the URLs' tokens expire.
+    pub expires: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SteerError {
+    #[error("title '{0}' is not a plain name")]
+    BadTitle(String),
+    #[error("file '{0}' is not a plain relative path")]
+    BadFile(String),
+}
+
+/// Tokens bind to the client's /24 (IPv4) or /48 (IPv6), so a player that
+/// moves between addresses of one home network keeps working.
+pub fn client_prefix(ip: IpAddr) -> Option<IpPrefix> {
+    let ip = canonical(ip);
+    let len = if ip.is_ipv4() { 24 } else { 48 };
+    IpPrefix::new(ip, len).ok()
+}
+
+impl View {
+    /// Appliances a player in `ip`'s ISP may use for `title` now, best first.
+    pub fn candidates(&self, ip: IpAddr, title: &str, now: u64) -> (Option<&str>, Vec<&Appliance>) {
+        let Some((_, isp)) = self.prefixes.lookup(ip) else {
+            return (None, Vec::new());
+        };
+        let mut boxes: Vec<&Appliance> = self
+            .boxes
+            .iter()
+            .filter(|b| {
+                &b.isp == isp
+                    && b.healthy
+                    && now.saturating_sub(b.last_heartbeat) <= self.heartbeat_timeout_secs
+                    && b.titles.contains(title)
+            })
+            .collect();
+        boxes.sort_by(|a, b| a.load.total_cmp(&b.load).then_with(|| a.id.cmp(&b.id)));
+        (Some(isp.as_str()), boxes)
+    }
+
+    /// Signed URLs of `/c/{title}/{file}` for a client at `ip`.
+    pub fn steer(
+        &self,
+        key: &SigningKey,
+        ip: IpAddr,
+        title: &str,
+        file: &str,
+        now: u64,
+        ttl_secs: u64,
+    ) -> Result<Answer, SteerError> {
+        if !plain(title) {
+            return Err(SteerError::BadTitle(title.to_string()));
+        }
+        if file.is_empty() || file.len() > 256 || !file.split('/').all(plain) || file.split('/').count() > 2 {
+            return Err(SteerError::BadFile(file.to_string()));
+        }
+        let path = format!("/c/{title}/{file}");
+        let grant = Grant {
+            expires: now + ttl_secs,
+            client_prefix: client_prefix(ip),
+        };
+        let query = format!("?{TOKEN_PARAM}={}", key.sign(&path, &grant));
+        let (isp, boxes) = self.candidates(ip, title, now);
+        let urls = boxes
+            .iter()
+            .map(|b| b.url.as_str())
+            .chain([self.origin_url.as_str()])
+            .map(|base| format!("{}{path}{query}", base.trim_end_matches('/')))
+            .collect();
+        Ok(Answer {
+            isp: isp.map(str::to_string),
+            urls,
+            expires: grant.expires,
+        })
+    }
+}
+
+fn plain(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nearcast_common::Keyring;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn view() -> View {
+        let mut prefixes = PrefixTable::new();
+        prefixes.insert("198.51.100.0/22".parse().unwrap(), "isp-a".to_string());
+        prefixes.insert("2001:db8::/32".parse().unwrap(), "isp-a".to_string());
+        prefixes.insert("203.0.113.0/24".parse().unwrap(), "isp-b".to_string());
+        let b = |id: &str, isp: &str, load: f64, beat: u64, healthy: bool, titles: &[&str]| Appliance {
+            id: id.into(),
+            isp: isp.into(),
+            url: format!("http://{id}.example:8080"),
+            last_heartbeat: beat,
+            load,
+            healthy,
+            titles: titles.iter().map(|t| t.to_string()).collect(),
+        };
+        View {
+            prefixes,
+            boxes: vec![
+                b("a1", "isp-a", 0.7, NOW - 5, true, &["movie", "show"]),
+                b("a2", "isp-a", 0.2, NOW - 5, true, &["movie"]),
+                b("a3", "isp-a", 0.1, NOW - 500, true, &["movie"]), // stale heartbeat
+                b("a4", "isp-a", 0.0, NOW - 5, false, &["movie"]),  // failed
+                b("b1", "isp-b", 0.1, NOW - 5, true, &["movie"]),
+            ],
+            origin_url: "http://origin.example/".into(),
+            heartbeat_timeout_secs: 30,
+        }
+    }
+
+    fn key() -> SigningKey {
+        SigningKey::new("k1", &[9; 32]).unwrap()
+    }
+
+    #[test]
+    fn healthy_boxes_of_the_clients_isp_least_loaded_first_origin_last() {
+        let a = view()
+            .steer(&key(), "198.51.101.7".parse().unwrap(), "movie", "master.m3u8", NOW, 60)
+            .unwrap();
+        assert_eq!(a.isp.as_deref(), Some("isp-a"));
+        let hosts: Vec<&str> = a.urls.iter().map(|u| u.split("/c/").next().unwrap()).collect();
+        assert_eq!(
+            hosts,
+            [
+                "http://a2.example:8080",
+                "http://a1.example:8080",
+                "http://origin.example"
+            ]
+        );
+        // The title filter applies; an unknown client gets the origin only.
+        let s = view()
+            .steer(&key(), "2001:db8::5".parse().unwrap(), "show", "master.m3u8", NOW, 60)
+            .unwrap();
+        assert_eq!(s.urls.len(), 2);
+        let none = view()
+            .steer(&key(), "192.0.2.1".parse().unwrap(), "movie", "manifest.mpd", NOW, 60)
+            .unwrap();
+        assert_eq!((none.isp, none.urls.len()), (None, 1));
+    }
+
+    #[test]
+    fn a_silent_box_leaves_the_answers_after_the_timeout() {
+        let mut v = view();
+        let ip = "198.51.100.1".parse().unwrap();
+        assert_eq!(v.candidates(ip, "movie", NOW).1.len(), 2);
+        v.boxes[1].last_heartbeat = NOW - 31;
+        let ids: Vec<&str> = v.candidates(ip, "movie", NOW).1.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, ["a1"]);
+    }
+
+    #[test]
+    fn urls_carry_tokens_the_appliance_accepts_for_that_client_only() {
+        let ip: IpAddr = "198.51.101.7".parse().unwrap();
+        let a = view()
+            .steer(&key(), ip, "movie", "720p/seg-00001.m4s", NOW, 60)
+            .unwrap();
+        assert_eq!(a.expires, NOW + 60);
+        let ring = Keyring::new(vec![key()]);
+        for url in &a.urls {
+            let (path, token) = url
+                .split_once("/c/")
+                .map(|(_, rest)| rest.split_once("?token=").unwrap())
+                .unwrap();
+            let path = format!("/c/{path}");
+            assert!(ring
+                .verify(&path, token, "198.51.101.200".parse().unwrap(), NOW)
+                .is_ok());
+            assert!(
+                ring.verify(&path, token, "198.51.102.1".parse().unwrap(), NOW).is_err(),
+                "other /24"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_path_tricks() {
+        let ip = "198.51.100.1".parse().unwrap();
+        for (t, f) in [
+            ("../x", "m.m3u8"),
+            ("movie", "../../etc/passwd"),
+            ("movie", "a/b/c"),
+            ("movie", ""),
+            (".h", "f"),
+        ] {
+            assert!(view().steer(&key(), ip, t, f, NOW, 60).is_err(), "{t} {f}");
+        }
+    }
+}
