@@ -97,8 +97,16 @@ fn head_types_and_disks() {
     // Per-disk byte counters: HEAD sent no body bytes from disk 0, a GET does.
     assert_eq!(f.app.metric("nearcast_disk_sent_bytes_total{disk=\"0\""), 0.0);
     assert_eq!(f.app.get(&p).body, f.seg);
-    assert_eq!(f.app.metric("nearcast_disk_sent_bytes_total{disk=\"0\""), 100_000.0);
-    assert!(f.app.metric("nearcast_disk_sent_bytes_total{disk=\"1\"") >= 1008.0);
+    assert_eq!(
+        f.app
+            .metric_at_least("nearcast_disk_sent_bytes_total{disk=\"0\"", 100_000.0),
+        100_000.0
+    );
+    assert!(
+        f.app
+            .metric_at_least("nearcast_disk_sent_bytes_total{disk=\"1\"", 1008.0)
+            >= 1008.0
+    );
 }
 
 #[test]
@@ -166,10 +174,10 @@ fn metrics_and_health() {
     f.app.get("/c/t/master.m3u8"); // no token: 403
     let m = f.app.metrics();
     assert!(m.contains("# TYPE nearcast_requests_total counter"));
-    assert!(f.app.metric("nearcast_requests_total{code=\"200\"}") >= 1.0);
-    assert!(f.app.metric("nearcast_requests_total{code=\"403\"}") >= 1.0);
-    assert!(f.app.metric("nearcast_request_duration_seconds_count") >= 2.0);
-    assert!(f.app.metric("nearcast_sent_bytes_total") > 0.0);
+    assert!(f.app.metric_at_least("nearcast_requests_total{code=\"200\"}", 1.0) >= 1.0);
+    assert!(f.app.metric_at_least("nearcast_requests_total{code=\"403\"}", 1.0) >= 1.0);
+    assert!(f.app.metric_at_least("nearcast_request_duration_seconds_count", 2.0) >= 2.0);
+    assert!(f.app.metric_at_least("nearcast_sent_bytes_total", 1.0) > 0.0);
     let mut s = std::net::TcpStream::connect(f.app.admin).unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
     let r = read_response(&mut BufReader::new(s), false).unwrap();

@@ -152,6 +152,20 @@ impl Appliance {
             .unwrap_or_else(|| panic!("no {series} in\n{m}"))
     }
 
+    /// Waits (up to 5 s) until `series` reaches at least `want`, and
+    /// returns its value. A response is counted just after its last byte
+    /// is handed to the kernel, so a client can see the bytes first.
+    pub fn metric_at_least(&self, series: &str, want: f64) -> f64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let v = self.metric(series);
+            if v >= want || std::time::Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
