@@ -8,6 +8,7 @@ pub mod digest;
 pub mod manifest;
 pub mod prefix;
 pub mod prefix_table;
+pub mod request_auth;
 pub mod token;
 
 pub use digest::sha256_hex;
