@@ -4,6 +4,11 @@
 //! deterministic for the same inputs; the daemon around them (registry,
 //! storage, HTTP API) feeds them and serves their answers.
 
+pub mod api;
+pub mod app;
+pub mod config;
 pub mod plan;
 pub mod predict;
+pub mod server;
 pub mod steer;
+pub mod store;

@@ -1,0 +1,294 @@
+//! The HTTP API (hyper): admin calls with a bearer token, appliance calls
+//! signed with the appliance's key, and steering for players. JSON in and
+//! out; every refusal says why in a JSON `error`.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use nearcast_common::request_auth::{Signed, HEADER_ID, HEADER_SIGNATURE, HEADER_TIME};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::store::{Heartbeat, Inventory, Registration, StoreError};
+
+/// Largest request body (a prefix import of a full table fits).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+type Resp = Response<Full<Bytes>>;
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn reply(status: StatusCode, body: impl serde::Serialize) -> Resp {
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(bytes)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn error(status: StatusCode, msg: impl std::fmt::Display) -> Resp {
+    reply(status, serde_json::json!({ "error": msg.to_string() }))
+}
+
+/// A refusal decided before a handler runs: small to pass around, turned
+/// into a response at the end.
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn new(status: StatusCode, msg: impl std::fmt::Display) -> Self {
+        Refusal(status, msg.to_string())
+    }
+
+    fn into_response(self) -> Resp {
+        error(self.0, self.1)
+    }
+}
+
+fn store_error(e: StoreError) -> Resp {
+    match e {
+        StoreError::Unknown { .. } | StoreError::Import { .. } => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        other => {
+            tracing::error!(error = %other, "store failure");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "storage failure")
+        }
+    }
+}
+
+/// Serves one request.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, e)),
+    };
+    let path = parts.uri.path().to_string();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let resp = match (&parts.method, segs.as_slice()) {
+        (&Method::GET, ["healthz"]) => reply(StatusCode::OK, serde_json::json!({ "status": "ok" })),
+        (&Method::GET, ["v1", "steer"]) => {
+            let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
+            steer(&app, parts.uri.query().unwrap_or(""), client)
+        }
+        (_, ["v1", "admin", rest @ ..]) => {
+            let token = header("authorization").and_then(|h| h.strip_prefix("Bearer "));
+            if token != Some(app.config.admin_token.as_str()) {
+                error(StatusCode::UNAUTHORIZED, "admin token required")
+            } else {
+                admin(app.clone(), &parts.method, rest, body).await
+            }
+        }
+        (method, ["v1", "appliances", id, action]) => {
+            let path_q = parts.uri.path_and_query().map_or(path.as_str(), |p| p.as_str());
+            let signed = Signed {
+                id: header(HEADER_ID).unwrap_or(""),
+                method: method.as_str(),
+                path: path_q,
+                time: header(HEADER_TIME).unwrap_or(""),
+                signature: header(HEADER_SIGNATURE).unwrap_or(""),
+                body: &body,
+            };
+            match authenticate(&app, id, &signed).await {
+                Err(refusal) => refusal.into_response(),
+                Ok(()) => appliance(app.clone(), method, id, action, body).await,
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, format!("no route for {} {path}", parts.method)),
+    };
+    Ok(resp)
+}
+
+/// The appliance named in the path must be the one that signed, with its
+/// enrolled key.
+async fn authenticate(app: &Arc<App>, id: &str, s: &Signed<'_>) -> Result<(), Refusal> {
+    if s.id != id {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "request signed for another appliance",
+        ));
+    }
+    let store = app.store.clone();
+    let owned = id.to_string();
+    let key = tokio::task::spawn_blocking(move || store.public_key(&owned))
+        .await
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "store failure");
+            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "storage failure")
+        })?;
+    let Some(key) = key else {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            format!("appliance '{id}' is not enrolled"),
+        ));
+    };
+    s.verify(&key, now())
+        .map_err(|e| Refusal::new(StatusCode::FORBIDDEN, e))
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
+    serde_json::from_slice(body).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")))
+}
+
+/// Runs a store call off the async threads, then refreshes the view.
+async fn write(app: Arc<App>, f: impl FnOnce(&App) -> Result<serde_json::Value, StoreError> + Send + 'static) -> Resp {
+    let result = tokio::task::spawn_blocking(move || {
+        let v = f(&app)?;
+        app.refresh()?;
+        Ok::<_, StoreError>(v)
+    })
+    .await;
+    match result {
+        Ok(Ok(v)) => reply(StatusCode::OK, v),
+        Ok(Err(e)) => store_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body: Bytes) -> Resp {
+    let id = id.to_string();
+    let t = now();
+    match (method, action) {
+        (&Method::POST, "register") => match parse::<Registration>(&body) {
+            Ok(r) => {
+                write(app, move |a| {
+                    a.store
+                        .register(&id, &r, t)
+                        .map(|_| serde_json::json!({ "registered": id }))
+                })
+                .await
+            }
+            Err(refusal) => refusal.into_response(),
+        },
+        (&Method::POST, "heartbeat") => match parse::<Heartbeat>(&body) {
+            Ok(hb) => {
+                write(app, move |a| {
+                    a.store
+                        .heartbeat(&id, &hb, t)
+                        .map(|_| serde_json::json!({ "ok": true }))
+                })
+                .await
+            }
+            Err(refusal) => refusal.into_response(),
+        },
+        (&Method::PUT, "inventory") => match parse::<Inventory>(&body) {
+            Ok(inv) => {
+                write(app, move |a| {
+                    a.store
+                        .set_inventory(&id, &inv)
+                        .map(|_| serde_json::json!({ "ok": true }))
+                })
+                .await
+            }
+            Err(refusal) => refusal.into_response(),
+        },
+        _ => error(StatusCode::NOT_FOUND, format!("no appliance action {method} {action}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewIsp {
+    name: String,
+    #[serde(default)]
+    asns: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct NewSite {
+    name: String,
+    isp: String,
+}
+
+#[derive(Deserialize)]
+struct Enrollment {
+    id: String,
+    public_key: String,
+}
+
+async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Resp {
+    match (method, rest) {
+        (&Method::POST, ["isps"]) => match parse::<NewIsp>(&body) {
+            Ok(n) => {
+                write(app, move |a| {
+                    a.store
+                        .add_isp(&n.name, &n.asns)
+                        .map(|_| serde_json::json!({ "isp": n.name }))
+                })
+                .await
+            }
+            Err(refusal) => refusal.into_response(),
+        },
+        (&Method::PUT, ["prefixes"]) => {
+            let Ok(text) = String::from_utf8(body.to_vec()) else {
+                return error(StatusCode::BAD_REQUEST, "prefix list is not UTF-8");
+            };
+            write(app, move |a| {
+                a.store
+                    .import_prefixes(&text)
+                    .map(|n| serde_json::json!({ "prefixes": n }))
+            })
+            .await
+        }
+        (&Method::POST, ["sites"]) => match parse::<NewSite>(&body) {
+            Ok(n) => {
+                write(app, move |a| {
+                    a.store
+                        .add_site(&n.name, &n.isp)
+                        .map(|_| serde_json::json!({ "site": n.name }))
+                })
+                .await
+            }
+            Err(refusal) => refusal.into_response(),
+        },
+        (&Method::POST, ["appliances"]) => match parse::<Enrollment>(&body) {
+            Ok(e) if nearcast_common::token::decode_hex(&e.public_key).is_some_and(|k| k.len() == 32) => {
+                write(app, move |a| {
+                    a.store
+                        .enroll(&e.id, &e.public_key)
+                        .map(|_| serde_json::json!({ "enrolled": e.id }))
+                })
+                .await
+            }
+            Ok(_) => error(StatusCode::BAD_REQUEST, "public_key must be 32 bytes of hex (Ed25519)"),
+            Err(refusal) => refusal.into_response(),
+        },
+        (&Method::GET, ["appliances"]) => {
+            let store = app.store.clone();
+            match tokio::task::spawn_blocking(move || store.snapshot()).await {
+                Ok(Ok(s)) => reply(StatusCode::OK, s.appliances),
+                Ok(Err(e)) => store_error(e),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "no such admin call"),
+    }
+}
+
+fn steer(app: &App, query: &str, client: IpAddr) -> Resp {
+    let param = |name: &str| {
+        query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+    };
+    let Some(title) = param("title") else {
+        return error(StatusCode::BAD_REQUEST, "title is required");
+    };
+    let file = param("file").unwrap_or_else(|| "master.m3u8".into());
+    match app
+        .view()
+        .steer(&app.key, client, &title, &file, now(), app.config.url_ttl_secs)
+    {
+        Ok(answer) => reply(StatusCode::OK, answer),
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}

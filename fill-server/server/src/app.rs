@@ -1,0 +1,115 @@
+//! The running server's state: the store, the signing key, and the
+//! steering view rebuilt from a store snapshot after every change and
+//! swapped in whole, so steering reads never wait on the database.
+
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use nearcast_common::{IpPrefix, PrefixTable, SigningKey};
+
+use crate::config::Config;
+use crate::steer::{Appliance, View};
+use crate::store::{Health, Snapshot, Store, StoreError};
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub config: Config,
+    pub key: SigningKey,
+    pub trusted_proxies: Vec<IpPrefix>,
+    view: RwLock<Arc<View>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("config: {0}")]
+    Config(String),
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Result<App, AppError> {
+        let key = SigningKey::from_hex(&config.token_key_id, &config.token_key_hex)
+            .map_err(|e| AppError::Config(format!("token key: {e}")))?;
+        if config.admin_token.len() < 16 {
+            return Err(AppError::Config("admin_token must be at least 16 characters".into()));
+        }
+        let trusted_proxies = config
+            .trusted_proxies
+            .iter()
+            .map(|p| p.parse().map_err(|e| AppError::Config(format!("trusted_proxies: {e}"))))
+            .collect::<Result<_, _>>()?;
+        let app = App {
+            store,
+            config,
+            key,
+            trusted_proxies,
+            view: RwLock::new(Arc::new(View::default())),
+        };
+        app.refresh()?;
+        Ok(app)
+    }
+
+    /// The current steering view.
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rebuilds the steering view from the store.
+    pub fn refresh(&self) -> Result<(), StoreError> {
+        let view = Arc::new(build_view(&self.store.snapshot()?, &self.config));
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
+        Ok(())
+    }
+
+    /// The client's address: the socket peer, or for a trusted proxy the
+    /// right-most `X-Forwarded-For` entry that is not itself trusted.
+    pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|p| p.contains(*ip));
+        if !trusted(&peer) {
+            return peer;
+        }
+        forwarded_for
+            .into_iter()
+            .flat_map(|h| h.rsplit(','))
+            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer)
+    }
+}
+
+fn build_view(s: &Snapshot, cfg: &Config) -> View {
+    let mut prefixes = PrefixTable::new();
+    for (p, asn) in &s.prefixes {
+        if let (Ok(prefix), Some(isp)) = (p.parse::<IpPrefix>(), s.asn_isp.get(asn)) {
+            prefixes.insert(prefix, isp.clone());
+        }
+    }
+    let boxes = s
+        .appliances
+        .iter()
+        .filter_map(|a| {
+            let reg = a.registration.as_ref()?;
+            let isp = s.sites.get(&reg.site)?;
+            let hb = a.heartbeat.as_ref();
+            // A failed disk does not take the box out: its titles leave
+            // through the next inventory, the other disks keep serving.
+            let healthy = hb.is_some_and(|h| h.health != Health::Failed);
+            Some(Appliance {
+                id: a.id.clone(),
+                isp: isp.clone(),
+                url: reg.url.clone(),
+                last_heartbeat: a.last_heartbeat.unwrap_or(0),
+                load: hb.map_or(1.0, |h| h.load),
+                healthy,
+                titles: a.inventory.titles.iter().cloned().collect(),
+            })
+        })
+        .collect();
+    View {
+        prefixes,
+        boxes,
+        origin_url: cfg.origin_url.clone(),
+        heartbeat_timeout_secs: cfg.heartbeat_timeout_secs,
+    }
+}

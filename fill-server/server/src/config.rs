@@ -1,0 +1,44 @@
+//! The fill server's configuration (TOML), with defaults that run on one
+//! machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// SQLite database file.
+    pub database: PathBuf,
+    /// Base URL of the origin (last resort for players, source for fills).
+    pub origin_url: String,
+    /// An appliance silent for longer is not steered to.
+    pub heartbeat_timeout_secs: u64,
+    /// Lifetime of signed URLs handed to players.
+    pub url_ttl_secs: u64,
+    /// The URL-token key steering signs with (the appliances hold it too).
+    pub token_key_id: String,
+    pub token_key_hex: String,
+    /// Bearer token for `/v1/admin/*` (enrolling appliances, ISPs, sites).
+    pub admin_token: String,
+    /// Proxies whose `X-Forwarded-For` is believed, as prefixes.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: ([127, 0, 0, 1], 7070).into(),
+            database: PathBuf::from("nearcast-fill-server.db"),
+            origin_url: "http://127.0.0.1:7070/origin".into(),
+            heartbeat_timeout_secs: 30,
+            url_ttl_secs: 3600,
+            token_key_id: String::new(),
+            token_key_hex: String::new(),
+            admin_token: String::new(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}

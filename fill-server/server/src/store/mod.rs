@@ -1,0 +1,125 @@
+//! The control plane's state: ISPs and their prefixes, sites, appliances
+//! (enrolled keys, registration, last heartbeat, inventory) and the daily
+//! bytes that feed prediction. SQLite by default (a file, no set-up).
+//!
+//! Steering never reads this on a request: the server builds an in-memory
+//! `steer::View` from a `Snapshot` after every change.
+
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+use crate::predict::DailyBytes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("unknown {kind} '{name}'")]
+    Unknown { kind: &'static str, name: String },
+    #[error("line {line}: {reason}")]
+    Import { line: usize, reason: String },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// What an appliance says about itself when it registers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    pub site: String,
+    /// Base URL players and peers reach it at.
+    pub url: String,
+    pub capacity_bytes: u64,
+    #[serde(default)]
+    pub disks: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Ok,
+    Filling,
+    Degraded,
+    Updating,
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiskState {
+    pub name: String,
+    pub health: Health,
+    pub free_bytes: u64,
+}
+
+/// A heartbeat: health, load, space, and bytes served per title since the
+/// previous beat.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub health: Health,
+    /// 0.0 idle … 1.0 saturated.
+    pub load: f64,
+    pub free_bytes: u64,
+    #[serde(default)]
+    pub disks: Vec<DiskState>,
+    #[serde(default)]
+    pub bytes_by_title: BTreeMap<String, u64>,
+}
+
+/// The titles an appliance holds, complete and verified.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub version: String,
+    pub titles: Vec<String>,
+}
+
+/// One appliance as stored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ApplianceRecord {
+    pub id: String,
+    pub public_key: String,
+    pub registration: Option<Registration>,
+    pub last_heartbeat: Option<u64>,
+    pub heartbeat: Option<Heartbeat>,
+    pub inventory: Inventory,
+}
+
+/// Everything steering and planning need, read in one go.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// ASN → ISP.
+    pub asn_isp: BTreeMap<u32, String>,
+    /// (prefix text, ASN) as imported.
+    pub prefixes: Vec<(String, u32)>,
+    /// Site → ISP.
+    pub sites: BTreeMap<String, String>,
+    pub appliances: Vec<ApplianceRecord>,
+}
+
+/// Unix day of a unix time.
+pub fn day_of(unix: u64) -> i64 {
+    (unix / 86_400) as i64
+}
+
+/// The storage operations the server needs; SQLite implements them, and a
+/// PostgreSQL implementation plugs in behind the same trait.
+pub trait Store: Send + Sync {
+    fn add_isp(&self, name: &str, asns: &[u32]) -> Result<(), StoreError>;
+    /// Replaces the prefix table with `prefix asn` lines; returns the count.
+    fn import_prefixes(&self, text: &str) -> Result<usize, StoreError>;
+    fn add_site(&self, name: &str, isp: &str) -> Result<(), StoreError>;
+    /// Allows appliance `id` to speak with `public_key` (hex Ed25519).
+    fn enroll(&self, id: &str, public_key: &str) -> Result<(), StoreError>;
+    fn public_key(&self, id: &str) -> Result<Option<String>, StoreError>;
+    fn register(&self, id: &str, r: &Registration, now: u64) -> Result<(), StoreError>;
+    /// Records a heartbeat and adds its bytes to today's per-title demand
+    /// in the appliance's ISP.
+    fn heartbeat(&self, id: &str, hb: &Heartbeat, now: u64) -> Result<(), StoreError>;
+    fn set_inventory(&self, id: &str, inv: &Inventory) -> Result<(), StoreError>;
+    fn add_daily_bytes(&self, rows: &[DailyBytes]) -> Result<(), StoreError>;
+    fn daily_bytes(&self, from_day: i64) -> Result<Vec<DailyBytes>, StoreError>;
+    fn snapshot(&self) -> Result<Snapshot, StoreError>;
+}

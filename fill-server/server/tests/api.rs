@@ -1,0 +1,376 @@
+//! The fill server's API over real sockets: an operator enrolls appliances,
+//! they register, heartbeat and report inventory with signed requests, and
+//! players are steered. Every kind of refused request is tried.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nearcast_common::request_auth::ApplianceKey;
+use nearcast_common::{Keyring, SigningKey};
+use nearcast_fill_server::app::App;
+use nearcast_fill_server::config::Config;
+use nearcast_fill_server::store::{SqliteStore, Store};
+
+const ADMIN: &str = "admin-token-for-tests-0123456789";
+const KEY_HEX: &str = "5555555555555555555555555555555555555555555555555555555555555555";
+
+struct Server {
+    addr: SocketAddr,
+    store: Arc<SqliteStore>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn start(name: &str, heartbeat_timeout_secs: u64) -> Server {
+    let dir = std::env::temp_dir().join(format!("nearcast-fs-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.join("fs.db")).unwrap());
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        origin_url: "http://origin.test".into(),
+        heartbeat_timeout_secs,
+        token_key_id: "k1".into(),
+        token_key_hex: KEY_HEX.into(),
+        admin_token: ADMIN.into(),
+        trusted_proxies: vec!["127.0.0.0/8".into()],
+        ..Config::default()
+    };
+    let app = Arc::new(App::new(store.clone(), config).unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(l.local_addr().unwrap()).unwrap();
+            nearcast_fill_server::server::serve(l, app, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+    });
+    Server {
+        addr: addr_rx.recv().unwrap(),
+        store,
+        _stop: tx,
+    }
+}
+
+/// Sends a request and returns (status, body).
+fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: fs\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    call(
+        addr,
+        method,
+        path,
+        &[("authorization", format!("Bearer {ADMIN}"))],
+        body.as_bytes(),
+    )
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn signed(addr: SocketAddr, key: &ApplianceKey, id: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let headers: Vec<(&str, String)> = key.sign(id, method, path, now(), body.as_bytes()).into_iter().collect();
+    call(addr, method, path, &headers, body.as_bytes())
+}
+
+fn new_key() -> ApplianceKey {
+    ApplianceKey::from_pkcs8(&ApplianceKey::generate_pkcs8().unwrap()).unwrap()
+}
+
+/// ISP with prefixes, a site, and `box-1` enrolled, registered, holding "movie".
+fn fleet(s: &Server) -> ApplianceKey {
+    assert_eq!(
+        admin(s.addr, "POST", "/v1/admin/isps", r#"{"name":"isp-a","asns":[64500]}"#).0,
+        200
+    );
+    let (st, body) = admin(
+        s.addr,
+        "PUT",
+        "/v1/admin/prefixes",
+        "# dump\n198.51.100.0/22 64500\n2001:db8::/32 AS64500\n203.0.113.0/24 64999\n",
+    );
+    assert_eq!((st, body.as_str()), (200, r#"{"prefixes":3}"#));
+    assert_eq!(
+        admin(s.addr, "POST", "/v1/admin/sites", r#"{"name":"s1","isp":"isp-a"}"#).0,
+        200
+    );
+    let key = new_key();
+    let enroll = format!(r#"{{"id":"box-1","public_key":"{}"}}"#, key.public_hex());
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/appliances", &enroll).0, 200);
+    let reg = r#"{"site":"s1","url":"http://box-1.test:8080","capacity_bytes":1000000}"#;
+    assert_eq!(
+        signed(s.addr, &key, "box-1", "POST", "/v1/appliances/box-1/register", reg).0,
+        200
+    );
+    let hb = r#"{"health":"ok","load":0.25,"free_bytes":5000,"bytes_by_title":{"movie":1200}}"#;
+    assert_eq!(
+        signed(s.addr, &key, "box-1", "POST", "/v1/appliances/box-1/heartbeat", hb).0,
+        200
+    );
+    let inv = r#"{"version":"v1","titles":["movie"]}"#;
+    assert_eq!(
+        signed(s.addr, &key, "box-1", "PUT", "/v1/appliances/box-1/inventory", inv).0,
+        200
+    );
+    key
+}
+
+fn steer(addr: SocketAddr, client: &str, title: &str) -> serde_json::Value {
+    let (st, body) = call(
+        addr,
+        "GET",
+        &format!("/v1/steer?title={title}&file=master.m3u8"),
+        &[("x-forwarded-for", client.into())],
+        b"",
+    );
+    assert_eq!(st, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn enrolled_appliances_are_steered_to_with_signed_urls() {
+    let s = start("steer", 30);
+    fleet(&s);
+    let a = steer(s.addr, "198.51.101.7", "movie");
+    assert_eq!(a["isp"], "isp-a");
+    let urls: Vec<&str> = a["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert_eq!(urls.len(), 2);
+    assert!(
+        urls[0].starts_with("http://box-1.test:8080/c/movie/master.m3u8?token=k1-"),
+        "{}",
+        urls[0]
+    );
+    assert!(urls[1].starts_with("http://origin.test/c/movie/master.m3u8?token="));
+    // The appliance accepts the token for this client's /24 only.
+    let token = urls[0].split("token=").nth(1).unwrap();
+    let ring = Keyring::new(vec![SigningKey::from_hex("k1", KEY_HEX).unwrap()]);
+    assert!(ring
+        .verify("/c/movie/master.m3u8", token, "198.51.101.99".parse().unwrap(), now())
+        .is_ok());
+    assert!(ring
+        .verify("/c/movie/master.m3u8", token, "198.51.100.1".parse().unwrap(), now())
+        .is_err());
+    // Other ISP, unknown prefix, or a title the box lacks: origin only.
+    for (client, title) in [
+        ("203.0.113.5", "movie"),
+        ("192.0.2.1", "movie"),
+        ("198.51.100.1", "other"),
+    ] {
+        assert_eq!(
+            steer(s.addr, client, title)["urls"].as_array().unwrap().len(),
+            1,
+            "{client} {title}"
+        );
+    }
+    // IPv6 clients match too; a forged X-Forwarded-For from an untrusted
+    // peer would be ignored (here the peer is trusted loopback).
+    assert_eq!(
+        steer(s.addr, "2001:db8::1", "movie")["urls"].as_array().unwrap().len(),
+        2
+    );
+    // Heartbeat bytes fed today's demand.
+    let rows = s.store.daily_bytes(0).unwrap();
+    assert_eq!(
+        (rows[0].isp.as_str(), rows[0].title.as_str(), rows[0].bytes),
+        ("isp-a", "movie", 1200)
+    );
+}
+
+#[test]
+fn refusals() {
+    let s = start("refuse", 30);
+    let key = fleet(&s);
+    let hb = r#"{"health":"ok","load":0.1,"free_bytes":1}"#;
+    let path = "/v1/appliances/box-1/heartbeat";
+    // Unknown appliance.
+    let stranger = new_key();
+    let (st, body) = signed(s.addr, &stranger, "box-9", "POST", "/v1/appliances/box-9/heartbeat", hb);
+    assert_eq!(st, 403);
+    assert!(body.contains("not enrolled"), "{body}");
+    // Someone else's key claiming to be box-1.
+    let (st, body) = signed(s.addr, &stranger, "box-1", "POST", path, hb);
+    assert_eq!((st, body.contains("signature")), (403, true), "{body}");
+    // box-2 (enrolled) speaking for box-1.
+    let other = new_key();
+    admin(
+        s.addr,
+        "POST",
+        "/v1/admin/appliances",
+        &format!(r#"{{"id":"box-2","public_key":"{}"}}"#, other.public_hex()),
+    );
+    let (st, body) = signed(s.addr, &other, "box-2", "POST", path, hb);
+    assert_eq!((st, body.contains("another appliance")), (403, true), "{body}");
+    // A replayed request from long ago.
+    let old: Vec<(&str, String)> = key
+        .sign("box-1", "POST", path, now() - 3600, hb.as_bytes())
+        .into_iter()
+        .collect();
+    let (st, body) = call(s.addr, "POST", path, &old, hb.as_bytes());
+    assert_eq!((st, body.contains("more than")), (403, true), "{body}");
+    // A body changed after signing.
+    let mut h: Vec<(&str, String)> = key
+        .sign("box-1", "POST", path, now(), hb.as_bytes())
+        .into_iter()
+        .collect();
+    h.push(("x-extra", "1".into()));
+    assert_eq!(
+        call(
+            s.addr,
+            "POST",
+            path,
+            &h,
+            br#"{"health":"failed","load":0,"free_bytes":0}"#
+        )
+        .0,
+        403
+    );
+    // No signature at all.
+    assert_eq!(call(s.addr, "POST", path, &[], hb.as_bytes()).0, 403);
+    // Malformed JSON, correctly signed.
+    assert_eq!(signed(s.addr, &key, "box-1", "POST", path, "{not json").0, 400);
+    // Registering into a site that does not exist.
+    let (st, body) = signed(
+        s.addr,
+        &key,
+        "box-1",
+        "POST",
+        "/v1/appliances/box-1/register",
+        r#"{"site":"nowhere","url":"http://x","capacity_bytes":1}"#,
+    );
+    assert_eq!((st, body.contains("unknown site")), (422, true), "{body}");
+    // Admin calls need the token; bad prefix lines name their line.
+    assert_eq!(call(s.addr, "POST", "/v1/admin/isps", &[], br#"{"name":"x"}"#).0, 401);
+    assert_eq!(
+        call(
+            s.addr,
+            "POST",
+            "/v1/admin/isps",
+            &[("authorization", "Bearer wrong".into())],
+            br#"{"name":"x"}"#
+        )
+        .0,
+        401
+    );
+    let (st, body) = admin(s.addr, "PUT", "/v1/admin/prefixes", "10.0.0.0/8 1\nnot-a-prefix 2\n");
+    assert_eq!((st, body.contains("line 2")), (422, true), "{body}");
+    assert_eq!(
+        admin(
+            s.addr,
+            "POST",
+            "/v1/admin/appliances",
+            r#"{"id":"b","public_key":"abcd"}"#
+        )
+        .0,
+        400
+    );
+    // Steering path tricks.
+    let (st, _) = call(s.addr, "GET", "/v1/steer?title=../etc&file=passwd", &[], b"");
+    assert_eq!(st, 400);
+    // The failed imports changed nothing: box-1 is still steered to.
+    assert_eq!(
+        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
+        2
+    );
+}
+
+#[test]
+fn a_silent_or_failed_box_leaves_the_answers() {
+    let s = start("silent", 2);
+    let key = fleet(&s);
+    assert_eq!(
+        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
+        2
+    );
+    std::thread::sleep(Duration::from_millis(3100));
+    assert_eq!(
+        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
+        1,
+        "timed out"
+    );
+    // Beating again brings it back.
+    let ok = r#"{"health":"ok","load":0.2,"free_bytes":1}"#;
+    signed(s.addr, &key, "box-1", "POST", "/v1/appliances/box-1/heartbeat", ok);
+    assert_eq!(
+        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
+        2
+    );
+    // A failed disk alone keeps the box in (its titles leave with the next
+    // inventory); a box that reports itself failed is out at once.
+    let failed_disk =
+        r#"{"health":"degraded","load":0.2,"free_bytes":1,"disks":[{"name":"d0","health":"failed","free_bytes":0}]}"#;
+    signed(
+        s.addr,
+        &key,
+        "box-1",
+        "POST",
+        "/v1/appliances/box-1/heartbeat",
+        failed_disk,
+    );
+    assert_eq!(
+        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
+        2
+    );
+    signed(
+        s.addr,
+        &key,
+        "box-1",
+        "PUT",
+        "/v1/appliances/box-1/inventory",
+        r#"{"version":"v2","titles":[]}"#,
+    );
+    assert_eq!(
+        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
+        1
+    );
+    signed(
+        s.addr,
+        &key,
+        "box-1",
+        "PUT",
+        "/v1/appliances/box-1/inventory",
+        r#"{"version":"v3","titles":["movie"]}"#,
+    );
+    let failed = r#"{"health":"failed","load":0.0,"free_bytes":1}"#;
+    signed(s.addr, &key, "box-1", "POST", "/v1/appliances/box-1/heartbeat", failed);
+    assert_eq!(
+        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
+        1
+    );
+}
