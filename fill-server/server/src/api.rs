@@ -191,6 +191,24 @@ async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body:
             }
             Err(refusal) => refusal.into_response(),
         },
+        (&Method::GET, "manifest") => {
+            let result = tokio::task::spawn_blocking(move || {
+                crate::fill::manifest_for(
+                    app.store.as_ref(),
+                    &app.config.origin_store,
+                    &app.config.origin_url,
+                    &id,
+                    t,
+                )
+            })
+            .await;
+            match result {
+                Ok(Ok(m)) => reply(StatusCode::OK, m),
+                Ok(Err(crate::fill::FillError::Store(e))) => store_error(e),
+                Ok(Err(e)) => error(StatusCode::CONFLICT, e),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            }
+        }
         _ => error(StatusCode::NOT_FOUND, format!("no appliance action {method} {action}")),
     }
 }
@@ -261,6 +279,18 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
             Ok(_) => error(StatusCode::BAD_REQUEST, "public_key must be 32 bytes of hex (Ed25519)"),
             Err(refusal) => refusal.into_response(),
         },
+        (&Method::POST, ["playlogs"]) => {
+            let Ok(text) = String::from_utf8(body.to_vec()) else {
+                return error(StatusCode::BAD_REQUEST, "play log is not UTF-8");
+            };
+            match crate::playlog::parse(&text, &app.view()) {
+                Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+                Ok((rows, summary)) => {
+                    let summary = serde_json::to_value(summary).unwrap_or_default();
+                    write(app, move |a| a.store.add_daily_bytes(&rows).map(|_| summary)).await
+                }
+            }
+        }
         (&Method::GET, ["appliances"]) => {
             let store = app.store.clone();
             match tokio::task::spawn_blocking(move || store.snapshot()).await {

@@ -14,6 +14,13 @@ pub struct Config {
     pub database: PathBuf,
     /// Base URL of the origin (last resort for players, source for fills).
     pub origin_url: String,
+    /// The origin store: packaged titles, one folder each with its index.
+    pub origin_store: PathBuf,
+    /// Where the origin store is served (the appliance engine, with the
+    /// same token check as the boxes).
+    pub origin_listen: SocketAddr,
+    /// The origin engine's /metrics and /healthz.
+    pub origin_admin_listen: SocketAddr,
     /// An appliance silent for longer is not steered to.
     pub heartbeat_timeout_secs: u64,
     /// Lifetime of signed URLs handed to players.
@@ -32,7 +39,10 @@ impl Default for Config {
         Config {
             listen: ([127, 0, 0, 1], 7070).into(),
             database: PathBuf::from("nearcast-fill-server.db"),
-            origin_url: "http://127.0.0.1:7070/origin".into(),
+            origin_url: "http://127.0.0.1:7071".into(),
+            origin_store: PathBuf::from("origin"),
+            origin_listen: ([127, 0, 0, 1], 7071).into(),
+            origin_admin_listen: ([127, 0, 0, 1], 7072).into(),
             heartbeat_timeout_secs: 30,
             url_ttl_secs: 3600,
             token_key_id: String::new(),

@@ -7,7 +7,10 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod fill;
+pub mod origin;
 pub mod plan;
+pub mod playlog;
 pub mod predict;
 pub mod server;
 pub mod steer;

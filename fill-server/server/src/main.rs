@@ -32,11 +32,14 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let origin = nearcast_fill_server::origin::start_origin(&config).context("starting the origin")?;
+    println!("nearcast-fill-server ready http={addr} origin={}", origin.http_addr);
     let app = Arc::new(App::new(store, config)?);
-    println!("nearcast-fill-server ready http={addr}");
     nearcast_fill_server::server::serve(listener, app, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;
+    origin.shutdown();
+    origin.join().context("origin engine")?;
     Ok(())
 }

@@ -23,13 +23,19 @@ struct Server {
 }
 
 fn start(name: &str, heartbeat_timeout_secs: u64) -> Server {
+    start_with_origin(name, heartbeat_timeout_secs, None)
+}
+
+fn start_with_origin(name: &str, heartbeat_timeout_secs: u64, origin: Option<std::path::PathBuf>) -> Server {
     let dir = std::env::temp_dir().join(format!("nearcast-fs-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    let origin_store = origin.unwrap_or_else(|| dir.join("origin"));
     let store = Arc::new(SqliteStore::open(&dir.join("fs.db")).unwrap());
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         origin_url: "http://origin.test".into(),
+        origin_store,
         heartbeat_timeout_secs,
         token_key_id: "k1".into(),
         token_key_hex: KEY_HEX.into(),
@@ -373,4 +379,134 @@ fn a_silent_or_failed_box_leaves_the_answers() {
         steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
         1
     );
+}
+
+#[test]
+fn manifests_follow_play_logs_and_peers() {
+    // A real packaged title in the origin store.
+    let root = std::env::temp_dir().join(format!("nearcast-fs-origin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packager/sample");
+    let inputs: Vec<_> = ["360p.mp4", "240p.mp4", "144p.mp4"]
+        .iter()
+        .map(|f| sample.join(f))
+        .collect();
+    let opts = nearcast_packager::Options {
+        title: "sample".into(),
+        store: root.join("origin"),
+        target: 4.0,
+        progress: false,
+    };
+    let index = nearcast_packager::package(&inputs, &opts).unwrap();
+    let s = start_with_origin("manifest", 30, Some(root.join("origin")));
+    let key1 = fleet(&s);
+    let reg = r#"{"site":"s1","url":"http://box-1.test:8080","capacity_bytes":10000000}"#;
+    assert_eq!(
+        signed(s.addr, &key1, "box-1", "POST", "/v1/appliances/box-1/register", reg).0,
+        200
+    );
+    // Before any demand, nothing is ranked: an empty manifest.
+    let (st, body) = signed(s.addr, &key1, "box-1", "GET", "/v1/appliances/box-1/manifest", "");
+    assert_eq!(st, 200, "{body}");
+    let m: nearcast_common::manifest::FillManifest = serde_json::from_str(&body).unwrap();
+    assert!(m.titles.is_empty());
+    // Play logs make "sample" popular in isp-a (yesterday).
+    let t = now() - 86_400;
+    let log = format!("time,title,client,bytes\n{t},sample,198.51.100.7,5000000\n{t},sample,198.51.100.8,4000000\n{t},sample,192.0.2.1,1\n");
+    let (st, body) = admin(s.addr, "POST", "/v1/admin/playlogs", &log);
+    assert_eq!(st, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"plays": 3, "unmatched": 1, "rows": 1})
+    );
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/playlogs", "1,x,1.2.3.4\n").0, 422);
+    // box-1 must now hold every file of the title, from the origin.
+    let (_, body) = signed(s.addr, &key1, "box-1", "GET", "/v1/appliances/box-1/manifest", "");
+    let m: nearcast_common::manifest::FillManifest = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (m.appliance.as_str(), m.site.as_str(), m.titles.len()),
+        ("box-1", "s1", 1)
+    );
+    let t0 = &m.titles[0];
+    assert_eq!(
+        (t0.title.as_str(), t0.rank, t0.files.len()),
+        ("sample", 1, index.files.len())
+    );
+    for (f, want) in t0.files.iter().zip(&index.files) {
+        assert_eq!((&f.path, f.size, &f.sha256), (&want.path, want.size, &want.sha256));
+        assert_eq!(f.sources, ["http://origin.test"]);
+    }
+    // Asking twice gives the same version; another appliance cannot ask for it.
+    let (_, again) = signed(s.addr, &key1, "box-1", "GET", "/v1/appliances/box-1/manifest", "");
+    assert_eq!(
+        serde_json::from_str::<nearcast_common::manifest::FillManifest>(&again)
+            .unwrap()
+            .version,
+        m.version
+    );
+    // A second box in the site: its sources put box-1 (which holds the title) first.
+    let key2 = new_key();
+    admin(
+        s.addr,
+        "POST",
+        "/v1/admin/appliances",
+        &format!(r#"{{"id":"box-2","public_key":"{}"}}"#, key2.public_hex()),
+    );
+    let reg = r#"{"site":"s1","url":"http://box-2.test:8080","capacity_bytes":10000000}"#;
+    assert_eq!(
+        signed(s.addr, &key2, "box-2", "POST", "/v1/appliances/box-2/register", reg).0,
+        200
+    );
+    signed(
+        s.addr,
+        &key1,
+        "box-1",
+        "PUT",
+        "/v1/appliances/box-1/inventory",
+        r#"{"version":"v2","titles":["sample"]}"#,
+    );
+    let (st, body) = signed(s.addr, &key2, "box-2", "GET", "/v1/appliances/box-2/manifest", "");
+    assert_eq!(st, 200, "{body}");
+    let m2: nearcast_common::manifest::FillManifest = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        m2.titles[0].files[0].sources,
+        ["http://box-1.test:8080", "http://origin.test"]
+    );
+    let (st, _) = signed(s.addr, &key2, "box-2", "GET", "/v1/appliances/box-1/manifest", "");
+    assert_eq!(st, 403);
+}
+
+#[test]
+fn the_origin_serves_steered_urls_with_the_same_token_check() {
+    let root = std::env::temp_dir().join(format!("nearcast-fs-originsrv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("origin/movie")).unwrap();
+    std::fs::write(root.join("origin/movie/master.m3u8"), "#EXTM3U\n").unwrap();
+    let cfg = Config {
+        origin_store: root.join("origin"),
+        origin_listen: "127.0.0.1:0".parse().unwrap(),
+        origin_admin_listen: "127.0.0.1:0".parse().unwrap(),
+        token_key_id: "k1".into(),
+        token_key_hex: KEY_HEX.into(),
+        ..Config::default()
+    };
+    let origin = nearcast_fill_server::origin::start_origin(&cfg).unwrap();
+    // The URL steering signs for the origin, fetched as the client.
+    let ring_key = SigningKey::from_hex("k1", KEY_HEX).unwrap();
+    let grant = nearcast_common::Grant {
+        expires: now() + 60,
+        client_prefix: Some("127.0.0.0/24".parse().unwrap()),
+    };
+    let token = ring_key.sign("/c/movie/master.m3u8", &grant);
+    let (st, body) = call(
+        origin.http_addr,
+        "GET",
+        &format!("/c/movie/master.m3u8?token={token}"),
+        &[],
+        b"",
+    );
+    assert_eq!((st, body.as_str()), (200, "#EXTM3U\n"));
+    assert_eq!(call(origin.http_addr, "GET", "/c/movie/master.m3u8", &[], b"").0, 403);
+    origin.shutdown();
+    origin.join().unwrap();
 }

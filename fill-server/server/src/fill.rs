@@ -1,0 +1,105 @@
+//! Planning an appliance's fill manifest on request: tomorrow's demand for
+//! its ISP from the stored daily bytes, the packaged titles from the origin
+//! store's indexes, and the site's appliances with their inventories.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use nearcast_common::manifest::FillManifest;
+use nearcast_packager::index::INDEX_FILE;
+use nearcast_packager::TitleIndex;
+
+use crate::plan::{plan_site, PlanParams, Slot};
+use crate::predict::{predict, ModelParams};
+use crate::store::{day_of, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FillError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("appliance '{0}' is not registered")]
+    NotRegistered(String),
+    #[error("site '{0}' has no ISP")]
+    NoIsp(String),
+}
+
+/// Every title in the origin store with a readable index. A title whose
+/// index cannot be read is left out (and logged): it cannot be verified.
+pub fn load_titles(origin: &Path) -> BTreeMap<String, TitleIndex> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(origin) else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue; // a packaging in progress
+        }
+        let path = entry.path().join(INDEX_FILE);
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<TitleIndex>(&b).map_err(|e| e.to_string()))
+        {
+            Ok(index) if index.title == name => {
+                out.insert(name, index);
+            }
+            Ok(_) => tracing::warn!(path = %path.display(), "index names another title"),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "unreadable title index"),
+        }
+    }
+    out
+}
+
+/// The manifest of appliance `id` for the day of unix time `now`.
+pub fn manifest_for(
+    store: &dyn Store,
+    origin: &Path,
+    origin_url: &str,
+    id: &str,
+    now: u64,
+) -> Result<FillManifest, FillError> {
+    let snap = store.snapshot()?;
+    let me = snap
+        .appliances
+        .iter()
+        .find(|a| a.id == id)
+        .and_then(|a| a.registration.as_ref())
+        .ok_or_else(|| FillError::NotRegistered(id.to_string()))?;
+    let site = me.site.clone();
+    let isp = snap
+        .sites
+        .get(&site)
+        .cloned()
+        .ok_or_else(|| FillError::NoIsp(site.clone()))?;
+    let day = day_of(now);
+    let params = ModelParams::default();
+    let history = store.daily_bytes(day - params.window_days)?;
+    let ranking = predict(&history, &[], day, &params).remove(&isp).unwrap_or_default();
+    let slots: Vec<Slot> = snap
+        .appliances
+        .iter()
+        .filter_map(|a| {
+            let reg = a.registration.as_ref().filter(|r| r.site == site)?;
+            Some(Slot {
+                id: a.id.clone(),
+                capacity_bytes: reg.capacity_bytes,
+                peer_url: reg.url.clone(),
+                holds: a.inventory.titles.iter().cloned().collect::<BTreeSet<_>>(),
+            })
+        })
+        .collect();
+    let titles = load_titles(origin);
+    let plans = plan_site(
+        &site,
+        day,
+        &slots,
+        &ranking,
+        &titles,
+        origin_url,
+        &PlanParams::default(),
+    );
+    plans
+        .into_iter()
+        .find(|m| m.appliance == id)
+        .ok_or_else(|| FillError::NotRegistered(id.to_string()))
+}
