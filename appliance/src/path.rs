@@ -47,7 +47,7 @@ impl ContentPath {
             }
             let start = out.len;
             percent_decode(seg, &mut out)?;
-            if !plain_name(&out.buf[start..out.len]) {
+            if !nearcast_common::is_plain_name(&out.buf[start..out.len]) {
                 return Err(PathError::BadSegment);
             }
             segments += 1;
@@ -70,7 +70,7 @@ impl ContentPath {
 
     /// The decoded URL path, `/c/…`: what tokens sign.
     pub fn url_path(&self) -> &str {
-        // Only ASCII from `plain_name` and the prefix was ever pushed.
+        // Only ASCII from `is_plain_name` and the prefix was ever pushed.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }
 
@@ -90,14 +90,6 @@ impl ContentPath {
         let rel = self.relative();
         rel.split('/').next().unwrap_or(rel)
     }
-}
-
-fn plain_name(seg: &[u8]) -> bool {
-    !seg.is_empty()
-        && seg[0] != b'.'
-        && seg
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 fn percent_decode(seg: &[u8], out: &mut ContentPath) -> Result<(), PathError> {

@@ -6,12 +6,14 @@
 
 pub mod digest;
 pub mod manifest;
+pub mod names;
 pub mod prefix;
 pub mod prefix_table;
 pub mod request_auth;
 pub mod token;
 
 pub use digest::sha256_hex;
+pub use names::is_plain_name;
 pub use prefix::{IpPrefix, PrefixError};
 pub use prefix_table::PrefixTable;
 pub use token::{Grant, Keyring, SigningKey, TokenError, TOKEN_PARAM};

@@ -11,6 +11,10 @@
 //! the URL path, so none of them can be changed without the key. Several keys
 //! can be active at once (the key id picks one), which is how keys rotate.
 //! None of the fields can contain `-`, so the token splits unambiguously.
+//!
+//! A token signed for a title's folder, `/c/{title}/` (see `title_scope`),
+//! covers every file of that title: rewritten playlists and DASH templates
+//! carry one such token instead of one per segment.
 
 use std::net::IpAddr;
 
@@ -158,9 +162,8 @@ impl Keyring {
             return Err(TokenError::Malformed);
         }
         let key = self.get(id).ok_or_else(|| TokenError::UnknownKey(id.to_string()))?;
-        let mut ctx = hmac::Context::with_key(&key.key);
-        feed(&mut ctx, id, exp, prefix, path.as_bytes());
-        if !constant_time_eq(ctx.sign().as_ref(), &tag) {
+        let matches = |signed: &str| constant_time_eq(mac(&key.key, id, exp, prefix, signed.as_bytes()).as_ref(), &tag);
+        if !matches(path) && !title_scope(path).is_some_and(matches) {
             return Err(TokenError::BadSignature);
         }
         if now >= expires {
@@ -176,6 +179,14 @@ impl Keyring {
         }
         Ok(Grant { expires, client_prefix })
     }
+}
+
+/// The title folder `/c/{title}/` of a content path `/c/{title}/…`, which
+/// a title-wide token is signed for.
+pub fn title_scope(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/c/")?;
+    let end = rest.find('/')?;
+    (end > 0 && end + 1 < rest.len()).then(|| &path[..3 + end + 1])
 }
 
 fn feed(ctx: &mut hmac::Context, id: &str, exp: &str, prefix: &str, path: &[u8]) {
@@ -342,6 +353,35 @@ mod tests {
         ] {
             assert_eq!(ring.verify(PATH, &bad, c, NOW), Err(TokenError::Malformed), "{bad}");
         }
+    }
+
+    #[test]
+    fn title_wide_tokens_cover_the_title_only() {
+        let k = key("k1", 7);
+        let ring = Keyring::new(vec![key("k1", 7)]);
+        let c = client("192.0.2.1");
+        assert_eq!(title_scope(PATH), Some("/c/big-buck/"));
+        assert_eq!(title_scope("/c/t/master.m3u8"), Some("/c/t/"));
+        for p in ["/c/", "/c/t", "/c/t/", "/x/t/f", "/c//f"] {
+            assert_eq!(title_scope(p), None, "{p}");
+        }
+        let t = k.sign("/c/big-buck/", &grant(None));
+        assert!(ring.verify(PATH, &t, c, NOW).is_ok());
+        assert!(ring.verify("/c/big-buck/master.m3u8", &t, c, NOW).is_ok());
+        assert_eq!(
+            ring.verify("/c/other/720p/seg-00001.m4s", &t, c, NOW),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            ring.verify("/c/big-buckle/x.m4s", &t, c, NOW),
+            Err(TokenError::BadSignature)
+        );
+        // A token for one file does not open the title.
+        let one = k.sign(PATH, &grant(None));
+        assert_eq!(
+            ring.verify("/c/big-buck/720p/seg-00002.m4s", &one, c, NOW),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub const DASH_MANIFEST: &str = "manifest.mpd";
 pub enum PackageError {
     #[error("{path}: {problem}")]
     Input { path: PathBuf, problem: Mp4Error },
-    #[error("title name '{0}' must be 1-128 characters of A-Z a-z 0-9 . _ - and not start with a dot")]
+    #[error("title name '{0}' must be 1-255 characters of A-Z a-z 0-9 . _ - and not start with a dot")]
     BadTitle(String),
     #[error("target segment duration {0} s is outside 1-10 s")]
     BadTarget(f64),
@@ -45,7 +45,7 @@ pub struct Options {
 
 /// Packages `inputs` (one or more MP4 renditions of one title).
 pub fn package(inputs: &[PathBuf], opts: &Options) -> Result<TitleIndex, PackageError> {
-    if !plain_name(&opts.title) {
+    if !nearcast_common::is_plain_name(opts.title.as_bytes()) {
         return Err(PackageError::BadTitle(opts.title.clone()));
     }
     if !(1.0..=10.0).contains(&opts.target) {
@@ -277,12 +277,4 @@ fn publish(tmp: &Path, dest: &Path) -> std::io::Result<()> {
         std::fs::remove_dir_all(&old)?;
     }
     Ok(())
-}
-
-pub fn plain_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }

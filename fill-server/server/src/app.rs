@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
-use nearcast_common::{IpPrefix, PrefixTable, SigningKey};
+use nearcast_common::{IpPrefix, Keyring, PrefixTable, SigningKey};
 
 use crate::config::Config;
 use crate::steer::{Appliance, View};
@@ -15,6 +15,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub config: Config,
     pub key: SigningKey,
+    /// The same key, for checking tokens on the player routes.
+    pub keyring: Keyring,
     pub trusted_proxies: Vec<IpPrefix>,
     view: RwLock<Arc<View>>,
 }
@@ -29,8 +31,12 @@ pub enum AppError {
 
 impl App {
     pub fn new(store: Arc<dyn Store>, config: Config) -> Result<App, AppError> {
-        let key = SigningKey::from_hex(&config.token_key_id, &config.token_key_hex)
-            .map_err(|e| AppError::Config(format!("token key: {e}")))?;
+        let load_key = || {
+            SigningKey::from_hex(&config.token_key_id, &config.token_key_hex)
+                .map_err(|e| AppError::Config(format!("token key: {e}")))
+        };
+        let key = load_key()?;
+        let keyring = Keyring::new(vec![load_key()?]);
         if config.admin_token.len() < 16 {
             return Err(AppError::Config("admin_token must be at least 16 characters".into()));
         }
@@ -43,6 +49,7 @@ impl App {
             store,
             config,
             key,
+            keyring,
             trusted_proxies,
             view: RwLock::new(Arc::new(View::default())),
         };

@@ -10,6 +10,7 @@ pub mod config;
 pub mod fill;
 pub mod origin;
 pub mod plan;
+pub mod playback;
 pub mod playlog;
 pub mod predict;
 pub mod server;

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use nearcast_common::prefix::canonical;
-use nearcast_common::{Grant, IpPrefix, PrefixTable, SigningKey, TOKEN_PARAM};
+use nearcast_common::{is_plain_name, Grant, IpPrefix, PrefixTable, SigningKey, TOKEN_PARAM};
 use serde::Serialize;
 
 /// One appliance as steering sees it.
@@ -95,10 +95,14 @@ impl View {
         now: u64,
         ttl_secs: u64,
     ) -> Result<Answer, SteerError> {
-        if !plain(title) {
+        if !is_plain_name(title.as_bytes()) {
             return Err(SteerError::BadTitle(title.to_string()));
         }
-        if file.is_empty() || file.len() > 256 || !file.split('/').all(plain) || file.split('/').count() > 2 {
+        if file.is_empty()
+            || file.len() > 256
+            || !file.split('/').all(|s| is_plain_name(s.as_bytes()))
+            || file.split('/').count() > 2
+        {
             return Err(SteerError::BadFile(file.to_string()));
         }
         let path = format!("/c/{title}/{file}");
@@ -120,13 +124,6 @@ impl View {
             expires: grant.expires,
         })
     }
-}
-
-fn plain(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

@@ -510,3 +510,55 @@ fn the_origin_serves_steered_urls_with_the_same_token_check() {
     origin.shutdown();
     origin.join().unwrap();
 }
+
+#[test]
+fn play_routes_refuse_missing_or_foreign_tokens() {
+    let root = std::env::temp_dir().join(format!("nearcast-fs-playorigin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("origin/movie/360p")).unwrap();
+    std::fs::write(
+        root.join("origin/movie/master.m3u8"),
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n360p/index.m3u8\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("origin/movie/360p/index.m3u8"),
+        "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:4,\nseg-00001.m4s\n",
+    )
+    .unwrap();
+    let s = start_with_origin("play", 30, Some(root.join("origin")));
+    fleet(&s);
+    let client = [("x-forwarded-for", "198.51.100.7".to_string())];
+    let (st, master) = call(s.addr, "GET", "/v1/play/movie/master.m3u8", &client, b"");
+    assert_eq!(st, 200, "{master}");
+    let media = master
+        .lines()
+        .find(|l| l.starts_with("/v1/play/movie/360p/index.m3u8?via=box-1&token="))
+        .unwrap();
+    let (st, list) = call(s.addr, "GET", media, &client, b"");
+    assert_eq!(st, 200, "{list}");
+    assert!(
+        list.contains("\nhttp://box-1.test:8080/c/movie/360p/seg-00001.m4s?token="),
+        "{list}"
+    );
+    assert!(
+        list.contains("URI=\"http://box-1.test:8080/c/movie/360p/init.mp4?token="),
+        "{list}"
+    );
+    // The media playlist is refused to another /24, without a token, or with a forged one.
+    let other = [("x-forwarded-for", "198.51.101.7".to_string())];
+    assert_eq!(call(s.addr, "GET", media, &other, b"").0, 403);
+    assert_eq!(
+        call(s.addr, "GET", "/v1/play/movie/360p/index.m3u8?via=box-1", &client, b"").0,
+        403
+    );
+    let forged = media.replace("token=k1-", "token=k1-1");
+    assert_eq!(call(s.addr, "GET", &forged, &client, b"").0, 403);
+    // Unknown titles and path tricks.
+    assert_eq!(call(s.addr, "GET", "/v1/play/nothing/master.m3u8", &client, b"").0, 404);
+    assert_eq!(call(s.addr, "GET", "/v1/play/../etc/master.m3u8", &client, b"").0, 400);
+    assert_eq!(
+        call(s.addr, "GET", "/v1/play/movie/%2e%2e/index.m3u8", &client, b"").0,
+        400
+    );
+}

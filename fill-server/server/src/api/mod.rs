@@ -2,6 +2,8 @@
 //! signed with the appliance's key, and steering for players. JSON in and
 //! out; every refusal says why in a JSON `error`.
 
+mod play;
+
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -75,6 +77,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let resp = match (&parts.method, segs.as_slice()) {
         (&Method::GET, ["healthz"]) => reply(StatusCode::OK, serde_json::json!({ "status": "ok" })),
+        (&Method::GET, ["v1", "play", rest @ ..]) => {
+            let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
+            play::play(&app, rest, parts.uri.query().unwrap_or(""), client)
+        }
         (&Method::GET, ["v1", "steer"]) => {
             let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
             steer(&app, parts.uri.query().unwrap_or(""), client)

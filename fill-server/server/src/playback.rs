@@ -1,0 +1,138 @@
+//! Manifests rewritten for one player: every URL points at the appliance
+//! steering chose (or, in DASH, at each candidate in order, for failover)
+//! and carries a title-wide token bound to the player's prefix.
+//!
+//! HLS: the multivariant playlist's URIs lead back to the fill server's
+//! `/v1/play/...` media playlists (with the chosen box and the token), and
+//! those list segment URLs on the box itself. DASH: `BaseURL`s in
+//! preference order, and the token on the SegmentTemplate's URLs.
+
+/// Appends `query` (already encoded, no `?`) to a URI.
+fn with_query(uri: &str, query: &str) -> String {
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{sep}{query}")
+}
+
+/// Rewrites the URIs of an HLS playlist: lines that are not tags, and
+/// `URI="…"` attributes of tags. `map` gets each original URI.
+fn rewrite_hls(text: &str, map: impl Fn(&str) -> String) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty() {
+            out.push('\n');
+            continue;
+        }
+        if !t.starts_with('#') {
+            out.push_str(&map(t));
+        } else if let Some(start) = t.find("URI=\"") {
+            let from = start + 5;
+            match t[from..].find('"') {
+                Some(len) => {
+                    out.push_str(&t[..from]);
+                    out.push_str(&map(&t[from..from + len]));
+                    out.push_str(&t[from + len..]);
+                }
+                None => out.push_str(t),
+            }
+        } else {
+            out.push_str(t);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The multivariant playlist: each media playlist URI becomes
+/// `{play_prefix}{uri}?{query}` (served by the fill server).
+pub fn master(text: &str, play_prefix: &str, query: &str) -> String {
+    rewrite_hls(text, |uri| with_query(&format!("{play_prefix}{uri}"), query))
+}
+
+/// A media playlist: each segment and map URI becomes `{base}/{uri}?{query}`
+/// where `base` is the rendition's folder on the chosen appliance.
+pub fn media(text: &str, base: &str, query: &str) -> String {
+    rewrite_hls(text, |uri| {
+        with_query(&format!("{}/{uri}", base.trim_end_matches('/')), query)
+    })
+}
+
+/// A DASH MPD: `bases` as MPD-level `BaseURL`s (best first) and `query` on
+/// every `initialization`/`media` template.
+pub fn mpd(text: &str, bases: &[String], query: &str) -> String {
+    let mut out = text.to_string();
+    for attr in ["initialization=\"", "media=\""] {
+        let mut result = String::with_capacity(out.len() + 64);
+        let mut rest = out.as_str();
+        while let Some(i) = rest.find(attr) {
+            let from = i + attr.len();
+            let Some(len) = rest[from..].find('"') else {
+                break;
+            };
+            result.push_str(&rest[..from]);
+            result.push_str(&with_query(&rest[from..from + len], &query.replace('&', "&amp;")));
+            rest = &rest[from + len..];
+        }
+        result.push_str(rest);
+        out = result;
+    }
+    let Some(open) = out.find("<MPD").and_then(|i| out[i..].find('>').map(|j| i + j + 1)) else {
+        return out;
+    };
+    let urls: String = bases
+        .iter()
+        .map(|b| format!("\n  <BaseURL>{}</BaseURL>", xml_escape(b)))
+        .collect();
+    out.insert_str(open, &urls);
+    out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hls_uris_are_rewritten_and_tags_kept() {
+        let m = "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",URI=\"audio-und/index.m3u8\"\n\n#EXT-X-STREAM-INF:BANDWIDTH=1\n360p/index.m3u8\n";
+        let r = master(m, "/v1/play/t/", "via=b1&token=T");
+        assert!(
+            r.contains("URI=\"/v1/play/t/audio-und/index.m3u8?via=b1&token=T\""),
+            "{r}"
+        );
+        assert!(r.contains("\n/v1/play/t/360p/index.m3u8?via=b1&token=T\n"), "{r}");
+        assert!(r.contains("#EXT-X-STREAM-INF:BANDWIDTH=1\n"));
+        let p = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:4.0,\nseg-00001.m4s\n#EXT-X-ENDLIST\n";
+        let r = media(p, "http://b1:8080/c/t/360p/", "token=T");
+        assert!(
+            r.contains("#EXT-X-MAP:URI=\"http://b1:8080/c/t/360p/init.mp4?token=T\""),
+            "{r}"
+        );
+        assert!(r.contains("\nhttp://b1:8080/c/t/360p/seg-00001.m4s?token=T\n"), "{r}");
+        assert!(r.ends_with("#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn mpd_gets_base_urls_and_tokens() {
+        let m = "<?xml version=\"1.0\"?>\n<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" type=\"static\">\n  <Period>\n<SegmentTemplate initialization=\"v/init.mp4\" media=\"v/seg-$Number%05d$.m4s\"/>\n</Period></MPD>\n";
+        let r = mpd(
+            m,
+            &["http://b1/c/t/".into(), "http://origin/c/t/".into()],
+            "token=a-b&x=1",
+        );
+        assert!(
+            r.contains(
+                "type=\"static\">\n  <BaseURL>http://b1/c/t/</BaseURL>\n  <BaseURL>http://origin/c/t/</BaseURL>"
+            ),
+            "{r}"
+        );
+        assert!(r.contains("initialization=\"v/init.mp4?token=a-b&amp;x=1\""), "{r}");
+        assert!(r.contains("media=\"v/seg-$Number%05d$.m4s?token=a-b&amp;x=1\""), "{r}");
+    }
+}
