@@ -1,6 +1,8 @@
 //! The running server's state: the store, the signing key, and the
-//! steering view rebuilt from a store snapshot after every change and
-//! swapped in whole, so steering reads never wait on the database.
+//! steering view rebuilt after every change and swapped in whole, so
+//! steering reads never wait on the database. The prefix table (possibly a
+//! full routing table) is rebuilt only when ISPs or prefixes change; the
+//! fleet part on every appliance change.
 
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -9,7 +11,7 @@ use nearcast_common::{IpPrefix, Keyring, PrefixTable, SigningKey};
 
 use crate::config::Config;
 use crate::steer::{Appliance, View};
-use crate::store::{Health, Snapshot, Store, StoreError};
+use crate::store::{Health, Routing, Snapshot, Store, StoreError};
 
 pub struct App {
     pub store: Arc<dyn Store>,
@@ -53,7 +55,7 @@ impl App {
             trusted_proxies,
             view: RwLock::new(Arc::new(View::default())),
         };
-        app.refresh()?;
+        app.refresh(Changed::Routing)?;
         Ok(app)
     }
 
@@ -62,9 +64,13 @@ impl App {
         self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Rebuilds the steering view from the store.
-    pub fn refresh(&self) -> Result<(), StoreError> {
-        let view = Arc::new(build_view(&self.store.snapshot()?, &self.config));
+    /// Rebuilds the parts of the steering view that `changed` affects.
+    pub fn refresh(&self, changed: Changed) -> Result<(), StoreError> {
+        let prefixes = match changed {
+            Changed::Routing => Arc::new(build_prefixes(&self.store.routing()?)),
+            Changed::Fleet => self.view().prefixes.clone(),
+        };
+        let view = Arc::new(build_view(&self.store.snapshot()?, prefixes, &self.config));
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
         Ok(())
     }
@@ -85,13 +91,26 @@ impl App {
     }
 }
 
-fn build_view(s: &Snapshot, cfg: &Config) -> View {
+/// What a write touched, so the view rebuilds only that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// ISPs or prefixes (and everything else).
+    Routing,
+    /// Sites or appliances.
+    Fleet,
+}
+
+fn build_prefixes(r: &Routing) -> PrefixTable<String> {
     let mut prefixes = PrefixTable::new();
-    for (p, asn) in &s.prefixes {
-        if let (Ok(prefix), Some(isp)) = (p.parse::<IpPrefix>(), s.asn_isp.get(asn)) {
+    for (p, asn) in &r.prefixes {
+        if let (Ok(prefix), Some(isp)) = (p.parse::<IpPrefix>(), r.asn_isp.get(asn)) {
             prefixes.insert(prefix, isp.clone());
         }
     }
+    prefixes
+}
+
+fn build_view(s: &Snapshot, prefixes: Arc<PrefixTable<String>>, cfg: &Config) -> View {
     let boxes = s
         .appliances
         .iter()

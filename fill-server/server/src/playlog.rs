@@ -98,7 +98,7 @@ mod tests {
         let mut prefixes = PrefixTable::new();
         prefixes.insert("198.51.100.0/24".parse().unwrap(), "isp-a".to_string());
         View {
-            prefixes,
+            prefixes: std::sync::Arc::new(prefixes),
             ..View::default()
         }
     }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use nearcast_common::prefix::canonical;
 use nearcast_common::{is_plain_name, Grant, IpPrefix, PrefixTable, SigningKey, TOKEN_PARAM};
@@ -31,8 +32,9 @@ pub struct Appliance {
 /// A snapshot steering answers from.
 #[derive(Clone, Debug, Default)]
 pub struct View {
-    /// Client prefixes → ISP.
-    pub prefixes: PrefixTable<String>,
+    /// Client prefixes → ISP. Shared between views: rebuilt only when the
+    /// ISPs or prefixes change, not on every heartbeat.
+    pub prefixes: Arc<PrefixTable<String>>,
     pub boxes: Vec<Appliance>,
     pub origin_url: String,
     /// A box whose last heartbeat is older than this is not used.
@@ -148,7 +150,7 @@ mod tests {
             titles: titles.iter().map(|t| t.to_string()).collect(),
         };
         View {
-            prefixes,
+            prefixes: Arc::new(prefixes),
             boxes: vec![
                 b("a1", "isp-a", 0.7, NOW - 5, true, &["movie", "show"]),
                 b("a2", "isp-a", 0.2, NOW - 5, true, &["movie"]),

@@ -16,7 +16,7 @@ use nearcast_common::request_auth::{Signed, HEADER_ID, HEADER_SIGNATURE, HEADER_
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::app::App;
+use crate::app::{App, Changed};
 use crate::store::{Heartbeat, Inventory, Registration, StoreError};
 
 /// Largest request body (a prefix import of a full table fits).
@@ -145,11 +145,15 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
     serde_json::from_slice(body).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")))
 }
 
-/// Runs a store call off the async threads, then refreshes the view.
-async fn write(app: Arc<App>, f: impl FnOnce(&App) -> Result<serde_json::Value, StoreError> + Send + 'static) -> Resp {
+/// Runs a store call off the async threads, then refreshes what it changed.
+async fn write(
+    app: Arc<App>,
+    changed: Changed,
+    f: impl FnOnce(&App) -> Result<serde_json::Value, StoreError> + Send + 'static,
+) -> Resp {
     let result = tokio::task::spawn_blocking(move || {
         let v = f(&app)?;
-        app.refresh()?;
+        app.refresh(changed)?;
         Ok::<_, StoreError>(v)
     })
     .await;
@@ -166,7 +170,7 @@ async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body:
     match (method, action) {
         (&Method::POST, "register") => match parse::<Registration>(&body) {
             Ok(r) => {
-                write(app, move |a| {
+                write(app, Changed::Fleet, move |a| {
                     a.store
                         .register(&id, &r, t)
                         .map(|_| serde_json::json!({ "registered": id }))
@@ -177,7 +181,7 @@ async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body:
         },
         (&Method::POST, "heartbeat") => match parse::<Heartbeat>(&body) {
             Ok(hb) => {
-                write(app, move |a| {
+                write(app, Changed::Fleet, move |a| {
                     a.store
                         .heartbeat(&id, &hb, t)
                         .map(|_| serde_json::json!({ "ok": true }))
@@ -188,7 +192,7 @@ async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body:
         },
         (&Method::PUT, "inventory") => match parse::<Inventory>(&body) {
             Ok(inv) => {
-                write(app, move |a| {
+                write(app, Changed::Fleet, move |a| {
                     a.store
                         .set_inventory(&id, &inv)
                         .map(|_| serde_json::json!({ "ok": true }))
@@ -242,7 +246,7 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
     match (method, rest) {
         (&Method::POST, ["isps"]) => match parse::<NewIsp>(&body) {
             Ok(n) => {
-                write(app, move |a| {
+                write(app, Changed::Routing, move |a| {
                     a.store
                         .add_isp(&n.name, &n.asns)
                         .map(|_| serde_json::json!({ "isp": n.name }))
@@ -255,7 +259,7 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
             let Ok(text) = String::from_utf8(body.to_vec()) else {
                 return error(StatusCode::BAD_REQUEST, "prefix list is not UTF-8");
             };
-            write(app, move |a| {
+            write(app, Changed::Routing, move |a| {
                 a.store
                     .import_prefixes(&text)
                     .map(|n| serde_json::json!({ "prefixes": n }))
@@ -264,7 +268,7 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
         }
         (&Method::POST, ["sites"]) => match parse::<NewSite>(&body) {
             Ok(n) => {
-                write(app, move |a| {
+                write(app, Changed::Fleet, move |a| {
                     a.store
                         .add_site(&n.name, &n.isp)
                         .map(|_| serde_json::json!({ "site": n.name }))
@@ -275,7 +279,7 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
         },
         (&Method::POST, ["appliances"]) => match parse::<Enrollment>(&body) {
             Ok(e) if nearcast_common::token::decode_hex(&e.public_key).is_some_and(|k| k.len() == 32) => {
-                write(app, move |a| {
+                write(app, Changed::Fleet, move |a| {
                     a.store
                         .enroll(&e.id, &e.public_key)
                         .map(|_| serde_json::json!({ "enrolled": e.id }))
@@ -293,7 +297,10 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
                 Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
                 Ok((rows, summary)) => {
                     let summary = serde_json::to_value(summary).unwrap_or_default();
-                    write(app, move |a| a.store.add_daily_bytes(&rows).map(|_| summary)).await
+                    write(app, Changed::Fleet, move |a| {
+                        a.store.add_daily_bytes(&rows).map(|_| summary)
+                    })
+                    .await
                 }
             }
         }

@@ -87,13 +87,19 @@ pub struct ApplianceRecord {
     pub inventory: Inventory,
 }
 
-/// Everything steering and planning need, read in one go.
+/// Which ISP a client address belongs to: read when ISPs or prefixes
+/// change (it can be a full routing table).
 #[derive(Clone, Debug, Default)]
-pub struct Snapshot {
+pub struct Routing {
     /// ASN → ISP.
     pub asn_isp: BTreeMap<u32, String>,
     /// (prefix text, ASN) as imported.
     pub prefixes: Vec<(String, u32)>,
+}
+
+/// The fleet: sites and appliances, read after every appliance change.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
     /// Site → ISP.
     pub sites: BTreeMap<String, String>,
     pub appliances: Vec<ApplianceRecord>,
@@ -122,4 +128,5 @@ pub trait Store: Send + Sync {
     fn add_daily_bytes(&self, rows: &[DailyBytes]) -> Result<(), StoreError>;
     fn daily_bytes(&self, from_day: i64) -> Result<Vec<DailyBytes>, StoreError>;
     fn snapshot(&self) -> Result<Snapshot, StoreError>;
+    fn routing(&self) -> Result<Routing, StoreError>;
 }

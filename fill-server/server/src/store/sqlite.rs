@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{ApplianceRecord, Heartbeat, Inventory, Registration, Snapshot, Store, StoreError};
+use super::{ApplianceRecord, Heartbeat, Inventory, Registration, Routing, Snapshot, Store, StoreError};
 use crate::predict::DailyBytes;
 
 const SCHEMA: &str = "
@@ -258,15 +258,6 @@ impl Store for SqliteStore {
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
         self.with(|c| {
             let mut s = Snapshot::default();
-            let mut q = c.prepare("SELECT asn, isp FROM isp_asns")?;
-            for row in q.query_map([], |r| Ok((r.get::<_, i64>(0)? as u32, r.get::<_, String>(1)?)))? {
-                let (asn, isp) = row?;
-                s.asn_isp.insert(asn, isp);
-            }
-            let mut q = c.prepare("SELECT prefix, asn FROM prefixes")?;
-            s.prefixes = q
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u32)))?
-                .collect::<Result<_, _>>()?;
             let mut q = c.prepare("SELECT name, isp FROM sites")?;
             for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
                 let (site, isp) = row?;
@@ -294,6 +285,22 @@ impl Store for SqliteStore {
                 });
             }
             Ok(s)
+        })
+    }
+
+    fn routing(&self) -> Result<Routing, StoreError> {
+        self.with(|c| {
+            let mut r = Routing::default();
+            let mut q = c.prepare("SELECT asn, isp FROM isp_asns")?;
+            for row in q.query_map([], |x| Ok((x.get::<_, i64>(0)? as u32, x.get::<_, String>(1)?)))? {
+                let (asn, isp) = row?;
+                r.asn_isp.insert(asn, isp);
+            }
+            let mut q = c.prepare("SELECT prefix, asn FROM prefixes")?;
+            r.prefixes = q
+                .query_map([], |x| Ok((x.get::<_, String>(0)?, x.get::<_, i64>(1)? as u32)))?
+                .collect::<Result<_, _>>()?;
+            Ok(r)
         })
     }
 }
