@@ -14,7 +14,6 @@ use nearcast_appliance::config::{AuthConfig, Config as ApplianceConfig, KeyConfi
 use nearcast_common::request_auth::ApplianceKey;
 use nearcast_fill_server::app::App;
 use nearcast_fill_server::config::Config;
-use nearcast_fill_server::store::SqliteStore;
 use nearcast_packager::{package, Options};
 
 const KEY_HEX: &str = "7777777777777777777777777777777777777777777777777777777777777777";
@@ -90,7 +89,7 @@ fn a_player_is_steered_to_the_appliance_and_plays_with_tokens() {
     })
     .unwrap();
     let config = Config {
-        database: root.join("fs.db"),
+        database: root.join("fs.db").display().to_string(),
         origin_store: root.join("origin"),
         origin_listen: "127.0.0.1:0".parse().unwrap(),
         origin_admin_listen: "127.0.0.1:0".parse().unwrap(),
@@ -104,7 +103,7 @@ fn a_player_is_steered_to_the_appliance_and_plays_with_tokens() {
         origin_url: format!("http://{}", origin.http_addr),
         ..config
     };
-    let store = Arc::new(SqliteStore::open(&config.database).unwrap());
+    let store = nearcast_fill_server::store::open(&config.database).unwrap();
     let app = Arc::new(App::new(store, config).unwrap());
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();

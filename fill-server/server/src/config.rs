@@ -10,8 +10,9 @@ use serde::Deserialize;
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// SQLite database file.
-    pub database: PathBuf,
+    /// SQLite database file, or a PostgreSQL URL (`postgres://…` or
+    /// `host=… user=… dbname=…`).
+    pub database: String,
     /// Base URL of the origin (last resort for players, source for fills).
     pub origin_url: String,
     /// The origin store: packaged titles, one folder each with its index.
@@ -38,7 +39,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: ([127, 0, 0, 1], 7070).into(),
-            database: PathBuf::from("nearcast-fill-server.db"),
+            database: "nearcast-fill-server.db".into(),
             origin_url: "http://127.0.0.1:7071".into(),
             origin_store: PathBuf::from("origin"),
             origin_listen: ([127, 0, 0, 1], 7071).into(),

@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Parser;
 use nearcast_fill_server::app::App;
 use nearcast_fill_server::config::Config;
-use nearcast_fill_server::store::SqliteStore;
 
 /// Run the fill server: appliance registry, heartbeats, steering.
 #[derive(Parser, Debug)]
@@ -18,8 +17,7 @@ struct Cli {
     config: PathBuf,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -27,18 +25,28 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let text = std::fs::read_to_string(&cli.config).with_context(|| format!("reading {}", cli.config.display()))?;
     let config: Config = toml::from_str(&text).with_context(|| format!("parsing {}", cli.config.display()))?;
-    let store = Arc::new(SqliteStore::open(&config.database).context("opening the database")?);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener.local_addr()?;
+    // Built before the async runtime: the PostgreSQL client blocks, and the
+    // handlers only ever call the store from blocking tasks.
+    let store = nearcast_fill_server::store::open(&config.database).context("opening the database")?;
     let origin = nearcast_fill_server::origin::start_origin(&config).context("starting the origin")?;
-    println!("nearcast-fill-server ready http={addr} origin={}", origin.http_addr);
+    let listen = config.listen;
     let app = Arc::new(App::new(store, config)?);
-    nearcast_fill_server::server::serve(listener, app, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await;
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        println!(
+            "nearcast-fill-server ready http={} origin={}",
+            listener.local_addr()?,
+            origin.http_addr
+        );
+        nearcast_fill_server::server::serve(listener, app, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+        anyhow::Ok(())
+    })?;
     origin.shutdown();
     origin.join().context("origin engine")?;
     Ok(())

@@ -11,27 +11,75 @@ use nearcast_common::request_auth::ApplianceKey;
 use nearcast_common::{Keyring, SigningKey};
 use nearcast_fill_server::app::App;
 use nearcast_fill_server::config::Config;
-use nearcast_fill_server::store::{SqliteStore, Store};
+use nearcast_fill_server::store::{PgStore, SqliteStore, Store};
 
 const ADMIN: &str = "admin-token-for-tests-0123456789";
 const KEY_HEX: &str = "5555555555555555555555555555555555555555555555555555555555555555";
 
 struct Server {
     addr: SocketAddr,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-fn start(name: &str, heartbeat_timeout_secs: u64) -> Server {
-    start_with_origin(name, heartbeat_timeout_secs, None)
+/// Where a test's server keeps its state: every store test runs on both.
+enum Backend {
+    Sqlite,
+    /// A libpq connection string (`NEARCAST_TEST_POSTGRES`).
+    Postgres(String),
 }
 
-fn start_with_origin(name: &str, heartbeat_timeout_secs: u64, origin: Option<std::path::PathBuf>) -> Server {
-    let dir = std::env::temp_dir().join(format!("nearcast-fs-{name}-{}", std::process::id()));
+impl Backend {
+    fn label(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "pg",
+        }
+    }
+
+    fn store(&self, name: &str, dir: &std::path::Path) -> Arc<dyn Store> {
+        match self {
+            Backend::Sqlite => Arc::new(SqliteStore::open(&dir.join("fs.db")).unwrap()),
+            Backend::Postgres(url) => {
+                // A fresh schema per test, so tests run in parallel.
+                let schema = format!("nc_{name}");
+                let mut admin = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                admin
+                    .batch_execute(&format!(
+                        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+                    ))
+                    .unwrap();
+                Arc::new(PgStore::connect(&format!("{url} options='-c search_path={schema}'")).unwrap())
+            }
+        }
+    }
+}
+
+/// Runs `test` against PostgreSQL when `NEARCAST_TEST_POSTGRES` names one
+/// (`scripts/test` starts one); under CI its absence is a failure.
+fn on_postgres(test: fn(&Backend)) {
+    match std::env::var("NEARCAST_TEST_POSTGRES") {
+        Ok(url) => test(&Backend::Postgres(url)),
+        Err(_) if std::env::var("CI").is_ok() => panic!("CI must run the PostgreSQL tests: set NEARCAST_TEST_POSTGRES"),
+        Err(_) => eprintln!("skipped: NEARCAST_TEST_POSTGRES is not set (run scripts/test-postgres)"),
+    }
+}
+
+fn start(backend: &Backend, name: &str, heartbeat_timeout_secs: u64) -> Server {
+    start_with_origin(backend, name, heartbeat_timeout_secs, None)
+}
+
+fn start_with_origin(
+    backend: &Backend,
+    name: &str,
+    heartbeat_timeout_secs: u64,
+    origin: Option<std::path::PathBuf>,
+) -> Server {
+    let dir = std::env::temp_dir().join(format!("nearcast-fs-{name}-{}-{}", backend.label(), std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let origin_store = origin.unwrap_or_else(|| dir.join("origin"));
-    let store = Arc::new(SqliteStore::open(&dir.join("fs.db")).unwrap());
+    let store = backend.store(name, &dir);
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         origin_url: "http://origin.test".into(),
@@ -165,9 +213,8 @@ fn steer(addr: SocketAddr, client: &str, title: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap()
 }
 
-#[test]
-fn enrolled_appliances_are_steered_to_with_signed_urls() {
-    let s = start("steer", 30);
+fn enrolled_appliances_are_steered_to_with_signed_urls(backend: &Backend) {
+    let s = start(backend, "steer", 30);
     fleet(&s);
     let a = steer(s.addr, "198.51.101.7", "movie");
     assert_eq!(a["isp"], "isp-a");
@@ -219,9 +266,8 @@ fn enrolled_appliances_are_steered_to_with_signed_urls() {
     );
 }
 
-#[test]
-fn refusals() {
-    let s = start("refuse", 30);
+fn refusals(backend: &Backend) {
+    let s = start(backend, "refuse", 30);
     let key = fleet(&s);
     let hb = r#"{"health":"ok","load":0.1,"free_bytes":1}"#;
     let path = "/v1/appliances/box-1/heartbeat";
@@ -316,9 +362,8 @@ fn refusals() {
     );
 }
 
-#[test]
-fn a_silent_or_failed_box_leaves_the_answers() {
-    let s = start("silent", 2);
+fn a_silent_or_failed_box_leaves_the_answers(backend: &Backend) {
+    let s = start(backend, "silent", 2);
     let key = fleet(&s);
     assert_eq!(
         steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
@@ -381,10 +426,9 @@ fn a_silent_or_failed_box_leaves_the_answers() {
     );
 }
 
-#[test]
-fn manifests_follow_play_logs_and_peers() {
+fn manifests_follow_play_logs_and_peers(backend: &Backend) {
     // A real packaged title in the origin store.
-    let root = std::env::temp_dir().join(format!("nearcast-fs-origin-{}", std::process::id()));
+    let root = std::env::temp_dir().join(format!("nearcast-fs-origin-{}-{}", backend.label(), std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packager/sample");
     let inputs: Vec<_> = ["360p.mp4", "240p.mp4", "144p.mp4"]
@@ -398,7 +442,7 @@ fn manifests_follow_play_logs_and_peers() {
         progress: false,
     };
     let index = nearcast_packager::package(&inputs, &opts).unwrap();
-    let s = start_with_origin("manifest", 30, Some(root.join("origin")));
+    let s = start_with_origin(backend, "manifest", 30, Some(root.join("origin")));
     let key1 = fleet(&s);
     let reg = r#"{"site":"s1","url":"http://box-1.test:8080","capacity_bytes":10000000}"#;
     assert_eq!(
@@ -511,9 +555,12 @@ fn the_origin_serves_steered_urls_with_the_same_token_check() {
     origin.join().unwrap();
 }
 
-#[test]
-fn play_routes_refuse_missing_or_foreign_tokens() {
-    let root = std::env::temp_dir().join(format!("nearcast-fs-playorigin-{}", std::process::id()));
+fn play_routes_refuse_missing_or_foreign_tokens(backend: &Backend) {
+    let root = std::env::temp_dir().join(format!(
+        "nearcast-fs-playorigin-{}-{}",
+        backend.label(),
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("origin/movie/360p")).unwrap();
     std::fs::write(
@@ -526,7 +573,7 @@ fn play_routes_refuse_missing_or_foreign_tokens() {
         "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:4,\nseg-00001.m4s\n",
     )
     .unwrap();
-    let s = start_with_origin("play", 30, Some(root.join("origin")));
+    let s = start_with_origin(backend, "play", 30, Some(root.join("origin")));
     fleet(&s);
     let client = [("x-forwarded-for", "198.51.100.7".to_string())];
     let (st, master) = call(s.addr, "GET", "/v1/play/movie/master.m3u8", &client, b"");
@@ -561,4 +608,54 @@ fn play_routes_refuse_missing_or_foreign_tokens() {
         call(s.addr, "GET", "/v1/play/movie/%2e%2e/index.m3u8", &client, b"").0,
         400
     );
+}
+
+#[test]
+fn enrolled_appliances_are_steered_to_with_signed_urls_sqlite() {
+    enrolled_appliances_are_steered_to_with_signed_urls(&Backend::Sqlite);
+}
+
+#[test]
+fn enrolled_appliances_are_steered_to_with_signed_urls_postgres() {
+    on_postgres(enrolled_appliances_are_steered_to_with_signed_urls);
+}
+
+#[test]
+fn refusals_sqlite() {
+    refusals(&Backend::Sqlite);
+}
+
+#[test]
+fn refusals_postgres() {
+    on_postgres(refusals);
+}
+
+#[test]
+fn a_silent_or_failed_box_leaves_the_answers_sqlite() {
+    a_silent_or_failed_box_leaves_the_answers(&Backend::Sqlite);
+}
+
+#[test]
+fn a_silent_or_failed_box_leaves_the_answers_postgres() {
+    on_postgres(a_silent_or_failed_box_leaves_the_answers);
+}
+
+#[test]
+fn manifests_follow_play_logs_and_peers_sqlite() {
+    manifests_follow_play_logs_and_peers(&Backend::Sqlite);
+}
+
+#[test]
+fn manifests_follow_play_logs_and_peers_postgres() {
+    on_postgres(manifests_follow_play_logs_and_peers);
+}
+
+#[test]
+fn play_routes_refuse_missing_or_foreign_tokens_sqlite() {
+    play_routes_refuse_missing_or_foreign_tokens(&Backend::Sqlite);
+}
+
+#[test]
+fn play_routes_refuse_missing_or_foreign_tokens_postgres() {
+    on_postgres(play_routes_refuse_missing_or_foreign_tokens);
 }

@@ -1,16 +1,21 @@
 //! The control plane's state: ISPs and their prefixes, sites, appliances
 //! (enrolled keys, registration, last heartbeat, inventory) and the daily
-//! bytes that feed prediction. SQLite by default (a file, no set-up).
+//! bytes that feed prediction. SQLite by default (a file, no set-up);
+//! PostgreSQL given a URL. Both run the same logic and SQL (`sql.rs`).
 //!
 //! Steering never reads this on a request: the server builds an in-memory
 //! `steer::View` from a `Snapshot` after every change.
 
+mod db;
+mod postgres;
+mod sql;
 mod sqlite;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::predict::DailyBytes;
@@ -18,7 +23,7 @@ use crate::predict::DailyBytes;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(String),
     #[error("unknown {kind} '{name}'")]
     Unknown { kind: &'static str, name: String },
     #[error("line {line}: {reason}")]
@@ -110,8 +115,8 @@ pub fn day_of(unix: u64) -> i64 {
     (unix / 86_400) as i64
 }
 
-/// The storage operations the server needs; SQLite implements them, and a
-/// PostgreSQL implementation plugs in behind the same trait.
+/// The storage operations the server needs (implemented once, in
+/// `sql.rs`, for SQLite and PostgreSQL).
 pub trait Store: Send + Sync {
     fn add_isp(&self, name: &str, asns: &[u32]) -> Result<(), StoreError>;
     /// Replaces the prefix table with `prefix asn` lines; returns the count.
@@ -129,4 +134,17 @@ pub trait Store: Send + Sync {
     fn daily_bytes(&self, from_day: i64) -> Result<Vec<DailyBytes>, StoreError>;
     fn snapshot(&self) -> Result<Snapshot, StoreError>;
     fn routing(&self) -> Result<Routing, StoreError>;
+}
+
+/// Opens the store `database` names: a PostgreSQL URL (`postgres://…`,
+/// `postgresql://…` or `host=…`) or else a SQLite file path.
+pub fn open(database: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let pg = ["postgres://", "postgresql://", "host="]
+        .iter()
+        .any(|p| database.starts_with(p));
+    Ok(if pg {
+        std::sync::Arc::new(PgStore::connect(database)?)
+    } else {
+        std::sync::Arc::new(SqliteStore::open(std::path::Path::new(database))?)
+    })
 }

@@ -1,0 +1,81 @@
+//! The little a store needs from a SQL database, so the store's logic and
+//! SQL are written once (`sql.rs`) and SQLite and PostgreSQL are adapters.
+//! Statements use `$1, $2, …` placeholders.
+
+use super::StoreError;
+
+/// A value crossing the adapter: the store only uses integers and text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Text(String),
+    Null,
+}
+
+impl Value {
+    pub fn int(&self) -> Result<i64, StoreError> {
+        match self {
+            Value::Int(i) => Ok(*i),
+            other => Err(StoreError::Corrupt(format!("expected an integer, found {other:?}"))),
+        }
+    }
+
+    pub fn text(&self) -> Result<String, StoreError> {
+        match self {
+            Value::Text(s) => Ok(s.clone()),
+            other => Err(StoreError::Corrupt(format!("expected text, found {other:?}"))),
+        }
+    }
+
+    pub fn opt_text(&self) -> Result<Option<String>, StoreError> {
+        match self {
+            Value::Null => Ok(None),
+            v => v.text().map(Some),
+        }
+    }
+
+    pub fn opt_int(&self) -> Result<Option<i64>, StoreError> {
+        match self {
+            Value::Null => Ok(None),
+            v => v.int().map(Some),
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Text(s.to_string())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Text(s)
+    }
+}
+
+impl From<&String> for Value {
+    fn from(s: &String) -> Self {
+        Value::Text(s.clone())
+    }
+}
+
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Int(i)
+    }
+}
+
+/// One open transaction.
+pub trait Conn {
+    /// Runs a statement; the number of rows it changed.
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError>;
+    /// Runs a query; its rows.
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, StoreError>;
+}
+
+pub trait Db: Send + Sync {
+    /// Runs `f` in one transaction: committed if it returns `Ok`, rolled
+    /// back otherwise.
+    fn transaction<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T, StoreError>) -> Result<T, StoreError>;
+}

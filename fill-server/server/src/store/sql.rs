@@ -1,0 +1,290 @@
+//! The store's logic and SQL, written once for every database: portable
+//! SQL (`ON CONFLICT … DO UPDATE`, `BIGINT`, `TEXT`) over the `Db` adapter.
+
+use super::db::{Conn, Db, Value};
+use super::{ApplianceRecord, Heartbeat, Inventory, Registration, Routing, Snapshot, Store, StoreError};
+use crate::predict::DailyBytes;
+
+pub const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS isps (name TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS isp_asns (asn BIGINT PRIMARY KEY, isp TEXT NOT NULL REFERENCES isps(name))",
+    "CREATE TABLE IF NOT EXISTS prefixes (prefix TEXT PRIMARY KEY, asn BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS sites (name TEXT PRIMARY KEY, isp TEXT NOT NULL REFERENCES isps(name))",
+    "CREATE TABLE IF NOT EXISTS appliances (
+        id TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL,
+        site TEXT REFERENCES sites(name),
+        registration TEXT,
+        registered_at BIGINT,
+        last_heartbeat BIGINT,
+        heartbeat TEXT,
+        inventory TEXT
+    )",
+    "CREATE TABLE IF NOT EXISTS daily_bytes (
+        day BIGINT NOT NULL, isp TEXT NOT NULL, title TEXT NOT NULL, bytes BIGINT NOT NULL,
+        PRIMARY KEY (day, isp, title)
+    )",
+];
+
+const ADD_BYTES: &str = "INSERT INTO daily_bytes (day, isp, title, bytes) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (day, isp, title) DO UPDATE SET bytes = daily_bytes.bytes + excluded.bytes";
+
+/// The store over any `Db`.
+pub struct SqlStore<D> {
+    db: D,
+}
+
+impl<D: Db> SqlStore<D> {
+    /// Wraps `db`, creating the tables if needed.
+    pub fn new(db: D) -> Result<Self, StoreError> {
+        db.transaction(|c| {
+            for stmt in SCHEMA {
+                c.execute(stmt, &[])?;
+            }
+            Ok(())
+        })?;
+        Ok(SqlStore { db })
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Value {
+    Value::Text(serde_json::to_string(v).unwrap_or_default())
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(v: &Value) -> Result<Option<T>, StoreError> {
+    v.opt_text()?
+        .map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+fn known(n: u64, kind: &'static str, name: &str) -> Result<(), StoreError> {
+    if n == 0 {
+        Err(StoreError::Unknown {
+            kind,
+            name: name.to_string(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn exists(c: &mut dyn Conn, sql: &str, key: &str) -> Result<bool, StoreError> {
+    Ok(!c.query(sql, &[key.into()])?.is_empty())
+}
+
+fn add_bytes(c: &mut dyn Conn, r: &DailyBytes) -> Result<(), StoreError> {
+    c.execute(
+        ADD_BYTES,
+        &[
+            r.day.into(),
+            (&r.isp).into(),
+            (&r.title).into(),
+            (r.bytes as i64).into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Parses `PREFIX ASN` lines (`#` comments, an `AS` before the number
+/// allowed); the first bad line is an error naming it.
+fn parse_prefixes(text: &str) -> Result<Vec<(String, u32)>, StoreError> {
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |reason: &str| StoreError::Import {
+            line: i + 1,
+            reason: reason.to_string(),
+        };
+        let mut parts = line.split_whitespace();
+        let (Some(prefix), Some(asn), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("expected 'PREFIX ASN'"));
+        };
+        let prefix: nearcast_common::IpPrefix = prefix
+            .parse()
+            .map_err(|e: nearcast_common::PrefixError| bad(&e.to_string()))?;
+        let asn: u32 = asn
+            .trim_start_matches("AS")
+            .parse()
+            .map_err(|_| bad("ASN is not a number"))?;
+        rows.push((prefix.to_string(), asn));
+    }
+    Ok(rows)
+}
+
+impl<D: Db> Store for SqlStore<D> {
+    fn add_isp(&self, name: &str, asns: &[u32]) -> Result<(), StoreError> {
+        self.db.transaction(|c| {
+            c.execute("INSERT INTO isps (name) VALUES ($1) ON CONFLICT DO NOTHING", &[name.into()])?;
+            for asn in asns {
+                c.execute(
+                    "INSERT INTO isp_asns (asn, isp) VALUES ($1, $2) ON CONFLICT (asn) DO UPDATE SET isp = excluded.isp",
+                    &[i64::from(*asn).into(), name.into()],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn import_prefixes(&self, text: &str) -> Result<usize, StoreError> {
+        let rows = parse_prefixes(text)?;
+        self.db.transaction(|c| {
+            c.execute("DELETE FROM prefixes", &[])?;
+            for (p, asn) in &rows {
+                c.execute(
+                    "INSERT INTO prefixes (prefix, asn) VALUES ($1, $2) ON CONFLICT (prefix) DO UPDATE SET asn = excluded.asn",
+                    &[p.into(), i64::from(*asn).into()],
+                )?;
+            }
+            Ok(rows.len())
+        })
+    }
+
+    fn add_site(&self, name: &str, isp: &str) -> Result<(), StoreError> {
+        self.db.transaction(|c| {
+            if !exists(c, "SELECT name FROM isps WHERE name = $1", isp)? {
+                return known(0, "ISP", isp);
+            }
+            c.execute(
+                "INSERT INTO sites (name, isp) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET isp = excluded.isp",
+                &[name.into(), isp.into()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn enroll(&self, id: &str, public_key: &str) -> Result<(), StoreError> {
+        self.db.transaction(|c| {
+            c.execute(
+                "INSERT INTO appliances (id, public_key) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET public_key = excluded.public_key",
+                &[id.into(), public_key.into()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn public_key(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.db.transaction(|c| {
+            let rows = c.query("SELECT public_key FROM appliances WHERE id = $1", &[id.into()])?;
+            rows.first().map(|r| r[0].text()).transpose()
+        })
+    }
+
+    fn register(&self, id: &str, r: &Registration, now: u64) -> Result<(), StoreError> {
+        self.db.transaction(|c| {
+            if !exists(c, "SELECT name FROM sites WHERE name = $1", &r.site)? {
+                return known(0, "site", &r.site);
+            }
+            let n = c.execute(
+                "UPDATE appliances SET site = $2, registration = $3, registered_at = $4 WHERE id = $1",
+                &[id.into(), (&r.site).into(), json(r), (now as i64).into()],
+            )?;
+            known(n, "appliance", id)
+        })
+    }
+
+    fn heartbeat(&self, id: &str, hb: &Heartbeat, now: u64) -> Result<(), StoreError> {
+        self.db.transaction(|c| {
+            let n = c.execute(
+                "UPDATE appliances SET heartbeat = $2, last_heartbeat = $3 WHERE id = $1",
+                &[id.into(), json(hb), (now as i64).into()],
+            )?;
+            known(n, "appliance", id)?;
+            let isp = c.query(
+                "SELECT sites.isp FROM appliances JOIN sites ON sites.name = appliances.site WHERE appliances.id = $1",
+                &[id.into()],
+            )?;
+            if let Some(row) = isp.first() {
+                let isp = row[0].text()?;
+                let day = super::day_of(now);
+                for (title, bytes) in &hb.bytes_by_title {
+                    add_bytes(
+                        c,
+                        &DailyBytes {
+                            day,
+                            isp: isp.clone(),
+                            title: title.clone(),
+                            bytes: *bytes,
+                        },
+                    )?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn set_inventory(&self, id: &str, inv: &Inventory) -> Result<(), StoreError> {
+        self.db.transaction(|c| {
+            let n = c.execute(
+                "UPDATE appliances SET inventory = $2 WHERE id = $1",
+                &[id.into(), json(inv)],
+            )?;
+            known(n, "appliance", id)
+        })
+    }
+
+    fn add_daily_bytes(&self, rows: &[DailyBytes]) -> Result<(), StoreError> {
+        self.db.transaction(|c| rows.iter().try_for_each(|r| add_bytes(c, r)))
+    }
+
+    fn daily_bytes(&self, from_day: i64) -> Result<Vec<DailyBytes>, StoreError> {
+        self.db.transaction(|c| {
+            c.query(
+                "SELECT day, isp, title, bytes FROM daily_bytes WHERE day >= $1 ORDER BY day, isp, title",
+                &[from_day.into()],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(DailyBytes {
+                    day: r[0].int()?,
+                    isp: r[1].text()?,
+                    title: r[2].text()?,
+                    bytes: r[3].int()? as u64,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.db.transaction(|c| {
+            let mut s = Snapshot::default();
+            for r in c.query("SELECT name, isp FROM sites", &[])? {
+                s.sites.insert(r[0].text()?, r[1].text()?);
+            }
+            let rows = c.query(
+                "SELECT id, public_key, registration, last_heartbeat, heartbeat, inventory FROM appliances ORDER BY id",
+                &[],
+            )?;
+            for r in rows {
+                s.appliances.push(ApplianceRecord {
+                    id: r[0].text()?,
+                    public_key: r[1].text()?,
+                    registration: from_json(&r[2])?,
+                    last_heartbeat: r[3].opt_int()?.map(|t| t as u64),
+                    heartbeat: from_json::<Heartbeat>(&r[4])?,
+                    inventory: from_json::<Inventory>(&r[5])?.unwrap_or(Inventory {
+                        version: String::new(),
+                        titles: Vec::new(),
+                    }),
+                });
+            }
+            Ok(s)
+        })
+    }
+
+    fn routing(&self) -> Result<Routing, StoreError> {
+        self.db.transaction(|c| {
+            let mut r = Routing::default();
+            for row in c.query("SELECT asn, isp FROM isp_asns", &[])? {
+                r.asn_isp.insert(row[0].int()? as u32, row[1].text()?);
+            }
+            for row in c.query("SELECT prefix, asn FROM prefixes", &[])? {
+                r.prefixes.push((row[0].text()?, row[1].int()? as u32));
+            }
+            Ok(r)
+        })
+    }
+}
