@@ -10,7 +10,7 @@ use nearcast_packager::index::INDEX_FILE;
 use nearcast_packager::TitleIndex;
 
 use crate::plan::{plan_site, PlanParams, Slot};
-use crate::predict::{predict, ModelParams};
+use crate::predict::{predict, ModelParams, Release};
 use crate::store::{day_of, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +74,19 @@ pub fn manifest_for(
     let day = day_of(now);
     let params = ModelParams::default();
     let history = store.daily_bytes(day - params.window_days)?;
-    let ranking = predict(&history, &[], day, &params).remove(&isp).unwrap_or_default();
+    // A release for every ISP is one for this ISP, even before it has any
+    // play history of its own.
+    let releases: Vec<_> = store
+        .releases(day - params.release_days)?
+        .into_iter()
+        .map(|r| Release {
+            isp: Some(r.isp.unwrap_or_else(|| isp.clone())),
+            ..r
+        })
+        .collect();
+    let ranking = predict(&history, &releases, day, &params)
+        .remove(&isp)
+        .unwrap_or_default();
     let slots: Vec<Slot> = snap
         .appliances
         .iter()

@@ -21,10 +21,12 @@ pub struct DailyBytes {
 }
 
 /// An announced release: from `day` on, a title expected to be popular.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Release {
     pub title: String,
-    /// `None`: every ISP.
+    /// `None`: every ISP that appears in the history given to `predict`
+    /// (a caller planning for one ISP names it instead).
+    #[serde(default)]
     pub isp: Option<String>,
     pub day: i64,
     /// Expected demand as a multiple of the ISP's reference demand.

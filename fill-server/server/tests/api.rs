@@ -454,6 +454,28 @@ fn manifests_follow_play_logs_and_peers(backend: &Backend) {
     assert_eq!(st, 200, "{body}");
     let m: nearcast_common::manifest::FillManifest = serde_json::from_str(&body).unwrap();
     assert!(m.titles.is_empty());
+    // An announced release for another ISP changes nothing; one for every
+    // ISP puts the unplayed title in the manifest.
+    let today = now() / 86_400;
+    let manifest_titles = || {
+        let (_, body) = signed(s.addr, &key1, "box-1", "GET", "/v1/appliances/box-1/manifest", "");
+        serde_json::from_str::<nearcast_common::manifest::FillManifest>(&body)
+            .unwrap()
+            .titles
+            .len()
+    };
+    let rel = format!(r#"{{"title":"sample","isp":"isp-z","day":{today},"boost":2.0}}"#);
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/releases", &rel).0, 200);
+    assert_eq!(manifest_titles(), 0);
+    let rel = format!(r#"{{"title":"sample","day":{today},"boost":2.0}}"#);
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/releases", &rel).0, 200);
+    assert_eq!(manifest_titles(), 1);
+    let bad = format!(r#"{{"title":"../x","day":{today},"boost":2.0}}"#);
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/releases", &bad).0, 400);
+    assert_eq!(
+        admin(s.addr, "POST", "/v1/admin/releases", &rel.replace("2.0", "0")).0,
+        400
+    );
     // Play logs make "sample" popular in isp-a (yesterday).
     let t = now() - 86_400;
     let log = format!("time,title,client,bytes\n{t},sample,198.51.100.7,5000000\n{t},sample,198.51.100.8,4000000\n{t},sample,192.0.2.1,1\n");

@@ -289,6 +289,21 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
             Ok(_) => error(StatusCode::BAD_REQUEST, "public_key must be 32 bytes of hex (Ed25519)"),
             Err(refusal) => refusal.into_response(),
         },
+        (&Method::POST, ["releases"]) => match parse::<crate::predict::Release>(&body) {
+            Ok(r) if r.boost.is_finite() && r.boost > 0.0 && nearcast_common::is_plain_name(r.title.as_bytes()) => {
+                write(app, Changed::Fleet, move |a| {
+                    a.store
+                        .add_release(&r)
+                        .map(|_| serde_json::json!({ "release": r.title }))
+                })
+                .await
+            }
+            Ok(_) => error(
+                StatusCode::BAD_REQUEST,
+                "a release needs a plain title and a positive boost",
+            ),
+            Err(refusal) => refusal.into_response(),
+        },
         (&Method::POST, ["playlogs"]) => {
             let Ok(text) = String::from_utf8(body.to_vec()) else {
                 return error(StatusCode::BAD_REQUEST, "play log is not UTF-8");

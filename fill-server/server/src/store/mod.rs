@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::predict::DailyBytes;
+use crate::predict::{DailyBytes, Release};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -132,6 +132,10 @@ pub trait Store: Send + Sync {
     fn set_inventory(&self, id: &str, inv: &Inventory) -> Result<(), StoreError>;
     fn add_daily_bytes(&self, rows: &[DailyBytes]) -> Result<(), StoreError>;
     fn daily_bytes(&self, from_day: i64) -> Result<Vec<DailyBytes>, StoreError>;
+    /// Announces a release (replacing an earlier one of the title and ISP).
+    fn add_release(&self, r: &Release) -> Result<(), StoreError>;
+    /// Releases on or after `from_day`.
+    fn releases(&self, from_day: i64) -> Result<Vec<Release>, StoreError>;
     fn snapshot(&self) -> Result<Snapshot, StoreError>;
     fn routing(&self) -> Result<Routing, StoreError>;
 }

@@ -3,7 +3,7 @@
 
 use super::db::{Conn, Db, Value};
 use super::{ApplianceRecord, Heartbeat, Inventory, Registration, Routing, Snapshot, Store, StoreError};
-use crate::predict::DailyBytes;
+use crate::predict::{DailyBytes, Release};
 
 pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS isps (name TEXT PRIMARY KEY)",
@@ -19,6 +19,10 @@ pub const SCHEMA: &[&str] = &[
         last_heartbeat BIGINT,
         heartbeat TEXT,
         inventory TEXT
+    )",
+    "CREATE TABLE IF NOT EXISTS releases (
+        title TEXT NOT NULL, isp TEXT NOT NULL, day BIGINT NOT NULL, boost_milli BIGINT NOT NULL,
+        PRIMARY KEY (title, isp)
     )",
     "CREATE TABLE IF NOT EXISTS daily_bytes (
         day BIGINT NOT NULL, isp TEXT NOT NULL, title TEXT NOT NULL, bytes BIGINT NOT NULL,
@@ -242,6 +246,44 @@ impl<D: Db> Store for SqlStore<D> {
                     isp: r[1].text()?,
                     title: r[2].text()?,
                     bytes: r[3].int()? as u64,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn add_release(&self, r: &Release) -> Result<(), StoreError> {
+        // '' stands for every ISP (a key column cannot be NULL).
+        let isp = r.isp.clone().unwrap_or_default();
+        self.db.transaction(|c| {
+            c.execute(
+                "INSERT INTO releases (title, isp, day, boost_milli) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (title, isp) DO UPDATE SET day = excluded.day, boost_milli = excluded.boost_milli",
+                &[
+                    (&r.title).into(),
+                    isp.into(),
+                    r.day.into(),
+                    ((r.boost * 1000.0).round() as i64).into(),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn releases(&self, from_day: i64) -> Result<Vec<Release>, StoreError> {
+        self.db.transaction(|c| {
+            c.query(
+                "SELECT title, isp, day, boost_milli FROM releases WHERE day >= $1 ORDER BY title, isp",
+                &[from_day.into()],
+            )?
+            .iter()
+            .map(|r| {
+                let isp = r[1].text()?;
+                Ok(Release {
+                    title: r[0].text()?,
+                    isp: (!isp.is_empty()).then_some(isp),
+                    day: r[2].int()?,
+                    boost: r[3].int()? as f64 / 1000.0,
                 })
             })
             .collect()
