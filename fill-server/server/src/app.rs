@@ -20,6 +20,7 @@ pub struct App {
     /// The same key, for checking tokens on the player routes.
     pub keyring: Keyring,
     pub trusted_proxies: Vec<IpPrefix>,
+    pub metrics: crate::metrics::Metrics,
     view: RwLock<Arc<View>>,
 }
 
@@ -53,6 +54,7 @@ impl App {
             key,
             keyring,
             trusted_proxies,
+            metrics: Default::default(),
             view: RwLock::new(Arc::new(View::default())),
         };
         app.refresh(Changed::Routing)?;

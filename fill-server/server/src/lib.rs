@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod fill;
+pub mod metrics;
 pub mod origin;
 pub mod plan;
 pub mod playback;

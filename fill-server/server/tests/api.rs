@@ -258,6 +258,19 @@ fn enrolled_appliances_are_steered_to_with_signed_urls(backend: &Backend) {
         steer(s.addr, "2001:db8::1", "movie")["urls"].as_array().unwrap().len(),
         2
     );
+    // Metrics: 2 answers with an appliance, 3 with the origin only.
+    let (st, m) = call(s.addr, "GET", "/metrics", &[], b"");
+    assert_eq!(st, 200);
+    for line in [
+        "nearcast_fill_steered_total{target=\"appliance\"} 2",
+        "nearcast_fill_steered_total{target=\"origin\"} 3",
+        "nearcast_fill_appliances_serving 1",
+        "nearcast_fill_prefixes 2", // the third imported prefix has an ASN of no ISP
+        "nearcast_fill_requests_total{route=\"steer\",code=\"2xx\"} 5",
+        "nearcast_fill_requests_total{route=\"appliance\",code=\"2xx\"} 3",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line} not in\n{m}");
+    }
     // Heartbeat bytes fed today's demand.
     let rows = s.store.daily_bytes(0).unwrap();
     assert_eq!(

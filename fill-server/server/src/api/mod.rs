@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::app::{App, Changed};
+use crate::metrics::Route;
 use crate::store::{Heartbeat, Inventory, Registration, StoreError};
 
 /// Largest request body (a prefix import of a full table fits).
@@ -75,8 +76,19 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let path = parts.uri.path().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let route = match segs.as_slice() {
+        ["v1", "steer"] => Route::Steer,
+        ["v1", "play", ..] => Route::Play,
+        ["v1", "appliances", ..] => Route::Appliance,
+        ["v1", "admin", ..] => Route::Admin,
+        _ => Route::Other,
+    };
     let resp = match (&parts.method, segs.as_slice()) {
         (&Method::GET, ["healthz"]) => reply(StatusCode::OK, serde_json::json!({ "status": "ok" })),
+        (&Method::GET, ["metrics"]) => Response::builder()
+            .header("content-type", "text/plain; version=0.0.4")
+            .body(Full::new(Bytes::from(app.metrics.render(&app.view(), now()))))
+            .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "metrics")),
         (&Method::GET, ["v1", "play", rest @ ..]) => {
             let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
             play::play(&app, rest, parts.uri.query().unwrap_or(""), client)
@@ -110,6 +122,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         }
         _ => error(StatusCode::NOT_FOUND, format!("no route for {} {path}", parts.method)),
     };
+    app.metrics.request(route, resp.status().as_u16());
     Ok(resp)
 }
 
@@ -346,7 +359,10 @@ fn steer(app: &App, query: &str, client: IpAddr) -> Resp {
         .view()
         .steer(&app.key, client, &title, &file, now(), app.config.url_ttl_secs)
     {
-        Ok(answer) => reply(StatusCode::OK, answer),
+        Ok(answer) => {
+            app.metrics.steered(answer.urls.len() > 1);
+            reply(StatusCode::OK, answer)
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }
