@@ -77,6 +77,16 @@ impl App {
         Ok(())
     }
 
+    /// Whether `title` is packaged in the origin store (its index exists).
+    /// One `stat`; the caller has checked the name is plain.
+    pub fn has_title(&self, title: &str) -> bool {
+        self.config
+            .origin_store
+            .join(title)
+            .join(nearcast_packager::index::INDEX_FILE)
+            .is_file()
+    }
+
     /// The client's address: the socket peer, or for a trusted proxy the
     /// right-most `X-Forwarded-For` entry that is not itself trusted.
     pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {

@@ -78,7 +78,17 @@ fn start_with_origin(
     let dir = std::env::temp_dir().join(format!("nearcast-fs-{name}-{}-{}", backend.label(), std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let origin_store = origin.unwrap_or_else(|| dir.join("origin"));
+    let origin_store = origin.unwrap_or_else(|| {
+        // Titles the steering tests ask for, packaged as far as steering
+        // can tell (an index in the origin store).
+        let store = dir.join("origin");
+        for title in ["movie", "show", "other"] {
+            std::fs::create_dir_all(store.join(title)).unwrap();
+            let index = format!(r#"{{"title":"{title}","version":1,"duration_secs":1.0,"target_duration_secs":4.0,"renditions":[],"files":[]}}"#);
+            std::fs::write(store.join(title).join("index.json"), index).unwrap();
+        }
+        store
+    });
     let store = backend.store(name, &dir);
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -252,6 +262,15 @@ fn enrolled_appliances_are_steered_to_with_signed_urls(backend: &Backend) {
             "{client} {title}"
         );
     }
+    // A title that was never packaged.
+    let (st, body) = call(
+        s.addr,
+        "GET",
+        "/v1/steer?title=nothing",
+        &[("x-forwarded-for", "198.51.101.7".into())],
+        b"",
+    );
+    assert_eq!((st, body.contains("no title")), (404, true), "{body}");
     // IPv6 clients match too; a forged X-Forwarded-For from an untrusted
     // peer would be ignored (here the peer is trusted loopback).
     assert_eq!(
@@ -693,4 +712,32 @@ fn play_routes_refuse_missing_or_foreign_tokens_sqlite() {
 #[test]
 fn play_routes_refuse_missing_or_foreign_tokens_postgres() {
     on_postgres(play_routes_refuse_missing_or_foreign_tokens);
+}
+
+#[test]
+fn openapi_is_served_and_every_documented_route_exists() {
+    let s = start(&Backend::Sqlite, "openapi", 30);
+    let (st, served) = call(s.addr, "GET", "/openapi.json", &[], b"");
+    assert_eq!(st, 200);
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).unwrap();
+    assert_eq!(served, committed);
+    let doc: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{title}", "t")
+                .replace("{rendition}", "r")
+                .replace("{id}", "box-1");
+            let (_, body) = call(s.addr, &method.to_uppercase(), &concrete, &[], b"");
+            for unrouted in ["no route", "no such", "no appliance action"] {
+                assert!(
+                    !body.contains(unrouted),
+                    "{method} {path} is documented but not routed: {body}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 18, "{checked} operations");
 }

@@ -20,6 +20,9 @@ use crate::app::{App, Changed};
 use crate::metrics::Route;
 use crate::store::{Heartbeat, Inventory, Registration, StoreError};
 
+/// The API's OpenAPI 3 document (committed as `fill-server/server/openapi.json`).
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
 /// Largest request body (a prefix import of a full table fits).
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
@@ -85,6 +88,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     };
     let resp = match (&parts.method, segs.as_slice()) {
         (&Method::GET, ["healthz"]) => reply(StatusCode::OK, serde_json::json!({ "status": "ok" })),
+        (&Method::GET, ["openapi.json"]) => Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(OPENAPI.as_bytes())))
+            .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "openapi")),
         (&Method::GET, ["metrics"]) => Response::builder()
             .header("content-type", "text/plain; version=0.0.4")
             .body(Full::new(Bytes::from(app.metrics.render(&app.view(), now()))))
@@ -355,6 +362,9 @@ fn steer(app: &App, query: &str, client: IpAddr) -> Resp {
         return error(StatusCode::BAD_REQUEST, "title is required");
     };
     let file = param("file").unwrap_or_else(|| "master.m3u8".into());
+    if nearcast_common::is_plain_name(title.as_bytes()) && !app.has_title(&title) {
+        return error(StatusCode::NOT_FOUND, format!("no title '{title}'"));
+    }
     match app
         .view()
         .steer(&app.key, client, &title, &file, now(), app.config.url_ttl_secs)
