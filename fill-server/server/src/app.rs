@@ -144,10 +144,11 @@ fn build_view(s: &Snapshot, prefixes: Arc<PrefixTable<String>>, cfg: &Config) ->
             })
         })
         .collect();
-    View {
+    View::new(
         prefixes,
         boxes,
-        origin_url: cfg.origin_url.clone(),
-        heartbeat_timeout_secs: cfg.heartbeat_timeout_secs,
-    }
+        cfg.origin_url.clone(),
+        cfg.heartbeat_timeout_secs,
+        cfg.steer_max_appliances,
+    )
 }

@@ -24,6 +24,8 @@ pub struct Config {
     pub origin_admin_listen: SocketAddr,
     /// An appliance silent for longer is not steered to.
     pub heartbeat_timeout_secs: u64,
+    /// Appliances named in one steering answer at most (the origin follows).
+    pub steer_max_appliances: usize,
     /// Lifetime of signed URLs handed to players.
     pub url_ttl_secs: u64,
     /// The URL-token key steering signs with (the appliances hold it too).
@@ -46,6 +48,7 @@ impl Default for Config {
             origin_admin_listen: ([127, 0, 0, 1], 7072).into(),
             heartbeat_timeout_secs: 30,
             url_ttl_secs: 3600,
+            steer_max_appliances: 4,
             token_key_id: String::new(),
             token_key_hex: String::new(),
             admin_token: String::new(),

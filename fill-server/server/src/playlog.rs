@@ -97,10 +97,7 @@ mod tests {
     fn view() -> View {
         let mut prefixes = PrefixTable::new();
         prefixes.insert("198.51.100.0/24".parse().unwrap(), "isp-a".to_string());
-        View {
-            prefixes: std::sync::Arc::new(prefixes),
-            ..View::default()
-        }
+        View::new(std::sync::Arc::new(prefixes), Vec::new(), String::new(), 0, 4)
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! in-memory `View` that the control plane rebuilds and swaps, so steering
 //! never waits on storage.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -39,6 +39,11 @@ pub struct View {
     pub origin_url: String,
     /// A box whose last heartbeat is older than this is not used.
     pub heartbeat_timeout_secs: u64,
+    /// Appliances named in one answer at most (before the origin).
+    pub max_appliances: usize,
+    /// ISP → indexes into `boxes`, least loaded first: built once per view
+    /// so an answer never scans or sorts the whole fleet.
+    by_isp: HashMap<String, Vec<usize>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -68,22 +73,52 @@ pub fn client_prefix(ip: IpAddr) -> Option<IpPrefix> {
 }
 
 impl View {
+    pub fn new(
+        prefixes: Arc<PrefixTable<String>>,
+        boxes: Vec<Appliance>,
+        origin_url: String,
+        heartbeat_timeout_secs: u64,
+        max_appliances: usize,
+    ) -> View {
+        let mut by_isp: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, b) in boxes.iter().enumerate() {
+            by_isp.entry(b.isp.clone()).or_default().push(i);
+        }
+        for list in by_isp.values_mut() {
+            list.sort_by(|&a, &b| {
+                boxes[a]
+                    .load
+                    .total_cmp(&boxes[b].load)
+                    .then_with(|| boxes[a].id.cmp(&boxes[b].id))
+            });
+        }
+        View {
+            prefixes,
+            boxes,
+            origin_url,
+            heartbeat_timeout_secs,
+            max_appliances,
+            by_isp,
+        }
+    }
+
     /// Appliances a player in `ip`'s ISP may use for `title` now, best first.
     pub fn candidates(&self, ip: IpAddr, title: &str, now: u64) -> (Option<&str>, Vec<&Appliance>) {
         let Some((_, isp)) = self.prefixes.lookup(ip) else {
             return (None, Vec::new());
         };
-        let mut boxes: Vec<&Appliance> = self
-            .boxes
-            .iter()
+        let boxes = self
+            .by_isp
+            .get(isp)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.boxes[i])
             .filter(|b| {
-                &b.isp == isp
-                    && b.healthy
+                b.healthy
                     && now.saturating_sub(b.last_heartbeat) <= self.heartbeat_timeout_secs
                     && b.titles.contains(title)
             })
             .collect();
-        boxes.sort_by(|a, b| a.load.total_cmp(&b.load).then_with(|| a.id.cmp(&b.id)));
         (Some(isp.as_str()), boxes)
     }
 
@@ -116,6 +151,7 @@ impl View {
         let (isp, boxes) = self.candidates(ip, title, now);
         let urls = boxes
             .iter()
+            .take(self.max_appliances)
             .map(|b| b.url.as_str())
             .chain([self.origin_url.as_str()])
             .map(|base| format!("{}{path}{query}", base.trim_end_matches('/')))
@@ -149,18 +185,19 @@ mod tests {
             healthy,
             titles: titles.iter().map(|t| t.to_string()).collect(),
         };
-        View {
-            prefixes: Arc::new(prefixes),
-            boxes: vec![
+        View::new(
+            Arc::new(prefixes),
+            vec![
                 b("a1", "isp-a", 0.7, NOW - 5, true, &["movie", "show"]),
                 b("a2", "isp-a", 0.2, NOW - 5, true, &["movie"]),
                 b("a3", "isp-a", 0.1, NOW - 500, true, &["movie"]), // stale heartbeat
                 b("a4", "isp-a", 0.0, NOW - 5, false, &["movie"]),  // failed
                 b("b1", "isp-b", 0.1, NOW - 5, true, &["movie"]),
             ],
-            origin_url: "http://origin.example/".into(),
-            heartbeat_timeout_secs: 30,
-        }
+            "http://origin.example/".into(),
+            30,
+            4,
+        )
     }
 
     fn key() -> SigningKey {
@@ -191,6 +228,17 @@ mod tests {
             .steer(&key(), "192.0.2.1".parse().unwrap(), "movie", "manifest.mpd", NOW, 60)
             .unwrap();
         assert_eq!((none.isp, none.urls.len()), (None, 1));
+    }
+
+    #[test]
+    fn answers_name_at_most_max_appliances_then_the_origin() {
+        let mut v = view();
+        v.max_appliances = 1;
+        let a = v
+            .steer(&key(), "198.51.101.7".parse().unwrap(), "movie", "master.m3u8", NOW, 60)
+            .unwrap();
+        let hosts: Vec<&str> = a.urls.iter().map(|u| u.split("/c/").next().unwrap()).collect();
+        assert_eq!(hosts, ["http://a2.example:8080", "http://origin.example"]);
     }
 
     #[test]
