@@ -5,21 +5,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::Command;
 
 use nearcast_appliance::config::Config;
 use nearcast_appliance::Server;
+use nearcast_e2e::{assert_plays, sample_inputs};
 use nearcast_packager::index::sha256_hex;
 use nearcast_packager::{package, Options};
-
-fn sample_inputs() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fill-server/packager/sample");
-    ["360p.mp4", "240p.mp4", "144p.mp4"]
-        .iter()
-        .map(|f| dir.join(f))
-        .collect()
-}
 
 fn http_get(addr: std::net::SocketAddr, path: &str) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -75,21 +67,7 @@ fn sample_title_is_packaged_served_and_played() {
     }
     // A real player reads the whole title through each manifest.
     for manifest in ["master.m3u8", "manifest.mpd"] {
-        let out = Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-i",
-                &format!("{base}/{manifest}"),
-                "-f",
-                "null",
-                "-",
-            ])
-            .output()
-            .expect("ffmpeg installed");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && err.trim().is_empty(), "{manifest}: {err}");
+        assert_plays(&format!("{base}/{manifest}"));
     }
     let probe = Command::new("ffprobe")
         .args([

@@ -5,13 +5,14 @@
 //! DASH manifests. Every media request must reach the appliance with a
 //! valid token (no 403 anywhere) and none may fall back to the origin.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nearcast_appliance::config::{AuthConfig, Config as ApplianceConfig, KeyConfig};
 use nearcast_common::request_auth::ApplianceKey;
+use nearcast_e2e::{assert_plays, sample_inputs};
 use nearcast_fill_server::app::App;
 use nearcast_fill_server::config::Config;
 use nearcast_packager::{package, Options};
@@ -58,11 +59,7 @@ fn metric(admin: std::net::SocketAddr, series: &str) -> f64 {
 fn a_player_is_steered_to_the_appliance_and_plays_with_tokens() {
     let root = std::env::temp_dir().join(format!("nearcast-e2e-steer-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fill-server/packager/sample");
-    let inputs: Vec<PathBuf> = ["360p.mp4", "240p.mp4", "144p.mp4"]
-        .iter()
-        .map(|f| sample.join(f))
-        .collect();
+    let inputs = sample_inputs();
     let opts = Options {
         title: "sample".into(),
         store: root.join("origin"),
@@ -105,24 +102,8 @@ fn a_player_is_steered_to_the_appliance_and_plays_with_tokens() {
     };
     let store = nearcast_fill_server::store::open(&config.database).unwrap();
     let app = Arc::new(App::new(store, config).unwrap());
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(l.local_addr().unwrap()).unwrap();
-            nearcast_fill_server::server::serve(l, app, async {
-                let _ = stop_rx.await;
-            })
-            .await;
-        });
-    });
-    let fs = format!("http://{}", addr_rx.recv().unwrap());
+    let bg = nearcast_fill_server::server::spawn_background(app, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let fs = format!("http://{}", bg.addr);
 
     // Operator: ISP covering loopback clients, a site, the box's key.
     let bearer = [("authorization", format!("Bearer {ADMIN}"))];
@@ -185,21 +166,7 @@ fn a_player_is_steered_to_the_appliance_and_plays_with_tokens() {
 
     // A real player, through both manifests.
     for manifest in ["master.m3u8", "manifest.mpd"] {
-        let out = Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-i",
-                &format!("{fs}/v1/play/sample/{manifest}"),
-                "-f",
-                "null",
-                "-",
-            ])
-            .output()
-            .expect("ffmpeg installed");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && err.trim().is_empty(), "{manifest}: {err}");
+        assert_plays(&format!("{fs}/v1/play/sample/{manifest}"));
     }
     // ffmpeg asks for `bytes=0-`, answered 206 like nginx does.
     let served = metric(appliance.admin_addr, "nearcast_requests_total{code=\"200\"}")

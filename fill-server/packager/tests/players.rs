@@ -37,6 +37,19 @@ fn audio_src(secs: u32, freq: u32) -> String {
     format!("sine=frequency={freq}:sample_rate=48000:duration={secs}")
 }
 
+/// An H.264 + AAC input of `secs` seconds at 25 fps with a keyframe every
+/// `gop` frames; `extra` options go before the output file.
+fn h264_aac(path: &Path, secs: u32, gop: u32, extra: &[&str]) {
+    let (v, a, g) = (video_src("25", secs), audio_src(secs, 440), gop.to_string());
+    let mut args = vec![
+        "-f", "lavfi", "-i", &v, "-f", "lavfi", "-i", &a, "-c:v", "libx264", "-g", &g, "-c:a", "aac",
+    ];
+    args.extend_from_slice(extra);
+    let out = path.to_str().unwrap();
+    args.push(out);
+    ffmpeg(&args);
+}
+
 /// (frames, duration seconds) of stream `nth` of `kind` ("v"/"a").
 fn probe(file: &Path, kind: &str, nth: usize) -> (u64, f64) {
     let out = Command::new("ffprobe")
@@ -171,25 +184,7 @@ fn h264_with_b_frames_and_audio_25fps() {
     let dir = temp_dir("h264");
     let src = dir.join("in.mp4");
     // moov after mdat (ffmpeg's default without +faststart), B-frames, 1 s GOP.
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &video_src("25", 12),
-        "-f",
-        "lavfi",
-        "-i",
-        &audio_src(12, 440),
-        "-c:v",
-        "libx264",
-        "-bf",
-        "3",
-        "-g",
-        "25",
-        "-c:a",
-        "aac",
-        src.to_str().unwrap(),
-    ]);
+    h264_aac(&src, 12, 25, &["-bf", "3"]);
     let out = package(&dir.join("store"), "h264", "4", &[&src]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let index = check(&dir.join("store"), "h264", &src, 4.0, 1.0);
@@ -376,25 +371,7 @@ fn variable_frame_rate_and_non_zero_start() {
     check(&dir.join("store"), "vfr", &vfr, 2.0, 1.0);
     // A source that starts at 3 s (an empty edit): the title starts at 0.
     let late = dir.join("late.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &video_src("25", 6),
-        "-f",
-        "lavfi",
-        "-i",
-        &audio_src(6, 440),
-        "-c:v",
-        "libx264",
-        "-g",
-        "25",
-        "-c:a",
-        "aac",
-        "-output_ts_offset",
-        "3",
-        late.to_str().unwrap(),
-    ]);
+    h264_aac(&late, 6, 25, &["-output_ts_offset", "3"]);
     let out = package(&dir.join("store"), "late", "2", &[&late]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     check(&dir.join("store"), "late", &late, 2.0, 1.0);
@@ -440,23 +417,7 @@ fn to_co64(data: &[u8]) -> Vec<u8> {
 fn sixty_four_bit_chunk_offsets() {
     let dir = temp_dir("co64");
     let src = dir.join("in.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &video_src("25", 6),
-        "-f",
-        "lavfi",
-        "-i",
-        &audio_src(6, 440),
-        "-c:v",
-        "libx264",
-        "-g",
-        "25",
-        "-c:a",
-        "aac",
-        src.to_str().unwrap(),
-    ]);
+    h264_aac(&src, 6, 25, &[]);
     let original = std::fs::read(&src).unwrap();
     let converted = to_co64(&original);
     assert!(converted.windows(4).any(|w| w == b"co64") && !converted.windows(4).any(|w| w == b"stco"));

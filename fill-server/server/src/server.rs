@@ -36,3 +36,30 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl std::future:
         });
     }
 }
+
+/// A server running on its own thread and runtime; dropped, it stops.
+pub struct Background {
+    pub addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Serves `app` on `listen` from a thread of its own (a multi-threaded
+/// runtime with two workers), for embedding beside other parts: the
+/// one-machine demo and the tests.
+pub fn spawn_background(app: Arc<App>, listen: SocketAddr) -> std::io::Result<Background> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let listener = rt.block_on(TcpListener::bind(listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("nearcast-fill-server".into())
+        .spawn(move || {
+            rt.block_on(serve(listener, app, async {
+                let _ = stopped.await;
+            }))
+        })?;
+    Ok(Background { addr, _stop: stop })
+}

@@ -19,7 +19,7 @@ const KEY_HEX: &str = "555555555555555555555555555555555555555555555555555555555
 struct Server {
     addr: SocketAddr,
     store: Arc<dyn Store>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _bg: nearcast_fill_server::server::Background,
 }
 
 /// Where a test's server keeps its state: every store test runs on both.
@@ -102,27 +102,11 @@ fn start_with_origin(
         ..Config::default()
     };
     let app = Arc::new(App::new(store.clone(), config).unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(l.local_addr().unwrap()).unwrap();
-            nearcast_fill_server::server::serve(l, app, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
-    });
+    let bg = nearcast_fill_server::server::spawn_background(app, "127.0.0.1:0".parse().unwrap()).unwrap();
     Server {
-        addr: addr_rx.recv().unwrap(),
+        addr: bg.addr,
         store,
-        _stop: tx,
+        _bg: bg,
     }
 }
 
