@@ -184,43 +184,47 @@ async fn write(
     }
 }
 
+/// Parses a JSON body into `T`, then runs `f` with it as a store write.
+async fn write_parsed<T: DeserializeOwned + Send + 'static>(
+    app: Arc<App>,
+    changed: Changed,
+    body: &[u8],
+    f: impl FnOnce(&App, T) -> Result<serde_json::Value, StoreError> + Send + 'static,
+) -> Resp {
+    match parse::<T>(body) {
+        Ok(v) => write(app, changed, move |a| f(a, v)).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
 async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body: Bytes) -> Resp {
     let id = id.to_string();
     let t = now();
     match (method, action) {
-        (&Method::POST, "register") => match parse::<Registration>(&body) {
-            Ok(r) => {
-                write(app, Changed::Fleet, move |a| {
-                    a.store
-                        .register(&id, &r, t)
-                        .map(|_| serde_json::json!({ "registered": id }))
-                })
-                .await
-            }
-            Err(refusal) => refusal.into_response(),
-        },
-        (&Method::POST, "heartbeat") => match parse::<Heartbeat>(&body) {
-            Ok(hb) => {
-                write(app, Changed::Fleet, move |a| {
-                    a.store
-                        .heartbeat(&id, &hb, t)
-                        .map(|_| serde_json::json!({ "ok": true }))
-                })
-                .await
-            }
-            Err(refusal) => refusal.into_response(),
-        },
-        (&Method::PUT, "inventory") => match parse::<Inventory>(&body) {
-            Ok(inv) => {
-                write(app, Changed::Fleet, move |a| {
-                    a.store
-                        .set_inventory(&id, &inv)
-                        .map(|_| serde_json::json!({ "ok": true }))
-                })
-                .await
-            }
-            Err(refusal) => refusal.into_response(),
-        },
+        (&Method::POST, "register") => {
+            write_parsed(app, Changed::Fleet, &body, move |a, r: Registration| {
+                a.store
+                    .register(&id, &r, t)
+                    .map(|_| serde_json::json!({ "registered": id }))
+            })
+            .await
+        }
+        (&Method::POST, "heartbeat") => {
+            write_parsed(app, Changed::Fleet, &body, move |a, hb: Heartbeat| {
+                a.store
+                    .heartbeat(&id, &hb, t)
+                    .map(|_| serde_json::json!({ "ok": true }))
+            })
+            .await
+        }
+        (&Method::PUT, "inventory") => {
+            write_parsed(app, Changed::Fleet, &body, move |a, inv: Inventory| {
+                a.store
+                    .set_inventory(&id, &inv)
+                    .map(|_| serde_json::json!({ "ok": true }))
+            })
+            .await
+        }
         (&Method::GET, "manifest") => {
             let result = tokio::task::spawn_blocking(move || {
                 crate::fill::manifest_for(
@@ -264,17 +268,14 @@ struct Enrollment {
 
 async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Resp {
     match (method, rest) {
-        (&Method::POST, ["isps"]) => match parse::<NewIsp>(&body) {
-            Ok(n) => {
-                write(app, Changed::Routing, move |a| {
-                    a.store
-                        .add_isp(&n.name, &n.asns)
-                        .map(|_| serde_json::json!({ "isp": n.name }))
-                })
-                .await
-            }
-            Err(refusal) => refusal.into_response(),
-        },
+        (&Method::POST, ["isps"]) => {
+            write_parsed(app, Changed::Routing, &body, move |a, n: NewIsp| {
+                a.store
+                    .add_isp(&n.name, &n.asns)
+                    .map(|_| serde_json::json!({ "isp": n.name }))
+            })
+            .await
+        }
         (&Method::PUT, ["prefixes"]) => {
             let Ok(text) = String::from_utf8(body.to_vec()) else {
                 return error(StatusCode::BAD_REQUEST, "prefix list is not UTF-8");
@@ -286,17 +287,14 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
             })
             .await
         }
-        (&Method::POST, ["sites"]) => match parse::<NewSite>(&body) {
-            Ok(n) => {
-                write(app, Changed::Fleet, move |a| {
-                    a.store
-                        .add_site(&n.name, &n.isp)
-                        .map(|_| serde_json::json!({ "site": n.name }))
-                })
-                .await
-            }
-            Err(refusal) => refusal.into_response(),
-        },
+        (&Method::POST, ["sites"]) => {
+            write_parsed(app, Changed::Fleet, &body, move |a, n: NewSite| {
+                a.store
+                    .add_site(&n.name, &n.isp)
+                    .map(|_| serde_json::json!({ "site": n.name }))
+            })
+            .await
+        }
         (&Method::POST, ["appliances"]) => match parse::<Enrollment>(&body) {
             Ok(e) if nearcast_common::token::decode_hex(&e.public_key).is_some_and(|k| k.len() == 32) => {
                 write(app, Changed::Fleet, move |a| {
