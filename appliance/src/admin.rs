@@ -1,5 +1,7 @@
-//! The admin listener: `/metrics` (Prometheus) and `/healthz`, on its own
-//! port and thread, so scraping never competes with the serving rings.
+//! The admin listener: `/metrics` (Prometheus), `/healthz`, and `/titles`
+//! (body bytes served per title since start, JSON, for the control agent),
+//! on its own port and thread, so scraping never competes with the serving
+//! rings.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -45,6 +47,18 @@ fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>])
         b"/metrics" => {
             let body = render(metrics, shared.disks.roots());
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body)
+        }
+        b"/titles" => {
+            // Titles are plain names (the path rules allow nothing that
+            // JSON would need escaped).
+            let totals = shared.titles.lock().unwrap_or_else(|p| p.into_inner());
+            let body: Vec<String> = totals.iter().map(|(t, n)| format!("\"{t}\":{n}")).collect();
+            respond(
+                &mut stream,
+                "200 OK",
+                "application/json",
+                &format!("{{{}}}\n", body.join(",")),
+            )
         }
         b"/healthz" if shared.shutdown.load(Ordering::Acquire) => {
             respond(&mut stream, "503 Service Unavailable", "text/plain", "draining\n")

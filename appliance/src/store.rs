@@ -29,6 +29,8 @@ pub struct OpenFile {
     pub last_modified: Box<str>,
     /// Index of the disk the file is on.
     pub disk: usize,
+    /// The title the file belongs to (its first path segment).
+    pub title: Box<str>,
     identity: Identity,
     checked: Cell<Instant>,
 }
@@ -146,7 +148,7 @@ impl FileCache {
                 .open(&self.scratch)
                 .and_then(|file| file.metadata().map(|m| (file, m)));
             match opened {
-                Ok((file, meta)) if meta.is_file() => return Ok(describe(file, &meta, disk, now)),
+                Ok((file, meta)) if meta.is_file() => return Ok(describe(file, &meta, disk, rel, now)),
                 Ok(_) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => {}
                 Err(source) => {
@@ -159,7 +161,7 @@ impl FileCache {
     }
 }
 
-fn describe(file: File, meta: &std::fs::Metadata, disk: usize, now: Instant) -> OpenFile {
+fn describe(file: File, meta: &std::fs::Metadata, disk: usize, rel: &str, now: Instant) -> OpenFile {
     let identity = Identity::of(meta);
     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     OpenFile {
@@ -169,6 +171,7 @@ fn describe(file: File, meta: &std::fs::Metadata, disk: usize, now: Instant) -> 
         etag: format!("\"{:x}-{:x}-{:x}\"", identity.ino, identity.len, identity.mtime_ns).into(),
         last_modified: httpdate::fmt_http_date(modified).into(),
         disk,
+        title: rel.split('/').next().unwrap_or(rel).into(),
         identity,
         checked: Cell::new(now),
     }

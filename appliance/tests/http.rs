@@ -183,3 +183,32 @@ fn metrics_and_health() {
     let r = read_response(&mut BufReader::new(s), false).unwrap();
     assert_eq!((r.status, r.body.as_slice()), (200, &b"ok\n"[..]));
 }
+
+#[test]
+fn bytes_served_per_title_for_the_agent() {
+    let f = fixture("titles");
+    let seg = signed("/c/t/720p/seg-1.m4s");
+    assert_eq!(f.app.get(&seg).body.len(), 100_000);
+    f.app
+        .request(&format!("HEAD {seg} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+    let r = f.app.request(&format!(
+        "GET {seg} HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(r.body.len(), 10);
+    assert_eq!(f.app.get(&signed("/c/t/master.m3u8")).body.len(), 8);
+    assert_eq!(f.app.get(&signed("/c/nothing/x.m4s")).status, 404);
+    // Workers merge their tallies every tick: wait for the totals.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let body = loop {
+        let mut s = std::net::TcpStream::connect(f.app.admin).unwrap();
+        s.write_all(b"GET /titles HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        let r = read_response(&mut BufReader::new(s), false).unwrap();
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let body = String::from_utf8(r.body).unwrap();
+        if body.contains("100018") || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(body, "{\"t\":100018}\n");
+}

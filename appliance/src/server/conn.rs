@@ -7,11 +7,13 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::rc::Rc;
 use std::time::Instant;
 
 use crate::handler::{Body, Reply};
 use crate::http::Status;
 use crate::metrics::WorkerMetrics;
+use crate::store::OpenFile;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -37,7 +39,7 @@ struct Current {
     status: Status,
     started: Instant,
     body_len: u64,
-    disk: Option<usize>,
+    file: Option<Rc<OpenFile>>,
 }
 
 pub struct Conn {
@@ -96,7 +98,7 @@ impl Conn {
             status: reply.status,
             started: now,
             body_len: reply.body.as_ref().map_or(0, |b| b.len),
-            disk: reply.body.as_ref().map(|b| b.file.disk),
+            file: reply.body.as_ref().map(|b| b.file.clone()),
         });
         self.body = reply.body;
         self.keep_alive = reply.keep_alive;
@@ -104,12 +106,15 @@ impl Conn {
     }
 
     /// Records the finished response and gets ready for the next request.
-    pub fn finish_reply(&mut self, metrics: &WorkerMetrics, now: Instant) {
-        if let Some(c) = self.current.take() {
-            metrics.response(c.status, c.body_len, c.disk, now.duration_since(c.started));
-        }
+    /// Returns the file whose bytes were served and how many, for the
+    /// per-title tally.
+    pub fn finish_reply(&mut self, metrics: &WorkerMetrics, now: Instant) -> Option<(Rc<OpenFile>, u64)> {
         self.body = None;
         self.head_started = (!self.inbuf.is_empty()).then_some(now);
+        let c = self.current.take()?;
+        let disk = c.file.as_ref().map(|f| f.disk);
+        metrics.response(c.status, c.body_len, disk, now.duration_since(c.started));
+        c.file.map(|f| (f, c.body_len))
     }
 
     pub fn has_output(&self) -> bool {

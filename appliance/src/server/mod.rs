@@ -8,10 +8,11 @@ mod listener;
 pub mod tls;
 mod worker;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use nearcast_common::Keyring;
@@ -30,6 +31,9 @@ pub struct Shared {
     pub shutdown: AtomicBool,
     /// Open client connections, all workers together (for the cap).
     pub open: AtomicUsize,
+    /// Body bytes served per title since start (each worker merges its
+    /// tally every tick); the agent reads it for its heartbeats.
+    pub titles: Mutex<BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +102,7 @@ impl Server {
             tls,
             shutdown: AtomicBool::new(false),
             open: AtomicUsize::new(0),
+            titles: Mutex::new(BTreeMap::new()),
         });
         let metrics: Vec<Arc<WorkerMetrics>> = (0..threads)
             .map(|_| WorkerMetrics::new(shared.disks.roots().len()))

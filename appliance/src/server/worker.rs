@@ -7,6 +7,7 @@
 //! operation in flight, so its slot is freed only when nothing can complete
 //! for it any more, and completions never meet a reused slot.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -69,6 +70,9 @@ pub struct Worker {
     scratch: Vec<u8>,
     head: Vec<u8>,
     cqes: Vec<(u64, i32, u32)>,
+    /// Body bytes served per title since the last tick (merged into the
+    /// shared table then, so responses take no lock).
+    titles: HashMap<Box<str>, u64>,
 }
 
 impl Worker {
@@ -115,6 +119,7 @@ impl Worker {
             scratch: vec![0; TLS_CHUNK],
             head: Vec::with_capacity(1024),
             cqes: Vec::with_capacity(1024),
+            titles: HashMap::new(),
             shared,
         })
     }
@@ -368,7 +373,14 @@ impl Worker {
                 }
                 Phase::Writing => match conn.write_out(&mut self.scratch, &self.metrics) {
                     Progress::Done => {
-                        conn.finish_reply(&self.metrics, self.now);
+                        if let Some((file, bytes)) = conn.finish_reply(&self.metrics, self.now) {
+                            match self.titles.get_mut(&*file.title) {
+                                Some(n) => *n += bytes,
+                                None => {
+                                    self.titles.insert(file.title.clone(), bytes);
+                                }
+                            }
+                        }
                         if conn.keep_alive && self.drain_deadline.is_none() {
                             conn.phase = Phase::Reading;
                         } else {
@@ -440,6 +452,12 @@ impl Worker {
 
     fn on_tick(&mut self) {
         self.push(opcode::Timeout::new(&*self.tick).build().user_data(ud(OP_TICK, 0)));
+        if !self.titles.is_empty() {
+            let mut shared = self.shared.titles.lock().unwrap_or_else(|p| p.into_inner());
+            for (title, bytes) in self.titles.drain() {
+                *shared.entry(title.into()).or_default() += bytes;
+            }
+        }
         if self.drain_deadline.is_none() && self.shared.shutdown.load(Ordering::Acquire) {
             self.start_drain();
         }
