@@ -1,7 +1,6 @@
 //! Fill manifests: what one appliance must hold, in rank order, with where
 //! to fetch each file. The fill server writes them; the agent fills from
-//! them. JSON on the wire for now (people read them); the protobuf schema
-//! comes with the agent protocol.
+//! them. JSON on the wire (operators read them).
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +27,11 @@ pub struct ManifestTitle {
     /// On every appliance of the site (head) or on this one only (tail).
     pub replicated: bool,
     pub files: Vec<ManifestFile>,
+    /// A title-wide URL token (no client prefix) every source accepts for
+    /// this title's files; signed when the manifest is handed out, so it is
+    /// not part of the version.
+    #[serde(default)]
+    pub token: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,18 +1,14 @@
 //! Helpers the end-to-end tests share (the tests themselves are in
-//! `tests/`).
+//! `tests/`): a real player, Prometheus scraping, and the control agent
+//! run as a real process.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-/// The committed sample title's renditions (three H.264 rungs, AAC in the
-/// first).
-pub fn sample_inputs() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fill-server/packager/sample");
-    ["360p.mp4", "240p.mp4", "144p.mp4"]
-        .iter()
-        .map(|f| dir.join(f))
-        .collect()
-}
+pub use nearcast::stack::sample_inputs;
 
 /// A real player (ffmpeg) decodes the whole title at `url` without an
 /// error line.
@@ -23,4 +19,103 @@ pub fn assert_plays(url: &str) {
         .expect("ffmpeg installed");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.trim().is_empty(), "{url}: {err}");
+}
+
+/// The value of one series (`name{labels}` as printed) in Prometheus text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The workspace's built `control-agent` (built by `cargo nextest run
+/// --workspace` / `cargo build --workspace` beside this test binary).
+pub fn agent_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/{profile}/deps/this-test → target/{profile}/control-agent
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("control-agent"))
+        .expect("target dir");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests for the whole workspace (scripts/test)",
+        bin.display()
+    );
+    bin
+}
+
+/// `control-agent run` as a child process; killed (SIGKILL) when dropped.
+pub struct AgentProcess {
+    pub child: Child,
+    /// Its admin listener (`/status`, `/metrics`).
+    pub admin: SocketAddr,
+}
+
+impl AgentProcess {
+    pub fn start(config: &Path) -> AgentProcess {
+        let mut child = Command::new(agent_binary())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start control-agent");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("agent stdout");
+        let admin = line
+            .trim()
+            .strip_prefix("control-agent ready admin=http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("agent did not start: {line:?}"));
+        AgentProcess { child, admin }
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `GET /status`, as JSON.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "5", &format!("http://{}/status", self.admin)])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Waits for the first fill run to end; its status.
+    pub fn wait_for_run(&self, within: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.status().filter(|s| s["runs_completed"].as_u64() >= Some(1)) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "no fill run ended within {within:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// curl's answer code and body for a GET.
+pub fn curl_get(url: &str) -> (u16, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl installed");
+    let mut body = out.stdout;
+    let split = body.iter().rposition(|&b| b == b'\n').unwrap_or(0);
+    let code = String::from_utf8_lossy(&body[split + 1..]).trim().parse().unwrap_or(0);
+    body.truncate(split);
+    (code, body)
 }

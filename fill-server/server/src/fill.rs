@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use nearcast_common::manifest::FillManifest;
+use nearcast_common::{Grant, SigningKey};
 use nearcast_packager::index::INDEX_FILE;
 use nearcast_packager::TitleIndex;
 
@@ -50,11 +51,17 @@ pub fn load_titles(origin: &Path) -> BTreeMap<String, TitleIndex> {
     out
 }
 
-/// The manifest of appliance `id` for the day of unix time `now`.
+/// How long the fill tokens in a manifest stay valid: through the next
+/// day's window as well, should a fill run over.
+const FILL_TOKEN_DAYS: u64 = 2;
+
+/// The manifest of appliance `id` for the day of unix time `now`, with a
+/// fill token per title signed by `key`.
 pub fn manifest_for(
     store: &dyn Store,
     origin: &Path,
     origin_url: &str,
+    key: &SigningKey,
     id: &str,
     now: u64,
 ) -> Result<FillManifest, FillError> {
@@ -110,8 +117,17 @@ pub fn manifest_for(
         origin_url,
         &PlanParams::default(),
     );
-    plans
+    let mut manifest = plans
         .into_iter()
         .find(|m| m.appliance == id)
-        .ok_or_else(|| FillError::NotRegistered(id.to_string()))
+        .ok_or_else(|| FillError::NotRegistered(id.to_string()))?;
+    // Expiry at a day boundary keeps the manifest identical all day.
+    let grant = Grant {
+        expires: (day as u64 + 1 + FILL_TOKEN_DAYS) * 86_400,
+        client_prefix: None,
+    };
+    for t in &mut manifest.titles {
+        t.token = key.sign(&format!("/c/{}/", t.title), &grant);
+    }
+    Ok(manifest)
 }

@@ -113,6 +113,7 @@ pub fn plan_site(
                                 sources: peers.iter().cloned().chain([origin_url.to_string()]).collect(),
                             })
                             .collect(),
+                        token: String::new(),
                     }
                 })
                 .collect();

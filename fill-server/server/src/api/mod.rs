@@ -231,6 +231,7 @@ async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body:
                     app.store.as_ref(),
                     &app.config.origin_store,
                     &app.config.origin_url,
+                    &app.key,
                     &id,
                     t,
                 )

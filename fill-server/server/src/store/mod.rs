@@ -13,8 +13,9 @@ mod sqlite;
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+pub use nearcast_common::control::{DiskState, Health, Heartbeat, Inventory, Registration};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -30,55 +31,6 @@ pub enum StoreError {
     Import { line: usize, reason: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-}
-
-/// What an appliance says about itself when it registers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Registration {
-    pub site: String,
-    /// Base URL players and peers reach it at.
-    pub url: String,
-    pub capacity_bytes: u64,
-    #[serde(default)]
-    pub disks: Vec<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    Ok,
-    Filling,
-    Degraded,
-    Updating,
-    Failed,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DiskState {
-    pub name: String,
-    pub health: Health,
-    pub free_bytes: u64,
-}
-
-/// A heartbeat: health, load, space, and bytes served per title since the
-/// previous beat.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Heartbeat {
-    pub health: Health,
-    /// 0.0 idle … 1.0 saturated.
-    pub load: f64,
-    pub free_bytes: u64,
-    #[serde(default)]
-    pub disks: Vec<DiskState>,
-    #[serde(default)]
-    pub bytes_by_title: BTreeMap<String, u64>,
-}
-
-/// The titles an appliance holds, complete and verified.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Inventory {
-    pub version: String,
-    pub titles: Vec<String>,
 }
 
 /// One appliance as stored.

@@ -1,0 +1,83 @@
+//! What an appliance tells the fill server: its registration, heartbeats
+//! and inventory. JSON on the wire (operators read them in logs and with
+//! curl); the agent writes them, the fill server stores them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What an appliance says about itself when it registers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    pub site: String,
+    /// Base URL players and peers reach it at.
+    pub url: String,
+    pub capacity_bytes: u64,
+    #[serde(default)]
+    pub disks: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Ok,
+    Filling,
+    Degraded,
+    Updating,
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiskState {
+    pub name: String,
+    pub health: Health,
+    pub free_bytes: u64,
+}
+
+/// A heartbeat: health, load, space, and bytes served per title since the
+/// previous beat.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub health: Health,
+    /// 0.0 idle … 1.0 saturated.
+    pub load: f64,
+    pub free_bytes: u64,
+    #[serde(default)]
+    pub disks: Vec<DiskState>,
+    #[serde(default)]
+    pub bytes_by_title: BTreeMap<String, u64>,
+    /// Where the fill stands (absent from agents that do not fill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill: Option<FillReport>,
+}
+
+/// The fill's progress against the current manifest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FillReport {
+    /// Manifest version being filled (empty before the first manifest).
+    pub manifest_version: String,
+    pub running: bool,
+    pub files_total: u64,
+    pub files_done: u64,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    /// Download rate over the last seconds, bytes per second.
+    pub rate_bytes_per_sec: u64,
+    /// Files refused or failed in the current run, newest last (bounded).
+    #[serde(default)]
+    pub failures: Vec<FillFailure>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillFailure {
+    pub title: String,
+    pub path: String,
+    pub reason: String,
+}
+
+/// The titles an appliance holds, complete and verified.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub version: String,
+    pub titles: Vec<String>,
+}

@@ -1,0 +1,105 @@
+//! The running agent's shared state: config, disks, the fill server
+//! client, the inventory (complete titles and the disk each is on), the
+//! fill's progress and the bandwidth bucket.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use nearcast_common::control::Inventory;
+use nearcast_common::request_auth::ApplianceKey;
+use tokio::sync::Notify;
+
+use crate::bucket::Bucket;
+use crate::config::Config;
+use crate::disks::{Disk, TitleRecord};
+use crate::fill_server::FillServer;
+use crate::progress::Progress;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("key file {path}: {reason}")]
+    Key { path: String, reason: String },
+}
+
+pub struct Agent {
+    pub config: Config,
+    pub disks: Vec<Disk>,
+    pub server: FillServer,
+    pub progress: Progress,
+    pub bucket: Bucket,
+    /// Title → (disk index, record).
+    inventory: Mutex<BTreeMap<String, (usize, TitleRecord)>>,
+    /// Wakes the inventory reporter.
+    pub inventory_changed: Notify,
+    /// Wakes the fill loop for an operator's `fill --now`.
+    pub fill_requested: Notify,
+    /// The next run ignores the window.
+    pub forced: AtomicBool,
+}
+
+impl Agent {
+    pub fn new(config: Config) -> Result<Agent, AgentError> {
+        let key_err = |reason: String| AgentError::Key {
+            path: config.key_file.display().to_string(),
+            reason,
+        };
+        let der = std::fs::read(&config.key_file).map_err(|e| key_err(e.to_string()))?;
+        let key = ApplianceKey::from_pkcs8(&der).map_err(|e| key_err(e.to_string()))?;
+        let disks: Vec<Disk> = config.disks.iter().cloned().map(Disk::new).collect();
+        let mut inventory = BTreeMap::new();
+        for (i, disk) in disks.iter().enumerate() {
+            for (title, record) in disk.records() {
+                inventory.entry(title).or_insert((i, record));
+            }
+        }
+        Ok(Agent {
+            server: FillServer::new(&config.fill_server, &config.id, key),
+            bucket: Bucket::new(config.bandwidth_bytes_per_sec),
+            progress: Progress::default(),
+            inventory: Mutex::new(inventory),
+            inventory_changed: Notify::new(),
+            fill_requested: Notify::new(),
+            forced: AtomicBool::new(false),
+            config,
+            disks,
+        })
+    }
+
+    fn inv(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (usize, TitleRecord)>> {
+        self.inventory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn held(&self) -> BTreeMap<String, (usize, TitleRecord)> {
+        self.inv().clone()
+    }
+
+    pub fn titles(&self) -> Vec<String> {
+        self.inv().keys().cloned().collect()
+    }
+
+    /// A title became complete (its record is committed on `disk`).
+    pub fn add_title(&self, disk: usize, record: TitleRecord) {
+        self.inv().insert(record.title.clone(), (disk, record));
+        self.inventory_changed.notify_one();
+    }
+
+    pub fn remove_title(&self, title: &str) -> Option<(usize, TitleRecord)> {
+        let out = self.inv().remove(title);
+        self.inventory_changed.notify_one();
+        out
+    }
+
+    /// What the fill server is told: the titles, with a version that
+    /// changes whenever they do.
+    pub fn inventory(&self) -> Inventory {
+        let titles = self.titles();
+        let version = nearcast_common::sha256_hex(titles.join("\n").as_bytes())[..16].to_string();
+        Inventory { version, titles }
+    }
+
+    pub fn request_fill(&self) {
+        self.forced.store(true, Ordering::SeqCst);
+        self.fill_requested.notify_one();
+    }
+}

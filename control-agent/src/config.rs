@@ -1,0 +1,119 @@
+//! The agent's configuration (TOML), with defaults that run on one machine
+//! beside an appliance started with its own defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::window::Window;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This appliance's id, as enrolled at the fill server.
+    pub id: String,
+    /// Base URL of the fill server's API (`http://fill.example:7070`).
+    pub fill_server: String,
+    /// The appliance's Ed25519 key (PKCS#8 file; `control-agent keygen`
+    /// writes one and prints the public half to enroll).
+    pub key_file: PathBuf,
+    pub site: String,
+    /// Base URL players and peers reach this appliance at.
+    pub public_url: String,
+    /// The appliance's admin listener (`/titles`, `/metrics`, `/healthz`).
+    pub appliance_admin: String,
+    /// The appliance's connection cap: load is open connections over it.
+    pub appliance_max_connections: u64,
+    /// The content disks (the appliance serves the same directories).
+    pub disks: Vec<PathBuf>,
+    /// Capacity offered to the fill plan; 0 = the disks' total size.
+    pub capacity_bytes: u64,
+    /// Local time span the nightly fill runs in: `"02:00-06:00"`, or
+    /// `"always"`.
+    pub fill_window: Window,
+    /// Fill download cap in bytes per second across all downloads; 0 = none.
+    pub bandwidth_bytes_per_sec: u64,
+    /// Files downloaded at once.
+    pub concurrency: usize,
+    pub heartbeat_secs: u64,
+    /// How often to look for a new manifest while in the window.
+    pub manifest_poll_secs: u64,
+    /// The agent's own `/metrics`, `/status` and `POST /fill`.
+    pub admin_listen: SocketAddr,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: String::new(),
+            fill_server: "http://127.0.0.1:7070".into(),
+            key_file: PathBuf::from("appliance.key"),
+            site: String::new(),
+            public_url: "http://127.0.0.1:8080".into(),
+            appliance_admin: "http://127.0.0.1:9090".into(),
+            appliance_max_connections: 50_000,
+            disks: Vec::new(),
+            capacity_bytes: 0,
+            fill_window: Window::default(),
+            bandwidth_bytes_per_sec: 0,
+            concurrency: 4,
+            heartbeat_secs: 10,
+            manifest_poll_secs: 300,
+            admin_listen: ([127, 0, 0, 1], 9190).into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The config as a file `load` reads back.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !nearcast_common::is_plain_name(self.id.as_bytes()) {
+            return bad("id must be a plain name (A-Z a-z 0-9 . _ -)");
+        }
+        if self.site.is_empty() {
+            return bad("site is required");
+        }
+        if self.disks.is_empty() {
+            return bad("at least one disk is required");
+        }
+        if self.concurrency == 0 || self.heartbeat_secs == 0 || self.manifest_poll_secs == 0 {
+            return bad("concurrency, heartbeat_secs and manifest_poll_secs must be positive");
+        }
+        for url in [&self.fill_server, &self.public_url, &self.appliance_admin] {
+            crate::http::Url::parse(url).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,212 @@
+//! One fill run: the manifest against what the box holds. Titles are
+//! taken in rank order; each goes to one disk (the one it is already on,
+//! else by free-space-weighted rendezvous hashing), its files are fetched
+//! a few at a time, and only when every file is verified and in place is
+//! the title committed to the inventory. Titles that fell out of the
+//! manifest are evicted, least popular first whenever room is needed, the
+//! rest at the end of the run.
+
+use std::sync::Arc;
+
+use nearcast_common::manifest::{FillManifest, ManifestTitle};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::agent::Agent;
+use crate::disks::{check_title, rendezvous_pick, space, FileRecord, TitleRecord};
+use crate::fetch::{Fetch, FetchError};
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything the manifest lists is held.
+    Complete,
+    /// Some titles are missing (failures are in the progress report).
+    Incomplete,
+    /// The window closed; the rest waits for the next one.
+    Interrupted,
+}
+
+/// Runs the fill for `manifest` until done or `deadline`.
+pub async fn fill_once(agent: &Arc<Agent>, manifest: &FillManifest, deadline: Instant) -> Outcome {
+    let held = agent.held();
+    let files_total: u64 = manifest.titles.iter().map(|t| t.files.len() as u64).sum();
+    let bytes_total: u64 = manifest.titles.iter().map(FillManifest::bytes_of).sum();
+    let held_in_manifest = manifest.titles.iter().filter(|t| held.contains_key(&t.title));
+    let (files_held, bytes_held) = held_in_manifest.fold((0, 0), |(f, b), t| {
+        (f + t.files.len() as u64, b + FillManifest::bytes_of(t))
+    });
+    agent
+        .progress
+        .start_run(&manifest.version, (files_total, bytes_total), (files_held, bytes_held));
+    for disk in &agent.disks {
+        disk.set_full(false);
+    }
+    // Fell out of the manifest: the least popular (highest rank number)
+    // at the end, so `pop` takes it first.
+    let mut evictable: Vec<(u32, String)> = held
+        .iter()
+        .filter(|(t, _)| !manifest.titles.iter().any(|m| &m.title == *t))
+        .map(|(t, (_, r))| (r.rank, t.clone()))
+        .collect();
+    evictable.sort();
+    let mut outcome = Outcome::Complete;
+    for t in &manifest.titles {
+        if Instant::now() >= deadline {
+            outcome = Outcome::Interrupted;
+            break;
+        }
+        if let Some((disk, record)) = held.get(&t.title) {
+            if record.rank != t.rank {
+                let record = TitleRecord {
+                    rank: t.rank,
+                    ..record.clone()
+                };
+                if agent.disks[*disk].commit(&record).is_ok() {
+                    agent.add_title(*disk, record);
+                }
+            }
+            continue;
+        }
+        if let Err(e) = check_title(&t.title) {
+            agent.progress.fail(&t.title, "", e.to_string());
+            outcome = Outcome::Incomplete;
+            continue;
+        }
+        let size = FillManifest::bytes_of(t);
+        let Some(disk) = choose_disk(agent, &t.title, size, &mut evictable).await else {
+            agent
+                .progress
+                .fail(&t.title, "", format!("no healthy disk has room for {size} bytes"));
+            outcome = Outcome::Incomplete;
+            continue;
+        };
+        match fill_title(agent, t, disk, deadline).await {
+            Ok(()) => {}
+            Err(Outcome::Interrupted) => {
+                outcome = Outcome::Interrupted;
+                break;
+            }
+            Err(_) => outcome = Outcome::Incomplete,
+        }
+    }
+    if outcome != Outcome::Interrupted {
+        while let Some((_, title)) = evictable.pop() {
+            evict(agent, &title).await;
+        }
+    }
+    agent.progress.end_run();
+    tracing::info!(version = %manifest.version, ?outcome, "fill run ended");
+    outcome
+}
+
+/// The disk for a new title: the one holding some of it already, else the
+/// rendezvous pick among disks with room, evicting fallen-out titles
+/// until one has room.
+async fn choose_disk(agent: &Arc<Agent>, title: &str, size: u64, evictable: &mut Vec<(u32, String)>) -> Option<usize> {
+    let usable = |i: usize| !agent.disks[i].is_full() && agent.disks[i].root.is_dir();
+    if let Some(i) = (0..agent.disks.len()).find(|&i| usable(i) && agent.disks[i].title_dir(title).is_dir()) {
+        return Some(i);
+    }
+    loop {
+        let candidates: Vec<_> = (0..agent.disks.len())
+            .filter(|&i| usable(i))
+            .filter_map(|i| {
+                let free = space(&agent.disks[i].root).ok()?.free;
+                (free >= size).then_some((i, agent.disks[i].root.as_path(), free))
+            })
+            .collect();
+        if let Some(i) = rendezvous_pick(title, &candidates) {
+            return Some(i);
+        }
+        let (_, victim) = evictable.pop()?;
+        evict(agent, &victim).await;
+    }
+}
+
+/// Takes a title out: the inventory first (and the fill server is told,
+/// so steering stops sending players), then the files.
+async fn evict(agent: &Arc<Agent>, title: &str) {
+    let Some((disk, _)) = agent.remove_title(title) else {
+        return;
+    };
+    if let Err(e) = agent.server.inventory(&agent.inventory()).await {
+        tracing::warn!(error = %e, "inventory report before eviction failed; evicting anyway");
+    }
+    match agent.disks[disk].evict(title) {
+        Ok(()) => {
+            agent.progress.evicted();
+            tracing::info!(title, "evicted");
+        }
+        Err(e) => tracing::error!(title, error = %e, "eviction failed"),
+    }
+}
+
+/// Fetches every file of `t` onto `disk`, `concurrency` at a time, and
+/// commits the title when all are in place.
+async fn fill_title(agent: &Arc<Agent>, t: &ManifestTitle, disk: usize, deadline: Instant) -> Result<(), Outcome> {
+    let permits = Arc::new(Semaphore::new(agent.config.concurrency));
+    let title = Arc::new(t.clone());
+    let mut tasks = JoinSet::new();
+    for i in 0..t.files.len() {
+        let (agent, title, permits) = (agent.clone(), title.clone(), permits.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let file = &title.files[i];
+            let fetch = Fetch {
+                disk: &agent.disks[disk],
+                title: &title.title,
+                token: &title.token,
+                file,
+                bucket: &agent.bucket,
+                progress: &agent.progress,
+                deadline,
+            };
+            let result = fetch.run().await;
+            match &result {
+                Ok(from) => agent.progress.file_placed(file.size, *from),
+                Err(FetchError::Interrupted) => {}
+                Err(e) => agent.progress.fail(&title.title, &file.path, e.to_string()),
+            }
+            result.map(drop)
+        });
+    }
+    let mut worst = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(FetchError::Interrupted)) => worst = Some(Outcome::Interrupted),
+            Ok(Err(_)) | Err(_) => {
+                worst.get_or_insert(Outcome::Incomplete);
+            }
+        }
+    }
+    if let Some(outcome) = worst {
+        return Err(outcome);
+    }
+    let record = TitleRecord {
+        title: t.title.clone(),
+        rank: t.rank,
+        files: t
+            .files
+            .iter()
+            .map(|f| FileRecord {
+                path: f.path.clone(),
+                size: f.size,
+                sha256: f.sha256.clone(),
+            })
+            .collect(),
+    };
+    match agent.disks[disk].commit(&record) {
+        Ok(()) => {
+            tracing::info!(title = %t.title, disk = %agent.disks[disk].name(), "title complete");
+            agent.add_title(disk, record);
+            Ok(())
+        }
+        Err(e) => {
+            agent.progress.fail(&t.title, "", e.to_string());
+            Err(Outcome::Incomplete)
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `nearcast demo`: the whole stack on this machine with embedded
+//! defaults — the sample title packaged into the origin, the fill server,
+//! two appliances of one site with their agents; the first box fills from
+//! the origin, the second from the first; then it prints URLs that play.
+//! Ctrl-C stops everything.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use nearcast::stack::{Ports, Stack, TITLE};
+use nearcast_agent::Agent;
+
+#[derive(Parser)]
+#[command(version, about = "Nearcast: video delivery from inside ISP networks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole stack on loopback with the sample title and print URLs that play.
+    Demo {
+        /// Working directory (origin store, database, the boxes' disks).
+        #[arg(long, default_value = "target/demo")]
+        dir: PathBuf,
+        /// Appliances in the site.
+        #[arg(long, default_value_t = 2)]
+        boxes: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Demo { dir, boxes } = Cli::parse().command;
+    if boxes == 0 {
+        bail!("--boxes must be at least 1");
+    }
+    // Each run starts from an empty fleet; the packaged origin is kept.
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if entry.file_name() != "origin" {
+            let p = entry.path();
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
+    println!("packaging the sample title and starting the fill server …");
+    let mut stack = Stack::start(&dir, Ports::DEMO, 30)?;
+    stack.make_popular(TITLE, 500)?;
+    for _ in 0..boxes {
+        stack.add_box(|_| {})?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let agents: Vec<Arc<Agent>> = stack
+        .boxes
+        .iter()
+        .map(|b| Agent::new(b.agent.clone()).map(Arc::new))
+        .collect::<Result<_, _>>()?;
+    rt.block_on(async {
+        let mut runs = Vec::new();
+        for (agent, b) in agents.iter().zip(&stack.boxes) {
+            // One box at a time, so each later box fills from its peers.
+            println!("{}: filling …", b.id);
+            runs.push(tokio::spawn(nearcast_agent::daemon::run(agent.clone(), |_| {})));
+            let filled = wait_for_fill(agent).await?;
+            println!(
+                "{}: {} files from peers and origin, serving at http://{}",
+                b.id, filled, b.http_addr
+            );
+        }
+        let fs = &stack.fill_url;
+        println!();
+        println!("  play (steered to a box, tokens for this client):");
+        println!("    ffplay {fs}/v1/play/{TITLE}/master.m3u8");
+        println!("    ffplay {fs}/v1/play/{TITLE}/manifest.mpd");
+        println!("  steering:   curl '{fs}/v1/steer?title={TITLE}'");
+        println!("  fleet:      curl -H 'authorization: Bearer nearcast-demo-admin-token' {fs}/v1/admin/appliances");
+        for b in &stack.boxes {
+            println!(
+                "  {}:      curl http://{}/metrics   (agent: curl http://{}/status)",
+                b.id, b.admin_addr, b.agent.admin_listen
+            );
+        }
+        println!("  Ctrl-C stops everything.");
+        println!();
+        for run in runs {
+            run.await??;
+        }
+        anyhow::Ok(())
+    })?;
+    for b in &mut stack.boxes {
+        b.stop_appliance();
+    }
+    stack.origin.shutdown();
+    println!("stopped");
+    Ok(())
+}
+
+/// Waits until the agent's first fill run ends; its placed file count.
+async fn wait_for_fill(agent: &Agent) -> anyhow::Result<u64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let s = nearcast_agent::admin::status(agent);
+        if s.runs_completed > 0 {
+            if let Some(f) = s.fill.failures.first() {
+                bail!("{}: fill failed: {}/{}: {}", s.id, f.title, f.path, f.reason);
+            }
+            return Ok(s.fill.files_done);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(anyhow::anyhow!("{}: no fill within 5 minutes", s.id)).context("is the fill server up?");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

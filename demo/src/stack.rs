@@ -1,0 +1,289 @@
+//! Building the stack: each step is what an operator would do (package a
+//! title, start the fill server, create the ISP and site, enroll a box,
+//! start its appliance, feed play logs), done through the real APIs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use hyper::body::Bytes;
+use nearcast_agent::http::fetch_small;
+use nearcast_appliance::config::{AuthConfig, Config as ApplianceConfig, KeyConfig};
+use nearcast_appliance::Server;
+use nearcast_common::request_auth::ApplianceKey;
+use nearcast_fill_server::app::App;
+use nearcast_fill_server::config::Config as FillConfig;
+use nearcast_fill_server::server::Background;
+
+/// The one ISP of the stack, covering every loopback client.
+pub const ISP: &str = "loopback-isp";
+pub const SITE: &str = "loopback-site";
+/// The sample title's name once packaged.
+pub const TITLE: &str = "sample";
+const ADMIN_TOKEN: &str = "nearcast-demo-admin-token";
+const TOKEN_KEY_ID: &str = "demo";
+
+/// Ports to listen on; 0 picks a free one.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub fill: u16,
+    pub origin: u16,
+    pub origin_admin: u16,
+    /// Box `i` serves on `box_http + i`, its admin on `box_admin + i` and
+    /// its agent's admin on `agent_admin + i`.
+    pub box_http: u16,
+    pub box_admin: u16,
+    pub agent_admin: u16,
+}
+
+impl Ports {
+    /// Free ports everywhere (tests).
+    pub const EPHEMERAL: Ports = Ports {
+        fill: 0,
+        origin: 0,
+        origin_admin: 0,
+        box_http: 0,
+        box_admin: 0,
+        agent_admin: 0,
+    };
+    /// The demo's well-known ports.
+    pub const DEMO: Ports = Ports {
+        fill: 7070,
+        origin: 7071,
+        origin_admin: 7072,
+        box_http: 8080,
+        box_admin: 9090,
+        agent_admin: 9190,
+    };
+
+    fn at(base: u16, i: usize) -> SocketAddr {
+        let port = if base == 0 { 0 } else { base + i as u16 };
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+}
+
+/// The committed sample title's renditions (three H.264 rungs, AAC in the
+/// first).
+pub fn sample_inputs() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fill-server/packager/sample");
+    ["360p.mp4", "240p.mp4", "144p.mp4"]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect()
+}
+
+/// One appliance: its engine (running until stopped) and the config its
+/// agent runs with (written to `agent_config`).
+pub struct BoxSide {
+    pub id: String,
+    pub appliance: Option<Server>,
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub disk: PathBuf,
+    pub agent: nearcast_agent::Config,
+    pub agent_config: PathBuf,
+}
+
+impl BoxSide {
+    /// Stops the appliance (drains, then closes its listeners).
+    pub fn stop_appliance(&mut self) {
+        if let Some(s) = self.appliance.take() {
+            s.shutdown();
+            let _ = s.join();
+        }
+    }
+}
+
+pub struct Stack {
+    pub root: PathBuf,
+    pub fill_url: String,
+    pub origin: Server,
+    pub config: FillConfig,
+    pub boxes: Vec<BoxSide>,
+    ports: Ports,
+    _fill: Background,
+    /// Runs the stack's own control calls.
+    rt: tokio::runtime::Runtime,
+}
+
+impl Stack {
+    /// Starts the origin and the fill server under `root` (SQLite there),
+    /// packages the sample title if the origin lacks it, and creates the
+    /// ISP and site. `heartbeat_timeout_secs` is how long a silent box
+    /// stays steerable.
+    pub fn start(root: &Path, ports: Ports, heartbeat_timeout_secs: u64) -> anyhow::Result<Stack> {
+        std::fs::create_dir_all(root).with_context(|| root.display().to_string())?;
+        let origin_store = root.join("origin");
+        if !origin_store
+            .join(TITLE)
+            .join(nearcast_packager::index::INDEX_FILE)
+            .is_file()
+        {
+            let opts = nearcast_packager::Options {
+                title: TITLE.into(),
+                store: origin_store.clone(),
+                target: 4.0,
+                progress: false,
+            };
+            nearcast_packager::package(&sample_inputs(), &opts).context("packaging the sample title")?;
+        }
+        let key_hex = nearcast_common::digest::hex(&random_secret()?);
+        let config = FillConfig {
+            listen: Ports::at(ports.fill, 0),
+            database: root.join("fill-server.db").display().to_string(),
+            origin_store,
+            origin_listen: Ports::at(ports.origin, 0),
+            origin_admin_listen: Ports::at(ports.origin_admin, 0),
+            heartbeat_timeout_secs,
+            token_key_id: TOKEN_KEY_ID.into(),
+            token_key_hex: key_hex,
+            admin_token: ADMIN_TOKEN.into(),
+            ..FillConfig::default()
+        };
+        let origin = nearcast_fill_server::origin::start_origin(&config).context("starting the origin")?;
+        let config = FillConfig {
+            origin_url: format!("http://{}", origin.http_addr),
+            ..config
+        };
+        let store = nearcast_fill_server::store::open(&config.database)?;
+        let app = Arc::new(App::new(store, config.clone())?);
+        let fill =
+            nearcast_fill_server::server::spawn_background(app, config.listen).context("starting the fill server")?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let stack = Stack {
+            root: root.to_path_buf(),
+            fill_url: format!("http://{}", fill.addr),
+            origin,
+            config,
+            boxes: Vec::new(),
+            ports,
+            _fill: fill,
+            rt,
+        };
+        stack.admin(
+            "POST",
+            "/v1/admin/isps",
+            &format!(r#"{{"name":"{ISP}","asns":[64500]}}"#),
+        )?;
+        stack.admin("PUT", "/v1/admin/prefixes", "127.0.0.0/8 64500\n::1/128 64500\n")?;
+        stack.admin(
+            "POST",
+            "/v1/admin/sites",
+            &format!(r#"{{"name":"{SITE}","isp":"{ISP}"}}"#),
+        )?;
+        Ok(stack)
+    }
+
+    /// An admin call (bearer token) to the fill server.
+    pub fn admin(&self, method: &str, path: &str, body: &str) -> anyhow::Result<String> {
+        let auth = [("authorization", format!("Bearer {ADMIN_TOKEN}"))];
+        self.get_with(method, &format!("{}{path}", self.fill_url), &auth, body)
+    }
+
+    /// A plain request; the body of a 2xx answer as text.
+    pub fn get(&self, url: &str) -> anyhow::Result<String> {
+        self.get_with("GET", url, &[], "")
+    }
+
+    fn get_with(&self, method: &str, url: &str, headers: &[(&str, String)], body: &str) -> anyhow::Result<String> {
+        let bytes = self
+            .rt
+            .block_on(fetch_small(method, url, headers, Bytes::from(body.to_string())))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Enrolls box number `self.boxes.len()`, starts its appliance (tokens
+    /// required) and writes its agent's key and config.
+    pub fn add_box(&mut self, tune: impl FnOnce(&mut nearcast_agent::Config)) -> anyhow::Result<&mut BoxSide> {
+        let i = self.boxes.len();
+        let id = format!("box-{}", i + 1);
+        let dir = self.root.join(&id);
+        let disk = dir.join("disk0");
+        std::fs::create_dir_all(&disk)?;
+        let key_file = dir.join("appliance.key");
+        let der = ApplianceKey::generate_pkcs8()?;
+        std::fs::write(&key_file, &der)?;
+        let public = ApplianceKey::from_pkcs8(&der)?.public_hex();
+        self.admin(
+            "POST",
+            "/v1/admin/appliances",
+            &format!(r#"{{"id":"{id}","public_key":"{public}"}}"#),
+        )?;
+        let appliance = Server::start(ApplianceConfig {
+            listen: Ports::at(self.ports.box_http, i),
+            admin_listen: Ports::at(self.ports.box_admin, i),
+            threads: 1,
+            disks: vec![disk.clone()],
+            auth: AuthConfig {
+                required: true,
+                keys: vec![KeyConfig {
+                    id: TOKEN_KEY_ID.into(),
+                    secret_hex: self.config.token_key_hex.clone(),
+                }],
+            },
+            ..ApplianceConfig::default()
+        })
+        .with_context(|| format!("starting {id}'s appliance"))?;
+        let mut agent = nearcast_agent::Config {
+            id: id.clone(),
+            fill_server: self.fill_url.clone(),
+            key_file,
+            site: SITE.into(),
+            public_url: format!("http://{}", appliance.http_addr),
+            appliance_admin: format!("http://{}", appliance.admin_addr),
+            disks: vec![disk.clone()],
+            capacity_bytes: 1 << 30,
+            fill_window: nearcast_agent::window::Window::Always,
+            heartbeat_secs: 1,
+            admin_listen: Ports::at(self.ports.agent_admin, i),
+            ..nearcast_agent::Config::default()
+        };
+        tune(&mut agent);
+        let agent_config = dir.join("agent.toml");
+        std::fs::write(&agent_config, agent.to_toml())?;
+        self.boxes.push(BoxSide {
+            id,
+            http_addr: appliance.http_addr,
+            admin_addr: appliance.admin_addr,
+            appliance: Some(appliance),
+            disk,
+            agent,
+            agent_config,
+        });
+        Ok(self.boxes.last_mut().expect("just pushed"))
+    }
+
+    /// Play logs that make `title` the ISP's most watched yesterday, so
+    /// tomorrow's manifests rank it first.
+    pub fn make_popular(&self, title: &str, plays: usize) -> anyhow::Result<()> {
+        let yesterday = unix_now().saturating_sub(86_400);
+        let log: String = (0..plays)
+            .map(|i| {
+                format!(
+                    "{},{title},127.0.0.{},{}\n",
+                    yesterday + i as u64,
+                    1 + i % 200,
+                    50_000_000
+                )
+            })
+            .collect();
+        self.admin("POST", "/v1/admin/playlogs", &format!("time,title,client,bytes\n{log}"))?;
+        Ok(())
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A fresh random URL-token secret for this stack.
+fn random_secret() -> anyhow::Result<[u8; 32]> {
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .context("reading /dev/urandom")?;
+    Ok(b)
+}
