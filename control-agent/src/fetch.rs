@@ -30,7 +30,7 @@ pub enum FetchError {
     #[error("disk {0} is full")]
     DiskFull(String),
     #[error(transparent)]
-    Disk(#[from] DiskError),
+    Disk(DiskError),
     #[error("no source could deliver it: {0}")]
     AllSourcesFailed(String),
 }
@@ -65,6 +65,14 @@ fn disk_err<'a>(path: &Path, disk: &'a Disk) -> impl FnOnce(io::Error) -> FetchE
     }
 }
 
+/// A disk error, with ENOSPC singled out: it stops that disk, not the fill.
+fn on_disk(disk: &Disk) -> impl FnOnce(DiskError) -> FetchError + '_ {
+    move |e| match e {
+        DiskError::Io { path, source } => disk_err(&path, disk)(source),
+        other => FetchError::Disk(other),
+    }
+}
+
 /// SHA-256 (hex) of a file's bytes as stored.
 pub fn hash_file(path: &Path) -> io::Result<String> {
     let mut f = File::open(path)?;
@@ -90,8 +98,8 @@ impl Fetch<'_> {
     /// Fetches the file into place. `Ok(None)`: it was there already and
     /// verified; `Ok(Some(kind))`: downloaded from a peer or the origin.
     pub async fn run(&self) -> Result<Option<SourceKind>, FetchError> {
-        check_title(self.title)?;
-        check_rel_path(&self.file.path)?;
+        check_title(self.title).map_err(FetchError::Disk)?;
+        check_rel_path(&self.file.path).map_err(FetchError::Disk)?;
         let want = &self.file.sha256;
         let dest = self.disk.final_path(self.title, &self.file.path);
         // Placed before a crash cut the run short: it was verified then,
@@ -102,7 +110,7 @@ impl Fetch<'_> {
             }
             let _ = fs::remove_file(&dest);
         }
-        let part = self.disk.part_path(want)?;
+        let part = self.disk.part_path(want).map_err(on_disk(self.disk))?;
         let mut reasons = Vec::new();
         let last = self.file.sources.len().saturating_sub(1);
         for (i, source) in self.file.sources.iter().enumerate() {
@@ -135,7 +143,9 @@ impl Fetch<'_> {
             File::open(&part)
                 .and_then(|f| f.sync_all())
                 .map_err(disk_err(&part, self.disk))?;
-            self.disk.place(&part, self.title, &self.file.path)?;
+            self.disk
+                .place(&part, self.title, &self.file.path)
+                .map_err(on_disk(self.disk))?;
             return Ok(Some(kind));
         }
         if self.file.sources.is_empty() {

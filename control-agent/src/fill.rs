@@ -75,20 +75,33 @@ pub async fn fill_once(agent: &Arc<Agent>, manifest: &FillManifest, deadline: In
             continue;
         }
         let size = FillManifest::bytes_of(t);
-        let Some(disk) = choose_disk(agent, &t.title, size, &mut evictable).await else {
-            agent
-                .progress
-                .fail(&t.title, "", format!("no healthy disk has room for {size} bytes"));
-            outcome = Outcome::Incomplete;
-            continue;
+        // A disk that fills up mid-title is left for this run and the
+        // title starts over on another.
+        let ended = loop {
+            let Some(disk) = choose_disk(agent, &t.title, size, &mut evictable).await else {
+                let reason = format!("no healthy disk has room for {size} bytes");
+                agent.progress.fail(&t.title, "", reason);
+                break Outcome::Incomplete;
+            };
+            match fill_title(agent, t, disk, deadline).await {
+                Ok(()) => break Outcome::Complete,
+                Err(TitleEnd::DiskFull) => {
+                    tracing::warn!(title = %t.title, disk = %agent.disks[disk].name(), "disk full; moving the title");
+                    if let Err(e) = agent.disks[disk].evict(&t.title) {
+                        tracing::error!(error = %e, "cannot clear the title off the full disk");
+                    }
+                }
+                Err(TitleEnd::Interrupted) => break Outcome::Interrupted,
+                Err(TitleEnd::Failed) => break Outcome::Incomplete,
+            }
         };
-        match fill_title(agent, t, disk, deadline).await {
-            Ok(()) => {}
-            Err(Outcome::Interrupted) => {
+        match ended {
+            Outcome::Complete => {}
+            Outcome::Interrupted => {
                 outcome = Outcome::Interrupted;
                 break;
             }
-            Err(_) => outcome = Outcome::Incomplete,
+            Outcome::Incomplete => outcome = Outcome::Incomplete,
         }
     }
     if outcome != Outcome::Interrupted {
@@ -143,9 +156,16 @@ async fn evict(agent: &Arc<Agent>, title: &str) {
     }
 }
 
+/// Why a title did not complete.
+enum TitleEnd {
+    Interrupted,
+    DiskFull,
+    Failed,
+}
+
 /// Fetches every file of `t` onto `disk`, `concurrency` at a time, and
 /// commits the title when all are in place.
-async fn fill_title(agent: &Arc<Agent>, t: &ManifestTitle, disk: usize, deadline: Instant) -> Result<(), Outcome> {
+async fn fill_title(agent: &Arc<Agent>, t: &ManifestTitle, disk: usize, deadline: Instant) -> Result<(), TitleEnd> {
     let permits = Arc::new(Semaphore::new(agent.config.concurrency));
     let title = Arc::new(t.clone());
     let mut tasks = JoinSet::new();
@@ -172,18 +192,23 @@ async fn fill_title(agent: &Arc<Agent>, t: &ManifestTitle, disk: usize, deadline
             result.map(drop)
         });
     }
-    let mut worst = None;
+    let (mut interrupted, mut full, mut failed) = (false, false, false);
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(Ok(())) => {}
-            Ok(Err(FetchError::Interrupted)) => worst = Some(Outcome::Interrupted),
-            Ok(Err(_)) | Err(_) => {
-                worst.get_or_insert(Outcome::Incomplete);
-            }
+            Ok(Err(FetchError::Interrupted)) => interrupted = true,
+            Ok(Err(FetchError::DiskFull(_))) => full = true,
+            Ok(Err(_)) | Err(_) => failed = true,
         }
     }
-    if let Some(outcome) = worst {
-        return Err(outcome);
+    if interrupted {
+        return Err(TitleEnd::Interrupted);
+    }
+    if full {
+        return Err(TitleEnd::DiskFull);
+    }
+    if failed {
+        return Err(TitleEnd::Failed);
     }
     let record = TitleRecord {
         title: t.title.clone(),
@@ -206,7 +231,7 @@ async fn fill_title(agent: &Arc<Agent>, t: &ManifestTitle, disk: usize, deadline
         }
         Err(e) => {
             agent.progress.fail(&t.title, "", e.to_string());
-            Err(Outcome::Incomplete)
+            Err(TitleEnd::Failed)
         }
     }
 }
