@@ -215,6 +215,18 @@ impl Disk {
         }
     }
 
+    /// Deletes partial downloads of content no longer wanted (`keep` holds
+    /// the SHA-256 of every file of the manifest).
+    pub fn sweep_parts(&self, keep: &std::collections::BTreeSet<&str>) {
+        for entry in fs::read_dir(self.parts_dir()).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let wanted = name.strip_suffix(".part").is_some_and(|sha| keep.contains(sha));
+            if !wanted {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// The complete titles on this disk. A record whose files are not all
     /// in place with their sizes (a file deleted by hand, a damaged disk) is
     /// dropped, so the title is filled again rather than served short.

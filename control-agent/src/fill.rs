@@ -108,6 +108,14 @@ pub async fn fill_once(agent: &Arc<Agent>, manifest: &FillManifest, deadline: In
         while let Some((_, title)) = evictable.pop() {
             evict(agent, &title).await;
         }
+        let keep = manifest
+            .titles
+            .iter()
+            .flat_map(|t| t.files.iter().map(|f| f.sha256.as_str()))
+            .collect();
+        for disk in &agent.disks {
+            disk.sweep_parts(&keep);
+        }
     }
     agent.progress.end_run();
     tracing::info!(version = %manifest.version, ?outcome, "fill run ended");

@@ -80,6 +80,7 @@ pub struct BoxSide {
     pub appliance: Option<Server>,
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// Its first disk.
     pub disk: PathBuf,
     pub agent: nearcast_agent::Config,
     pub agent_config: PathBuf,
@@ -193,8 +194,9 @@ impl Stack {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Enrolls box number `self.boxes.len()`, starts its appliance (tokens
-    /// required) and writes its agent's key and config.
+    /// Enrolls box number `self.boxes.len()`, writes its agent's key and
+    /// config (`tune` may change it; `disk0` is its one disk by default)
+    /// and starts its appliance (tokens required) on the agent's disks.
     pub fn add_box(&mut self, tune: impl FnOnce(&mut nearcast_agent::Config)) -> anyhow::Result<&mut BoxSide> {
         let i = self.boxes.len();
         let id = format!("box-{}", i + 1);
@@ -210,11 +212,25 @@ impl Stack {
             "/v1/admin/appliances",
             &format!(r#"{{"id":"{id}","public_key":"{public}"}}"#),
         )?;
+        let mut agent = nearcast_agent::Config {
+            id: id.clone(),
+            fill_server: self.fill_url.clone(),
+            key_file,
+            site: SITE.into(),
+            disks: vec![disk.clone()],
+            capacity_bytes: 1 << 30,
+            fill_window: nearcast_agent::window::Window::Always,
+            heartbeat_secs: 1,
+            admin_listen: Ports::at(self.ports.agent_admin, i),
+            ..nearcast_agent::Config::default()
+        };
+        tune(&mut agent);
+        // The appliance serves the disks the agent fills.
         let appliance = Server::start(ApplianceConfig {
             listen: Ports::at(self.ports.box_http, i),
             admin_listen: Ports::at(self.ports.box_admin, i),
             threads: 1,
-            disks: vec![disk.clone()],
+            disks: agent.disks.clone(),
             auth: AuthConfig {
                 required: true,
                 keys: vec![KeyConfig {
@@ -225,21 +241,8 @@ impl Stack {
             ..ApplianceConfig::default()
         })
         .with_context(|| format!("starting {id}'s appliance"))?;
-        let mut agent = nearcast_agent::Config {
-            id: id.clone(),
-            fill_server: self.fill_url.clone(),
-            key_file,
-            site: SITE.into(),
-            public_url: format!("http://{}", appliance.http_addr),
-            appliance_admin: format!("http://{}", appliance.admin_addr),
-            disks: vec![disk.clone()],
-            capacity_bytes: 1 << 30,
-            fill_window: nearcast_agent::window::Window::Always,
-            heartbeat_secs: 1,
-            admin_listen: Ports::at(self.ports.agent_admin, i),
-            ..nearcast_agent::Config::default()
-        };
-        tune(&mut agent);
+        agent.public_url = format!("http://{}", appliance.http_addr);
+        agent.appliance_admin = format!("http://{}", appliance.admin_addr);
         let agent_config = dir.join("agent.toml");
         std::fs::write(&agent_config, agent.to_toml())?;
         self.boxes.push(BoxSide {
@@ -247,7 +250,7 @@ impl Stack {
             http_addr: appliance.http_addr,
             admin_addr: appliance.admin_addr,
             appliance: Some(appliance),
-            disk,
+            disk: agent.disks.first().cloned().unwrap_or(disk),
             agent,
             agent_config,
         });

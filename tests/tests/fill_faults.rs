@@ -248,3 +248,75 @@ fn corrupt_copies_are_refused_retried_elsewhere_and_reported() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, options: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "mounting a tmpfs at {} needs root (scripts/test runs as root)",
+            dir.display()
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_disk_that_fills_up_stops_that_disk_not_the_fill() {
+    // A fixed root keeps the disks' names, and so the rendezvous pick,
+    // the same on every run: the roomy-looking disk is tried first.
+    let root = std::env::temp_dir().join("nearcast-e2e-fulldisk");
+    for d in ["big", "small"] {
+        let _ = std::process::Command::new("umount").arg(root.join(d)).status();
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
+    stack.make_popular(TITLE, 10).unwrap();
+    let index = index(&stack);
+    // "big" shows 1 GiB free but runs out of inodes (ENOSPC) part-way
+    // through the title's 40-odd files; "small" has room for it.
+    let big = Tmpfs::mount(&root.join("big"), "size=1g,nr_inodes=24");
+    let small = Tmpfs::mount(&root.join("small"), "size=16m");
+    stack
+        .add_box(|c| c.disks = vec![big.0.clone(), small.0.clone()])
+        .unwrap();
+    let agent = AgentProcess::start(&stack.boxes[0].agent_config);
+    let s = agent.wait_for_run(Duration::from_secs(60));
+    assert_eq!(s["titles"], serde_json::json!([TITLE]), "{s}");
+    let reasons: Vec<&str> = s["fill"]["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["reason"].as_str())
+        .collect();
+    assert!(
+        !reasons.is_empty() && reasons.iter().all(|r| r.contains("is full")),
+        "the big disk filled up: {s}"
+    );
+    // The whole title is on the small disk, nothing of it on the big one.
+    for (rel, (size, sha)) in &index {
+        let bytes = std::fs::read(small.0.join(TITLE).join(rel)).unwrap();
+        assert_eq!((bytes.len() as u64, &sha256_hex(&bytes)), (*size, sha), "{rel}");
+    }
+    assert!(!big.0.join(TITLE).exists(), "the abandoned copy was cleared");
+    let (code, _) = curl_get(&format!("http://{}/c/{TITLE}/360p/init.mp4", stack.boxes[0].http_addr));
+    assert_eq!(code, 403, "still a token-checking appliance");
+    drop(agent);
+    stack.boxes[0].stop_appliance();
+    drop((big, small));
+    let _ = std::fs::remove_dir_all(&root);
+}

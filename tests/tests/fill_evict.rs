@@ -1,0 +1,68 @@
+//! Eviction: a title that falls out of the box's manifest leaves the
+//! inventory (the fill server hears first) and then the disk.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nearcast::stack::{sample_inputs, Ports, Stack, TITLE};
+use nearcast_agent::fill::{fill_once, Outcome};
+use nearcast_agent::Agent;
+
+/// Registers with the box's current config, fetches its manifest and
+/// fills it; the titles held after.
+fn register_and_fill(rt: &tokio::runtime::Runtime, config: nearcast_agent::Config) -> (Arc<Agent>, Vec<String>) {
+    let agent = Arc::new(Agent::new(config).unwrap());
+    rt.block_on(async {
+        let reg = nearcast_agent::daemon::registration(&agent);
+        agent.server.register(&reg).await.unwrap();
+        let manifest = agent.server.manifest().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        assert_eq!(fill_once(&agent, &manifest, deadline).await, Outcome::Complete);
+        agent.server.inventory(&agent.inventory()).await.unwrap();
+    });
+    let titles = agent.titles();
+    (agent, titles)
+}
+
+#[test]
+fn a_title_that_falls_out_of_the_manifest_is_evicted() {
+    let root = std::env::temp_dir().join(format!("nearcast-e2e-evict-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
+    let opts = nearcast_packager::Options {
+        title: "other".into(),
+        store: stack.config.origin_store.clone(),
+        target: 4.0,
+        progress: false,
+    };
+    let other_index = nearcast_packager::package(&sample_inputs(), &opts).unwrap();
+    let title_bytes: u64 = other_index.files.iter().map(|f| f.size).sum();
+    stack.make_popular(TITLE, 10).unwrap();
+    stack.make_popular("other", 5).unwrap();
+    stack.add_box(|_| {}).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_, held) = register_and_fill(&rt, stack.boxes[0].agent.clone());
+    assert_eq!(held, vec!["other".to_string(), TITLE.to_string()]);
+
+    // The box now offers room for one title: the less popular one goes.
+    let smaller = nearcast_agent::Config {
+        capacity_bytes: title_bytes + title_bytes / 10,
+        ..stack.boxes[0].agent.clone()
+    };
+    let (agent, held) = register_and_fill(&rt, smaller);
+    assert_eq!(held, vec![TITLE.to_string()]);
+    let disk = &stack.boxes[0].disk;
+    assert!(!disk.join("other").exists() && !disk.join(".nearcast/titles/other.json").exists());
+    assert!(disk.join(TITLE).join("master.m3u8").is_file());
+    assert!(agent
+        .progress
+        .render(1)
+        .contains("nearcast_agent_titles_evicted_total 1\n"));
+    let all: serde_json::Value =
+        serde_json::from_str(&stack.admin("GET", "/v1/admin/appliances", "").unwrap()).unwrap();
+    assert_eq!(all[0]["inventory"]["titles"], serde_json::json!([TITLE]));
+    let _ = std::fs::remove_dir_all(&root);
+}
