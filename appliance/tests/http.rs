@@ -37,6 +37,11 @@ fn ranges() {
     assert_eq!(full.status, 200);
     assert_eq!(full.body, f.seg);
     assert_eq!(full.header("accept-ranges"), Some("bytes"));
+    assert_eq!(
+        full.header("access-control-allow-origin"),
+        Some("*"),
+        "browser players on another origin"
+    );
 
     let cases: &[(&str, usize, usize)] = &[
         ("bytes=0-0", 0, 0),

@@ -3,8 +3,9 @@
 //! Everything of the agent's own is under `{disk}/.nearcast/`, which the
 //! appliance never serves (its names may not start with a dot):
 //!
-//! - `parts/{sha256}.part`: downloads in progress, kept across crashes so
-//!   they resume with a range request;
+//! - `parts/{key}-{sha256}.part`: downloads in progress (`key` names the
+//!   title and path), kept across crashes so they resume with a range
+//!   request;
 //! - `titles/{title}.json`: the record of a complete title, written only
 //!   after every file of it was verified, fsynced and renamed into place.
 //!
@@ -162,12 +163,15 @@ impl Disk {
         self.root.join(META).join("titles")
     }
 
-    /// Where the download of content `sha256` goes until it is verified
-    /// (the directory is created).
-    pub fn part_path(&self, sha256: &str) -> Result<PathBuf, DiskError> {
+    /// Where the download of `title/path` with content `sha256` goes
+    /// until it is verified (the directory is created). Named by both, so
+    /// two files of equal content download apart and a changed file does
+    /// not resume from the old bytes.
+    pub fn part_path(&self, title: &str, path: &str, sha256: &str) -> Result<PathBuf, DiskError> {
         let dir = self.parts_dir();
         create_dirs(&dir)?;
-        Ok(dir.join(format!("{sha256}.part")))
+        let key = &nearcast_common::sha256_hex(format!("{title}/{path}").as_bytes())[..16];
+        Ok(dir.join(format!("{key}-{sha256}.part")))
     }
 
     /// Moves a verified, fsynced part into its served place, durably.
@@ -220,7 +224,11 @@ impl Disk {
     pub fn sweep_parts(&self, keep: &std::collections::BTreeSet<&str>) {
         for entry in fs::read_dir(self.parts_dir()).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let wanted = name.strip_suffix(".part").is_some_and(|sha| keep.contains(sha));
+            let sha = name
+                .strip_suffix(".part")
+                .and_then(|n| n.split_once('-'))
+                .map(|(_, sha)| sha);
+            let wanted = sha.is_some_and(|sha| keep.contains(sha));
             if !wanted {
                 let _ = fs::remove_file(entry.path());
             }

@@ -110,7 +110,10 @@ impl Fetch<'_> {
             }
             let _ = fs::remove_file(&dest);
         }
-        let part = self.disk.part_path(want).map_err(on_disk(self.disk))?;
+        let part = self
+            .disk
+            .part_path(self.title, &self.file.path, want)
+            .map_err(on_disk(self.disk))?;
         let mut reasons = Vec::new();
         let last = self.file.sources.len().saturating_sub(1);
         for (i, source) in self.file.sources.iter().enumerate() {

@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
             runs.push(tokio::spawn(nearcast_agent::daemon::run(agent.clone(), |_| {})));
             let filled = wait_for_fill(agent).await?;
             println!(
-                "{}: {} files from peers and origin, serving at http://{}",
+                "{}: {} files filled and verified, serving at http://{}",
                 b.id, filled, b.http_addr
             );
         }
@@ -85,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         println!("  play (steered to a box, tokens for this client):");
         println!("    ffplay {fs}/v1/play/{TITLE}/master.m3u8");
         println!("    ffplay {fs}/v1/play/{TITLE}/manifest.mpd");
+        println!("  in a browser: {fs}/player?title={TITLE}");
         println!("  steering:   curl '{fs}/v1/steer?title={TITLE}'");
         println!("  fleet:      curl -H 'authorization: Bearer nearcast-demo-admin-token' {fs}/v1/admin/appliances");
         for b in &stack.boxes {

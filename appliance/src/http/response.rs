@@ -84,11 +84,14 @@ pub struct Head<'a> {
 }
 
 impl<'a> Head<'a> {
-    /// Starts a head with the status line, `Server` and `Date`.
+    /// Starts a head with the status line, `Server`, `Date` and
+    /// `Access-Control-Allow-Origin: *` (browser players load segments
+    /// from a page on another origin; access rides on the URL token, never
+    /// on cookies, so any origin may read).
     pub fn start(buf: &'a mut Vec<u8>, status: Status, date: &[u8]) -> Self {
         buf.extend_from_slice(b"HTTP/1.1 ");
         buf.extend_from_slice(status.line().as_bytes());
-        buf.extend_from_slice(b"\r\nServer: nearcast\r\nDate: ");
+        buf.extend_from_slice(b"\r\nServer: nearcast\r\nAccess-Control-Allow-Origin: *\r\nDate: ");
         buf.extend_from_slice(date);
         buf.extend_from_slice(b"\r\n");
         Head { buf }
@@ -157,7 +160,7 @@ mod tests {
             .finish(false);
         assert_eq!(
             String::from_utf8(buf).unwrap(),
-            "HTTP/1.1 206 Partial Content\r\nServer: nearcast\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+            "HTTP/1.1 206 Partial Content\r\nServer: nearcast\r\nAccess-Control-Allow-Origin: *\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
              Content-Length: 10\r\nContent-Range: bytes 0-9/100\r\nConnection: close\r\n\r\n"
         );
     }

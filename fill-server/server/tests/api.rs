@@ -699,6 +699,20 @@ fn play_routes_refuse_missing_or_foreign_tokens_postgres() {
 }
 
 #[test]
+fn the_player_page_and_its_hls_js_are_served() {
+    let s = start(&Backend::Sqlite, "player", 30);
+    let (st, page) = call(s.addr, "GET", "/player?title=sample", &[], b"");
+    assert_eq!(st, 200);
+    for needed in ["<video", "/player/hls.min.js", "/v1/play/", "/v1/steer?title="] {
+        assert!(page.contains(needed), "{needed}");
+    }
+    let (st, js) = call(s.addr, "GET", "/player/hls.min.js", &[], b"");
+    assert_eq!(st, 200);
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/player/hls.min.js")).unwrap();
+    assert!(js == committed && js.len() > 100_000);
+}
+
+#[test]
 fn openapi_is_served_and_every_documented_route_exists() {
     let s = start(&Backend::Sqlite, "openapi", 30);
     let (st, served) = call(s.addr, "GET", "/openapi.json", &[], b"");

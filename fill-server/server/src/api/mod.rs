@@ -23,6 +23,10 @@ use crate::store::{Heartbeat, Inventory, Registration, StoreError};
 /// The API's OpenAPI 3 document (committed as `fill-server/server/openapi.json`).
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
+/// The player page (`/player?title=…`) and the hls.js it plays with.
+const PLAYER_PAGE: &[u8] = include_bytes!("../../player/index.html");
+const HLS_JS: &[u8] = include_bytes!("../../player/hls.min.js");
+
 /// Largest request body (a prefix import of a full table fits).
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
@@ -38,6 +42,14 @@ fn reply(status: StatusCode, body: impl serde::Serialize) -> Resp {
         .status(status)
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(bytes)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// A built-in document.
+fn fixed(content_type: &str, body: &'static [u8]) -> Resp {
+    Response::builder()
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from_static(body)))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
@@ -88,10 +100,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     };
     let resp = match (&parts.method, segs.as_slice()) {
         (&Method::GET, ["healthz"]) => reply(StatusCode::OK, serde_json::json!({ "status": "ok" })),
-        (&Method::GET, ["openapi.json"]) => Response::builder()
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(OPENAPI.as_bytes())))
-            .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "openapi")),
+        (&Method::GET, ["openapi.json"]) => fixed("application/json", OPENAPI.as_bytes()),
+        (&Method::GET, ["player"]) => fixed("text/html; charset=utf-8", PLAYER_PAGE),
+        (&Method::GET, ["player", "hls.min.js"]) => fixed("text/javascript", HLS_JS),
         (&Method::GET, ["metrics"]) => Response::builder()
             .header("content-type", "text/plain; version=0.0.4")
             .body(Full::new(Bytes::from(app.metrics.render(&app.view(), now()))))
@@ -130,6 +141,14 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         _ => error(StatusCode::NOT_FOUND, format!("no route for {} {path}", parts.method)),
     };
     app.metrics.request(route, resp.status().as_u16());
+    let mut resp = resp;
+    if matches!(route, Route::Steer | Route::Play) {
+        // Players on other origins call steering and read its manifests.
+        resp.headers_mut().insert(
+            "access-control-allow-origin",
+            hyper::header::HeaderValue::from_static("*"),
+        );
+    }
     Ok(resp)
 }
 
