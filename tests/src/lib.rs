@@ -27,8 +27,8 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-/// The workspace's built `control-agent` (built by `cargo nextest run
-/// --workspace` / `cargo build --workspace` beside this test binary).
+/// The workspace's built `control-agent`, beside this test binary
+/// (`cargo build --workspace --bins` first, as `scripts/test` does).
 pub fn agent_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/{profile}/deps/this-test → target/{profile}/control-agent
@@ -39,7 +39,7 @@ pub fn agent_binary() -> PathBuf {
         .expect("target dir");
     assert!(
         bin.is_file(),
-        "{} is missing: run the tests for the whole workspace (scripts/test)",
+        "{} is missing: `cargo build --workspace --bins` first (scripts/test does)",
         bin.display()
     );
     bin
