@@ -12,6 +12,19 @@ use crate::agent::Agent;
 use crate::disks::space;
 use crate::http::fetch_small;
 
+/// Bytes per title served between two readings of the appliance's
+/// totals. A total lower than before means the appliance restarted and
+/// counts from zero.
+pub fn deltas(now: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    now.iter()
+        .filter_map(|(title, &n)| {
+            let b = before.get(title).copied().unwrap_or(0);
+            let d = if n >= b { n - b } else { n };
+            (d > 0).then(|| (title.clone(), d))
+        })
+        .collect()
+}
+
 /// What the appliance said on its admin listener.
 pub struct ApplianceView {
     pub serving: bool,
@@ -48,15 +61,7 @@ pub async fn read_appliance(admin: &str) -> ApplianceView {
 /// Builds the next heartbeat; `last` holds the appliance's totals at the
 /// previous beat and is updated.
 pub fn compose(agent: &Agent, view: &ApplianceView, last: &mut BTreeMap<String, u64>) -> Heartbeat {
-    let mut bytes_by_title = BTreeMap::new();
-    for (title, &now) in &view.bytes_by_title {
-        let before = last.get(title).copied().unwrap_or(0);
-        // Lower than before: the appliance restarted and counts from zero.
-        let delta = if now >= before { now - before } else { now };
-        if delta > 0 {
-            bytes_by_title.insert(title.clone(), delta);
-        }
-    }
+    let bytes_by_title = deltas(&view.bytes_by_title, last);
     if view.serving {
         *last = view.bytes_by_title.clone();
     }
@@ -93,5 +98,24 @@ pub fn compose(agent: &Agent, view: &ApplianceView, last: &mut BTreeMap<String, 
         disks,
         bytes_by_title,
         fill: Some(agent.progress.report()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn deltas_between_readings() {
+        let before = map(&[("a", 100), ("b", 50)]);
+        let now = map(&[("a", 160), ("b", 50), ("c", 7)]);
+        assert_eq!(deltas(&now, &before), map(&[("a", 60), ("c", 7)]));
+        // The appliance restarted: its totals start again from zero.
+        assert_eq!(deltas(&map(&[("a", 30)]), &before), map(&[("a", 30)]));
+        assert!(deltas(&before, &before).is_empty());
     }
 }

@@ -139,6 +139,22 @@ fn two_boxes_fill_peer_first_and_players_are_steered_to_them() {
     }
     let (code, _) = curl_get(&format!("http://{}/c/{TITLE}/360p/init.mp4", stack.boxes[0].http_addr));
     assert_eq!(code, 403, "no token, no bytes");
+    // The bytes served reach the fill server in the next heartbeats (the
+    // next day's demand).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reported = 0;
+    while reported == 0 {
+        assert!(Instant::now() < deadline, "no heartbeat reported bytes served");
+        let all: serde_json::Value =
+            serde_json::from_str(&stack.admin("GET", "/v1/admin/appliances", "").unwrap()).unwrap();
+        reported = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["heartbeat"]["bytes_by_title"][TITLE].as_u64())
+            .sum();
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // Box 1's appliance stops: its agent reports it failed at the next
     // beat and steering leaves it, well within the heartbeat timeout.
