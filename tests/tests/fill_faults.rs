@@ -185,7 +185,7 @@ fn corrupt_copies_are_refused_retried_elsewhere_and_reported() {
         let status = agent.wait_for_run(Duration::from_secs(60));
         (agent, status)
     };
-    let (_agent1, s1) = run(&stack, 0);
+    let (mut agent1, s1) = run(&stack, 0);
     assert_eq!(s1["titles"], serde_json::json!([TITLE]), "{s1}");
 
     // Box 1's copy of one segment and the origin's copy of another rot.
@@ -195,7 +195,7 @@ fn corrupt_copies_are_refused_retried_elsewhere_and_reported() {
 
     // Box 2 fills from box 1: the bad peer copy is refused and fetched
     // again from the origin; the origin's bad file is never needed.
-    let (agent2, s2) = run(&stack, 1);
+    let (mut agent2, s2) = run(&stack, 1);
     assert_eq!(s2["titles"], serde_json::json!([TITLE]), "{s2}");
     assert_eq!(agent_metric(&agent2, "nearcast_agent_checksum_failures_total"), 1.0);
     let good = std::fs::read(stack.boxes[1].disk.join(TITLE).join(peer_bad)).unwrap();
@@ -205,8 +205,11 @@ fn corrupt_copies_are_refused_retried_elsewhere_and_reported() {
         "a retried file is not a failure: {s2}"
     );
 
-    // Both peers go down: box 3 skips them, fills from the origin, and
-    // refuses the origin's bad file.
+    // Both peers go down between heartbeats (their agents die first, so
+    // the fill server still lists them as sources): box 3 skips them,
+    // fills from the origin, and refuses the origin's bad file.
+    agent1.kill();
+    agent2.kill();
     stack.boxes[0].stop_appliance();
     stack.boxes[1].stop_appliance();
     let (agent3, s3) = run(&stack, 2);

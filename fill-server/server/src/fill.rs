@@ -6,13 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use nearcast_common::manifest::FillManifest;
-use nearcast_common::{Grant, SigningKey};
+use nearcast_common::Grant;
+
+use crate::app::App;
 use nearcast_packager::index::INDEX_FILE;
 use nearcast_packager::TitleIndex;
 
 use crate::plan::{plan_site, PlanParams, Slot};
 use crate::predict::{predict, ModelParams, Release};
-use crate::store::{day_of, Store, StoreError};
+use crate::store::{day_of, Health, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FillError {
@@ -56,15 +58,12 @@ pub fn load_titles(origin: &Path) -> BTreeMap<String, TitleIndex> {
 const FILL_TOKEN_DAYS: u64 = 2;
 
 /// The manifest of appliance `id` for the day of unix time `now`, with a
-/// fill token per title signed by `key`.
-pub fn manifest_for(
-    store: &dyn Store,
-    origin: &Path,
-    origin_url: &str,
-    key: &SigningKey,
-    id: &str,
-    now: u64,
-) -> Result<FillManifest, FillError> {
+/// fill token per title. Peers are named as sources only while they are
+/// up (a fresh heartbeat that is not `failed`); the agent still skips one
+/// that went down since.
+pub fn manifest_for(app: &App, id: &str, now: u64) -> Result<FillManifest, FillError> {
+    let store = app.store.as_ref();
+    let (origin, origin_url, key) = (&app.config.origin_store, &app.config.origin_url, &app.key);
     let snap = store.snapshot()?;
     let me = snap
         .appliances
@@ -99,11 +98,19 @@ pub fn manifest_for(
         .iter()
         .filter_map(|a| {
             let reg = a.registration.as_ref().filter(|r| r.site == site)?;
+            let fresh = a
+                .last_heartbeat
+                .is_some_and(|t| t + app.config.heartbeat_timeout_secs >= now);
+            let up = fresh && a.heartbeat.as_ref().is_some_and(|h| h.health != Health::Failed);
             Some(Slot {
                 id: a.id.clone(),
                 capacity_bytes: reg.capacity_bytes,
                 peer_url: reg.url.clone(),
-                holds: a.inventory.titles.iter().cloned().collect::<BTreeSet<_>>(),
+                holds: if up {
+                    a.inventory.titles.iter().cloned().collect::<BTreeSet<_>>()
+                } else {
+                    BTreeSet::new()
+                },
             })
         })
         .collect();

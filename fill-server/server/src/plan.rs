@@ -25,7 +25,8 @@ pub struct Slot {
     pub capacity_bytes: u64,
     /// Base URL other boxes fill from (`http://10.1.2.3:8080`).
     pub peer_url: String,
-    /// Titles it holds now (its last inventory report).
+    /// Titles it holds and can hand to peers now (its last inventory
+    /// report; empty while it is down).
     pub holds: BTreeSet<String>,
 }
 

@@ -547,13 +547,30 @@ fn manifests_follow_play_logs_and_peers(backend: &Backend) {
         "/v1/appliances/box-1/inventory",
         r#"{"version":"v2","titles":["sample"]}"#,
     );
-    let (st, body) = signed(s.addr, &key2, "box-2", "GET", "/v1/appliances/box-2/manifest", "");
-    assert_eq!(st, 200, "{body}");
-    let m2: nearcast_common::manifest::FillManifest = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        m2.titles[0].files[0].sources,
-        ["http://box-1.test:8080", "http://origin.test"]
-    );
+    let beat = |health: &str| {
+        let hb = format!(r#"{{"health":"{health}","load":0.1,"free_bytes":1}}"#);
+        signed(s.addr, &key1, "box-1", "POST", "/v1/appliances/box-1/heartbeat", &hb).0
+    };
+    let box2_sources = || {
+        let (st, body) = signed(s.addr, &key2, "box-2", "GET", "/v1/appliances/box-2/manifest", "");
+        assert_eq!(st, 200, "{body}");
+        let m2: nearcast_common::manifest::FillManifest = serde_json::from_str(&body).unwrap();
+        m2.titles[0].files[0].sources.clone()
+    };
+    // Down: not a source; up again: the first source.
+    assert_eq!(beat("failed"), 200);
+    assert_eq!(box2_sources(), ["http://origin.test"]);
+    assert_eq!(beat("ok"), 200);
+    assert_eq!(box2_sources(), ["http://box-1.test:8080", "http://origin.test"]);
+    // The fill token covers the title's files at every source, for no
+    // client in particular.
+    let ring = Keyring::new(vec![SigningKey::from_hex("k1", KEY_HEX).unwrap()]);
+    let any_client: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+    let path = format!("/c/sample/{}", t0.files[0].path);
+    assert!(ring.verify(&path, &t0.token, any_client, now()).is_ok());
+    assert!(ring
+        .verify("/c/other/master.m3u8", &t0.token, any_client, now())
+        .is_err());
     let (st, _) = signed(s.addr, &key2, "box-2", "GET", "/v1/appliances/box-1/manifest", "");
     assert_eq!(st, 403);
 }

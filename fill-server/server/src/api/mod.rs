@@ -245,17 +245,7 @@ async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body:
             .await
         }
         (&Method::GET, "manifest") => {
-            let result = tokio::task::spawn_blocking(move || {
-                crate::fill::manifest_for(
-                    app.store.as_ref(),
-                    &app.config.origin_store,
-                    &app.config.origin_url,
-                    &app.key,
-                    &id,
-                    t,
-                )
-            })
-            .await;
+            let result = tokio::task::spawn_blocking(move || crate::fill::manifest_for(&app, &id, t)).await;
             match result {
                 Ok(Ok(m)) => reply(StatusCode::OK, m),
                 Ok(Err(crate::fill::FillError::Store(e))) => store_error(e),
