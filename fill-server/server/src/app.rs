@@ -5,13 +5,13 @@
 //! fleet part on every appliance change.
 
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use nearcast_common::{IpPrefix, Keyring, PrefixTable, SigningKey};
 
 use crate::config::Config;
 use crate::steer::{Appliance, View};
-use crate::store::{Health, Routing, Snapshot, Store, StoreError};
+use crate::store::{Health, Heartbeat, Routing, Snapshot, Store, StoreError};
 
 pub struct App {
     pub store: Arc<dyn Store>,
@@ -22,6 +22,9 @@ pub struct App {
     pub trusted_proxies: Vec<IpPrefix>,
     pub metrics: crate::metrics::Metrics,
     view: RwLock<Arc<View>>,
+    /// Serializes view writers, so a heartbeat patch and a rebuild never
+    /// overwrite each other.
+    writer: Mutex<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,7 @@ impl App {
             trusted_proxies,
             metrics: Default::default(),
             view: RwLock::new(Arc::new(View::default())),
+            writer: Mutex::new(()),
         };
         app.refresh(Changed::Routing)?;
         Ok(app)
@@ -68,12 +72,27 @@ impl App {
 
     /// Rebuilds the parts of the steering view that `changed` affects.
     pub fn refresh(&self, changed: Changed) -> Result<(), StoreError> {
-        let prefixes = match changed {
-            Changed::Routing => Arc::new(build_prefixes(&self.store.routing()?)),
-            Changed::Fleet => self.view().prefixes.clone(),
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let view = match changed {
+            Changed::Nothing => return Ok(()),
+            Changed::Heartbeat {
+                ref id,
+                at,
+                load,
+                healthy,
+            } => {
+                match self.view().with_heartbeat(id, at, load, healthy) {
+                    Some(v) => v,
+                    None => return Ok(()), // not in a site yet: nothing to steer to
+                }
+            }
+            Changed::Routing => {
+                let prefixes = Arc::new(build_prefixes(&self.store.routing()?));
+                build_view(&self.store.snapshot()?, prefixes, &self.config)
+            }
+            Changed::Fleet => build_view(&self.store.snapshot()?, self.view().prefixes.clone(), &self.config),
         };
-        let view = Arc::new(build_view(&self.store.snapshot()?, prefixes, &self.config));
-        *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
         Ok(())
     }
 
@@ -104,12 +123,28 @@ impl App {
 }
 
 /// What a write touched, so the view rebuilds only that.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Changed {
     /// ISPs or prefixes (and everything else).
     Routing,
-    /// Sites or appliances.
+    /// Sites, enrollments, registrations, inventories.
     Fleet,
+    /// One appliance's heartbeat: patched into the view in memory.
+    Heartbeat {
+        id: String,
+        at: u64,
+        load: f64,
+        healthy: bool,
+    },
+    /// Nothing steering reads (play logs, releases).
+    Nothing,
+}
+
+/// Whether a heartbeat keeps its box in the answers. A failed disk does
+/// not take the box out: its titles leave through the next inventory, the
+/// other disks keep serving.
+pub fn steerable(hb: &Heartbeat) -> bool {
+    hb.health != Health::Failed
 }
 
 fn build_prefixes(r: &Routing) -> PrefixTable<String> {
@@ -130,9 +165,7 @@ fn build_view(s: &Snapshot, prefixes: Arc<PrefixTable<String>>, cfg: &Config) ->
             let reg = a.registration.as_ref()?;
             let isp = s.sites.get(&reg.site)?;
             let hb = a.heartbeat.as_ref();
-            // A failed disk does not take the box out: its titles leave
-            // through the next inventory, the other disks keep serving.
-            let healthy = hb.is_some_and(|h| h.health != Health::Failed);
+            let healthy = hb.is_some_and(steerable);
             Some(Appliance {
                 id: a.id.clone(),
                 isp: isp.clone(),

@@ -35,7 +35,8 @@ pub struct View {
     /// Client prefixes → ISP. Shared between views: rebuilt only when the
     /// ISPs or prefixes change, not on every heartbeat.
     pub prefixes: Arc<PrefixTable<String>>,
-    pub boxes: Vec<Appliance>,
+    /// Shared with the views patched from it: a heartbeat replaces one.
+    pub boxes: Vec<Arc<Appliance>>,
     pub origin_url: String,
     /// A box whose last heartbeat is older than this is not used.
     pub heartbeat_timeout_secs: u64,
@@ -43,7 +44,20 @@ pub struct View {
     pub max_appliances: usize,
     /// ISP → indexes into `boxes`, least loaded first: built once per view
     /// so an answer never scans or sorts the whole fleet.
-    by_isp: HashMap<String, Vec<usize>>,
+    by_isp: HashMap<String, Arc<Vec<usize>>>,
+    /// Appliance id → index into `boxes`.
+    ids: Arc<HashMap<String, usize>>,
+}
+
+/// An ISP's boxes, least loaded first (ties by id, so the order is stable).
+fn by_load(boxes: &[Arc<Appliance>], mut list: Vec<usize>) -> Vec<usize> {
+    list.sort_by(|&a, &b| {
+        boxes[a]
+            .load
+            .total_cmp(&boxes[b].load)
+            .then_with(|| boxes[a].id.cmp(&boxes[b].id))
+    });
+    list
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -80,18 +94,16 @@ impl View {
         heartbeat_timeout_secs: u64,
         max_appliances: usize,
     ) -> View {
-        let mut by_isp: HashMap<String, Vec<usize>> = HashMap::new();
+        let boxes: Vec<Arc<Appliance>> = boxes.into_iter().map(Arc::new).collect();
+        let mut lists: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, b) in boxes.iter().enumerate() {
-            by_isp.entry(b.isp.clone()).or_default().push(i);
+            lists.entry(b.isp.clone()).or_default().push(i);
         }
-        for list in by_isp.values_mut() {
-            list.sort_by(|&a, &b| {
-                boxes[a]
-                    .load
-                    .total_cmp(&boxes[b].load)
-                    .then_with(|| boxes[a].id.cmp(&boxes[b].id))
-            });
-        }
+        let by_isp = lists
+            .into_iter()
+            .map(|(isp, list)| (isp, Arc::new(by_load(&boxes, list))))
+            .collect();
+        let ids = Arc::new(boxes.iter().enumerate().map(|(i, b)| (b.id.clone(), i)).collect());
         View {
             prefixes,
             boxes,
@@ -99,7 +111,36 @@ impl View {
             heartbeat_timeout_secs,
             max_appliances,
             by_isp,
+            ids,
         }
+    }
+
+    /// This view with one appliance's heartbeat applied: no storage read,
+    /// and only that appliance's ISP is re-sorted, so a heartbeat costs
+    /// the same however large the fleet. `None` if the view does not know
+    /// the appliance (not registered in a site yet).
+    pub fn with_heartbeat(&self, id: &str, at: u64, load: f64, healthy: bool) -> Option<View> {
+        let &i = self.ids.get(id)?;
+        let mut boxes = self.boxes.clone();
+        boxes[i] = Arc::new(Appliance {
+            last_heartbeat: at,
+            load,
+            healthy,
+            ..(*boxes[i]).clone()
+        });
+        let isp = &boxes[i].isp;
+        let mut by_isp = self.by_isp.clone();
+        let list = by_isp.get(isp).map(|l| l.to_vec()).unwrap_or_default();
+        by_isp.insert(isp.clone(), Arc::new(by_load(&boxes, list)));
+        Some(View {
+            prefixes: self.prefixes.clone(),
+            boxes,
+            origin_url: self.origin_url.clone(),
+            heartbeat_timeout_secs: self.heartbeat_timeout_secs,
+            max_appliances: self.max_appliances,
+            by_isp,
+            ids: self.ids.clone(),
+        })
     }
 
     /// Appliances a player in `ip`'s ISP may use for `title` now, best first.
@@ -111,8 +152,8 @@ impl View {
             .by_isp
             .get(isp)
             .into_iter()
-            .flatten()
-            .map(|&i| &self.boxes[i])
+            .flat_map(|l| l.iter())
+            .map(|&i| self.boxes[i].as_ref())
             .filter(|b| {
                 b.healthy
                     && now.saturating_sub(b.last_heartbeat) <= self.heartbeat_timeout_secs
@@ -243,12 +284,27 @@ mod tests {
 
     #[test]
     fn a_silent_box_leaves_the_answers_after_the_timeout() {
-        let mut v = view();
+        let v = view();
         let ip = "198.51.100.1".parse().unwrap();
         assert_eq!(v.candidates(ip, "movie", NOW).1.len(), 2);
-        v.boxes[1].last_heartbeat = NOW - 31;
+        let b = v.boxes[1].clone();
+        let v = v.with_heartbeat(&b.id, NOW - 31, b.load, true).unwrap();
         let ids: Vec<&str> = v.candidates(ip, "movie", NOW).1.iter().map(|b| b.id.as_str()).collect();
         assert_eq!(ids, ["a1"]);
+    }
+
+    #[test]
+    fn a_heartbeat_reorders_and_can_take_a_box_out() {
+        let ip = "198.51.100.1".parse().unwrap();
+        let order =
+            |v: &View| -> Vec<String> { v.candidates(ip, "movie", NOW).1.iter().map(|b| b.id.clone()).collect() };
+        let v = view();
+        assert_eq!(order(&v), ["a2", "a1"]);
+        let v = v.with_heartbeat("a1", NOW, 0.0, true).unwrap();
+        assert_eq!(order(&v), ["a1", "a2"], "a1 is now the least loaded");
+        let v = v.with_heartbeat("a1", NOW, 0.0, false).unwrap();
+        assert_eq!(order(&v), ["a2"], "a1 reported a failure");
+        assert!(v.with_heartbeat("nobody", NOW, 0.0, true).is_none());
     }
 
     #[test]

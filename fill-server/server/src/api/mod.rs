@@ -228,14 +228,23 @@ async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body:
             })
             .await
         }
-        (&Method::POST, "heartbeat") => {
-            write_parsed(app, Changed::Fleet, &body, move |a, hb: Heartbeat| {
-                a.store
-                    .heartbeat(&id, &hb, t)
-                    .map(|_| serde_json::json!({ "ok": true }))
-            })
-            .await
-        }
+        (&Method::POST, "heartbeat") => match parse::<Heartbeat>(&body) {
+            Ok(hb) => {
+                let changed = Changed::Heartbeat {
+                    id: id.clone(),
+                    at: t,
+                    load: hb.load,
+                    healthy: crate::app::steerable(&hb),
+                };
+                write(app, changed, move |a| {
+                    a.store
+                        .heartbeat(&id, &hb, t)
+                        .map(|_| serde_json::json!({ "ok": true }))
+                })
+                .await
+            }
+            Err(refusal) => refusal.into_response(),
+        },
         (&Method::PUT, "inventory") => {
             write_parsed(app, Changed::Fleet, &body, move |a, inv: Inventory| {
                 a.store
@@ -319,7 +328,7 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
         },
         (&Method::POST, ["releases"]) => match parse::<crate::predict::Release>(&body) {
             Ok(r) if r.boost.is_finite() && r.boost > 0.0 && nearcast_common::is_plain_name(r.title.as_bytes()) => {
-                write(app, Changed::Fleet, move |a| {
+                write(app, Changed::Nothing, move |a| {
                     a.store
                         .add_release(&r)
                         .map(|_| serde_json::json!({ "release": r.title }))
@@ -340,7 +349,7 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
                 Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
                 Ok((rows, summary)) => {
                     let summary = serde_json::to_value(summary).unwrap_or_default();
-                    write(app, Changed::Fleet, move |a| {
+                    write(app, Changed::Nothing, move |a| {
                         a.store.add_daily_bytes(&rows).map(|_| summary)
                     })
                     .await
