@@ -1,7 +1,8 @@
-//! The admin listener: `/metrics` (Prometheus), `/healthz`, and `/titles`
-//! (body bytes served per title since start, JSON, for the control agent),
-//! on its own port and thread, so scraping never competes with the serving
-//! rings.
+//! The admin listener: `/metrics` (Prometheus), `/healthz`, `/titles`
+//! (body bytes served per title since start, JSON, for the control agent)
+//! and `POST /disks/{i}/fail` / `POST /disks/{i}/restore` (the agent takes
+//! a failed disk out of serving and puts a replaced one back), on its own
+//! port and thread, so scraping never competes with the serving rings.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -9,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::http::{parse_request, Parsed};
 use crate::metrics::{render, WorkerMetrics};
 use crate::server::Shared;
 
@@ -31,21 +31,35 @@ fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>])
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = vec![0u8; 8192];
     let mut filled = 0;
-    let path = loop {
+    let (post, path) = loop {
+        if filled == buf.len() {
+            return respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                "too large\n",
+            );
+        }
         let n = stream.read(&mut buf[filled..])?;
         if n == 0 {
             return Ok(());
         }
         filled += n;
-        match parse_request(&buf[..filled], buf.len()) {
-            Ok(Parsed::Complete(req, _)) => break req.path.to_vec(),
-            Ok(Parsed::Partial) => continue,
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[..filled]) {
+            Ok(httparse::Status::Complete(_)) => {
+                let path = req.path.unwrap_or("/");
+                let path = path.split('?').next().unwrap_or(path);
+                break (req.method == Some("POST"), path.as_bytes().to_vec());
+            }
+            Ok(httparse::Status::Partial) => continue,
             Err(_) => return respond(&mut stream, "400 Bad Request", "text/plain", "bad request\n"),
         }
     };
     match path.as_slice() {
         b"/metrics" => {
-            let body = render(metrics, shared.disks.roots());
+            let body = render(metrics, &shared.disks);
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body)
         }
         b"/titles" => {
@@ -64,6 +78,23 @@ fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>])
             respond(&mut stream, "503 Service Unavailable", "text/plain", "draining\n")
         }
         b"/healthz" => respond(&mut stream, "200 OK", "text/plain", "ok\n"),
+        p if p.starts_with(b"/disks/") => {
+            let text = String::from_utf8_lossy(&p[b"/disks/".len()..]).into_owned();
+            let (index, action) = text.split_once('/').unwrap_or((&text, ""));
+            let failed = match action {
+                "fail" => Some(true),
+                "restore" => Some(false),
+                _ => None,
+            };
+            match (post, index.parse::<usize>().ok(), failed) {
+                (false, ..) => respond(&mut stream, "405 Method Not Allowed", "text/plain", "POST only\n"),
+                (true, Some(i), Some(f)) if shared.disks.set_failed(i, f) => {
+                    tracing::warn!(disk = i, failed = f, "disk service state changed");
+                    respond(&mut stream, "200 OK", "text/plain", "ok\n")
+                }
+                _ => respond(&mut stream, "404 Not Found", "text/plain", "no such disk or action\n"),
+            }
+        }
         _ => respond(&mut stream, "404 Not Found", "text/plain", "not found\n"),
     }
 }

@@ -82,7 +82,7 @@ impl WorkerMetrics {
 }
 
 /// Prometheus text exposition of all workers' counters.
-pub fn render(workers: &[Arc<WorkerMetrics>], disks: &[std::path::PathBuf]) -> String {
+pub fn render(workers: &[Arc<WorkerMetrics>], disks: &crate::store::Disks) -> String {
     let sum = |f: &dyn Fn(&WorkerMetrics) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
     let mut out = String::with_capacity(4096);
     out.push_str(
@@ -128,12 +128,21 @@ pub fn render(workers: &[Arc<WorkerMetrics>], disks: &[std::path::PathBuf]) -> S
         "# HELP nearcast_connections_active Open client connections.\n# TYPE nearcast_connections_active gauge\nnearcast_connections_active {active}"
     );
     out.push_str("# HELP nearcast_disk_sent_bytes_total Body bytes served from each disk.\n# TYPE nearcast_disk_sent_bytes_total counter\n");
-    for (i, root) in disks.iter().enumerate() {
+    for (i, root) in disks.roots().iter().enumerate() {
         let n = sum(&|w| w.disk_bytes.get(i).map_or(0, |d| d.load(Relaxed)));
         let _ = writeln!(
             out,
             "nearcast_disk_sent_bytes_total{{disk=\"{i}\",path=\"{}\"}} {n}",
             root.display()
+        );
+    }
+    out.push_str("# HELP nearcast_disk_failed 1 while a disk is out of service.\n# TYPE nearcast_disk_failed gauge\n");
+    for (i, root) in disks.roots().iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "nearcast_disk_failed{{disk=\"{i}\",path=\"{}\"}} {}",
+            root.display(),
+            u8::from(disks.is_failed(i))
         );
     }
     out.push_str("# HELP nearcast_request_duration_seconds Time from a complete request head to the last byte sent.\n# TYPE nearcast_request_duration_seconds histogram\n");

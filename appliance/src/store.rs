@@ -15,6 +15,8 @@ use std::num::NonZeroUsize;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use lru::LruCache;
@@ -63,19 +65,32 @@ pub enum StoreError {
     Io { disk: usize, source: io::Error },
 }
 
-/// The disks' roots, shared by all workers.
+/// The disks' roots, shared by all workers, and which have failed: a
+/// failed disk is never touched again (its files answer 404 at once
+/// instead of waiting on a dying device) until it is restored.
 #[derive(Debug, Clone)]
 pub struct Disks {
     roots: Vec<PathBuf>,
+    failed: Arc<[AtomicBool]>,
 }
 
 impl Disks {
     pub fn new(roots: Vec<PathBuf>) -> Self {
-        Disks { roots }
+        let failed = roots.iter().map(|_| AtomicBool::new(false)).collect();
+        Disks { roots, failed }
     }
 
     pub fn roots(&self) -> &[PathBuf] {
         &self.roots
+    }
+
+    /// Marks disk `i` failed or back in service; false if there is no such disk.
+    pub fn set_failed(&self, i: usize, failed: bool) -> bool {
+        self.failed.get(i).map(|f| f.store(failed, Ordering::Release)).is_some()
+    }
+
+    pub fn is_failed(&self, i: usize) -> bool {
+        self.failed.get(i).is_some_and(|f| f.load(Ordering::Acquire))
     }
 }
 
@@ -101,18 +116,20 @@ impl FileCache {
     /// The file at `rel` (relative to a disk root), from the cache when it
     /// is still the file at that path.
     pub fn open(&mut self, rel: &str, now: Instant) -> Result<Rc<OpenFile>, StoreError> {
-        if let Some(f) = self.files.get(rel) {
-            if now.duration_since(f.checked.get()) < self.valid_for {
-                return Ok(f.clone());
-            }
-            let f = f.clone();
-            self.set_scratch(f.disk, rel);
-            let still = std::fs::symlink_metadata(&self.scratch).is_ok_and(|m| Identity::of(&m) == f.identity);
-            if still {
-                f.checked.set(now);
+        if let Some(f) = self.files.get(rel).cloned() {
+            if self.disks.is_failed(f.disk) {
+                self.forget_disk(f.disk);
+            } else if now.duration_since(f.checked.get()) < self.valid_for {
                 return Ok(f);
+            } else {
+                self.set_scratch(f.disk, rel);
+                let still = std::fs::symlink_metadata(&self.scratch).is_ok_and(|m| Identity::of(&m) == f.identity);
+                if still {
+                    f.checked.set(now);
+                    return Ok(f);
+                }
+                self.files.pop(rel);
             }
-            self.files.pop(rel);
         }
         let f = Rc::new(self.open_uncached(rel, now)?);
         self.files.put(rel.into(), f.clone());
@@ -141,6 +158,9 @@ impl FileCache {
     fn open_uncached(&mut self, rel: &str, now: Instant) -> Result<OpenFile, StoreError> {
         let mut first_err = None;
         for disk in 0..self.disks.roots.len() {
+            if self.disks.is_failed(disk) {
+                continue;
+            }
             self.set_scratch(disk, rel);
             let opened = File::options()
                 .read(true)
@@ -240,5 +260,28 @@ mod tests {
         cache.forget_disk(0);
         std::fs::remove_file(a.join("t/r/ok")).unwrap();
         assert!(matches!(cache.open("t/r/ok", now), Err(StoreError::NotFound)));
+    }
+
+    #[test]
+    fn a_failed_disk_is_skipped_even_when_cached() {
+        let (a, b) = (tempdir("fail-a"), tempdir("fail-b"));
+        for d in [&a, &b] {
+            std::fs::create_dir_all(d.join("t/r")).unwrap();
+        }
+        std::fs::write(a.join("t/r/only-a"), "a").unwrap();
+        std::fs::write(b.join("t/r/only-b"), "b").unwrap();
+        let disks = Disks::new(vec![a.clone(), b.clone()]);
+        let mut cache = FileCache::new(disks.clone(), 8, Duration::from_secs(60));
+        let now = Instant::now();
+        assert!(cache.open("t/r/only-a", now).is_ok());
+        assert!(disks.set_failed(0, true));
+        assert!(!disks.set_failed(7, true), "no disk 7");
+        assert!(
+            matches!(cache.open("t/r/only-a", now), Err(StoreError::NotFound)),
+            "cached, but its disk failed"
+        );
+        assert!(cache.open("t/r/only-b", now).is_ok(), "the other disk serves on");
+        disks.set_failed(0, false);
+        assert!(cache.open("t/r/only-a", now).is_ok(), "restored");
     }
 }

@@ -217,3 +217,24 @@ fn bytes_served_per_title_for_the_agent() {
     };
     assert_eq!(body, "{\"t\":100018}\n");
 }
+
+#[test]
+fn a_failed_disk_answers_404_at_once_and_the_others_serve_on() {
+    let f = fixture("faildisk");
+    let on_disk1 = signed("/c/t/720p/seg-1.m4s");
+    let on_disk2 = signed("/c/t/720p/init.mp4");
+    assert_eq!(f.app.get(&on_disk1).status, 200);
+    assert!(f.app.admin_call("GET", "/disks/0/fail").starts_with("HTTP/1.1 405"));
+    assert!(f.app.admin_call("POST", "/disks/9/fail").starts_with("HTTP/1.1 404"));
+    assert!(f.app.admin_call("POST", "/disks/0/explode").starts_with("HTTP/1.1 404"));
+    assert!(f.app.admin_call("POST", "/disks/0/fail").starts_with("HTTP/1.1 200"));
+    let t0 = std::time::Instant::now();
+    assert_eq!(f.app.get(&on_disk1).status, 404, "cached before, out now");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(f.app.get(&on_disk2).status, 200);
+    assert_eq!(f.app.metric("nearcast_disk_failed{disk=\"0\""), 1.0);
+    assert!(f.app.admin_call("POST", "/disks/0/restore").starts_with("HTTP/1.1 200"));
+    let back = f.app.get(&on_disk1);
+    assert_eq!((back.status, back.body.len()), (200, f.seg.len()));
+    assert_eq!(f.app.metric("nearcast_disk_failed{disk=\"0\""), 0.0);
+}

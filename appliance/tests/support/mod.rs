@@ -136,8 +136,14 @@ impl Appliance {
     }
 
     pub fn metrics(&self) -> String {
+        self.admin_call("GET", "/metrics")
+    }
+
+    /// One request to the admin listener; the whole answer as text.
+    pub fn admin_call(&self, method: &str, path: &str) -> String {
         let mut s = TcpStream::connect(self.admin).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
