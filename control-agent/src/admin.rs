@@ -53,7 +53,7 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Result<Response<Fu
         (&Method::GET, "/metrics") => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            agent.progress.render(agent.titles().len()),
+            agent.progress.render(agent.titles().len()) + &agent.hardware.render(),
         ),
         (&Method::GET, "/status") => respond(
             StatusCode::OK,
@@ -73,6 +73,7 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Result<Response<Fu
                 serde_json::json!({ "runs_completed_at_least": wait_for }).to_string(),
             )
         }
+        (_, "/fill") => respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "POST only\n".into()),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     })
 }

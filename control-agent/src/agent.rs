@@ -36,6 +36,8 @@ pub struct Agent {
     pub fill_requested: Notify,
     /// The next run ignores the window.
     pub forced: AtomicBool,
+    /// The hardware monitor and what it last saw.
+    pub hardware: crate::health::Hardware,
 }
 
 impl Agent {
@@ -61,6 +63,7 @@ impl Agent {
             inventory_changed: Notify::new(),
             fill_requested: Notify::new(),
             forced: AtomicBool::new(false),
+            hardware: crate::health::Hardware::new(&config),
             config,
             disks,
         })
@@ -96,6 +99,27 @@ impl Agent {
         let titles = self.titles();
         let version = nearcast_common::sha256_hex(titles.join("\n").as_bytes())[..16].to_string();
         Inventory { version, titles }
+    }
+
+    /// Titles held on disk `disk`.
+    pub fn titles_on(&self, disk: usize) -> Vec<String> {
+        self.inv()
+            .iter()
+            .filter(|(_, (d, _))| *d == disk)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// Takes the complete titles of disk `disk` (back in service) into the
+    /// inventory again.
+    pub fn reload_disk(&self, disk: usize) {
+        let records = self.disks[disk].records();
+        let mut inv = self.inv();
+        for (title, record) in records {
+            inv.entry(title).or_insert((disk, record));
+        }
+        drop(inv);
+        self.inventory_changed.notify_one();
     }
 
     pub fn request_fill(&self) {

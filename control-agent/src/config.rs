@@ -41,6 +41,38 @@ pub struct Config {
     pub manifest_poll_secs: u64,
     /// The agent's own `/metrics`, `/status` and `POST /fill`.
     pub admin_listen: SocketAddr,
+    pub hardware: HardwareConfig,
+}
+
+/// What hardware to watch (see `docs/hardware.md`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HardwareConfig {
+    /// `/` on a box; a simulated tree in tests and QEMU.
+    pub root: PathBuf,
+    /// Block device behind each disk, in `disks` order (`"nvme0n1"`);
+    /// `""` or missing: the disk is a plain directory, failed only when
+    /// it cannot be read.
+    pub devices: Vec<String>,
+    /// The serving NIC (`"eth0"`): no carrier, box failed.
+    pub nic: Option<String>,
+    /// LED-class names of the front panel's green and amber LEDs.
+    pub led_ok: Option<String>,
+    pub led_fault: Option<String>,
+    pub limits: nearcast_hardware::Limits,
+}
+
+impl Default for HardwareConfig {
+    fn default() -> Self {
+        HardwareConfig {
+            root: PathBuf::from("/"),
+            devices: Vec::new(),
+            nic: None,
+            led_ok: None,
+            led_fault: None,
+            limits: nearcast_hardware::Limits::default(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -61,6 +93,7 @@ impl Default for Config {
             heartbeat_secs: 10,
             manifest_poll_secs: 300,
             admin_listen: ([127, 0, 0, 1], 9190).into(),
+            hardware: HardwareConfig::default(),
         }
     }
 }
@@ -110,6 +143,9 @@ impl Config {
         }
         if self.concurrency == 0 || self.heartbeat_secs == 0 || self.manifest_poll_secs == 0 {
             return bad("concurrency, heartbeat_secs and manifest_poll_secs must be positive");
+        }
+        if self.hardware.devices.len() > self.disks.len() {
+            return bad("hardware.devices names more devices than there are disks");
         }
         for url in [&self.fill_server, &self.public_url, &self.appliance_admin] {
             crate::http::Url::parse(url).map_err(|e| ConfigError::Invalid(e.to_string()))?;

@@ -66,9 +66,10 @@ async fn heartbeat_loop(agent: Arc<Agent>) {
     let mut tick = tokio::time::interval(Duration::from_secs(agent.config.heartbeat_secs));
     loop {
         tick.tick().await;
+        let hardware = crate::health::check(&agent).await;
         let view = read_appliance(&agent.config.appliance_admin).await;
         let mut next = last.clone();
-        let hb = compose(&agent, &view, &mut next);
+        let hb = compose(&agent, hardware, &view, &mut next);
         match agent.server.heartbeat(&hb).await {
             // Only bytes the fill server took are forgotten.
             Ok(()) => last = next,

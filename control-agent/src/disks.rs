@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use nearcast_common::control::Health;
 
 use serde::{Deserialize, Serialize};
 
@@ -65,7 +67,17 @@ pub struct Disk {
     pub root: PathBuf,
     /// Set when a write hit ENOSPC: no more fill on this disk this run.
     full: AtomicBool,
+    /// From the hardware monitor: only an `Ok` disk gets new fill.
+    health: AtomicU8,
 }
+
+const HEALTHS: [Health; 5] = [
+    Health::Ok,
+    Health::Filling,
+    Health::Degraded,
+    Health::Updating,
+    Health::Failed,
+];
 
 /// Space on one filesystem, from statvfs.
 #[derive(Clone, Copy, Debug)]
@@ -132,7 +144,23 @@ impl Disk {
         Disk {
             root,
             full: AtomicBool::new(false),
+            health: AtomicU8::new(0),
         }
+    }
+
+    pub fn health(&self) -> Health {
+        HEALTHS[usize::from(self.health.load(Ordering::Relaxed)).min(HEALTHS.len() - 1)]
+    }
+
+    /// Sets the disk's health; the previous one.
+    pub fn set_health(&self, h: Health) -> Health {
+        let code = HEALTHS.iter().position(|x| *x == h).unwrap_or(0) as u8;
+        HEALTHS[usize::from(self.health.swap(code, Ordering::Relaxed)).min(HEALTHS.len() - 1)]
+    }
+
+    /// May new titles go here: healthy, not full, mounted.
+    pub fn usable(&self) -> bool {
+        self.health() == Health::Ok && !self.is_full() && self.root.is_dir()
     }
 
     pub fn name(&self) -> String {

@@ -126,7 +126,7 @@ pub async fn fill_once(agent: &Arc<Agent>, manifest: &FillManifest, deadline: In
 /// rendezvous pick among disks with room, evicting fallen-out titles
 /// until one has room.
 async fn choose_disk(agent: &Arc<Agent>, title: &str, size: u64, evictable: &mut Vec<(u32, String)>) -> Option<usize> {
-    let usable = |i: usize| !agent.disks[i].is_full() && agent.disks[i].root.is_dir();
+    let usable = |i: usize| agent.disks[i].usable();
     if let Some(i) = (0..agent.disks.len()).find(|&i| usable(i) && agent.disks[i].title_dir(title).is_dir()) {
         return Some(i);
     }

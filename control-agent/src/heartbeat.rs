@@ -58,9 +58,10 @@ pub async fn read_appliance(admin: &str) -> ApplianceView {
     }
 }
 
-/// Builds the next heartbeat; `last` holds the appliance's totals at the
-/// previous beat and is updated.
-pub fn compose(agent: &Agent, view: &ApplianceView, last: &mut BTreeMap<String, u64>) -> Heartbeat {
+/// Builds the next heartbeat; `hardware` is the box's state from the
+/// monitor, `last` holds the appliance's totals at the previous beat and
+/// is updated.
+pub fn compose(agent: &Agent, hardware: Health, view: &ApplianceView, last: &mut BTreeMap<String, u64>) -> Heartbeat {
     let bytes_by_title = deltas(&view.bytes_by_title, last);
     if view.serving {
         *last = view.bytes_by_title.clone();
@@ -68,28 +69,16 @@ pub fn compose(agent: &Agent, view: &ApplianceView, last: &mut BTreeMap<String, 
     let disks: Vec<DiskState> = agent
         .disks
         .iter()
-        .map(|d| match space(&d.root) {
-            Ok(s) if d.root.is_dir() => DiskState {
-                name: d.name(),
-                health: Health::Ok,
-                free_bytes: s.free,
-            },
-            _ => DiskState {
-                name: d.name(),
-                health: Health::Failed,
-                free_bytes: 0,
+        .map(|d| DiskState {
+            name: d.name(),
+            health: d.health(),
+            free_bytes: match d.health() {
+                Health::Failed => 0,
+                _ => space(&d.root).map_or(0, |s| s.free),
             },
         })
         .collect();
-    let health = if !view.serving || disks.iter().all(|d| d.health == Health::Failed) {
-        Health::Failed
-    } else if disks.iter().any(|d| d.health != Health::Ok) {
-        Health::Degraded
-    } else if agent.progress.running() {
-        Health::Filling
-    } else {
-        Health::Ok
-    };
+    let health = if !view.serving { Health::Failed } else { hardware };
     let cap = agent.config.appliance_max_connections.max(1);
     Heartbeat {
         health,

@@ -11,6 +11,7 @@ pub mod disks;
 pub mod fetch;
 pub mod fill;
 pub mod fill_server;
+pub mod health;
 pub mod heartbeat;
 pub mod http;
 pub mod progress;

@@ -257,6 +257,28 @@ impl Stack {
         Ok(self.boxes.last_mut().expect("just pushed"))
     }
 
+    /// A title-wide URL token for `title` (any client, an hour), as a
+    /// steered player would hold.
+    pub fn title_token(&self, title: &str) -> anyhow::Result<String> {
+        let key = nearcast_common::SigningKey::from_hex(&self.config.token_key_id, &self.config.token_key_hex)?;
+        let grant = nearcast_common::Grant {
+            expires: unix_now() + 3600,
+            client_prefix: None,
+        };
+        Ok(key.sign(&format!("/c/{title}/"), &grant))
+    }
+
+    /// Packages the sample's renditions again as another title.
+    pub fn package_copy(&self, title: &str) -> anyhow::Result<nearcast_packager::TitleIndex> {
+        let opts = nearcast_packager::Options {
+            title: title.into(),
+            store: self.config.origin_store.clone(),
+            target: 4.0,
+            progress: false,
+        };
+        Ok(nearcast_packager::package(&sample_inputs(), &opts)?)
+    }
+
     /// Play logs that make `title` the ISP's most watched yesterday, so
     /// tomorrow's manifests rank it first.
     pub fn make_popular(&self, title: &str, plays: usize) -> anyhow::Result<()> {

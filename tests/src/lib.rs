@@ -119,3 +119,24 @@ pub fn curl_get(url: &str) -> (u16, Vec<u8>) {
     body.truncate(split);
     (code, body)
 }
+
+/// One GET over a fresh connection (no curl process, for load loops): the
+/// status code, or 0 when no answer came.
+pub fn quick_status(addr: SocketAddr, target: &str) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return 0;
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    std::str::from_utf8(out.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nearcast::stack::{sample_inputs, Ports, Stack, TITLE};
+use nearcast::stack::{Ports, Stack, TITLE};
 use nearcast_agent::fill::{fill_once, Outcome};
 use nearcast_agent::Agent;
 
@@ -29,13 +29,7 @@ fn a_title_that_falls_out_of_the_manifest_is_evicted() {
     let root = std::env::temp_dir().join(format!("nearcast-e2e-evict-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
-    let opts = nearcast_packager::Options {
-        title: "other".into(),
-        store: stack.config.origin_store.clone(),
-        target: 4.0,
-        progress: false,
-    };
-    let other_index = nearcast_packager::package(&sample_inputs(), &opts).unwrap();
+    let other_index = stack.package_copy("other").unwrap();
     let title_bytes: u64 = other_index.files.iter().map(|f| f.size).sum();
     stack.make_popular(TITLE, 10).unwrap();
     stack.make_popular("other", 5).unwrap();

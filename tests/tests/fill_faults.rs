@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use nearcast::stack::{unix_now, Ports, Stack, TITLE};
-use nearcast_common::{sha256_hex, Grant, SigningKey};
+use nearcast::stack::{Ports, Stack, TITLE};
+use nearcast_common::sha256_hex;
 use nearcast_e2e::{curl_get, metric, AgentProcess};
 
 /// path → (size, sha256) from the origin's title index.
@@ -83,14 +83,7 @@ fn check_box(stack: &Stack, i: usize, index: &BTreeMap<String, (u64, String)>) -
         );
     }
     // What the appliance serves is whole or absent: never a prefix.
-    let key = SigningKey::from_hex(&stack.config.token_key_id, &stack.config.token_key_hex).unwrap();
-    let token = key.sign(
-        &format!("/c/{TITLE}/"),
-        &Grant {
-            expires: unix_now() + 3600,
-            client_prefix: None,
-        },
-    );
+    let token = stack.title_token(TITLE).unwrap();
     for (rel, (size, sha)) in index {
         let (code, body) = curl_get(&format!("http://{}/c/{TITLE}/{rel}?token={token}", b.http_addr));
         match code {

@@ -1,0 +1,124 @@
+//! Acting on the hardware: each heartbeat polls the monitor, sets every
+//! disk's health, and on a change tells the appliance (a failed disk
+//! leaves serving at once, a restored one comes back) and the inventory (a
+//! failed disk's titles leave it, so steering stops sending players there;
+//! a restored disk's intact titles return; a replaced, empty one is
+//! refilled by the next fill). The panel LEDs show the box's state.
+
+use std::sync::Mutex;
+
+use hyper::body::Bytes;
+use nearcast_common::control::Health;
+use nearcast_hardware::led::{Led, Panel};
+use nearcast_hardware::{Host, Monitor, Report};
+
+use crate::agent::Agent;
+use crate::config::Config;
+use crate::disks::space;
+use crate::http::fetch_small;
+
+pub struct Hardware {
+    monitor: Mutex<Monitor>,
+    panel: Mutex<Option<Panel<Led>>>,
+    last: Mutex<Option<Report>>,
+}
+
+impl Hardware {
+    pub fn new(config: &Config) -> Hardware {
+        let hw = &config.hardware;
+        let host = Host::at(&hw.root);
+        let devices = (0..config.disks.len())
+            .map(|i| hw.devices.get(i).filter(|d| !d.is_empty()).cloned())
+            .collect();
+        let panel = match (&hw.led_ok, &hw.led_fault) {
+            (Some(ok), Some(fault)) => Some(Panel {
+                ok: Led::new(&host, ok),
+                fault: Led::new(&host, fault),
+            }),
+            _ => None,
+        };
+        Hardware {
+            monitor: Mutex::new(Monitor::new(host, hw.limits.clone(), devices, hw.nic.clone())),
+            panel: Mutex::new(panel),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The last report as Prometheus text (empty before the first poll).
+    pub fn render(&self) -> String {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Report::render)
+            .unwrap_or_default()
+    }
+}
+
+/// Polls the hardware, applies disk changes, and returns the box's state.
+pub async fn check(agent: &Agent) -> Health {
+    let activity = if agent.progress.running() {
+        Health::Filling
+    } else {
+        Health::Ok
+    };
+    let report = agent
+        .hardware
+        .monitor
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .poll(activity);
+    let mut changes = Vec::new();
+    for (i, disk) in agent.disks.iter().enumerate() {
+        let now = match report.disks.get(i).and_then(Option::as_ref) {
+            Some(status) => status.state,
+            // A plain directory: failed when it cannot be read.
+            None if disk.root.is_dir() && space(&disk.root).is_ok() => Health::Ok,
+            None => Health::Failed,
+        };
+        let before = disk.set_health(now);
+        if (before == Health::Failed) != (now == Health::Failed) {
+            changes.push((i, now == Health::Failed));
+        }
+    }
+    for (i, failed) in changes {
+        apply(agent, i, failed).await;
+    }
+    // The monitor judged the watched devices; plain directories count too.
+    let all_failed = agent.disks.iter().all(|d| d.health() == Health::Failed);
+    let any_bad = agent.disks.iter().any(|d| d.health() != Health::Ok);
+    let state = match report.state {
+        s @ (Health::Failed | Health::Updating) => s,
+        _ if all_failed => Health::Failed,
+        _ if any_bad => Health::Degraded,
+        s => s,
+    };
+    if let Some(panel) = agent.hardware.panel.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        if let Err(e) = panel.show(state) {
+            tracing::debug!(error = %e, "front panel");
+        }
+    }
+    *agent.hardware.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+    state
+}
+
+/// Disk `i` failed (or came back).
+async fn apply(agent: &Agent, i: usize, failed: bool) {
+    let disk = &agent.disks[i];
+    let action = if failed { "fail" } else { "restore" };
+    tracing::warn!(disk = %disk.name(), action, "disk service state changes");
+    let url = format!(
+        "{}/disks/{i}/{action}",
+        agent.config.appliance_admin.trim_end_matches('/')
+    );
+    if let Err(e) = fetch_small("POST", &url, &[], Bytes::new()).await {
+        tracing::error!(error = %e, "cannot tell the appliance");
+    }
+    if failed {
+        for title in agent.titles_on(i) {
+            agent.remove_title(&title);
+        }
+    } else {
+        agent.reload_disk(i);
+    }
+}

@@ -1,0 +1,213 @@
+//! Serving on through a failed disk: an appliance with three disks (each
+//! with a simulated NVMe device) holds three titles; under load, one disk's
+//! health log turns read-only. The agent's monitor marks it failed at the
+//! next heartbeat and takes it out: requests for the other disks' files
+//! see no error, the failed disk's files get fast 404s, the inventory and
+//! steering drop its titles. The disk is replaced (healthy, empty) and the
+//! next fill puts its title back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nearcast::stack::{Ports, Stack, TITLE};
+use nearcast_e2e::{curl_get, metric, quick_status, AgentProcess};
+use nearcast_hardware::nvme::HealthLog;
+use nearcast_hardware::sim::Sim;
+
+const TITLES: [&str; 3] = [TITLE, "second", "third"];
+
+fn healthy() -> HealthLog {
+    HealthLog {
+        critical_warning: 0,
+        temperature_c: 38,
+        available_spare_pct: 100,
+        percentage_used: 1,
+        media_errors: 0,
+    }
+}
+
+fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t0.elapsed()
+}
+
+fn box_inventory(stack: &Stack) -> Vec<String> {
+    let all: serde_json::Value =
+        serde_json::from_str(&stack.admin("GET", "/v1/admin/appliances", "").unwrap()).unwrap();
+    serde_json::from_value(all[0]["inventory"]["titles"].clone()).unwrap()
+}
+
+fn steered_to_box(stack: &Stack, title: &str) -> bool {
+    let (_, body) = curl_get(&format!("{}/v1/steer?title={title}", stack.fill_url));
+    String::from_utf8_lossy(&body).contains(&format!("http://{}/", stack.boxes[0].http_addr))
+}
+
+#[test]
+fn a_failed_disk_leaves_serving_and_a_replaced_one_is_refilled() {
+    // A fixed root keeps the disks' names, and so where the rendezvous
+    // hashing puts the titles, the same on every run.
+    let root = std::env::temp_dir().join("nearcast-e2e-disks");
+    let _ = std::fs::remove_dir_all(&root);
+    let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
+    for (i, t) in TITLES.iter().enumerate() {
+        if *t != TITLE {
+            stack.package_copy(t).unwrap();
+        }
+        stack.make_popular(t, 30 - 10 * i).unwrap();
+    }
+    let sim = Sim::new(root.join("hw"));
+    let disks: Vec<_> = (0..3).map(|i| root.join(format!("box-1/disk{i}"))).collect();
+    for (i, d) in disks.iter().enumerate() {
+        std::fs::create_dir_all(d).unwrap();
+        sim.nvme(i as u32, &healthy()).unwrap();
+    }
+    stack
+        .add_box(|c| {
+            c.disks = disks.clone();
+            c.hardware.root = root.join("hw");
+            c.hardware.devices = (0..3).map(|i| format!("nvme{i}n1")).collect();
+        })
+        .unwrap();
+    let agent = AgentProcess::start(&stack.boxes[0].agent_config);
+    let s = agent.wait_for_run(Duration::from_secs(60));
+    assert_eq!(s["titles"].as_array().map(Vec::len), Some(3), "{s}");
+    let disk_of = |t: &str| disks.iter().position(|d| d.join(t).is_dir()).unwrap();
+    let failing = disk_of(TITLE);
+    let (lost, kept): (Vec<&str>, Vec<&str>) = TITLES.iter().partition(|t| disk_of(t) == failing);
+    assert!(!kept.is_empty(), "every title landed on one disk");
+
+    // Load: every file of every title, over and over, from two clients.
+    let box_addr = stack.boxes[0].http_addr;
+    let mut targets = Vec::new();
+    for t in TITLES {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(stack.config.origin_store.join(t).join("index.json")).unwrap())
+                .unwrap();
+        let token = stack.title_token(t).unwrap();
+        for f in index["files"].as_array().unwrap() {
+            targets.push((t, format!("/c/{t}/{}?token={token}", f["path"].as_str().unwrap())));
+        }
+    }
+    let targets = Arc::new(targets);
+    let stop = Arc::new(AtomicBool::new(false));
+    // (title, status, latency, after the disk was out)
+    let log = Arc::new(Mutex::new(Vec::<(&str, u16, Duration, bool)>::new()));
+    let out = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|c| {
+            let (targets, stop, log, out) = (targets.clone(), stop.clone(), log.clone(), out.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut i = c;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && i < 200_000 {
+                    let (title, target) = &targets[i % targets.len()];
+                    let was_out = out.load(Ordering::Relaxed);
+                    let t0 = Instant::now();
+                    let code = quick_status(box_addr, target);
+                    log.lock().unwrap().push((title, code, t0.elapsed(), was_out));
+                    i += 2;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // The disk's health log turns read-only: failed.
+    sim.nvme(
+        failing as u32,
+        &HealthLog {
+            critical_warning: 0b1000,
+            ..healthy()
+        },
+    )
+    .unwrap();
+    let series = format!("nearcast_disk_failed{{disk=\"{failing}\"");
+    let appliance_metrics =
+        || String::from_utf8(curl_get(&format!("http://{}/metrics", stack.boxes[0].admin_addr)).1).unwrap();
+    let took = wait_until("the appliance takes the disk out", Duration::from_secs(5), || {
+        appliance_metrics()
+            .lines()
+            .any(|l| l.starts_with(&series) && l.ends_with(" 1"))
+    });
+    assert!(took <= Duration::from_secs(3), "one heartbeat: {took:?}");
+    out.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let log = log.lock().unwrap();
+    let kept_requests: Vec<_> = log.iter().filter(|(t, ..)| kept.contains(t)).collect();
+    assert!(
+        kept_requests.len() > 50,
+        "{} requests to healthy disks",
+        kept_requests.len()
+    );
+    let errors = kept_requests.iter().filter(|(_, code, ..)| *code != 200).count();
+    assert_eq!(errors, 0, "the healthy disks served every request");
+    let after: Vec<_> = log
+        .iter()
+        .filter(|(t, _, _, was_out)| lost.contains(t) && *was_out)
+        .collect();
+    assert!(!after.is_empty());
+    for (t, code, latency, _) in &after {
+        assert_eq!(*code, 404, "{t} after the disk was out");
+        assert!(*latency < Duration::from_millis(500), "a fast 404: {latency:?}");
+    }
+
+    // The fill server hears of it: the lost titles leave the inventory and
+    // steering; the kept ones stay.
+    wait_until(
+        "inventory drops the failed disk's titles",
+        Duration::from_secs(10),
+        || {
+            let inv = box_inventory(&stack);
+            lost.iter().all(|t| !inv.contains(&t.to_string())) && kept.iter().all(|t| inv.contains(&t.to_string()))
+        },
+    );
+    assert!(!steered_to_box(&stack, TITLE));
+    assert!(steered_to_box(&stack, kept[0]));
+    let all: serde_json::Value =
+        serde_json::from_str(&stack.admin("GET", "/v1/admin/appliances", "").unwrap()).unwrap();
+    assert_eq!(
+        all[0]["heartbeat"]["disks"][failing]["health"], "failed",
+        "{}",
+        all[0]["heartbeat"]
+    );
+    assert_eq!(all[0]["heartbeat"]["health"], "degraded");
+    let agent_metrics = String::from_utf8(curl_get(&format!("http://{}/metrics", agent.admin)).1).unwrap();
+    let disk_state = format!("nearcast_hw_disk_state{{disk=\"{failing}\",device=\"nvme{failing}n1\"}}");
+    assert_eq!(metric(&agent_metrics, &disk_state), Some(4.0));
+
+    // Replaced: a healthy, empty disk. It returns to service and the next
+    // fill puts the lost titles back.
+    std::fs::remove_dir_all(&disks[failing]).unwrap();
+    std::fs::create_dir_all(&disks[failing]).unwrap();
+    sim.nvme(failing as u32, &healthy()).unwrap();
+    wait_until("the appliance restores the disk", Duration::from_secs(5), || {
+        appliance_metrics()
+            .lines()
+            .any(|l| l.starts_with(&series) && l.ends_with(" 0"))
+    });
+    let (code, _) = curl_get(&format!("http://{}/fill", agent.admin));
+    assert_eq!(code, 405, "fill needs POST");
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "-X", "POST", &format!("http://{}/fill", agent.admin)])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    wait_until("the next fill refills the lost titles", Duration::from_secs(30), || {
+        let inv = box_inventory(&stack);
+        TITLES.iter().all(|t| inv.contains(&t.to_string()))
+    });
+    assert!(steered_to_box(&stack, TITLE));
+    let (_, target) = targets.iter().find(|(t, _)| *t == TITLE).unwrap();
+    assert_eq!(quick_status(box_addr, target), 200);
+    drop(agent);
+    stack.boxes[0].stop_appliance();
+    let _ = std::fs::remove_dir_all(&root);
+}
