@@ -363,6 +363,20 @@ mod tests {
     }
 
     #[test]
+    fn only_a_healthy_mounted_disk_that_is_not_full_takes_new_titles() {
+        let disk = Disk::new(std::env::temp_dir());
+        assert!(disk.usable());
+        for h in [Health::Degraded, Health::Failed] {
+            assert_eq!(disk.set_health(h), Health::Ok);
+            assert!(!disk.usable(), "{h:?}");
+            disk.set_health(Health::Ok);
+        }
+        disk.set_full(true);
+        assert!(!disk.usable());
+        assert!(!Disk::new(PathBuf::from("/nonexistent/nearcast-disk")).usable());
+    }
+
+    #[test]
     fn records_need_their_files() {
         let root = std::env::temp_dir().join(format!("nearcast-disk-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
