@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 use nearcast_common::control::Health;
 use serde::{Deserialize, Serialize};
 
-use crate::disk::{self, DiskReading};
-use crate::host::Host;
-use crate::net::{self, LinkReading};
-use crate::sensors::{self, Sensor, SensorKind};
+use crate::disk::DiskReading;
+use crate::net::LinkReading;
+use crate::sensors::{Sensor, SensorKind};
+use crate::Hardware;
 
 /// Where readings turn into trouble.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,7 +60,7 @@ pub struct Report {
 }
 
 pub struct Monitor {
-    host: Host,
+    hw: Box<dyn Hardware>,
     limits: Limits,
     devices: Vec<Option<String>>,
     nic: Option<String>,
@@ -71,10 +71,15 @@ pub struct Monitor {
 impl Monitor {
     /// Watches `devices` (block device per content disk, `None` for a
     /// plain directory) and the serving NIC.
-    pub fn new(host: Host, limits: Limits, devices: Vec<Option<String>>, nic: Option<String>) -> Monitor {
+    pub fn new(
+        hw: impl Hardware + 'static,
+        limits: Limits,
+        devices: Vec<Option<String>>,
+        nic: Option<String>,
+    ) -> Monitor {
         let baseline = vec![None; devices.len()];
         Monitor {
-            host,
+            hw: Box::new(hw),
             limits,
             devices,
             nic,
@@ -123,15 +128,15 @@ impl Monitor {
         let readings: Vec<Option<DiskReading>> = self
             .devices
             .iter()
-            .map(|d| d.as_ref().map(|dev| disk::read(&self.host, dev)))
+            .map(|d| d.as_ref().map(|dev| self.hw.disk(dev)))
             .collect();
         let disks: Vec<Option<DiskStatus>> = readings
             .into_iter()
             .enumerate()
             .map(|(i, r)| r.map(|r| self.judge(i, r)))
             .collect();
-        let link = self.nic.as_ref().map(|n| net::read(&self.host, n));
-        let sensors = sensors::read_all(&self.host);
+        let link = self.nic.as_ref().map(|n| self.hw.link(n));
+        let sensors = self.hw.sensors();
         let known: Vec<&DiskStatus> = disks.iter().flatten().collect();
         let hot = sensors.iter().any(|s| {
             s.kind == SensorKind::Temperature
@@ -229,6 +234,7 @@ mod tests {
     use super::*;
     use crate::nvme::HealthLog;
     use crate::sim::Sim;
+    use crate::Host;
 
     fn healthy() -> HealthLog {
         HealthLog {
@@ -338,5 +344,52 @@ mod tests {
             "trouble outranks activity"
         );
         let _ = std::fs::remove_dir_all(&root);
+    }
+}
+
+#[cfg(test)]
+mod double {
+    use super::*;
+
+    /// A source that is not a filesystem: the monitor only needs the trait.
+    struct Fixed(u8);
+
+    impl Hardware for Fixed {
+        fn disk(&self, dev: &str) -> DiskReading {
+            DiskReading {
+                device: dev.into(),
+                present: true,
+                critical_warning: Some(self.0),
+                ..DiskReading::default()
+            }
+        }
+        fn link(&self, iface: &str) -> LinkReading {
+            LinkReading {
+                iface: iface.into(),
+                present: true,
+                carrier: true,
+                speed_mbps: Some(100_000),
+                duplex: None,
+                operstate: None,
+            }
+        }
+        fn sensors(&self) -> Vec<Sensor> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn any_hardware_source_drives_the_monitor() {
+        let mut m = Monitor::new(
+            Fixed(0b0001),
+            Limits::default(),
+            vec![Some("d0".into())],
+            Some("n0".into()),
+        );
+        let r = m.poll(Health::Ok);
+        assert_eq!(
+            (r.state, r.disks[0].as_ref().map(|d| d.state)),
+            (Health::Degraded, Some(Health::Degraded))
+        );
     }
 }
