@@ -26,7 +26,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--prefixes", type=int, default=1_000_000)
     ap.add_argument("--appliances", type=int, default=1000)
-    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--skip-criterion", action="store_true")
     a = ap.parse_args()
     if not shutil.which("wrk"):

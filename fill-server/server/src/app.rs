@@ -4,14 +4,20 @@
 //! full routing table) is rebuilt only when ISPs or prefixes change; the
 //! fleet part on every appliance change.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use nearcast_common::{IpPrefix, Keyring, PrefixTable, SigningKey};
 
 use crate::config::Config;
 use crate::steer::{Appliance, View};
 use crate::store::{Health, Heartbeat, Routing, Snapshot, Store, StoreError};
+
+/// How long a title found in the origin store is believed to be there
+/// (a removed title stops being steered to within this).
+const TITLE_RECHECK: Duration = Duration::from_secs(10);
 
 pub struct App {
     pub store: Arc<dyn Store>,
@@ -22,6 +28,8 @@ pub struct App {
     pub trusted_proxies: Vec<IpPrefix>,
     pub metrics: crate::metrics::Metrics,
     view: RwLock<Arc<View>>,
+    /// Titles found in the origin store, and when (see `has_title`).
+    titles_seen: RwLock<HashMap<String, Instant>>,
     /// Serializes view writers, so a heartbeat patch and a rebuild never
     /// overwrite each other.
     writer: Mutex<()>,
@@ -60,6 +68,7 @@ impl App {
             metrics: Default::default(),
             view: RwLock::new(Arc::new(View::default())),
             writer: Mutex::new(()),
+            titles_seen: RwLock::new(HashMap::new()),
         };
         app.refresh(Changed::Routing)?;
         Ok(app)
@@ -97,13 +106,33 @@ impl App {
     }
 
     /// Whether `title` is packaged in the origin store (its index exists).
-    /// One `stat`; the caller has checked the name is plain.
+    /// A title seen in the last `TITLE_RECHECK` is taken on trust; others
+    /// cost one `stat`. The caller has checked the name is plain.
     pub fn has_title(&self, title: &str) -> bool {
-        self.config
+        let now = Instant::now();
+        let fresh = |seen: &Instant| now.duration_since(*seen) < TITLE_RECHECK;
+        if self
+            .titles_seen
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(title)
+            .is_some_and(fresh)
+        {
+            return true;
+        }
+        let exists = self
+            .config
             .origin_store
             .join(title)
             .join(nearcast_packager::index::INDEX_FILE)
-            .is_file()
+            .is_file();
+        let mut seen = self.titles_seen.write().unwrap_or_else(|p| p.into_inner());
+        if exists {
+            seen.insert(title.to_string(), now);
+        } else {
+            seen.remove(title);
+        }
+        exists
     }
 
     /// The client's address: the socket peer, or for a trusted proxy the

@@ -143,8 +143,9 @@ impl View {
         })
     }
 
-    /// Appliances a player in `ip`'s ISP may use for `title` now, best first.
-    pub fn candidates(&self, ip: IpAddr, title: &str, now: u64) -> (Option<&str>, Vec<&Appliance>) {
+    /// Up to `limit` appliances a player in `ip`'s ISP may use for
+    /// `title` now, best first.
+    pub fn candidates(&self, ip: IpAddr, title: &str, now: u64, limit: usize) -> (Option<&str>, Vec<&Appliance>) {
         let Some((_, isp)) = self.prefixes.lookup(ip) else {
             return (None, Vec::new());
         };
@@ -159,6 +160,7 @@ impl View {
                     && now.saturating_sub(b.last_heartbeat) <= self.heartbeat_timeout_secs
                     && b.titles.contains(title)
             })
+            .take(limit)
             .collect();
         (Some(isp.as_str()), boxes)
     }
@@ -189,10 +191,9 @@ impl View {
             client_prefix: client_prefix(ip),
         };
         let query = format!("?{TOKEN_PARAM}={}", key.sign(&path, &grant));
-        let (isp, boxes) = self.candidates(ip, title, now);
+        let (isp, boxes) = self.candidates(ip, title, now, self.max_appliances);
         let urls = boxes
             .iter()
-            .take(self.max_appliances)
             .map(|b| b.url.as_str())
             .chain([self.origin_url.as_str()])
             .map(|base| format!("{}{path}{query}", base.trim_end_matches('/')))
@@ -286,18 +287,28 @@ mod tests {
     fn a_silent_box_leaves_the_answers_after_the_timeout() {
         let v = view();
         let ip = "198.51.100.1".parse().unwrap();
-        assert_eq!(v.candidates(ip, "movie", NOW).1.len(), 2);
+        assert_eq!(v.candidates(ip, "movie", NOW, 4).1.len(), 2);
         let b = v.boxes[1].clone();
         let v = v.with_heartbeat(&b.id, NOW - 31, b.load, true).unwrap();
-        let ids: Vec<&str> = v.candidates(ip, "movie", NOW).1.iter().map(|b| b.id.as_str()).collect();
+        let ids: Vec<&str> = v
+            .candidates(ip, "movie", NOW, 4)
+            .1
+            .iter()
+            .map(|b| b.id.as_str())
+            .collect();
         assert_eq!(ids, ["a1"]);
     }
 
     #[test]
     fn a_heartbeat_reorders_and_can_take_a_box_out() {
         let ip = "198.51.100.1".parse().unwrap();
-        let order =
-            |v: &View| -> Vec<String> { v.candidates(ip, "movie", NOW).1.iter().map(|b| b.id.clone()).collect() };
+        let order = |v: &View| -> Vec<String> {
+            v.candidates(ip, "movie", NOW, 4)
+                .1
+                .iter()
+                .map(|b| b.id.clone())
+                .collect()
+        };
         let v = view();
         assert_eq!(order(&v), ["a2", "a1"]);
         let v = v.with_heartbeat("a1", NOW, 0.0, true).unwrap();

@@ -41,6 +41,7 @@ fn main() {
             free_bytes: 1 << 39,
             disks: Vec::new(),
             bytes_by_title: Default::default(),
+            fill: None,
         };
         store.heartbeat(&id, &hb, now).unwrap();
         store.set_inventory(&id, &Inventory { version: "1".into(), titles: vec!["bench".into()] }).unwrap();

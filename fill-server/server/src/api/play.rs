@@ -33,7 +33,7 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
         }
         [title, "manifest.mpd"] => {
             let view = app.view();
-            let (_, boxes) = view.candidates(client, title, now());
+            let (_, boxes) = view.candidates(client, title, now(), view.max_appliances);
             let bases: Vec<String> = boxes
                 .iter()
                 .map(|b| b.url.as_str())
@@ -77,7 +77,7 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
 /// The appliance to play from (its id, or "origin"), and its base URL.
 fn choose(app: &App, client: IpAddr, title: &str) -> (String, String) {
     let view = app.view();
-    let (_, boxes) = view.candidates(client, title, now());
+    let (_, boxes) = view.candidates(client, title, now(), 1);
     match boxes.first() {
         Some(b) => (b.id.clone(), b.url.clone()),
         None => (ORIGIN.to_string(), view.origin_url.clone()),
