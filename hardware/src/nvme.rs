@@ -73,8 +73,8 @@ struct PassthruCmd {
     result: u32,
 }
 
-/// `_IOWR('N', 0x41, struct nvme_admin_cmd)`.
-const NVME_IOCTL_ADMIN_CMD: libc::c_ulong = (3 << 30) | (72 << 16) | ((b'N' as libc::c_ulong) << 8) | 0x41;
+// `NVME_IOCTL_ADMIN_CMD`: `_IOWR('N', 0x41, struct nvme_admin_cmd)`.
+nix::ioctl_readwrite!(nvme_admin_cmd, b'N', 0x41, PassthruCmd);
 
 /// The health log of the controller at `node`: an admin Get Log Page
 /// when it is a character device, the file's bytes otherwise.
@@ -99,13 +99,10 @@ pub fn health_log(node: &Path) -> Result<HealthLog, NvmeError> {
         };
         // SAFETY: `cmd` is a valid nvme_passthru_cmd whose buffer (`log`)
         // outlives the call and is `data_len` bytes long.
-        let rc = unsafe { libc::ioctl(dev.as_raw_fd(), NVME_IOCTL_ADMIN_CMD as _, &mut cmd) };
-        if rc != 0 {
-            return Err(err(if rc < 0 {
-                io::Error::last_os_error()
-            } else {
-                io::Error::other(format!("NVMe status {rc:#x}"))
-            }));
+        match unsafe { nvme_admin_cmd(dev.as_raw_fd(), &mut cmd) } {
+            Ok(0) => {}
+            Ok(status) => return Err(err(io::Error::other(format!("NVMe status {status:#x}")))),
+            Err(errno) => return Err(err(io::Error::from(errno))),
         }
     } else {
         let bytes = std::fs::read(node).map_err(err)?;
@@ -139,7 +136,18 @@ mod tests {
     #[test]
     fn the_ioctl_number_matches_the_kernel_header() {
         assert_eq!(std::mem::size_of::<PassthruCmd>(), 72);
-        assert_eq!(NVME_IOCTL_ADMIN_CMD, 0xC048_4E41);
+        assert_eq!(
+            nix::request_code_readwrite!(b'N', 0x41, std::mem::size_of::<PassthruCmd>()),
+            0xC048_4E41
+        );
+    }
+
+    #[test]
+    fn a_character_device_that_is_not_nvme_is_an_error_not_a_crash() {
+        // The real ioctl path: /dev/null refuses the admin command.
+        let e = health_log(Path::new("/dev/null")).unwrap_err().to_string();
+        assert!(e.contains("/dev/null") && e.to_lowercase().contains("ioctl"), "{e}");
+        assert!(health_log(Path::new("/nonexistent/nvme0")).is_err());
     }
 
     #[test]
