@@ -49,6 +49,50 @@ pub struct Heartbeat {
     /// Where the fill stands (absent from agents that do not fill).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fill: Option<FillReport>,
+    /// The BGP session with the ISP's router, where the box has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpSummary>,
+}
+
+/// A BGP session's state and table size, for the heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpSummary {
+    /// `idle`, `connect`, `opensent`, `openconfirm` or `established`.
+    pub session: String,
+    pub prefixes: u64,
+}
+
+/// The table the box learned from its ISP's router (sent whenever it
+/// changes, batched): prefixes grouped by the attributes they share, as
+/// BGP itself carries them, so a full table stays compact.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Routes {
+    pub session: String,
+    pub groups: Vec<RouteGroup>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteGroup {
+    pub as_path: Vec<u32>,
+    pub next_hop: Option<std::net::IpAddr>,
+    /// (AS, value) pairs.
+    #[serde(default)]
+    pub communities: Vec<(u16, u16)>,
+    pub prefixes: Vec<String>,
+}
+
+impl Routes {
+    pub fn prefixes(&self) -> impl Iterator<Item = &str> {
+        self.groups.iter().flat_map(|g| g.prefixes.iter().map(String::as_str))
+    }
+
+    pub fn len(&self) -> usize {
+        self.groups.iter().map(|g| g.prefixes.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The fill's progress against the current manifest.

@@ -42,6 +42,18 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
+fn bgp_metrics(agent: &Agent) -> String {
+    let Some(s) = &agent.bgp else {
+        return String::new();
+    };
+    format!(
+        "# HELP nearcast_agent_bgp_established 1 while the BGP session is up.\n# TYPE nearcast_agent_bgp_established gauge\nnearcast_agent_bgp_established {}\n\
+         # HELP nearcast_agent_bgp_prefixes Prefixes learned from the ISP's router.\n# TYPE nearcast_agent_bgp_prefixes gauge\nnearcast_agent_bgp_prefixes {}\n",
+        u8::from(s.state() == nearcast_bgp::SessionState::Established),
+        s.table_len()
+    )
+}
+
 pub fn status(agent: &Agent) -> crate::progress::Status {
     let opens = agent.config.fill_window.until_open(local_seconds_of_day());
     agent.progress.status(&agent.config.id, agent.titles(), opens.as_secs())
@@ -53,7 +65,7 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Result<Response<Fu
         (&Method::GET, "/metrics") => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            agent.progress.render(agent.titles().len()) + &agent.hardware.render(),
+            agent.progress.render(agent.titles().len()) + &agent.hardware.render() + &bgp_metrics(&agent),
         ),
         (&Method::GET, "/status") => respond(
             StatusCode::OK,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use nearcast_common::control::Inventory;
 use nearcast_common::request_auth::ApplianceKey;
@@ -38,6 +38,8 @@ pub struct Agent {
     pub forced: AtomicBool,
     /// The hardware monitor and what it last saw.
     pub hardware: crate::health::Hardware,
+    /// The BGP speaker, when the config names a router.
+    pub bgp: Option<Arc<nearcast_bgp::Speaker>>,
 }
 
 impl Agent {
@@ -64,6 +66,17 @@ impl Agent {
             fill_requested: Notify::new(),
             forced: AtomicBool::new(false),
             hardware: crate::health::Hardware::new(&config),
+            bgp: config.bgp.as_ref().map(|b| {
+                nearcast_bgp::Speaker::new(nearcast_bgp::Neighbor {
+                    address: b.neighbor,
+                    local_address: b.local_address,
+                    local_as: b.local_as,
+                    peer_as: b.peer_as,
+                    router_id: b.router_id,
+                    hold_time: b.hold_time,
+                    max_prefixes: b.max_prefixes,
+                })
+            }),
             config,
             disks,
         })

@@ -42,6 +42,34 @@ pub struct Config {
     /// The agent's own `/metrics`, `/status` and `POST /fill`.
     pub admin_listen: SocketAddr,
     pub hardware: HardwareConfig,
+    /// The BGP session with the ISP's router, if the ISP runs one.
+    pub bgp: Option<BgpConfig>,
+}
+
+/// The ISP router this box peers with (receive-only).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpConfig {
+    /// The router's address and port (`"10.0.0.1:179"`).
+    pub neighbor: SocketAddr,
+    /// Source address (the router's neighbor statement names it).
+    pub local_address: Option<std::net::IpAddr>,
+    pub local_as: u32,
+    pub peer_as: u32,
+    pub router_id: std::net::Ipv4Addr,
+    #[serde(default = "default_hold")]
+    pub hold_time: u16,
+    /// More prefixes than this closes the session (NOTIFICATION Cease).
+    #[serde(default = "default_max_prefixes")]
+    pub max_prefixes: usize,
+}
+
+fn default_hold() -> u16 {
+    90
+}
+
+fn default_max_prefixes() -> usize {
+    2_000_000
 }
 
 /// What hardware to watch (see `docs/hardware.md`).
@@ -94,6 +122,7 @@ impl Default for Config {
             manifest_poll_secs: 300,
             admin_listen: ([127, 0, 0, 1], 9190).into(),
             hardware: HardwareConfig::default(),
+            bgp: None,
         }
     }
 }

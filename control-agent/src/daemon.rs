@@ -138,6 +138,10 @@ pub async fn run(agent: Arc<Agent>, ready: impl FnOnce(SocketAddr)) -> anyhow::R
     tokio::spawn(inventory_loop(agent.clone()));
     tokio::spawn(heartbeat_loop(agent.clone()));
     tokio::spawn(fill_loop(agent.clone()));
+    if let Some(speaker) = agent.bgp.clone() {
+        tokio::spawn(speaker.run());
+        tokio::spawn(crate::routes::report_loop(agent.clone()));
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -60,6 +60,10 @@ impl FillServer {
         self.call("PUT", "inventory", to_json(inv)).await.map(drop)
     }
 
+    pub async fn routes(&self, r: &nearcast_common::control::Routes) -> Result<(), ApiError> {
+        self.call("PUT", "routes", to_json(r)).await.map(drop)
+    }
+
     pub async fn manifest(&self) -> Result<FillManifest, ApiError> {
         let body = self.call("GET", "manifest", Vec::new()).await?;
         let m: FillManifest = serde_json::from_slice(&body).map_err(|e| ApiError::BadAnswer {

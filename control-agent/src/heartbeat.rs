@@ -87,6 +87,10 @@ pub fn compose(agent: &Agent, hardware: Health, view: &ApplianceView, last: &mut
         disks,
         bytes_by_title,
         fill: Some(agent.progress.report()),
+        bgp: agent.bgp.as_ref().map(|s| nearcast_common::control::BgpSummary {
+            session: s.state().name().to_string(),
+            prefixes: s.table_len() as u64,
+        }),
     }
 }
 

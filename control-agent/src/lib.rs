@@ -15,6 +15,7 @@ pub mod health;
 pub mod heartbeat;
 pub mod http;
 pub mod progress;
+pub mod routes;
 pub mod window;
 
 pub use agent::Agent;

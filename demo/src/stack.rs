@@ -140,6 +140,8 @@ impl Stack {
             token_key_id: TOKEN_KEY_ID.into(),
             token_key_hex: key_hex,
             admin_token: ADMIN_TOKEN.into(),
+            // Tests steer for other client addresses with X-Forwarded-For.
+            trusted_proxies: vec!["127.0.0.1/32".into()],
             ..FillConfig::default()
         };
         let origin = nearcast_fill_server::origin::start_origin(&config).context("starting the origin")?;

@@ -9,8 +9,10 @@
 //!   MP_REACH / MP_UNREACH);
 //! - `rib`: the learned table;
 //! - `session`: the session over TCP (OPEN exchange, hold and keepalive
-//!   timers, max-prefix, reconnect with backoff).
+//!   timers, max-prefix, reconnect with backoff);
+//! - `bird`: BIRD 2 as the ISP router, for tests and the benchmark.
 
+pub mod bird;
 pub mod rib;
 pub mod session;
 pub mod update;

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::update::Update;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Route {
     pub as_path: Vec<u32>,
     pub next_hop: Option<IpAddr>,
@@ -71,6 +71,28 @@ impl Rib {
                 },
             );
         }
+    }
+
+    /// The table grouped by shared attributes, each group's prefixes
+    /// sorted, groups in a stable order (for reports that compare equal
+    /// when nothing changed).
+    pub fn groups(&self) -> Vec<(Route, Vec<IpPrefix>)> {
+        let mut by_route: HashMap<&Route, Vec<IpPrefix>> = HashMap::new();
+        for (p, r) in &self.routes {
+            by_route.entry(r).or_default().push(*p);
+        }
+        let mut out: Vec<(Route, Vec<IpPrefix>)> = by_route
+            .into_iter()
+            .map(|(r, mut ps)| {
+                ps.sort_by_key(|p| (p.addr().is_ipv6(), p.addr(), p.len()));
+                (r.clone(), ps)
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (a.1.first().map(|p| (p.addr().is_ipv6(), p.addr(), p.len())))
+                .cmp(&b.1.first().map(|p| (p.addr().is_ipv6(), p.addr(), p.len())))
+        });
+        out
     }
 
     pub fn clear(&mut self) {

@@ -68,6 +68,18 @@ enum End {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const OPEN_HOLD: Duration = Duration::from_secs(240);
 
+impl SessionState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionState::Idle => "idle",
+            SessionState::Connect => "connect",
+            SessionState::OpenSent => "opensent",
+            SessionState::OpenConfirm => "openconfirm",
+            SessionState::Established => "established",
+        }
+    }
+}
+
 impl Speaker {
     pub fn new(neighbor: Neighbor) -> Arc<Speaker> {
         Arc::new(Speaker {
@@ -87,6 +99,16 @@ impl Speaker {
     /// A copy of the learned table.
     pub fn rib(&self) -> Rib {
         self.rib.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// How many prefixes the table holds (no copy).
+    pub fn table_len(&self) -> usize {
+        self.rib.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The table grouped by shared attributes (see `Rib::groups`).
+    pub fn groups(&self) -> Vec<(crate::Route, Vec<nearcast_common::IpPrefix>)> {
+        self.rib.lock().unwrap_or_else(|p| p.into_inner()).groups()
     }
 
     pub fn last_error(&self) -> Option<String> {

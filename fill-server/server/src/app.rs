@@ -13,7 +13,7 @@ use nearcast_common::{IpPrefix, Keyring, PrefixTable, SigningKey};
 
 use crate::config::Config;
 use crate::steer::{Appliance, View};
-use crate::store::{Health, Heartbeat, Routing, Snapshot, Store, StoreError};
+use crate::store::{BgpRoutes, Health, Heartbeat, Routing, Snapshot, Store, StoreError};
 
 /// How long a title found in the origin store is believed to be there
 /// (a removed title stops being steered to within this).
@@ -97,9 +97,21 @@ impl App {
             }
             Changed::Routing => {
                 let prefixes = Arc::new(build_prefixes(&self.store.routing()?));
-                build_view(&self.store.snapshot()?, prefixes, &self.config)
+                let mut v = build_view(&self.store.snapshot()?, prefixes, &self.config);
+                v.bgp = Arc::new(build_bgp(&self.store.bgp_routes()?));
+                v
             }
-            Changed::Fleet => build_view(&self.store.snapshot()?, self.view().prefixes.clone(), &self.config),
+            Changed::Fleet => {
+                let current = self.view();
+                let mut v = build_view(&self.store.snapshot()?, current.prefixes.clone(), &self.config);
+                v.bgp = current.bgp.clone();
+                v
+            }
+            Changed::Bgp => {
+                let mut v = (*self.view()).clone();
+                v.bgp = Arc::new(build_bgp(&self.store.bgp_routes()?));
+                v
+            }
         };
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
         Ok(())
@@ -158,6 +170,8 @@ pub enum Changed {
     Routing,
     /// Sites, enrollments, registrations, inventories.
     Fleet,
+    /// An appliance's BGP-learned routes.
+    Bgp,
     /// One appliance's heartbeat: patched into the view in memory.
     Heartbeat {
         id: String,
@@ -184,6 +198,23 @@ fn build_prefixes(r: &Routing) -> PrefixTable<String> {
         }
     }
     prefixes
+}
+
+/// BGP prefix → the appliances that learned it.
+fn build_bgp(routes: &[BgpRoutes]) -> PrefixTable<Vec<String>> {
+    let mut by_prefix: HashMap<IpPrefix, Vec<String>> = HashMap::new();
+    for r in routes {
+        for p in r.routes.prefixes() {
+            if let Ok(prefix) = p.parse::<IpPrefix>() {
+                by_prefix.entry(prefix).or_default().push(r.appliance.clone());
+            }
+        }
+    }
+    let mut table = PrefixTable::new();
+    for (prefix, ids) in by_prefix {
+        table.insert(prefix, ids);
+    }
+    table
 }
 
 fn build_view(s: &Snapshot, prefixes: Arc<PrefixTable<String>>, cfg: &Config) -> View {

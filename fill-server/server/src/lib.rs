@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bgp;
 pub mod config;
 pub mod fill;
 pub mod metrics;

@@ -35,6 +35,10 @@ pub struct View {
     /// Client prefixes → ISP. Shared between views: rebuilt only when the
     /// ISPs or prefixes change, not on every heartbeat.
     pub prefixes: Arc<PrefixTable<String>>,
+    /// Prefixes the appliances learned over BGP → the appliances (ids)
+    /// that learned each. Checked before `prefixes`; rebuilt only when an
+    /// appliance reports new routes.
+    pub bgp: Arc<PrefixTable<Vec<String>>>,
     /// Shared with the views patched from it: a heartbeat replaces one.
     pub boxes: Vec<Arc<Appliance>>,
     pub origin_url: String,
@@ -106,6 +110,7 @@ impl View {
         let ids = Arc::new(boxes.iter().enumerate().map(|(i, b)| (b.id.clone(), i)).collect());
         View {
             prefixes,
+            bgp: Arc::default(),
             boxes,
             origin_url,
             heartbeat_timeout_secs,
@@ -134,6 +139,7 @@ impl View {
         by_isp.insert(isp.clone(), Arc::new(by_load(&boxes, list)));
         Some(View {
             prefixes: self.prefixes.clone(),
+            bgp: self.bgp.clone(),
             boxes,
             origin_url: self.origin_url.clone(),
             heartbeat_timeout_secs: self.heartbeat_timeout_secs,
@@ -143,9 +149,28 @@ impl View {
         })
     }
 
-    /// Up to `limit` appliances a player in `ip`'s ISP may use for
-    /// `title` now, best first.
+    fn usable(&self, b: &Appliance, title: &str, now: u64) -> bool {
+        b.healthy && now.saturating_sub(b.last_heartbeat) <= self.heartbeat_timeout_secs && b.titles.contains(title)
+    }
+
+    /// Up to `limit` appliances a player at `ip` may use for `title` now,
+    /// best first, and their ISP. The boxes whose BGP table covers `ip`
+    /// (longest prefix across all boxes) come first; when none of them can
+    /// serve, the boxes of the ISP the imported prefixes name.
     pub fn candidates(&self, ip: IpAddr, title: &str, now: u64, limit: usize) -> (Option<&str>, Vec<&Appliance>) {
+        if let Some((_, ids)) = self.bgp.lookup(ip) {
+            let mut boxes: Vec<&Appliance> = ids
+                .iter()
+                .filter_map(|id| self.ids.get(id))
+                .map(|&i| self.boxes[i].as_ref())
+                .filter(|b| self.usable(b, title, now))
+                .collect();
+            if !boxes.is_empty() {
+                boxes.sort_by(|a, b| a.load.total_cmp(&b.load).then_with(|| a.id.cmp(&b.id)));
+                boxes.truncate(limit);
+                return (Some(boxes[0].isp.as_str()), boxes);
+            }
+        }
         let Some((_, isp)) = self.prefixes.lookup(ip) else {
             return (None, Vec::new());
         };
@@ -155,11 +180,7 @@ impl View {
             .into_iter()
             .flat_map(|l| l.iter())
             .map(|&i| self.boxes[i].as_ref())
-            .filter(|b| {
-                b.healthy
-                    && now.saturating_sub(b.last_heartbeat) <= self.heartbeat_timeout_secs
-                    && b.titles.contains(title)
-            })
+            .filter(|b| self.usable(b, title, now))
             .take(limit)
             .collect();
         (Some(isp.as_str()), boxes)
@@ -297,6 +318,39 @@ mod tests {
             .map(|b| b.id.as_str())
             .collect();
         assert_eq!(ids, ["a1"]);
+    }
+
+    #[test]
+    fn bgp_routes_steer_before_the_imported_prefixes() {
+        let mut v = view();
+        let mut bgp = PrefixTable::new();
+        // a1 hears 192.0.2.0/24 (in no imported prefix) and a more
+        // specific part of isp-a's block.
+        bgp.insert("192.0.2.0/24".parse().unwrap(), vec!["a1".to_string()]);
+        bgp.insert(
+            "198.51.100.0/25".parse().unwrap(),
+            vec!["a1".to_string(), "nobody".to_string()],
+        );
+        v.bgp = Arc::new(bgp);
+        let ids = |ip: &str, title: &str| -> Vec<String> {
+            v.candidates(ip.parse().unwrap(), title, NOW, 4)
+                .1
+                .iter()
+                .map(|b| b.id.clone())
+                .collect()
+        };
+        assert_eq!(ids("192.0.2.9", "movie"), ["a1"], "BGP alone");
+        assert_eq!(
+            ids("198.51.100.9", "movie"),
+            ["a1"],
+            "the BGP box, not the ISP's least loaded"
+        );
+        assert_eq!(
+            ids("198.51.100.200", "movie"),
+            ["a2", "a1"],
+            "outside the BGP prefix: the ISP's boxes"
+        );
+        assert!(ids("192.0.2.9", "nothing-here").is_empty(), "no box holds it: origin");
     }
 
     #[test]

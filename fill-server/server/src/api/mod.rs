@@ -253,6 +253,21 @@ async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body:
             })
             .await
         }
+        (&Method::PUT, "routes") => match parse::<nearcast_common::control::Routes>(&body) {
+            Ok(r) if r.session.len() <= 16 && r.prefixes().all(|p| p.parse::<nearcast_common::IpPrefix>().is_ok()) => {
+                write(app, Changed::Bgp, move |a| {
+                    a.store
+                        .set_routes(&id, &r, t)
+                        .map(|_| serde_json::json!({ "prefixes": r.len() }))
+                })
+                .await
+            }
+            Ok(_) => error(
+                StatusCode::BAD_REQUEST,
+                "routes need a short session state and valid prefixes",
+            ),
+            Err(refusal) => refusal.into_response(),
+        },
         (&Method::GET, "manifest") => {
             let result = tokio::task::spawn_blocking(move || crate::fill::manifest_for(&app, &id, t)).await;
             match result {
@@ -354,6 +369,17 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
                     })
                     .await
                 }
+            }
+        }
+        (&Method::GET, ["bgp"]) => {
+            let store = app.store.clone();
+            let result =
+                tokio::task::spawn_blocking(move || Ok::<_, StoreError>((store.bgp_routes()?, store.snapshot()?)))
+                    .await;
+            match result {
+                Ok(Ok((routes, snap))) => reply(StatusCode::OK, crate::bgp::fleet(&routes, &snap)),
+                Ok(Err(e)) => store_error(e),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
             }
         }
         (&Method::GET, ["appliances"]) => {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-pub use nearcast_common::control::{DiskState, Health, Heartbeat, Inventory, Registration};
+pub use nearcast_common::control::{DiskState, Health, Heartbeat, Inventory, Registration, Routes};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -62,6 +62,15 @@ pub struct Snapshot {
     pub appliances: Vec<ApplianceRecord>,
 }
 
+/// The prefixes an appliance learned over BGP from its ISP's router.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BgpRoutes {
+    pub appliance: String,
+    pub routes: Routes,
+    /// Unix seconds of the report.
+    pub updated: u64,
+}
+
 /// Unix day of a unix time.
 pub fn day_of(unix: u64) -> i64 {
     (unix / 86_400) as i64
@@ -82,6 +91,10 @@ pub trait Store: Send + Sync {
     /// in the appliance's ISP.
     fn heartbeat(&self, id: &str, hb: &Heartbeat, now: u64) -> Result<(), StoreError>;
     fn set_inventory(&self, id: &str, inv: &Inventory) -> Result<(), StoreError>;
+    /// Replaces appliance `id`'s BGP-learned prefixes.
+    fn set_routes(&self, id: &str, routes: &Routes, now: u64) -> Result<(), StoreError>;
+    /// Every appliance's BGP-learned prefixes (read when they change).
+    fn bgp_routes(&self) -> Result<Vec<BgpRoutes>, StoreError>;
     fn add_daily_bytes(&self, rows: &[DailyBytes]) -> Result<(), StoreError>;
     fn daily_bytes(&self, from_day: i64) -> Result<Vec<DailyBytes>, StoreError>;
     /// Announces a release (replacing an earlier one of the title and ISP).

@@ -2,7 +2,9 @@
 //! SQL (`ON CONFLICT … DO UPDATE`, `BIGINT`, `TEXT`) over the `Db` adapter.
 
 use super::db::{Conn, Db, Value};
-use super::{ApplianceRecord, Heartbeat, Inventory, Registration, Routing, Snapshot, Store, StoreError};
+use super::{
+    ApplianceRecord, BgpRoutes, Heartbeat, Inventory, Registration, Routes, Routing, Snapshot, Store, StoreError,
+};
 use crate::predict::{DailyBytes, Release};
 
 pub const SCHEMA: &[&str] = &[
@@ -19,6 +21,12 @@ pub const SCHEMA: &[&str] = &[
         last_heartbeat BIGINT,
         heartbeat TEXT,
         inventory TEXT
+    )",
+    "CREATE TABLE IF NOT EXISTS bgp_routes (
+        appliance TEXT PRIMARY KEY REFERENCES appliances(id),
+        session TEXT NOT NULL,
+        routes TEXT NOT NULL,
+        updated BIGINT NOT NULL
     )",
     "CREATE TABLE IF NOT EXISTS releases (
         title TEXT NOT NULL, isp TEXT NOT NULL, day BIGINT NOT NULL, boost_milli BIGINT NOT NULL,
@@ -226,6 +234,49 @@ impl<D: Db> Store for SqlStore<D> {
                 &[id.into(), json(inv)],
             )?;
             known(n, "appliance", id)
+        })
+    }
+
+    fn set_routes(&self, id: &str, routes: &Routes, now: u64) -> Result<(), StoreError> {
+        self.db.transaction(|c| {
+            if c.query("SELECT id FROM appliances WHERE id = $1", &[id.into()])?
+                .is_empty()
+            {
+                return known(0, "appliance", id);
+            }
+            c.execute(
+                "INSERT INTO bgp_routes (appliance, session, routes, updated) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (appliance) DO UPDATE SET session = excluded.session,
+                   routes = excluded.routes, updated = excluded.updated",
+                &[
+                    id.into(),
+                    (&routes.session).into(),
+                    json(&routes.groups),
+                    (now as i64).into(),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn bgp_routes(&self) -> Result<Vec<BgpRoutes>, StoreError> {
+        self.db.transaction(|c| {
+            let rows = c.query(
+                "SELECT appliance, session, routes, updated FROM bgp_routes ORDER BY appliance",
+                &[],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    Ok(BgpRoutes {
+                        appliance: r[0].text()?,
+                        routes: Routes {
+                            session: r[1].text()?,
+                            groups: from_json(&r[2])?.unwrap_or_default(),
+                        },
+                        updated: r[3].int()? as u64,
+                    })
+                })
+                .collect()
         })
     }
 
