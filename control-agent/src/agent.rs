@@ -75,6 +75,7 @@ impl Agent {
                     router_id: b.router_id,
                     hold_time: b.hold_time,
                     max_prefixes: b.max_prefixes,
+                    md5_password: b.md5_password.clone(),
                 })
             }),
             config,

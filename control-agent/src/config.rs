@@ -62,6 +62,9 @@ pub struct BgpConfig {
     /// More prefixes than this closes the session (NOTIFICATION Cease).
     #[serde(default = "default_max_prefixes")]
     pub max_prefixes: usize,
+    /// TCP MD5 key, when the router's neighbor statement sets one.
+    #[serde(default)]
+    pub md5_password: Option<String>,
 }
 
 fn default_hold() -> u16 {

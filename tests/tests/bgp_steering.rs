@@ -50,6 +50,7 @@ fn clients_in_prefixes_the_router_announces_are_steered_to_the_box() {
                 router_id: Ipv4Addr::new(192, 0, 2, 1),
                 hold_time: 9,
                 max_prefixes: 1000,
+                md5_password: None,
             })
         })
         .unwrap();

@@ -16,17 +16,29 @@ pub const BOX_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 pub struct Bird {
     pub dir: PathBuf,
     pub port: u16,
+    /// TCP MD5 key the router requires, if any.
+    password: Option<String>,
     child: Option<Child>,
 }
 
 impl Bird {
     /// Starts BIRD announcing `v4` and `v6` prefixes.
     pub fn start(name: &str, v4: &[String], v6: &[String]) -> std::io::Result<Bird> {
+        Bird::start_with(name, v4, v6, None)
+    }
+
+    /// Starts BIRD requiring TCP MD5 with `password` when given.
+    pub fn start_with(name: &str, v4: &[String], v6: &[String], password: Option<&str>) -> std::io::Result<Bird> {
         let dir = std::env::temp_dir().join(format!("nearcast-bird-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut b = Bird { dir, port, child: None };
+        let mut b = Bird {
+            dir,
+            port,
+            password: password.map(str::to_string),
+            child: None,
+        };
         b.write_config(v4, v6)?;
         b.run()?;
         Ok(b)
@@ -43,18 +55,24 @@ impl Bird {
                 .map(|p| format!("  route {p} blackhole;\n"))
                 .collect::<String>()
         };
+        let password = self
+            .password
+            .as_ref()
+            .map(|p| format!("  password \"{p}\";\n"))
+            .unwrap_or_default();
         let conf = format!(
             "router id 192.0.2.254;\n\
              protocol device {{}}\n\
              protocol static s4 {{\n  ipv4;\n{}}}\n\
              protocol static s6 {{\n  ipv6;\n{}}}\n\
              protocol bgp appliance {{\n  local 127.0.0.1 port {} as {ROUTER_AS};\n  neighbor {BOX_ADDRESS} as {BOX_AS};\n\
-               passive on;\n  multihop;\n  hold time 9;\n\
+               passive on;\n  multihop;\n  hold time 9;\n{}\
                ipv4 {{ import none; export all; next hop self; }};\n\
                ipv6 {{ import none; export all; next hop address 2001:db8::1; }};\n}}\n",
             routes(v4),
             routes(v6),
-            self.port
+            self.port,
+            password
         );
         std::fs::write(self.dir.join("bird.conf"), conf)
     }

@@ -10,9 +10,11 @@
 //! - `rib`: the learned table;
 //! - `session`: the session over TCP (OPEN exchange, hold and keepalive
 //!   timers, max-prefix, reconnect with backoff);
+//! - `md5`: TCP MD5 signatures on the session (RFC 2385);
 //! - `bird`: BIRD 2 as the ISP router, for tests and the benchmark.
 
 pub mod bird;
+pub mod md5;
 pub mod rib;
 pub mod session;
 pub mod update;

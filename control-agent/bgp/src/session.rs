@@ -32,6 +32,8 @@ pub struct Neighbor {
     pub hold_time: u16,
     /// More prefixes than this closes the session with a NOTIFICATION.
     pub max_prefixes: usize,
+    /// TCP MD5 key shared with the router, if it asks for one.
+    pub md5_password: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -152,6 +154,10 @@ impl Speaker {
         };
         if let Some(local) = n.local_address {
             socket.bind(SocketAddr::new(local, 0))?;
+        }
+        if let Some(key) = &n.md5_password {
+            use std::os::unix::io::AsRawFd;
+            crate::md5::set(socket.as_raw_fd(), n.address, key.as_bytes())?;
         }
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(n.address))
             .await

@@ -13,6 +13,10 @@ use nearcast_bgp::{Neighbor, SessionState, Speaker};
 use nearcast_common::IpPrefix;
 
 fn speaker(bird: &Bird, max_prefixes: usize) -> Arc<Speaker> {
+    speaker_with(bird, max_prefixes, None)
+}
+
+fn speaker_with(bird: &Bird, max_prefixes: usize, md5: Option<&str>) -> Arc<Speaker> {
     Speaker::new(Neighbor {
         address: bird.address(),
         local_address: Some(BOX_ADDRESS.into()),
@@ -21,6 +25,7 @@ fn speaker(bird: &Bird, max_prefixes: usize) -> Arc<Speaker> {
         router_id: Ipv4Addr::new(192, 0, 2, 1),
         hold_time: 9,
         max_prefixes,
+        md5_password: md5.map(str::to_string),
     })
 }
 
@@ -103,4 +108,27 @@ fn more_prefixes_than_allowed_closes_the_session() {
     });
     assert!(s.rib().len() <= 2, "never more than the limit");
     assert!(s.last_error().unwrap().contains("more than 2 prefixes"));
+}
+
+#[test]
+fn a_router_that_requires_tcp_md5_gets_it() {
+    let v4 = strings(&["198.51.100.0/24"]);
+    let b = Bird::start_with("md5", &v4, &[], Some("s3cret-key")).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let wrong = speaker_with(&b, 100, Some("not-the-key"));
+    rt.spawn(wrong.clone().run());
+    let right = speaker_with(&b, 100, Some("s3cret-key"));
+    rt.spawn(right.clone().run());
+    wait("signed session up", Duration::from_secs(20), || {
+        right.state() == SessionState::Established && prefixes(&right) == ["198.51.100.0/24"]
+    });
+    // Segments signed with another key are dropped by the kernel: that
+    // session never opens.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_ne!(wrong.state(), SessionState::Established);
+    assert_eq!(wrong.sessions.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
