@@ -200,8 +200,10 @@ fn build_prefixes(r: &Routing) -> PrefixTable<String> {
     prefixes
 }
 
-/// BGP prefix → the appliances that learned it.
-fn build_bgp(routes: &[BgpRoutes]) -> PrefixTable<Vec<String>> {
+/// BGP prefix → the appliances that learned it. The sets of appliances
+/// are interned (a site's boxes hear the same table, so a million
+/// prefixes share a handful of sets): a prefix costs a pointer.
+fn build_bgp(routes: &[BgpRoutes]) -> PrefixTable<Arc<[String]>> {
     let mut by_prefix: HashMap<IpPrefix, Vec<String>> = HashMap::new();
     for r in routes {
         for p in r.routes.prefixes() {
@@ -210,9 +212,11 @@ fn build_bgp(routes: &[BgpRoutes]) -> PrefixTable<Vec<String>> {
             }
         }
     }
+    let mut sets: HashMap<Vec<String>, Arc<[String]>> = HashMap::new();
     let mut table = PrefixTable::new();
     for (prefix, ids) in by_prefix {
-        table.insert(prefix, ids);
+        let shared = sets.entry(ids).or_insert_with_key(|ids| ids.clone().into()).clone();
+        table.insert(prefix, shared);
     }
     table
 }

@@ -38,7 +38,7 @@ pub struct View {
     /// Prefixes the appliances learned over BGP → the appliances (ids)
     /// that learned each. Checked before `prefixes`; rebuilt only when an
     /// appliance reports new routes.
-    pub bgp: Arc<PrefixTable<Vec<String>>>,
+    pub bgp: Arc<PrefixTable<Arc<[String]>>>,
     /// Shared with the views patched from it: a heartbeat replaces one.
     pub boxes: Vec<Arc<Appliance>>,
     pub origin_url: String,
@@ -323,13 +323,13 @@ mod tests {
     #[test]
     fn bgp_routes_steer_before_the_imported_prefixes() {
         let mut v = view();
-        let mut bgp = PrefixTable::new();
+        let mut bgp: PrefixTable<Arc<[String]>> = PrefixTable::new();
         // a1 hears 192.0.2.0/24 (in no imported prefix) and a more
         // specific part of isp-a's block.
-        bgp.insert("192.0.2.0/24".parse().unwrap(), vec!["a1".to_string()]);
+        bgp.insert("192.0.2.0/24".parse().unwrap(), vec!["a1".to_string()].into());
         bgp.insert(
             "198.51.100.0/25".parse().unwrap(),
-            vec!["a1".to_string(), "nobody".to_string()],
+            vec!["a1".to_string(), "nobody".to_string()].into(),
         );
         v.bgp = Arc::new(bgp);
         let ids = |ip: &str, title: &str| -> Vec<String> {
