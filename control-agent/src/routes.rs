@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nearcast_common::control::{RouteGroup, Routes};
+use nearcast_common::control::Routes;
 
 use crate::agent::Agent;
 
@@ -25,19 +25,7 @@ pub async fn report_loop(agent: Arc<Agent>) {
             _ = tokio::time::sleep(RECHECK) => {}
         }
         tokio::time::sleep(BATCH).await;
-        let now = Routes {
-            session: speaker.state().name().to_string(),
-            groups: speaker
-                .groups()
-                .into_iter()
-                .map(|(r, ps)| RouteGroup {
-                    as_path: r.as_path,
-                    next_hop: r.next_hop,
-                    communities: r.communities,
-                    prefixes: ps.iter().map(ToString::to_string).collect(),
-                })
-                .collect(),
-        };
+        let now = speaker.report();
         if sent.as_ref() == Some(&now) {
             continue;
         }

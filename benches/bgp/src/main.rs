@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nearcast_bgp::bird::{Bird, BOX_ADDRESS, BOX_AS, ROUTER_AS};
 use nearcast_bgp::{Neighbor, SessionState, Speaker};
-use nearcast_common::control::{Health, Heartbeat, Inventory, Registration, RouteGroup, Routes};
+use nearcast_common::control::{Health, Heartbeat, Inventory, Registration};
 
 fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -85,19 +85,8 @@ fn main() {
 
     // The fill server's view of it: one box holding `bench`, with the table.
     let t = Instant::now();
-    let groups = speaker.groups();
-    let routes = Routes {
-        session: "established".into(),
-        groups: groups
-            .into_iter()
-            .map(|(r, ps)| RouteGroup {
-                as_path: r.as_path,
-                next_hop: r.next_hop,
-                communities: r.communities,
-                prefixes: ps.iter().map(ToString::to_string).collect(),
-            })
-            .collect(),
-    };
+    let mut routes = speaker.report();
+    routes.session = "established".into();
     let store = nearcast_fill_server::store::open(&db).expect("database");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -113,6 +113,23 @@ impl Speaker {
         self.rib.lock().unwrap_or_else(|p| p.into_inner()).groups()
     }
 
+    /// The session and table as the fill server takes them.
+    pub fn report(&self) -> nearcast_common::control::Routes {
+        nearcast_common::control::Routes {
+            session: self.state().name().to_string(),
+            groups: self
+                .groups()
+                .into_iter()
+                .map(|(r, ps)| nearcast_common::control::RouteGroup {
+                    as_path: r.as_path,
+                    next_hop: r.next_hop,
+                    communities: r.communities,
+                    prefixes: ps.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
+        }
+    }
+
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -42,6 +42,7 @@ fn main() {
             disks: Vec::new(),
             bytes_by_title: Default::default(),
             fill: None,
+            bgp: None,
         };
         store.heartbeat(&id, &hb, now).unwrap();
         store.set_inventory(&id, &Inventory { version: "1".into(), titles: vec!["bench".into()] }).unwrap();
