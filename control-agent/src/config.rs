@@ -185,3 +185,59 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        Config {
+            id: "box-1".into(),
+            site: "s1".into(),
+            disks: vec![PathBuf::from("/srv/disk0")],
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn refuses_what_cannot_run_and_round_trips() {
+        assert!(valid().validate().is_ok());
+        let bad = [
+            Config {
+                id: "../x".into(),
+                ..valid()
+            },
+            Config {
+                site: String::new(),
+                ..valid()
+            },
+            Config {
+                disks: Vec::new(),
+                ..valid()
+            },
+            Config {
+                concurrency: 0,
+                ..valid()
+            },
+            Config {
+                fill_server: "https://fill".into(),
+                ..valid()
+            },
+            Config {
+                hardware: HardwareConfig {
+                    devices: vec!["a".into(), "b".into()],
+                    ..HardwareConfig::default()
+                },
+                ..valid()
+            },
+        ];
+        for c in bad {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+        let text = valid().to_toml();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back.to_toml(), text);
+        let err = toml::from_str::<Config>("id = \"b\"\nfill_window = \"25:00-26:00\"\n").unwrap_err();
+        assert!(err.to_string().contains("fill window"), "{err}");
+    }
+}

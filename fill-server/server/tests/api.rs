@@ -715,6 +715,52 @@ fn play_routes_refuse_missing_or_foreign_tokens_postgres() {
     on_postgres(play_routes_refuse_missing_or_foreign_tokens);
 }
 
+fn bgp_routes_are_checked_stored_and_shown(backend: &Backend) {
+    let s = start(backend, "bgp", 30);
+    let key = fleet(&s);
+    let put = |body: &str| signed(s.addr, &key, "box-1", "PUT", "/v1/appliances/box-1/routes", body);
+    let bad = r#"{"session":"established","groups":[{"as_path":[64500],"prefixes":["10.0.0.0/33"]}]}"#;
+    assert_eq!(put(bad).0, 400, "a prefix that is not one");
+    assert_eq!(put("{}").0, 400);
+    let good = r#"{"session":"established","groups":[{"as_path":[64500],"next_hop":"192.0.2.1","communities":[[64500,7]],"prefixes":["192.0.2.0/24","2001:db8:1::/48"]}]}"#;
+    assert_eq!(put(good), (200, r#"{"prefixes":2}"#.to_string()));
+    // Another appliance's key cannot report for box-1.
+    let other = new_key();
+    assert_eq!(
+        signed(s.addr, &other, "box-1", "PUT", "/v1/appliances/box-1/routes", good).0,
+        403
+    );
+    let (st, body) = admin(s.addr, "GET", "/v1/admin/bgp", "");
+    assert_eq!(st, 200);
+    let f: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(f["appliances"][0]["prefixes"], 2);
+    assert_eq!(
+        f["sites"][0],
+        serde_json::json!({"site": "s1", "consistent": true, "differing": []})
+    );
+    // Steering now sends a client in a learned prefix (no imported prefix
+    // covers 192.0.2.0/24) to box-1, which holds `movie`.
+    let (st, body) = call(
+        s.addr,
+        "GET",
+        "/v1/steer?title=movie",
+        &[("x-forwarded-for", "192.0.2.44".to_string())],
+        b"",
+    );
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("http://box-1.test:8080/c/movie/"), "{body}");
+}
+
+#[test]
+fn bgp_routes_are_checked_stored_and_shown_sqlite() {
+    bgp_routes_are_checked_stored_and_shown(&Backend::Sqlite);
+}
+
+#[test]
+fn bgp_routes_are_checked_stored_and_shown_postgres() {
+    on_postgres(bgp_routes_are_checked_stored_and_shown);
+}
+
 #[test]
 fn the_player_page_and_its_hls_js_are_served() {
     let s = start(&Backend::Sqlite, "player", 30);
