@@ -140,3 +140,102 @@ pub fn quick_status(addr: SocketAddr, target: &str) -> u16 {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
 }
+
+/// Headless Chromium driven through chromedriver (Debian's `chromium` and
+/// `chromium-driver`), over the W3C WebDriver protocol with curl. Quit
+/// when dropped.
+pub struct Browser {
+    driver: Child,
+    base: String,
+}
+
+impl Browser {
+    pub fn start() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver installed (scripts/test installs chromium-driver)");
+        let root = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while curl_get(&format!("{root}/status")).0 != 200 {
+            assert!(Instant::now() < deadline, "chromedriver did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900"]
+            }
+        }}});
+        let answer = webdriver("POST", &format!("{root}/session"), &caps);
+        let id = answer["value"]["sessionId"]
+            .as_str()
+            .expect("a WebDriver session")
+            .to_string();
+        Browser {
+            driver,
+            base: format!("{root}/session/{id}"),
+        }
+    }
+
+    pub fn goto(&self, url: &str) {
+        webdriver(
+            "POST",
+            &format!("{}/url", self.base),
+            &serde_json::json!({ "url": url }),
+        );
+    }
+
+    /// Runs `script` (a function body) in the page; its return value.
+    pub fn eval(&self, script: &str) -> serde_json::Value {
+        let body = serde_json::json!({ "script": script, "args": [] });
+        webdriver("POST", &format!("{}/execute/sync", self.base), &body)["value"].take()
+    }
+
+    /// Waits until `script` returns true.
+    pub fn wait_for(&self, what: &str, script: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.eval(script) != serde_json::Value::Bool(true) {
+            assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = Command::new("curl").args(["-s", "-X", "DELETE", &self.base]).output();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn webdriver(method: &str, url: &str, body: &serde_json::Value) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "60",
+            "-X",
+            method,
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+        ])
+        .arg(body.to_string())
+        .arg(url)
+        .output()
+        .expect("curl installed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("WebDriver {url}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert!(v["value"].get("error").is_none(), "WebDriver {url}: {v}");
+    v
+}

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod playback;
 pub mod playlog;
 pub mod predict;
+pub mod qoe;
 pub mod server;
 pub mod steer;
 pub mod store;

@@ -762,6 +762,43 @@ fn bgp_routes_are_checked_stored_and_shown_postgres() {
 }
 
 #[test]
+fn qoe_events_are_checked_stored_and_summed() {
+    let s = start(&Backend::Sqlite, "qoe", 30);
+    let post = |body: &str| call(s.addr, "POST", "/v1/qoe", &[], body.as_bytes()).0;
+    let ev = |kind: &str, at: u64, value: &str| {
+        format!(r#"{{"session":"s1","title":"movie","kind":"{kind}","at_ms":{at}{value},"host":"box-1.test:8080"}}"#)
+    };
+    let good = format!(
+        "[{},{},{},{}]",
+        ev("startup", 300, r#","value":300"#),
+        ev("progress", 10_000, r#","value":9000"#),
+        ev("rebuffer_start", 10_100, ""),
+        ev("rebuffer_end", 11_100, "")
+    );
+    assert_eq!(post(&good), 200);
+    assert_eq!(post(&good.replace("startup", "teleport")), 400, "unknown kind");
+    assert_eq!(post(&good.replace("movie", "../etc")), 400, "not a plain title");
+    assert_eq!(post("not json"), 400);
+    let many = format!("[{}]", vec![ev("progress", 1, ""); 501].join(","));
+    assert_eq!(post(&many), 400, "over 500 events");
+    let huge = format!("[{}]", vec![ev("progress", 1, ""); 800].join(","));
+    assert_eq!(post(&huge), 413, "over 64 KiB");
+    let (st, body) = admin(s.addr, "GET", "/v1/admin/qoe", "");
+    assert_eq!(st, 200);
+    let q: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            q["sessions"].as_u64(),
+            q["rebuffers"].as_u64(),
+            q["startup_p50_ms"].as_u64()
+        ),
+        (Some(1), Some(1), Some(300))
+    );
+    assert!((q["rebuffer_ratio"].as_f64().unwrap() - 0.1).abs() < 1e-9, "{q}");
+    assert_eq!(call(s.addr, "GET", "/v1/admin/qoe", &[], b"").0, 401);
+}
+
+#[test]
 fn the_player_page_and_its_hls_js_are_served() {
     let s = start(&Backend::Sqlite, "player", 30);
     let (st, page) = call(s.addr, "GET", "/player?title=sample", &[], b"");

@@ -3,6 +3,7 @@
 //! out; every refusal says why in a JSON `error`.
 
 mod play;
+mod qoe;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -111,6 +112,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
             play::play(&app, rest, parts.uri.query().unwrap_or(""), client)
         }
+        (&Method::POST, ["v1", "qoe"]) => qoe::post(app.clone(), body).await,
         (&Method::GET, ["v1", "steer"]) => {
             let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
             steer(&app, parts.uri.query().unwrap_or(""), client)
@@ -119,6 +121,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             let token = header("authorization").and_then(|h| h.strip_prefix("Bearer "));
             if token != Some(app.config.admin_token.as_str()) {
                 error(StatusCode::UNAUTHORIZED, "admin token required")
+            } else if parts.method == Method::GET && rest == ["qoe"] {
+                qoe::summary(app.clone(), parts.uri.query().unwrap_or("")).await
             } else {
                 admin(app.clone(), &parts.method, rest, body).await
             }

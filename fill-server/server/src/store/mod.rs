@@ -95,6 +95,10 @@ pub trait Store: Send + Sync {
     fn set_routes(&self, id: &str, routes: &Routes, now: u64) -> Result<(), StoreError>;
     /// Every appliance's BGP-learned prefixes (read when they change).
     fn bgp_routes(&self) -> Result<Vec<BgpRoutes>, StoreError>;
+    /// Stores players' QoE events received at `now`.
+    fn add_qoe(&self, events: &[crate::qoe::QoeEvent], now: u64) -> Result<(), StoreError>;
+    /// QoE events received at or after `since`.
+    fn qoe_events(&self, since: u64) -> Result<Vec<crate::qoe::QoeEvent>, StoreError>;
     fn add_daily_bytes(&self, rows: &[DailyBytes]) -> Result<(), StoreError>;
     fn daily_bytes(&self, from_day: i64) -> Result<Vec<DailyBytes>, StoreError>;
     /// Announces a release (replacing an earlier one of the title and ISP).

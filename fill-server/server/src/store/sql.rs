@@ -6,6 +6,7 @@ use super::{
     ApplianceRecord, BgpRoutes, Heartbeat, Inventory, Registration, Routes, Routing, Snapshot, Store, StoreError,
 };
 use crate::predict::{DailyBytes, Release};
+use crate::qoe::{QoeEvent, QoeKind};
 
 pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS isps (name TEXT PRIMARY KEY)",
@@ -27,6 +28,10 @@ pub const SCHEMA: &[&str] = &[
         session TEXT NOT NULL,
         routes TEXT NOT NULL,
         updated BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS qoe_events (
+        received BIGINT NOT NULL, session TEXT NOT NULL, title TEXT NOT NULL, kind TEXT NOT NULL,
+        at_ms BIGINT NOT NULL, value BIGINT NOT NULL, host TEXT NOT NULL
     )",
     "CREATE TABLE IF NOT EXISTS releases (
         title TEXT NOT NULL, isp TEXT NOT NULL, day BIGINT NOT NULL, boost_milli BIGINT NOT NULL,
@@ -274,6 +279,52 @@ impl<D: Db> Store for SqlStore<D> {
                             groups: from_json(&r[2])?.unwrap_or_default(),
                         },
                         updated: r[3].int()? as u64,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn add_qoe(&self, events: &[QoeEvent], now: u64) -> Result<(), StoreError> {
+        // Absent values are stored as -1 and '' (portable across both
+        // databases' parameter typing).
+        let value = |v: Option<u64>| v.map_or(-1, |v| v.min(i64::MAX as u64) as i64);
+        self.db.transaction(|c| {
+            for e in events {
+                c.execute(
+                    "INSERT INTO qoe_events (received, session, title, kind, at_ms, value, host)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    &[
+                        (now as i64).into(),
+                        (&e.session).into(),
+                        (&e.title).into(),
+                        e.kind.name().into(),
+                        (e.at_ms.min(i64::MAX as u64) as i64).into(),
+                        value(e.value).into(),
+                        e.host.clone().unwrap_or_default().into(),
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn qoe_events(&self, since: u64) -> Result<Vec<QoeEvent>, StoreError> {
+        self.db.transaction(|c| {
+            let rows = c.query(
+                "SELECT session, title, kind, at_ms, value, host FROM qoe_events WHERE received >= $1",
+                &[(since as i64).into()],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    let kind = r[2].text()?;
+                    Ok(QoeEvent {
+                        session: r[0].text()?,
+                        title: r[1].text()?,
+                        kind: QoeKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("QoE kind {kind}")))?,
+                        at_ms: r[3].int()? as u64,
+                        value: u64::try_from(r[4].int()?).ok(),
+                        host: Some(r[5].text()?).filter(|h| !h.is_empty()),
                     })
                 })
                 .collect()

@@ -1,0 +1,83 @@
+//! A real browser: headless Chromium opens the fill server's player page,
+//! which asks steering and plays the sample title with hls.js from the
+//! appliance. It must start within 2 s on loopback, play 20 s without
+//! rebuffering, take its bytes from the appliance, and report its QoE
+//! events to the fill server.
+
+use std::time::Duration;
+
+use nearcast::stack::{Ports, Stack, TITLE};
+use nearcast_e2e::{curl_get, metric, AgentProcess, Browser};
+
+#[test]
+fn the_player_page_plays_from_the_appliance_and_reports_qoe() {
+    let root = std::env::temp_dir().join(format!("nearcast-e2e-browser-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
+    stack.make_popular(TITLE, 10).unwrap();
+    stack.add_box(|_| {}).unwrap();
+    let agent = AgentProcess::start(&stack.boxes[0].agent_config);
+    agent.wait_for_run(Duration::from_secs(60));
+    // Steering knows the box holds the title (its inventory report).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let box_url = format!("http://{}/", stack.boxes[0].http_addr);
+    while !String::from_utf8_lossy(&curl_get(&format!("{}/v1/steer?title={TITLE}", stack.fill_url)).1)
+        .contains(&box_url)
+    {
+        assert!(std::time::Instant::now() < deadline, "the box never became steerable");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let box_metrics =
+        || String::from_utf8(curl_get(&format!("http://{}/metrics", stack.boxes[0].admin_addr)).1).unwrap();
+    let sent_before = metric(&box_metrics(), "nearcast_sent_bytes_total").unwrap_or(0.0);
+
+    let browser = Browser::start();
+    browser.goto(&format!("{}/player?title={TITLE}", stack.fill_url));
+    browser.wait_for(
+        "playback starts",
+        "return !!(window.nearcastQoe && window.nearcastQoe.started)",
+        Duration::from_secs(10),
+    );
+    let startup = browser.eval("return window.nearcastQoe.startup_ms").as_f64().unwrap();
+    assert!(startup < 2000.0, "startup took {startup} ms");
+    browser.wait_for(
+        "20 s of playback",
+        "return document.getElementById('video').currentTime >= 20",
+        Duration::from_secs(40),
+    );
+    let q = browser.eval("return window.nearcastQoe");
+    assert_eq!(
+        (q["rebuffers"].as_u64(), q["errors"].as_u64()),
+        (Some(0), Some(0)),
+        "{q}"
+    );
+    let steered = browser.eval("return document.getElementById('where').textContent");
+    assert!(
+        steered
+            .as_str()
+            .unwrap()
+            .contains(&stack.boxes[0].http_addr.to_string()),
+        "{steered}"
+    );
+
+    // The bytes came from the appliance.
+    let sent = metric(&box_metrics(), "nearcast_sent_bytes_total").unwrap_or(0.0) - sent_before;
+    assert!(sent > 500_000.0, "the appliance sent {sent} bytes");
+    // The QoE events reached the fill server.
+    browser.wait_for(
+        "QoE flushed",
+        "return window.nearcastQoe.sent >= 3",
+        Duration::from_secs(10),
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stack.admin("GET", "/v1/admin/qoe", "").unwrap()).unwrap();
+    assert_eq!(summary["sessions"], 1, "{summary}");
+    assert!(summary["startup_p50_ms"].as_u64().unwrap() < 2000, "{summary}");
+    assert_eq!(summary["rebuffers"], 0);
+    assert_eq!(summary["rebuffer_ratio"], 0.0);
+    let host = stack.boxes[0].http_addr.to_string();
+    assert!(summary["by_host"][&host].as_u64().unwrap_or(0) > 0, "{summary}");
+    drop(browser);
+    drop(agent);
+    stack.boxes[0].stop_appliance();
+    let _ = std::fs::remove_dir_all(&root);
+}
