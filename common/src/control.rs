@@ -52,6 +52,9 @@ pub struct Heartbeat {
     /// The BGP session with the ISP's router, where the box has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<BgpSummary>,
+    /// The agent's software version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// A BGP session's state and table size, for the heartbeat.

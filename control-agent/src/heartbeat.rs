@@ -91,6 +91,7 @@ pub fn compose(agent: &Agent, hardware: Health, view: &ApplianceView, last: &mut
             session: s.state().name().to_string(),
             prefixes: s.table_len() as u64,
         }),
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
     }
 }
 

@@ -86,8 +86,8 @@ fn main() -> anyhow::Result<()> {
         println!("    ffplay {fs}/v1/play/{TITLE}/master.m3u8");
         println!("    ffplay {fs}/v1/play/{TITLE}/manifest.mpd");
         println!("  in a browser: {fs}/player?title={TITLE}");
+        println!("  fleet:      {fs}/dashboard#token={}", nearcast::stack::ADMIN_TOKEN);
         println!("  steering:   curl '{fs}/v1/steer?title={TITLE}'");
-        println!("  fleet:      curl -H 'authorization: Bearer nearcast-demo-admin-token' {fs}/v1/admin/appliances");
         for b in &stack.boxes {
             println!(
                 "  {}:      curl http://{}/metrics   (agent: curl http://{}/status)",

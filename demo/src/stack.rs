@@ -21,7 +21,8 @@ pub const ISP: &str = "loopback-isp";
 pub const SITE: &str = "loopback-site";
 /// The sample title's name once packaged.
 pub const TITLE: &str = "sample";
-const ADMIN_TOKEN: &str = "nearcast-demo-admin-token";
+/// The fill server's admin bearer token in this stack.
+pub const ADMIN_TOKEN: &str = "nearcast-demo-admin-token";
 const TOKEN_KEY_ID: &str = "demo";
 
 /// Ports to listen on; 0 picks a free one.

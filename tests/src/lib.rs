@@ -200,6 +200,16 @@ impl Browser {
         webdriver("POST", &format!("{}/execute/sync", self.base), &body)["value"].take()
     }
 
+    /// A PNG of the window, base64 as WebDriver sends it.
+    pub fn screenshot_base64(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "60", &format!("{}/screenshot", self.base)])
+            .output()
+            .expect("curl installed");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a screenshot answer");
+        v["value"].as_str().expect("base64 PNG").to_string()
+    }
+
     /// Waits until `script` returns true.
     pub fn wait_for(&self, what: &str, script: &str, within: Duration) {
         let deadline = Instant::now() + within;

@@ -2,11 +2,12 @@
 //! which asks steering and plays the sample title with hls.js from the
 //! appliance. It must start within 2 s on loopback, play 20 s without
 //! rebuffering, take its bytes from the appliance, and report its QoE
-//! events to the fill server.
+//! events to the fill server; the operators' dashboard then shows the box
+//! in its fleet table, its bytes served and the site's hit ratio.
 
 use std::time::Duration;
 
-use nearcast::stack::{Ports, Stack, TITLE};
+use nearcast::stack::{Ports, Stack, ADMIN_TOKEN, TITLE};
 use nearcast_e2e::{curl_get, metric, AgentProcess, Browser};
 
 #[test]
@@ -76,6 +77,36 @@ fn the_player_page_plays_from_the_appliance_and_reports_qoe() {
     assert_eq!(summary["rebuffer_ratio"], 0.0);
     let host = stack.boxes[0].http_addr.to_string();
     assert!(summary["by_host"][&host].as_u64().unwrap_or(0) > 0, "{summary}");
+
+    // The operators' dashboard: the fleet table lists the box, its bytes
+    // served (from heartbeats) and the site's hit ratio from this playback.
+    browser.goto(&format!("{}/dashboard#token={ADMIN_TOKEN}", stack.fill_url));
+    browser.wait_for(
+        "dashboard with bytes served",
+        "return document.body.dataset.loaded === 'yes' && !!document.querySelector('#fleet tr[data-id=\"box-1\"]') \
+         && !document.querySelector('#fleet tr[data-id=\"box-1\"]').textContent.includes('0 kB')",
+        Duration::from_secs(20),
+    );
+    let row = browser.eval("return document.querySelector('#fleet tr[data-id=\"box-1\"]').textContent");
+    let row = row.as_str().unwrap();
+    assert!(
+        row.contains("loopback-site") && row.contains("s ago") && row.contains("42/42 files"),
+        "{row}"
+    );
+    assert!(row.contains("ok") || row.contains("filling"), "{row}");
+    let sites = browser.eval("return document.querySelector('#sites tbody').textContent");
+    assert!(
+        sites.as_str().unwrap().contains("100.0%"),
+        "every progress report came from the box: {sites}"
+    );
+    let qoe = browser.eval("return document.querySelector('#qoe tbody').textContent");
+    assert!(qoe.as_str().unwrap().contains("sessions1"), "{qoe}");
+    let png = browser.screenshot_base64();
+    assert!(
+        png.starts_with("iVBORw0KGgo") && png.len() > 20_000,
+        "a real screenshot ({} chars)",
+        png.len()
+    );
     drop(browser);
     drop(agent);
     stack.boxes[0].stop_appliance();

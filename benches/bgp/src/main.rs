@@ -118,6 +118,7 @@ fn main() {
                 bytes_by_title: Default::default(),
                 fill: None,
                 bgp: None,
+                version: None,
             },
             now,
         )

@@ -4,7 +4,7 @@
 //! full routing table) is rebuilt only when ISPs or prefixes change; the
 //! fleet part on every appliance change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -28,6 +28,8 @@ pub struct App {
     pub trusted_proxies: Vec<IpPrefix>,
     pub metrics: crate::metrics::Metrics,
     view: RwLock<Arc<View>>,
+    /// Bytes each appliance reported serving since this server started.
+    served: Mutex<BTreeMap<String, u64>>,
     /// Titles found in the origin store, and when (see `has_title`).
     titles_seen: RwLock<HashMap<String, Instant>>,
     /// Serializes view writers, so a heartbeat patch and a rebuild never
@@ -69,6 +71,7 @@ impl App {
             view: RwLock::new(Arc::new(View::default())),
             writer: Mutex::new(()),
             titles_seen: RwLock::new(HashMap::new()),
+            served: Mutex::new(BTreeMap::new()),
         };
         app.refresh(Changed::Routing)?;
         Ok(app)
@@ -115,6 +118,21 @@ impl App {
         };
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
         Ok(())
+    }
+
+    /// Adds a heartbeat's bytes to appliance `id`'s total.
+    pub fn count_served(&self, id: &str, hb: &Heartbeat) {
+        let n: u64 = hb.bytes_by_title.values().sum();
+        *self
+            .served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default() += n;
+    }
+
+    pub fn served(&self) -> BTreeMap<String, u64> {
+        self.served.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether `title` is packaged in the origin store (its index exists).

@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod bgp;
 pub mod config;
+pub mod dashboard;
 pub mod fill;
 pub mod metrics;
 pub mod origin;

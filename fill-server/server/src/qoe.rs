@@ -55,6 +55,10 @@ pub struct QoeEvent {
     /// The host the player was fetching segments from.
     #[serde(default)]
     pub host: Option<String>,
+    /// The player's ISP, by its address (set by the fill server, never
+    /// taken from the player).
+    #[serde(default, skip_deserializing)]
+    pub isp: Option<String>,
 }
 
 impl QoeEvent {
@@ -79,6 +83,9 @@ pub struct QoeSummary {
     pub errors: usize,
     /// Events by the host serving the player.
     pub by_host: BTreeMap<String, usize>,
+    /// Per ISP, the share of playback (progress reports) served by
+    /// appliances rather than the origin.
+    pub hit_ratio_by_isp: BTreeMap<String, f64>,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
@@ -89,8 +96,11 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     sorted.get(i).copied()
 }
 
-pub fn summarize(events: &[QoeEvent]) -> QoeSummary {
+/// Sums up `events`; segments fetched from `origin_host` are misses.
+pub fn summarize(events: &[QoeEvent], origin_host: &str) -> QoeSummary {
     let mut s = QoeSummary::default();
+    // ISP → (progress reports from appliances, all progress reports)
+    let mut hits: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut startups = Vec::new();
     // session → (rebuffer started at, rebuffer ms, watched ms)
     let mut sessions: BTreeMap<&str, (Option<u64>, u64, u64)> = BTreeMap::new();
@@ -114,9 +124,20 @@ pub fn summarize(events: &[QoeEvent]) -> QoeSummary {
             }
             QoeKind::Switch => s.switches += 1,
             QoeKind::Error => s.errors += 1,
-            QoeKind::Progress => st.2 = st.2.max(e.value.unwrap_or(0)),
+            QoeKind::Progress => {
+                st.2 = st.2.max(e.value.unwrap_or(0));
+                if let (Some(isp), Some(host)) = (&e.isp, &e.host) {
+                    let h = hits.entry(isp.clone()).or_default();
+                    h.0 += usize::from(host != origin_host);
+                    h.1 += 1;
+                }
+            }
         }
     }
+    s.hit_ratio_by_isp = hits
+        .into_iter()
+        .map(|(isp, (a, n))| (isp, a as f64 / n as f64))
+        .collect();
     startups.sort_unstable();
     s.sessions = sessions.len();
     s.startup_p50_ms = percentile(&startups, 0.5);
@@ -142,6 +163,7 @@ mod tests {
             at_ms,
             value,
             host: Some("box:8080".into()),
+            isp: Some("isp-a".into()),
         }
     }
 
@@ -157,13 +179,22 @@ mod tests {
             ev("b", QoeKind::Progress, 20_000, Some(19_000)),
             ev("b", QoeKind::Error, 20_100, None),
         ];
+        events.push(QoeEvent {
+            host: Some("origin:7071".into()),
+            ..ev("b", QoeKind::Progress, 4_000, Some(3_000))
+        });
         events.reverse(); // arrival order does not matter
-        let s = summarize(&events);
+        let s = summarize(&events, "origin:7071");
         assert_eq!((s.sessions, s.rebuffers, s.switches, s.errors), (2, 1, 1, 1));
         assert_eq!((s.startup_p50_ms, s.startup_p95_ms), (Some(900), Some(900)));
         assert!((s.rebuffer_ratio - 1000.0 / 29_000.0).abs() < 1e-9);
         assert_eq!(s.by_host["box:8080"], 8);
-        assert_eq!(summarize(&[]), QoeSummary::default());
+        assert!(
+            (s.hit_ratio_by_isp["isp-a"] - 2.0 / 3.0).abs() < 1e-9,
+            "{:?}",
+            s.hit_ratio_by_isp
+        );
+        assert_eq!(summarize(&[], "o"), QoeSummary::default());
     }
 
     #[test]

@@ -43,6 +43,7 @@ fn main() {
             bytes_by_title: Default::default(),
             fill: None,
             bgp: None,
+            version: None,
         };
         store.heartbeat(&id, &hb, now).unwrap();
         store.set_inventory(&id, &Inventory { version: "1".into(), titles: vec!["bench".into()] }).unwrap();

@@ -27,6 +27,8 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 /// The player page (`/player?title=…`) and the hls.js it plays with.
 const PLAYER_PAGE: &[u8] = include_bytes!("../../player/index.html");
 const HLS_JS: &[u8] = include_bytes!("../../player/hls.min.js");
+/// The operators' dashboard page (data from `/v1/admin/dashboard`).
+const DASHBOARD_PAGE: &[u8] = include_bytes!("../../player/dashboard.html");
 
 /// Largest request body (a prefix import of a full table fits).
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -104,6 +106,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         (&Method::GET, ["openapi.json"]) => fixed("application/json", OPENAPI.as_bytes()),
         (&Method::GET, ["player"]) => fixed("text/html; charset=utf-8", PLAYER_PAGE),
         (&Method::GET, ["player", "hls.min.js"]) => fixed("text/javascript", HLS_JS),
+        (&Method::GET, ["dashboard"]) => fixed("text/html; charset=utf-8", DASHBOARD_PAGE),
         (&Method::GET, ["metrics"]) => Response::builder()
             .header("content-type", "text/plain; version=0.0.4")
             .body(Full::new(Bytes::from(app.metrics.render(&app.view(), now()))))
@@ -112,7 +115,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
             play::play(&app, rest, parts.uri.query().unwrap_or(""), client)
         }
-        (&Method::POST, ["v1", "qoe"]) => qoe::post(app.clone(), body).await,
+        (&Method::POST, ["v1", "qoe"]) => {
+            let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
+            qoe::post(app.clone(), body, client).await
+        }
         (&Method::GET, ["v1", "steer"]) => {
             let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
             steer(&app, parts.uri.query().unwrap_or(""), client)
@@ -123,6 +129,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
                 error(StatusCode::UNAUTHORIZED, "admin token required")
             } else if parts.method == Method::GET && rest == ["qoe"] {
                 qoe::summary(app.clone(), parts.uri.query().unwrap_or("")).await
+            } else if parts.method == Method::GET && rest == ["dashboard"] {
+                qoe::dashboard(app.clone()).await
             } else {
                 admin(app.clone(), &parts.method, rest, body).await
             }
@@ -241,9 +249,9 @@ async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body:
                     healthy: crate::app::steerable(&hb),
                 };
                 write(app, changed, move |a| {
-                    a.store
-                        .heartbeat(&id, &hb, t)
-                        .map(|_| serde_json::json!({ "ok": true }))
+                    a.store.heartbeat(&id, &hb, t)?;
+                    a.count_served(&id, &hb);
+                    Ok(serde_json::json!({ "ok": true }))
                 })
                 .await
             }

@@ -1,5 +1,6 @@
-//! `POST /v1/qoe` (players' QoE events, public, small) and the operators'
-//! summary at `GET /v1/admin/qoe`.
+//! `POST /v1/qoe` (players' QoE events, public, small), the operators'
+//! summary at `GET /v1/admin/qoe` and the dashboard data at
+//! `GET /v1/admin/dashboard`.
 
 use std::sync::Arc;
 
@@ -13,14 +14,14 @@ use crate::qoe::{summarize, QoeEvent, MAX_EVENTS};
 /// Largest QoE post (a player flushes every couple of seconds).
 const MAX_POST: usize = 64 * 1024;
 
-pub async fn post(app: Arc<App>, body: Bytes) -> Resp {
+pub async fn post(app: Arc<App>, body: Bytes, client: std::net::IpAddr) -> Resp {
     if body.len() > MAX_POST {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("QoE posts are at most {MAX_POST} bytes"),
         );
     }
-    let events: Vec<QoeEvent> = match parse(&body) {
+    let mut events: Vec<QoeEvent> = match parse(&body) {
         Ok(e) => e,
         Err(refusal) => return refusal.into_response(),
     };
@@ -29,6 +30,10 @@ pub async fn post(app: Arc<App>, body: Bytes) -> Resp {
             StatusCode::BAD_REQUEST,
             format!("at most {MAX_EVENTS} events with short plain fields"),
         );
+    }
+    let isp = app.view().prefixes.lookup(client).map(|(_, isp)| isp.clone());
+    for e in &mut events {
+        e.isp = isp.clone();
     }
     let store = app.store.clone();
     let n = events.len();
@@ -39,6 +44,18 @@ pub async fn post(app: Arc<App>, body: Bytes) -> Resp {
     }
 }
 
+/// The host part of a base URL (`http://h:p/…` → `h:p`).
+pub fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// The QoE summary of events received since `since`.
+pub fn summary_since(app: &App, since: u64) -> Result<crate::qoe::QoeSummary, crate::store::StoreError> {
+    let events = app.store.qoe_events(since)?;
+    Ok(summarize(&events, host_of(&app.config.origin_url)))
+}
+
 /// The summary of the last `hours` (default 24).
 pub async fn summary(app: Arc<App>, query: &str) -> Resp {
     let hours: u64 = query
@@ -47,9 +64,30 @@ pub async fn summary(app: Arc<App>, query: &str) -> Resp {
         .and_then(|h| h.parse().ok())
         .unwrap_or(24);
     let since = now().saturating_sub(hours * 3600);
-    let store = app.store.clone();
-    match tokio::task::spawn_blocking(move || store.qoe_events(since)).await {
-        Ok(Ok(events)) => reply(StatusCode::OK, summarize(&events)),
+    match tokio::task::spawn_blocking(move || summary_since(&app, since)).await {
+        Ok(Ok(s)) => reply(StatusCode::OK, s),
+        Ok(Err(e)) => store_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// Everything the dashboard page draws (QoE of the last 24 hours).
+pub async fn dashboard(app: Arc<App>) -> Resp {
+    let result = tokio::task::spawn_blocking(move || {
+        let t = now();
+        let qoe = summary_since(&app, t.saturating_sub(24 * 3600))?;
+        let snap = app.store.snapshot()?;
+        Ok::<_, crate::store::StoreError>(crate::dashboard::build(
+            &snap,
+            &app.served(),
+            qoe,
+            t,
+            app.config.heartbeat_timeout_secs,
+        ))
+    })
+    .await;
+    match result {
+        Ok(Ok(d)) => reply(StatusCode::OK, d),
         Ok(Err(e)) => store_error(e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }

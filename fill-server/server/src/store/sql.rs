@@ -31,7 +31,7 @@ pub const SCHEMA: &[&str] = &[
     )",
     "CREATE TABLE IF NOT EXISTS qoe_events (
         received BIGINT NOT NULL, session TEXT NOT NULL, title TEXT NOT NULL, kind TEXT NOT NULL,
-        at_ms BIGINT NOT NULL, value BIGINT NOT NULL, host TEXT NOT NULL
+        at_ms BIGINT NOT NULL, value BIGINT NOT NULL, host TEXT NOT NULL, isp TEXT NOT NULL
     )",
     "CREATE TABLE IF NOT EXISTS releases (
         title TEXT NOT NULL, isp TEXT NOT NULL, day BIGINT NOT NULL, boost_milli BIGINT NOT NULL,
@@ -292,8 +292,8 @@ impl<D: Db> Store for SqlStore<D> {
         self.db.transaction(|c| {
             for e in events {
                 c.execute(
-                    "INSERT INTO qoe_events (received, session, title, kind, at_ms, value, host)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO qoe_events (received, session, title, kind, at_ms, value, host, isp)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     &[
                         (now as i64).into(),
                         (&e.session).into(),
@@ -302,6 +302,7 @@ impl<D: Db> Store for SqlStore<D> {
                         (e.at_ms.min(i64::MAX as u64) as i64).into(),
                         value(e.value).into(),
                         e.host.clone().unwrap_or_default().into(),
+                        e.isp.clone().unwrap_or_default().into(),
                     ],
                 )?;
             }
@@ -312,7 +313,7 @@ impl<D: Db> Store for SqlStore<D> {
     fn qoe_events(&self, since: u64) -> Result<Vec<QoeEvent>, StoreError> {
         self.db.transaction(|c| {
             let rows = c.query(
-                "SELECT session, title, kind, at_ms, value, host FROM qoe_events WHERE received >= $1",
+                "SELECT session, title, kind, at_ms, value, host, isp FROM qoe_events WHERE received >= $1",
                 &[(since as i64).into()],
             )?;
             rows.iter()
@@ -325,6 +326,7 @@ impl<D: Db> Store for SqlStore<D> {
                         at_ms: r[3].int()? as u64,
                         value: u64::try_from(r[4].int()?).ok(),
                         host: Some(r[5].text()?).filter(|h| !h.is_empty()),
+                        isp: Some(r[6].text()?).filter(|i| !i.is_empty()),
                     })
                 })
                 .collect()
