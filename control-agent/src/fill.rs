@@ -30,7 +30,17 @@ pub enum Outcome {
 
 /// Runs the fill for `manifest` until done or `deadline`.
 pub async fn fill_once(agent: &Arc<Agent>, manifest: &FillManifest, deadline: Instant) -> Outcome {
-    let held = agent.held();
+    let mut held = agent.held();
+    // A title re-packaged at the origin (other files or checksums) is not
+    // held any more: out of the inventory until its new version is in
+    // place (files that did not change are verified and kept).
+    for t in &manifest.titles {
+        if held.get(&t.title).is_some_and(|(_, r)| !same_files(r, t)) {
+            tracing::info!(title = %t.title, "title changed at the origin; refilling");
+            agent.remove_title(&t.title);
+            held.remove(&t.title);
+        }
+    }
     let files_total: u64 = manifest.titles.iter().map(|t| t.files.len() as u64).sum();
     let bytes_total: u64 = manifest.titles.iter().map(FillManifest::bytes_of).sum();
     let held_in_manifest = manifest.titles.iter().filter(|t| held.contains_key(&t.title));
@@ -120,6 +130,16 @@ pub async fn fill_once(agent: &Arc<Agent>, manifest: &FillManifest, deadline: In
     agent.progress.end_run();
     tracing::info!(version = %manifest.version, ?outcome, "fill run ended");
     outcome
+}
+
+/// Whether a held title is the manifest's version of it.
+fn same_files(record: &TitleRecord, t: &ManifestTitle) -> bool {
+    record.files.len() == t.files.len()
+        && record
+            .files
+            .iter()
+            .zip(&t.files)
+            .all(|(a, b)| a.path == b.path && a.size == b.size && a.sha256 == b.sha256)
 }
 
 /// The disk for a new title: the one holding some of it already, else the

@@ -17,7 +17,8 @@ fn register_and_fill(rt: &tokio::runtime::Runtime, config: nearcast_agent::Confi
         agent.server.register(&reg).await.unwrap();
         let manifest = agent.server.manifest().await.unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        assert_eq!(fill_once(&agent, &manifest, deadline).await, Outcome::Complete);
+        let outcome = fill_once(&agent, &manifest, deadline).await;
+        assert_eq!(outcome, Outcome::Complete, "{:?}", agent.progress.report().failures);
         agent.server.inventory(&agent.inventory()).await.unwrap();
     });
     let titles = agent.titles();
@@ -58,5 +59,39 @@ fn a_title_that_falls_out_of_the_manifest_is_evicted() {
     let all: serde_json::Value =
         serde_json::from_str(&stack.admin("GET", "/v1/admin/appliances", "").unwrap()).unwrap();
     assert_eq!(all[0]["inventory"]["titles"], serde_json::json!([TITLE]));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_title_repackaged_at_the_origin_is_refilled() {
+    let root = std::env::temp_dir().join(format!("nearcast-e2e-repack-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
+    stack.make_popular(TITLE, 10).unwrap();
+    stack.add_box(|_| {}).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_, held) = register_and_fill(&rt, stack.boxes[0].agent.clone());
+    assert_eq!(held, vec![TITLE.to_string()]);
+    // Packaged again with 2 s segments: other files, other checksums.
+    let opts = nearcast_packager::Options {
+        title: TITLE.into(),
+        store: stack.config.origin_store.clone(),
+        target: 2.0,
+        progress: false,
+    };
+    let index = nearcast_packager::package(&nearcast::stack::sample_inputs(), &opts).unwrap();
+    // The origin re-checks cached files after a second (`file_cache.valid_ms`);
+    // until then it may serve the old bytes, which the agent would refuse.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let (agent, held) = register_and_fill(&rt, stack.boxes[0].agent.clone());
+    assert_eq!(held, vec![TITLE.to_string()]);
+    for f in &index.files {
+        let bytes = std::fs::read(stack.boxes[0].disk.join(TITLE).join(&f.path)).unwrap();
+        assert_eq!(nearcast_common::sha256_hex(&bytes), f.sha256, "{}", f.path);
+    }
+    assert!(agent.progress.render(1).contains("nearcast_agent_files_placed_total"));
     let _ = std::fs::remove_dir_all(&root);
 }
