@@ -98,6 +98,22 @@ impl Routes {
     }
 }
 
+impl Heartbeat {
+    /// A heartbeat with only the essentials; the optional parts empty.
+    pub fn new(health: Health, load: f64, free_bytes: u64) -> Heartbeat {
+        Heartbeat {
+            health,
+            load,
+            free_bytes,
+            disks: Vec::new(),
+            bytes_by_title: BTreeMap::new(),
+            fill: None,
+            bgp: None,
+            version: None,
+        }
+    }
+}
+
 /// The fill's progress against the current manifest.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FillReport {

@@ -108,20 +108,7 @@ fn main() {
         )
         .unwrap();
     store
-        .heartbeat(
-            "box-bgp",
-            &Heartbeat {
-                health: Health::Ok,
-                load: 0.1,
-                free_bytes: 1 << 39,
-                disks: Vec::new(),
-                bytes_by_title: Default::default(),
-                fill: None,
-                bgp: None,
-                version: None,
-            },
-            now,
-        )
+        .heartbeat("box-bgp", &Heartbeat::new(Health::Ok, 0.1, 1 << 39), now)
         .unwrap();
     store
         .set_inventory(

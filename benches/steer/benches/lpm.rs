@@ -15,7 +15,9 @@ fn lookup(c: &mut Criterion) {
         .map(|i| {
             let x = i.wrapping_mul(2_654_435_761);
             if i % 6 == 5 {
-                IpAddr::V6(std::net::Ipv6Addr::from(0x2001_0db8_0000_0000_0000_0000_0000_0000u128 | u128::from(x) << 64))
+                IpAddr::V6(std::net::Ipv6Addr::from(
+                    0x2001_0db8_0000_0000_0000_0000_0000_0000u128 | u128::from(x) << 64,
+                ))
             } else {
                 IpAddr::V4(std::net::Ipv4Addr::from(x))
             }

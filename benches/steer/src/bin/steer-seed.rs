@@ -35,18 +35,17 @@ fn main() {
             disks: Vec::new(),
         };
         store.register(&id, &reg, now).unwrap();
-        let hb = Heartbeat {
-            health: Health::Ok,
-            load: (b % 97) as f64 / 100.0,
-            free_bytes: 1 << 39,
-            disks: Vec::new(),
-            bytes_by_title: Default::default(),
-            fill: None,
-            bgp: None,
-            version: None,
-        };
+        let hb = Heartbeat::new(Health::Ok, (b % 97) as f64 / 100.0, 1 << 39);
         store.heartbeat(&id, &hb, now).unwrap();
-        store.set_inventory(&id, &Inventory { version: "1".into(), titles: vec!["bench".into()] }).unwrap();
+        store
+            .set_inventory(
+                &id,
+                &Inventory {
+                    version: "1".into(),
+                    titles: vec!["bench".into()],
+                },
+            )
+            .unwrap();
     }
     eprintln!("seeded {boxes} appliances");
 }
