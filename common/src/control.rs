@@ -55,6 +55,34 @@ pub struct Heartbeat {
     /// The agent's software version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The box's OS: release, slot, last update (boxes running the image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<OsState>,
+}
+
+/// The OS a box runs and how its last update went.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsState {
+    /// The running release (`/etc/nearcast/release`).
+    pub release: String,
+    /// The root slot it booted from: `A` or `B`.
+    pub slot: String,
+    /// The last update: `installing 2`, `trial 2`, `committed 2`,
+    /// `failed 2: …`; empty when there was none.
+    #[serde(default)]
+    pub update: String,
+    /// Releases that failed here; the box does not try them again.
+    #[serde(default)]
+    pub failed: Vec<String>,
+}
+
+/// The fill server's answer to a heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// The release this box should run, when it runs another one: fetch
+    /// its bundle from `/v1/appliances/{id}/os`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_update: Option<String>,
 }
 
 /// A BGP session's state and table size, for the heartbeat.
@@ -110,6 +138,7 @@ impl Heartbeat {
             fill: None,
             bgp: None,
             version: None,
+            os: None,
         }
     }
 }

@@ -20,6 +20,8 @@ use crate::progress::Progress;
 pub enum AgentError {
     #[error("key file {path}: {reason}")]
     Key { path: String, reason: String },
+    #[error("OS updates: {0}")]
+    Update(#[from] crate::update::UpdateError),
 }
 
 pub struct Agent {
@@ -40,6 +42,10 @@ pub struct Agent {
     pub hardware: crate::health::Hardware,
     /// The BGP speaker, when the config names a router.
     pub bgp: Option<Arc<nearcast_bgp::Speaker>>,
+    /// OS updates, on a box running the image.
+    pub updater: Option<Arc<crate::update::Updater>>,
+    /// A heartbeat reached the fill server since the agent started.
+    pub fill_server_answered: AtomicBool,
 }
 
 impl Agent {
@@ -57,7 +63,10 @@ impl Agent {
                 inventory.entry(title).or_insert((i, record));
             }
         }
+        let updater = crate::update::Updater::open(&config.update)?.map(Arc::new);
         Ok(Agent {
+            updater,
+            fill_server_answered: AtomicBool::new(false),
             server: FillServer::new(&config.fill_server, &config.id, key),
             bucket: Bucket::new(config.bandwidth_bytes_per_sec),
             progress: Progress::default(),

@@ -42,8 +42,51 @@ pub struct Config {
     /// The agent's own `/metrics`, `/status` and `POST /fill`.
     pub admin_listen: SocketAddr,
     pub hardware: HardwareConfig,
+    pub update: UpdateConfig,
     /// The BGP session with the ISP's router, if the ISP runs one.
     pub bgp: Option<BgpConfig>,
+}
+
+/// OS updates (`update`): where the box's boot pieces are. On by the
+/// image's config; off on a machine that is not running the image.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpdateConfig {
+    pub enabled: bool,
+    /// `*.pub` files of `"{key id} {hex Ed25519 public key}"`.
+    pub keys_dir: PathBuf,
+    /// GRUB's environment block on the ESP.
+    pub grubenv: PathBuf,
+    /// The running release.
+    pub release_file: PathBuf,
+    /// Where `nearcast.slot=` is read.
+    pub cmdline: PathBuf,
+    /// Partitions are found by GPT name here …
+    pub sys_block: PathBuf,
+    /// … and opened here.
+    pub dev_dir: PathBuf,
+    /// Pending and failed releases (on the config partition).
+    pub state_file: PathBuf,
+    /// A trial boot must pass its health check within this.
+    pub commit_within_secs: u64,
+    pub reboot: Vec<String>,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            enabled: false,
+            keys_dir: "/etc/nearcast/update-keys".into(),
+            grubenv: "/boot/efi/EFI/BOOT/grubenv".into(),
+            release_file: "/etc/nearcast/release".into(),
+            cmdline: "/proc/cmdline".into(),
+            sys_block: "/sys/class/block".into(),
+            dev_dir: "/dev".into(),
+            state_file: "/config/update-state.json".into(),
+            commit_within_secs: 180,
+            reboot: vec!["/sbin/reboot".into()],
+        }
+    }
 }
 
 /// The ISP router this box peers with (receive-only).
@@ -125,6 +168,7 @@ impl Default for Config {
             manifest_poll_secs: 300,
             admin_listen: ([127, 0, 0, 1], 9190).into(),
             hardware: HardwareConfig::default(),
+            update: UpdateConfig::default(),
             bgp: None,
         }
     }

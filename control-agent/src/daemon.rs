@@ -72,7 +72,15 @@ async fn heartbeat_loop(agent: Arc<Agent>) {
         let hb = compose(&agent, hardware, &view, &mut next);
         match agent.server.heartbeat(&hb).await {
             // Only bytes the fill server took are forgotten.
-            Ok(()) => last = next,
+            Ok(reply) => {
+                last = next;
+                agent.fill_server_answered.store(true, Ordering::SeqCst);
+                if let (Some(release), Some(u)) = (reply.os_update, &agent.updater) {
+                    if u.wants(&release) {
+                        tokio::spawn(u.clone().install(agent.clone(), release));
+                    }
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
     }
@@ -134,6 +142,15 @@ pub async fn run(agent: Arc<Agent>, ready: impl FnOnce(SocketAddr)) -> anyhow::R
     let admin = crate::admin::bind(agent.config.admin_listen).await?;
     ready(admin.local_addr()?);
     tokio::spawn(crate::admin::serve(admin, agent.clone()));
+    if let Some(u) = &agent.updater {
+        match u.on_boot() {
+            Ok(true) => {
+                tokio::spawn(u.clone().check_trial(agent.clone()));
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "cannot read the boot state"),
+        }
+    }
     register(&agent).await;
     tokio::spawn(inventory_loop(agent.clone()));
     tokio::spawn(heartbeat_loop(agent.clone()));

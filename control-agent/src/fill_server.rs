@@ -2,7 +2,7 @@
 //! Ed25519 key (see `nearcast_common::request_auth`).
 
 use hyper::body::Bytes;
-use nearcast_common::control::{Heartbeat, Inventory, Registration};
+use nearcast_common::control::{Heartbeat, HeartbeatReply, Inventory, Registration};
 use nearcast_common::manifest::FillManifest;
 use nearcast_common::request_auth::ApplianceKey;
 
@@ -52,8 +52,26 @@ impl FillServer {
         self.call("POST", "register", to_json(r)).await.map(drop)
     }
 
-    pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<(), ApiError> {
-        self.call("POST", "heartbeat", to_json(hb)).await.map(drop)
+    pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<HeartbeatReply, ApiError> {
+        let body = self.call("POST", "heartbeat", to_json(hb)).await?;
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadAnswer {
+            what: "heartbeat answer",
+            reason: e.to_string(),
+        })
+    }
+
+    /// The bundle of the OS release this box should run, as a stream.
+    pub async fn os_bundle(&self) -> Result<hyper::Response<hyper::body::Incoming>, ApiError> {
+        let path = format!("/v1/appliances/{}/os", self.id);
+        let headers = self.key.sign(&self.id, "GET", &path, unix_now(), b"");
+        let resp = crate::http::send("GET", &format!("{}{path}", self.base), &headers, Bytes::new()).await?;
+        if !resp.status().is_success() {
+            return Err(ApiError::BadAnswer {
+                what: "OS bundle",
+                reason: resp.status().to_string(),
+            });
+        }
+        Ok(resp)
     }
 
     pub async fn inventory(&self, inv: &Inventory) -> Result<(), ApiError> {

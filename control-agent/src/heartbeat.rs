@@ -92,6 +92,7 @@ pub fn compose(agent: &Agent, hardware: Health, view: &ApplianceView, last: &mut
             prefixes: s.table_len() as u64,
         }),
         version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        os: agent.updater.as_ref().map(|u| u.os_state()),
     }
 }
 

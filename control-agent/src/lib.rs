@@ -16,6 +16,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod progress;
 pub mod routes;
+pub mod update;
 pub mod window;
 
 pub use agent::Agent;

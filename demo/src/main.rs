@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 use nearcast::stack::{Ports, Stack, TITLE};
 use nearcast_agent::Agent;
 
+mod qemu;
+
 #[derive(Parser)]
 #[command(version, about = "Nearcast: video delivery from inside ISP networks")]
 struct Cli {
@@ -31,6 +33,23 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         boxes: usize,
     },
+    /// Boot the OS image in QEMU as a box of a fresh stack: waits until it
+    /// serves, lets it fill, fetches a steered segment from it and checks
+    /// its bytes.
+    Qemu {
+        /// The disk image `nearcast-image build` made (copied, not changed).
+        #[arg(long, default_value = "target/os-image/disk.img")]
+        image: PathBuf,
+        /// Working directory (stack, the box's disk and console log).
+        #[arg(long, default_value = "target/qemu")]
+        dir: PathBuf,
+        /// Use KVM (hardware virtualisation) instead of software emulation.
+        #[arg(long)]
+        kvm: bool,
+        /// Keep the box and stack running after the check, until Ctrl-C.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,7 +57,10 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let Command::Demo { dir, boxes } = Cli::parse().command;
+    let (dir, boxes) = match Cli::parse().command {
+        Command::Demo { dir, boxes } => (dir, boxes),
+        Command::Qemu { image, dir, kvm, keep } => return qemu::run(&image, &dir, kvm, keep),
+    };
     if boxes == 0 {
         bail!("--boxes must be at least 1");
     }

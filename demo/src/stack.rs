@@ -115,6 +115,17 @@ impl Stack {
     /// ISP and site. `heartbeat_timeout_secs` is how long a silent box
     /// stays steerable.
     pub fn start(root: &Path, ports: Ports, heartbeat_timeout_secs: u64) -> anyhow::Result<Stack> {
+        Stack::start_with(root, ports, heartbeat_timeout_secs, |_| {})
+    }
+
+    /// `start`, with `tune` changing the fill server's config once the
+    /// origin listens (a QEMU box reaches the host at another address).
+    pub fn start_with(
+        root: &Path,
+        ports: Ports,
+        heartbeat_timeout_secs: u64,
+        tune: impl FnOnce(&mut FillConfig),
+    ) -> anyhow::Result<Stack> {
         std::fs::create_dir_all(root).with_context(|| root.display().to_string())?;
         let origin_store = root.join("origin");
         if !origin_store
@@ -146,10 +157,12 @@ impl Stack {
             ..FillConfig::default()
         };
         let origin = nearcast_fill_server::origin::start_origin(&config).context("starting the origin")?;
-        let config = FillConfig {
+        let mut config = FillConfig {
             origin_url: format!("http://{}", origin.http_addr),
+            os_bundles: root.join("os-bundles"),
             ..config
         };
+        tune(&mut config);
         let store = nearcast_fill_server::store::open(&config.database)?;
         let app = Arc::new(App::new(store, config.clone())?);
         let fill =
@@ -185,12 +198,26 @@ impl Stack {
         self.get_with(method, &format!("{}{path}", self.fill_url), &auth, body)
     }
 
+    /// An admin call with a binary body (an OS bundle upload).
+    pub fn admin_bytes(&self, method: &str, path: &str, body: Vec<u8>) -> anyhow::Result<String> {
+        let auth = [("authorization", format!("Bearer {ADMIN_TOKEN}"))];
+        let url = format!("{}{path}", self.fill_url);
+        let bytes = self.rt.block_on(fetch_small(method, &url, &auth, Bytes::from(body)))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// A plain request; the body of a 2xx answer as text.
     pub fn get(&self, url: &str) -> anyhow::Result<String> {
         self.get_with("GET", url, &[], "")
     }
 
-    fn get_with(&self, method: &str, url: &str, headers: &[(&str, String)], body: &str) -> anyhow::Result<String> {
+    /// A plain GET; the body of a 2xx answer as bytes.
+    pub fn get_bytes(&self, url: &str) -> anyhow::Result<Bytes> {
+        Ok(self.rt.block_on(fetch_small("GET", url, &[], Bytes::new()))?)
+    }
+
+    /// A request with extra headers; the body of a 2xx answer as text.
+    pub fn get_with(&self, method: &str, url: &str, headers: &[(&str, String)], body: &str) -> anyhow::Result<String> {
         let bytes = self
             .rt
             .block_on(fetch_small(method, url, headers, Bytes::from(body.to_string())))?;

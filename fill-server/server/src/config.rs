@@ -35,6 +35,8 @@ pub struct Config {
     pub admin_token: String,
     /// Proxies whose `X-Forwarded-For` is believed, as prefixes.
     pub trusted_proxies: Vec<String>,
+    /// OS update bundles, one `{release}.bundle` each.
+    pub os_bundles: PathBuf,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             token_key_hex: String::new(),
             admin_token: String::new(),
             trusted_proxies: Vec::new(),
+            os_bundles: PathBuf::from("os-bundles"),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod fill;
 pub mod metrics;
 pub mod origin;
+pub mod os;
 pub mod plan;
 pub mod playback;
 pub mod playlog;

@@ -251,7 +251,15 @@ async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body:
                 write(app, changed, move |a| {
                     a.store.heartbeat(&id, &hb, t)?;
                     a.count_served(&id, &hb);
-                    Ok(serde_json::json!({ "ok": true }))
+                    // Only a box running the image can take an OS update.
+                    let os_update = match &hb.os {
+                        Some(os) => a
+                            .store
+                            .os_target(&id)?
+                            .filter(|r| *r != os.release && !os.failed.contains(r)),
+                        None => None,
+                    };
+                    Ok(serde_json::json!({ "ok": true, "os_update": os_update }))
                 })
                 .await
             }
@@ -289,6 +297,28 @@ async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body:
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
             }
         }
+        (&Method::GET, "os") => {
+            let result = tokio::task::spawn_blocking(move || {
+                let release = app
+                    .store
+                    .os_target(&id)
+                    .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
+                    .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "no OS release is set for this appliance"))?;
+                crate::os::read(&app.config.os_bundles, &release).map_err(|e| match e {
+                    crate::os::OsError::Unknown(_) => Refusal::new(StatusCode::NOT_FOUND, e),
+                    other => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, other),
+                })
+            })
+            .await;
+            match result {
+                Ok(Ok(bytes)) => Response::builder()
+                    .header("content-type", "application/octet-stream")
+                    .body(Full::new(Bytes::from(bytes)))
+                    .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response")),
+                Ok(Err(refusal)) => refusal.into_response(),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            }
+        }
         _ => error(StatusCode::NOT_FOUND, format!("no appliance action {method} {action}")),
     }
 }
@@ -304,6 +334,23 @@ struct NewIsp {
 struct NewSite {
     name: String,
     isp: String,
+}
+
+#[derive(Deserialize)]
+struct OsTarget {
+    release: String,
+}
+
+fn os_error(e: crate::os::OsError) -> Resp {
+    use crate::os::OsError;
+    match e {
+        OsError::Unknown(_) => error(StatusCode::NOT_FOUND, e),
+        OsError::Io { .. } => {
+            tracing::error!(error = %e, "OS bundle store failure");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "storage failure")
+        }
+        _ => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -394,6 +441,39 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
             }
         }
+        (&Method::PUT, ["os", release]) => {
+            let (dir, release) = (app.config.os_bundles.clone(), release.to_string());
+            match tokio::task::spawn_blocking(move || crate::os::store(&dir, &release, &body)).await {
+                Ok(Ok(m)) => reply(StatusCode::OK, m),
+                Ok(Err(e)) => os_error(e),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            }
+        }
+        (&Method::GET, ["os"]) => {
+            let dir = app.config.os_bundles.clone();
+            match tokio::task::spawn_blocking(move || crate::os::list(&dir)).await {
+                Ok(list) => reply(StatusCode::OK, list),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            }
+        }
+        (&Method::PUT, ["appliances", id, "os"]) => match parse::<OsTarget>(&body) {
+            Ok(t) => {
+                let id = id.to_string();
+                match crate::os::path(&app.config.os_bundles, &t.release) {
+                    Ok(p) if p.is_file() => {
+                        write(app, Changed::Nothing, move |a| {
+                            a.store
+                                .set_os_target(&id, &t.release)
+                                .map(|_| serde_json::json!({ "appliance": id, "release": t.release }))
+                        })
+                        .await
+                    }
+                    Ok(_) => os_error(crate::os::OsError::Unknown(t.release)),
+                    Err(e) => os_error(e),
+                }
+            }
+            Err(refusal) => refusal.into_response(),
+        },
         (&Method::GET, ["appliances"]) => {
             let store = app.store.clone();
             match tokio::task::spawn_blocking(move || store.snapshot()).await {

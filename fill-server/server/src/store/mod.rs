@@ -86,6 +86,10 @@ pub trait Store: Send + Sync {
     /// Allows appliance `id` to speak with `public_key` (hex Ed25519).
     fn enroll(&self, id: &str, public_key: &str) -> Result<(), StoreError>;
     fn public_key(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// The OS release appliance `id` should run (its bundle is in the
+    /// server's `os_bundles` directory).
+    fn set_os_target(&self, id: &str, release: &str) -> Result<(), StoreError>;
+    fn os_target(&self, id: &str) -> Result<Option<String>, StoreError>;
     fn register(&self, id: &str, r: &Registration, now: u64) -> Result<(), StoreError>;
     /// Records a heartbeat and adds its bytes to today's per-title demand
     /// in the appliance's ISP.

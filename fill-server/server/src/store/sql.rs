@@ -37,6 +37,9 @@ pub const SCHEMA: &[&str] = &[
         title TEXT NOT NULL, isp TEXT NOT NULL, day BIGINT NOT NULL, boost_milli BIGINT NOT NULL,
         PRIMARY KEY (title, isp)
     )",
+    "CREATE TABLE IF NOT EXISTS os_targets (
+        appliance TEXT PRIMARY KEY REFERENCES appliances(id), release TEXT NOT NULL
+    )",
     "CREATE TABLE IF NOT EXISTS daily_bytes (
         day BIGINT NOT NULL, isp TEXT NOT NULL, title TEXT NOT NULL, bytes BIGINT NOT NULL,
         PRIMARY KEY (day, isp, title)
@@ -179,6 +182,27 @@ impl<D: Db> Store for SqlStore<D> {
                 &[id.into(), public_key.into()],
             )?;
             Ok(())
+        })
+    }
+
+    fn set_os_target(&self, id: &str, release: &str) -> Result<(), StoreError> {
+        self.db.transaction(|c| {
+            if !exists(c, "SELECT id FROM appliances WHERE id = $1", id)? {
+                return known(0, "appliance", id);
+            }
+            c.execute(
+                "INSERT INTO os_targets (appliance, release) VALUES ($1, $2)
+                 ON CONFLICT (appliance) DO UPDATE SET release = excluded.release",
+                &[id.into(), release.into()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn os_target(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.db.transaction(|c| {
+            let rows = c.query("SELECT release FROM os_targets WHERE appliance = $1", &[id.into()])?;
+            rows.first().map(|r| r[0].text()).transpose()
         })
     }
 

@@ -1,0 +1,391 @@
+//! Over-the-network OS updates (docs/image.md): when the fill server's
+//! heartbeat answer names another release, the agent streams its bundle
+//! into the slot it did not boot from, checking the signature before the
+//! first byte is written and the hash as the bytes go by, reads the slot
+//! back, marks it for one trial boot in GRUB's environment and reboots.
+//! In the new slot the agent commits only once the appliance serves and
+//! the fill server answers; otherwise it reboots, and GRUB — the trial
+//! boot used up — starts the old slot. The old slot's agent records the
+//! failure and never tries that release again.
+
+pub mod grubenv;
+pub mod slots;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use nearcast_common::bundle::{BundleError, Header, RootfsCheck, TrustedKey};
+use nearcast_common::control::OsState;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::Agent;
+use crate::config::UpdateConfig;
+use grubenv::GrubEnv;
+use slots::Slot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error("boot environment: {0}")]
+    BootEnv(String),
+    #[error("slot: {0}")]
+    Slot(String),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("bundle is release {got}, not the {want} asked for")]
+    WrongRelease { got: String, want: String },
+    #[error("rootfs of {size} bytes does not fit slot {slot} ({room} bytes)")]
+    TooBig { size: u64, slot: &'static str, room: u64 },
+    #[error("download: {0}")]
+    Download(String),
+    #[error("writing slot {slot}: {reason}")]
+    Write { slot: &'static str, reason: String },
+    #[error("state file {path}: {reason}")]
+    State { path: String, reason: String },
+    #[error("trusted keys: {0}")]
+    Keys(String),
+}
+
+impl UpdateError {
+    /// Errors that say the bundle itself is bad (retrying cannot help),
+    /// as against a download or a disk that failed this time.
+    fn condemns_release(&self) -> bool {
+        matches!(
+            self,
+            UpdateError::Bundle(_) | UpdateError::WrongRelease { .. } | UpdateError::TooBig { .. }
+        )
+    }
+}
+
+/// Kept on the config partition, shared by both slots.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct State {
+    /// Installed and rebooted into on trial, not yet committed.
+    pending: Option<String>,
+    /// Human-readable last outcome (the heartbeat's `os.update`).
+    last: String,
+    failed: Vec<String>,
+}
+
+pub struct Updater {
+    cfg: UpdateConfig,
+    pub slot: Slot,
+    pub release: String,
+    trusted: Vec<TrustedKey>,
+    state: Mutex<State>,
+    /// An install or a trial check is under way.
+    busy: AtomicBool,
+}
+
+fn read_keys(dir: &Path) -> Result<Vec<TrustedKey>, UpdateError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| UpdateError::Keys(format!("{}: {e}", dir.display())))?;
+    let mut keys = Vec::new();
+    for e in entries.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        match TrustedKey::parse(&text) {
+            Some(k) => keys.push(k),
+            None => tracing::warn!(file = %e.path().display(), "not an update key; ignored"),
+        }
+    }
+    Ok(keys)
+}
+
+impl Updater {
+    /// `None` when updates are off (a box not running the image).
+    pub fn open(cfg: &UpdateConfig) -> Result<Option<Updater>, UpdateError> {
+        if !cfg.enabled {
+            return Ok(None);
+        }
+        let cmdline = std::fs::read_to_string(&cfg.cmdline).unwrap_or_default();
+        let slot = slots::booted(&cmdline)
+            .ok_or_else(|| UpdateError::Slot(format!("{} names no nearcast.slot", cfg.cmdline.display())))?;
+        let release = std::fs::read_to_string(&cfg.release_file)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let state = match std::fs::read(&cfg.state_file) {
+            Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "update state unreadable; starting afresh");
+                State::default()
+            }),
+            Err(_) => State::default(),
+        };
+        Ok(Some(Updater {
+            trusted: read_keys(&cfg.keys_dir)?,
+            cfg: cfg.clone(),
+            slot,
+            release,
+            state: Mutex::new(state),
+            busy: AtomicBool::new(false),
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the state and stores it (temp file, fsync, rename).
+    fn save(&self, f: impl FnOnce(&mut State)) -> Result<(), UpdateError> {
+        let mut s = self.state();
+        f(&mut s);
+        let path = &self.cfg.state_file;
+        let err = |e: std::io::Error| UpdateError::State {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let tmp = path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp).map_err(err)?;
+        file.write_all(&serde_json::to_vec_pretty(&*s).unwrap_or_default())
+            .and_then(|_| file.sync_all())
+            .map_err(err)?;
+        std::fs::rename(&tmp, path).map_err(err)?;
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+
+    pub fn os_state(&self) -> OsState {
+        let s = self.state();
+        OsState {
+            release: self.release.clone(),
+            slot: self.slot.name().to_string(),
+            update: s.last.clone(),
+            failed: s.failed.clone(),
+        }
+    }
+
+    /// Whether the fill server's `os_update` is worth acting on now.
+    pub fn wants(&self, release: &str) -> bool {
+        release != self.release
+            && !self.state().failed.iter().any(|f| f == release)
+            && !self.busy.load(Ordering::SeqCst)
+    }
+
+    /// Reconciles GRUB's environment with what booted. `true`: this boot
+    /// is a trial that must pass the health check to be kept.
+    pub fn on_boot(&self) -> Result<bool, UpdateError> {
+        let mut env = GrubEnv::read(&self.cfg.grubenv)?;
+        let trial = env.get("trial_slot").to_string();
+        if trial == self.slot.name() {
+            tracing::info!(release = %self.release, slot = self.slot.name(), "trial boot of a new release");
+            self.busy.store(true, Ordering::SeqCst);
+            let release = self.release.clone();
+            self.save(|s| s.last = format!("trial {release}"))?;
+            return Ok(true);
+        }
+        if !trial.is_empty() {
+            // The trial slot did not commit and GRUB came back here.
+            let pending = self.state().pending.clone().unwrap_or_else(|| "unknown".into());
+            tracing::warn!(release = %pending, slot = self.slot.name(), "update did not commit; back on the old slot");
+            env.set("trial_slot", "");
+            env.set("trial_left", "0");
+            env.write(&self.cfg.grubenv)?;
+            let slot = self.slot.name();
+            self.save(|s| {
+                if let Some(p) = s.pending.take() {
+                    if !s.failed.contains(&p) {
+                        s.failed.push(p);
+                    }
+                    s.last = format!("failed {pending}: did not commit, back on slot {slot}");
+                }
+            })?;
+        }
+        Ok(false)
+    }
+
+    /// The trial's health check: the appliance serves and the fill server
+    /// answers a heartbeat, within the configured time; commit, or reboot
+    /// into the old slot.
+    pub async fn check_trial(self: Arc<Self>, agent: Arc<Agent>) {
+        let deadline = Instant::now() + Duration::from_secs(self.cfg.commit_within_secs);
+        let admin = agent.config.appliance_admin.clone();
+        loop {
+            let serving = crate::heartbeat::read_appliance(&admin).await.serving;
+            let reachable = agent.fill_server_answered.load(Ordering::SeqCst);
+            if serving && reachable {
+                match self.commit() {
+                    Ok(()) => tracing::info!(release = %self.release, slot = self.slot.name(), "update committed"),
+                    Err(e) => tracing::error!(error = %e, "cannot commit the update"),
+                }
+                self.busy.store(false, Ordering::SeqCst);
+                return;
+            }
+            if Instant::now() > deadline {
+                let why =
+                    format!("health check failed (appliance serving: {serving}, fill server answered: {reachable})");
+                tracing::error!(release = %self.release, "{why}; rebooting into the old slot");
+                let release = self.release.clone();
+                let _ = self.save(|s| {
+                    s.pending = None;
+                    if !s.failed.contains(&release) {
+                        s.failed.push(release.clone());
+                    }
+                    s.last = format!("failed {release}: {why}");
+                });
+                self.reboot();
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    fn commit(&self) -> Result<(), UpdateError> {
+        let mut env = GrubEnv::read(&self.cfg.grubenv)?;
+        env.set("boot_slot", self.slot.name());
+        env.set("trial_slot", "");
+        env.set("trial_left", "0");
+        env.write(&self.cfg.grubenv)?;
+        let release = self.release.clone();
+        self.save(|s| {
+            s.pending = None;
+            s.last = format!("committed {release}");
+        })
+    }
+
+    /// Downloads, checks and installs `release`, then reboots into it on
+    /// trial. A bad bundle is recorded and never tried again; a failed
+    /// download is tried again at a later heartbeat.
+    pub async fn install(self: Arc<Self>, agent: Arc<Agent>, release: String) {
+        if self.busy.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _ = self.save(|s| s.last = format!("installing {release}"));
+        tracing::info!(%release, slot = self.slot.other().name(), "installing an OS update");
+        match self.write_slot(&agent, &release).await {
+            Ok(()) => {
+                let other = self.slot.other().name();
+                let marked = GrubEnv::read(&self.cfg.grubenv).and_then(|mut env| {
+                    env.set("trial_slot", other);
+                    env.set("trial_left", "1");
+                    env.write(&self.cfg.grubenv)
+                });
+                let saved = marked.and_then(|()| {
+                    self.save(|s| {
+                        s.pending = Some(release.clone());
+                        s.last = format!("rebooting into {release} on slot {other}");
+                    })
+                });
+                match saved {
+                    Ok(()) => {
+                        tracing::info!(%release, slot = other, "installed; rebooting on trial");
+                        self.reboot();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot mark the new slot");
+                        let _ = self.save(|s| s.last = format!("failed {release}: {e}"));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(%release, error = %e, "update refused");
+                let condemned = e.condemns_release();
+                let _ = self.save(|s| {
+                    s.last = format!("failed {release}: {e}");
+                    if condemned && !s.failed.contains(&release) {
+                        s.failed.push(release.clone());
+                    }
+                });
+            }
+        }
+        self.busy.store(false, Ordering::SeqCst);
+    }
+
+    /// Streams the bundle into the inactive slot: signature first, hash
+    /// as it goes, then the slot read back.
+    async fn write_slot(&self, agent: &Agent, release: &str) -> Result<(), UpdateError> {
+        let target = self.slot.other();
+        let (dev, room) = slots::device(&self.cfg.sys_block, &self.cfg.dev_dir, target.partname())?;
+        let resp = agent
+            .server
+            .os_bundle()
+            .await
+            .map_err(|e| UpdateError::Download(e.to_string()))?;
+        let mut body = resp.into_body();
+        let mut buf: Vec<u8> = Vec::new();
+        // (hash check, slot device, size, signed hash) once the header is in.
+        let mut check: Option<(RootfsCheck, std::fs::File, u64, String)> = None;
+        let werr = |e: std::io::Error| UpdateError::Write {
+            slot: target.name(),
+            reason: e.to_string(),
+        };
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| UpdateError::Download(e.to_string()))?;
+            let Ok(chunk) = frame.into_data() else { continue };
+            if let Some((c, file, _, _)) = &mut check {
+                c.update(&chunk)?;
+                file.write_all(&chunk).map_err(werr)?;
+                continue;
+            }
+            buf.extend_from_slice(&chunk);
+            let Some(h) = Header::parse(&buf)? else { continue };
+            h.verify(&self.trusted)?;
+            if h.manifest.version != release {
+                return Err(UpdateError::WrongRelease {
+                    got: h.manifest.version.clone(),
+                    want: release.to_string(),
+                });
+            }
+            if h.manifest.rootfs_size > room {
+                return Err(UpdateError::TooBig {
+                    size: h.manifest.rootfs_size,
+                    slot: target.name(),
+                    room,
+                });
+            }
+            // Only a signed bundle of the right release reaches the slot.
+            let mut file = std::fs::OpenOptions::new().write(true).open(&dev).map_err(werr)?;
+            let mut c = RootfsCheck::new(&h.manifest);
+            c.update(&buf[h.len..])?;
+            file.write_all(&buf[h.len..]).map_err(werr)?;
+            check = Some((c, file, h.manifest.rootfs_size, h.manifest.rootfs_sha256.clone()));
+            buf = Vec::new();
+        }
+        let Some((c, file, size, sha)) = check else {
+            return Err(BundleError::Truncated { got: 0, want: 1 }.into());
+        };
+        c.finish()?;
+        file.sync_all().map_err(werr)?;
+        drop(file);
+        read_back(&dev, size, &sha).map_err(|reason| UpdateError::Write {
+            slot: target.name(),
+            reason,
+        })
+    }
+
+    fn reboot(&self) {
+        let Some((cmd, args)) = self.cfg.reboot.split_first() else {
+            return;
+        };
+        match std::process::Command::new(cmd).args(args).status() {
+            Ok(s) if s.success() => {}
+            other => tracing::error!(?other, "reboot command failed"),
+        }
+    }
+}
+
+/// Reads the first `size` bytes of the slot back and compares them with
+/// the signed hash: what the device holds, not what was sent.
+fn read_back(dev: &Path, size: u64, sha: &str) -> Result<(), String> {
+    let mut f = std::fs::File::open(dev).map_err(|e| e.to_string())?.take(size);
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut got = 0u64;
+    loop {
+        let n = f.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+        ctx.update(&chunk[..n]);
+    }
+    let hash = nearcast_common::digest::hex(ctx.finish().as_ref());
+    if got != size || hash != sha {
+        return Err(format!(
+            "read back {got} bytes hashing {hash}, wrote {size} hashing {sha}"
+        ));
+    }
+    Ok(())
+}

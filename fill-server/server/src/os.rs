@@ -1,0 +1,101 @@
+//! OS update bundles held for the fleet: operators upload a release's
+//! bundle (`PUT /v1/admin/os/{release}`) and point appliances at it
+//! (`PUT /v1/admin/appliances/{id}/os`); a box learns its target from the
+//! heartbeat answer and fetches the bundle. The server checks a bundle's
+//! shape and release name, not its signature: the boxes hold the trusted
+//! keys and verify it themselves, so a compromised control plane still
+//! cannot install anything.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nearcast_common::bundle::{Header, Manifest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OsError {
+    #[error("'{0}' is not a plain release name")]
+    BadName(String),
+    #[error("not an update bundle: {0}")]
+    BadBundle(String),
+    #[error("the bundle is release '{got}', uploaded as '{want}'")]
+    WrongRelease { got: String, want: String },
+    #[error("no bundle for release '{0}'")]
+    Unknown(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OsError + '_ {
+    move |source| OsError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Where release `release`'s bundle lives.
+pub fn path(dir: &Path, release: &str) -> Result<PathBuf, OsError> {
+    if !nearcast_common::is_plain_name(release.as_bytes()) {
+        return Err(OsError::BadName(release.to_string()));
+    }
+    Ok(dir.join(format!("{release}.bundle")))
+}
+
+/// Checks an uploaded bundle (whole header, release name, rootfs length)
+/// and stores it atomically.
+pub fn store(dir: &Path, release: &str, body: &[u8]) -> Result<Manifest, OsError> {
+    let target = path(dir, release)?;
+    let header = Header::parse(body)
+        .map_err(|e| OsError::BadBundle(e.to_string()))?
+        .ok_or_else(|| OsError::BadBundle("it ends inside its header".into()))?;
+    let m = header.manifest;
+    if m.version != release {
+        return Err(OsError::WrongRelease {
+            got: m.version,
+            want: release.to_string(),
+        });
+    }
+    let rootfs = (body.len() - header.len) as u64;
+    if rootfs != m.rootfs_size {
+        return Err(OsError::BadBundle(format!(
+            "{rootfs} rootfs bytes, its manifest says {}",
+            m.rootfs_size
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = dir.join(format!(".{release}.partial"));
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(body).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &target).map_err(io(&target))?;
+    Ok(m)
+}
+
+/// The releases held, with their manifests.
+pub fn list(dir: &Path) -> Vec<Manifest> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Manifest> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".bundle"))
+        .filter_map(|e| {
+            let mut head = vec![0u8; nearcast_common::bundle::MAX_MANIFEST + 128];
+            let n = std::io::Read::read(&mut std::fs::File::open(e.path()).ok()?, &mut head).ok()?;
+            Some(Header::parse(&head[..n]).ok()??.manifest)
+        })
+        .collect();
+    out.sort_by(|a, b| a.version.cmp(&b.version));
+    out
+}
+
+/// A held release's bundle, read whole (bundles are tens of MiB and
+/// fetched once per box per release).
+pub fn read(dir: &Path, release: &str) -> Result<Vec<u8>, OsError> {
+    let p = path(dir, release)?;
+    std::fs::read(&p).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => OsError::Unknown(release.to_string()),
+        _ => OsError::Io {
+            path: p.display().to_string(),
+            source: e,
+        },
+    })
+}

@@ -1,0 +1,178 @@
+//! The build, step by step: slot → bundle → ESP → disk → compressed
+//! disk. Each step is a function of `disk`/`rootfs`; this module orders
+//! them and reports progress.
+
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use nearcast_common::bundle::{public_line, sign_header, Manifest};
+
+use crate::rootfs::{self, Inputs};
+use crate::{disk, kernel, tools, ImageError};
+
+#[derive(Clone)]
+pub struct BuildOptions {
+    /// Everything is written here.
+    pub out: PathBuf,
+    pub version: String,
+    pub appliance: PathBuf,
+    pub agent: PathBuf,
+    /// Ed25519 PKCS#8 key that signs bundles; made if missing.
+    pub signing_key: PathBuf,
+    pub key_id: String,
+    /// Files for the config partition (`appliance.toml`, `agent.toml`,
+    /// the appliance key); none: the partition is left empty.
+    pub config_dir: Option<PathBuf>,
+    pub disk_mib: u64,
+    /// Show a progress bar (a terminal) or print step lines.
+    pub progress: bool,
+}
+
+pub struct Built {
+    pub disk: PathBuf,
+    pub rootfs: PathBuf,
+    pub bundle: PathBuf,
+    pub rootfs_bytes: u64,
+    pub compressed_bytes: u64,
+}
+
+/// Reports steps on a bar on a terminal, else as lines on stderr.
+struct Steps {
+    bar: Option<ProgressBar>,
+    n: u64,
+    i: u64,
+}
+
+impl Steps {
+    fn new(n: u64, bar: bool) -> Steps {
+        let bar = bar.then(|| {
+            let b = ProgressBar::new(n);
+            b.set_style(
+                ProgressStyle::with_template("{elapsed:>4} [{bar:24}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b
+        });
+        Steps { bar, n, i: 0 }
+    }
+
+    fn next(&mut self, what: &str) {
+        self.i += 1;
+        match &self.bar {
+            Some(b) => {
+                b.set_position(self.i - 1);
+                b.set_message(what.to_string());
+            }
+            None => eprintln!("[{}/{}] {what}", self.i, self.n),
+        }
+    }
+
+    fn done(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn len(path: &Path) -> Result<u64, ImageError> {
+    Ok(std::fs::metadata(path).map_err(|e| ImageError::io(path, e))?.len())
+}
+
+/// The signing key at `path`, made (and kept) on first use.
+pub fn signing_key(path: &Path) -> Result<Vec<u8>, ImageError> {
+    if let Ok(k) = std::fs::read(path) {
+        return Ok(k);
+    }
+    let der = nearcast_common::request_auth::ApplianceKey::generate_pkcs8()
+        .map_err(|e| ImageError::Layout(format!("cannot make a signing key: {e}")))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ImageError::io(dir, e))?;
+    }
+    std::fs::write(path, &der).map_err(|e| ImageError::io(path, e))?;
+    Ok(der)
+}
+
+/// Writes `header ‖ rootfs` to `out`.
+pub fn write_bundle(rootfs: &Path, version: &str, key_id: &str, pkcs8: &[u8], out: &Path) -> Result<(), ImageError> {
+    let bytes = std::fs::read(rootfs).map_err(|e| ImageError::io(rootfs, e))?;
+    let manifest = Manifest {
+        version: version.to_string(),
+        key_id: key_id.to_string(),
+        rootfs_size: bytes.len() as u64,
+        rootfs_sha256: nearcast_common::sha256_hex(&bytes),
+    };
+    let header = sign_header(&manifest, pkcs8)?;
+    let tmp = out.with_extension("partial");
+    std::fs::write(&tmp, [header, bytes].concat()).map_err(|e| ImageError::io(&tmp, e))?;
+    std::fs::rename(&tmp, out).map_err(|e| ImageError::io(out, e))
+}
+
+/// One slot image and its bundle: `rootfs-V.squashfs`, `nearcast-V.bundle`.
+pub fn build_slot(o: &BuildOptions) -> Result<(PathBuf, PathBuf), ImageError> {
+    tools::check(tools::REQUIRED)?;
+    std::fs::create_dir_all(&o.out).map_err(|e| ImageError::io(&o.out, e))?;
+    // Tools run in other directories: every path is made absolute.
+    let out = std::path::absolute(&o.out).map_err(|e| ImageError::io(&o.out, e))?;
+    let o = &BuildOptions { out, ..o.clone() };
+    let key = signing_key(&o.signing_key)?;
+    let inputs = Inputs {
+        version: o.version.clone(),
+        appliance: o.appliance.clone(),
+        agent: o.agent.clone(),
+        update_keys: vec![public_line(&o.key_id, &key)?],
+        busybox: PathBuf::from("/bin/busybox"),
+        kernel: kernel::find(Path::new("/"))?,
+    };
+    let work = o.out.join(format!("work-{}", o.version));
+    let tree = work.join("rootfs");
+    rootfs::assemble(&inputs, &work, &tree)?;
+    let squash = o.out.join(format!("rootfs-{}.squashfs", o.version));
+    rootfs::squash(&tree, &squash)?;
+    let bundle = o.out.join(format!("nearcast-{}.bundle", o.version));
+    write_bundle(&squash, &o.version, &o.key_id, &key, &bundle)?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok((squash, bundle))
+}
+
+/// The whole image.
+pub fn build(o: &BuildOptions) -> Result<Built, ImageError> {
+    let mut steps = Steps::new(5, o.progress);
+    steps.next("root filesystem (busybox, binaries, kernel, initramfs) and its bundle");
+    let (rootfs, bundle) = build_slot(o)?;
+    steps.next("EFI system partition (GRUB)");
+    let esp = o.out.join("esp.vfat");
+    let esp_work = o.out.join("work-esp");
+    std::fs::create_dir_all(&esp_work).map_err(|e| ImageError::io(&esp_work, e))?;
+    disk::esp(&esp_work, &esp)?;
+    let _ = std::fs::remove_dir_all(&esp_work);
+    steps.next("disk: partition table, ESP, slot A");
+    let img = o.out.join("disk.img");
+    disk::create(&img, o.disk_mib)?;
+    disk::write_part(&img, "esp", &esp)?;
+    disk::write_part(&img, "nearcast-a", &rootfs)?;
+    let _ = std::fs::remove_file(&esp);
+    steps.next("config partition");
+    if let Some(dir) = &o.config_dir {
+        provision(&img, dir, &o.out)?;
+    }
+    steps.next("compressing");
+    let compressed_bytes = disk::compress(&img)?;
+    steps.done();
+    Ok(Built {
+        rootfs_bytes: len(&rootfs)?,
+        disk: img,
+        rootfs,
+        bundle,
+        compressed_bytes,
+    })
+}
+
+/// Writes a config partition of `dir`'s files into `disk` (what an
+/// operator does once per box before it ships).
+pub fn provision(disk: &Path, dir: &Path, work: &Path) -> Result<(), ImageError> {
+    let fs = work.join("config.ext4");
+    disk::config_fs(dir, &fs)?;
+    disk::write_part(disk, "nearcast-config", &fs)?;
+    let _ = std::fs::remove_file(&fs);
+    Ok(())
+}
