@@ -314,6 +314,8 @@ impl Updater {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| UpdateError::Download(e.to_string()))?;
             let Ok(chunk) = frame.into_data() else { continue };
+            // OS downloads share the box's bandwidth cap with the fill.
+            agent.bucket.take(chunk.len() as u64).await;
             if let Some((c, file, _, _)) = &mut check {
                 c.update(&chunk)?;
                 file.write_all(&chunk).map_err(werr)?;
