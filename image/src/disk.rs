@@ -73,7 +73,7 @@ pub fn part(name: &str) -> &'static Part {
 
 /// The GRUB modules the EFI binary carries (no module directory on the
 /// ESP: one file to replace).
-const GRUB_MODULES: &[&str] = &[
+pub const GRUB_MODULES: &[&str] = &[
     "part_gpt",
     "fat",
     "squash4",

@@ -180,6 +180,10 @@ fn image_boots_serves_and_updates_safely() {
         .wait_http(&format!("{}/healthz", qbox.admin_url()), Duration::from_secs(180))
         .unwrap_or_else(|e| panic!("{e}\nconsole:\n{}", nearcast_image::qemu::tail(&qbox.vm.serial(), 60)));
     println!("boot to serving: {:.1} s (software emulation)", booted.as_secs_f64());
+    assert!(
+        qbox.vm.serial().contains("nearcast: watchdog armed"),
+        "no hardware watchdog"
+    );
     stack.wait_title(ID, TITLE, Duration::from_secs(120)).unwrap();
     let n = stack.check_segment(&qbox.url()).unwrap();
     println!("segment: {n} bytes from the box, same as the origin's");

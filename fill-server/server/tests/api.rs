@@ -690,7 +690,11 @@ fn os_updates(backend: &Backend) {
         rootfs_size: rootfs.len() as u64,
         rootfs_sha256: nearcast_common::sha256_hex(&rootfs),
     };
-    let bundle = [nearcast_common::bundle::sign_header(&manifest, &signer).unwrap(), rootfs].concat();
+    let bundle = [
+        nearcast_common::bundle::sign_header(&manifest, &signer).unwrap(),
+        rootfs,
+    ]
+    .concat();
     let auth = [("authorization", format!("Bearer {ADMIN}"))];
     let put = |path: &str, body: &[u8]| call(s.addr, "PUT", path, &auth, body);
     // Refused: not a bundle, a truncated one, another release's name, a
@@ -702,7 +706,10 @@ fn os_updates(backend: &Backend) {
     assert_eq!(call(s.addr, "PUT", "/v1/admin/os/2", &[], &bundle).0, 401);
     // Nothing set yet: the box has nothing to fetch, an unknown release
     // cannot be set.
-    assert_eq!(signed(s.addr, &key, "box-1", "GET", "/v1/appliances/box-1/os", "").0, 404);
+    assert_eq!(
+        signed(s.addr, &key, "box-1", "GET", "/v1/appliances/box-1/os", "").0,
+        404
+    );
     assert_eq!(put("/v1/admin/appliances/box-1/os", br#"{"release":"2"}"#).0, 404);
     let (st, body) = put("/v1/admin/os/2", &bundle);
     assert_eq!(st, 200, "{body}");
@@ -726,7 +733,10 @@ fn os_updates(backend: &Backend) {
     // A box not running the image is never told to update.
     assert_eq!(beat(""), serde_json::Value::Null);
     let mut got = Vec::new();
-    let headers: Vec<(&str, String)> = key.sign("box-1", "GET", "/v1/appliances/box-1/os", now(), b"").into_iter().collect();
+    let headers: Vec<(&str, String)> = key
+        .sign("box-1", "GET", "/v1/appliances/box-1/os", now(), b"")
+        .into_iter()
+        .collect();
     let mut sock = TcpStream::connect(s.addr).unwrap();
     let mut req = "GET /v1/appliances/box-1/os HTTP/1.1\r\nHost: fs\r\nConnection: close\r\n".to_string();
     for (k, v) in &headers {
@@ -737,7 +747,10 @@ fn os_updates(backend: &Backend) {
     assert!(got.ends_with(&bundle), "the box gets the stored bundle byte for byte");
     // Unsigned or signed by another key: refused.
     assert_eq!(call(s.addr, "GET", "/v1/appliances/box-1/os", &[], b"").0, 403);
-    assert_eq!(signed(s.addr, &new_key(), "box-1", "GET", "/v1/appliances/box-1/os", "").0, 403);
+    assert_eq!(
+        signed(s.addr, &new_key(), "box-1", "GET", "/v1/appliances/box-1/os", "").0,
+        403
+    );
 }
 
 #[test]
