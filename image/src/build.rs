@@ -107,13 +107,18 @@ pub fn write_bundle(rootfs: &Path, version: &str, key_id: &str, pkcs8: &[u8], ou
     std::fs::rename(&tmp, out).map_err(|e| ImageError::io(out, e))
 }
 
+/// `o` with its output directory made and made absolute (tools run in
+/// other directories).
+fn resolved(o: &BuildOptions) -> Result<BuildOptions, ImageError> {
+    std::fs::create_dir_all(&o.out).map_err(|e| ImageError::io(&o.out, e))?;
+    let out = std::path::absolute(&o.out).map_err(|e| ImageError::io(&o.out, e))?;
+    Ok(BuildOptions { out, ..o.clone() })
+}
+
 /// One slot image and its bundle: `rootfs-V.squashfs`, `nearcast-V.bundle`.
 pub fn build_slot(o: &BuildOptions) -> Result<(PathBuf, PathBuf), ImageError> {
     tools::check(tools::REQUIRED)?;
-    std::fs::create_dir_all(&o.out).map_err(|e| ImageError::io(&o.out, e))?;
-    // Tools run in other directories: every path is made absolute.
-    let out = std::path::absolute(&o.out).map_err(|e| ImageError::io(&o.out, e))?;
-    let o = &BuildOptions { out, ..o.clone() };
+    let o = &resolved(o)?;
     let key = signing_key(&o.signing_key)?;
     let inputs = Inputs {
         version: o.version.clone(),
@@ -136,6 +141,7 @@ pub fn build_slot(o: &BuildOptions) -> Result<(PathBuf, PathBuf), ImageError> {
 
 /// The whole image.
 pub fn build(o: &BuildOptions) -> Result<Built, ImageError> {
+    let o = &resolved(o)?;
     let mut steps = Steps::new(5, o.progress);
     steps.next("root filesystem (busybox, binaries, kernel, initramfs) and its bundle");
     let (rootfs, bundle) = build_slot(o)?;
