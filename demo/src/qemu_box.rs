@@ -123,17 +123,25 @@ impl Stack {
 pub const SEGMENT: &str = "360p/seg-00001.m4s";
 
 impl Stack {
+    /// Box `id` as the fill server stores it (`null` when not enrolled).
+    pub fn appliance(&self, id: &str) -> anyhow::Result<serde_json::Value> {
+        let list: serde_json::Value = serde_json::from_str(&self.admin("GET", "/v1/admin/appliances", "")?)?;
+        Ok(list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["id"] == id)
+            .cloned()
+            .unwrap_or_default())
+    }
+
     /// Waits until the fill server lists `title` in box `id`'s inventory.
     pub fn wait_title(&self, id: &str, title: &str, timeout: Duration) -> anyhow::Result<()> {
         let start = Instant::now();
         loop {
-            let list: serde_json::Value = serde_json::from_str(&self.admin("GET", "/v1/admin/appliances", "")?)?;
-            let holds = list.as_array().into_iter().flatten().any(|a| {
-                a["id"] == id
-                    && a["inventory"]["titles"]
-                        .as_array()
-                        .is_some_and(|t| t.iter().any(|t| t == title))
-            });
+            let holds = self.appliance(id)?["inventory"]["titles"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == title));
             if holds {
                 return Ok(());
             }
@@ -142,18 +150,6 @@ impl Stack {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-    }
-
-    /// Box `id`'s last heartbeat (`null` before the first).
-    pub fn heartbeat_of(&self, id: &str) -> anyhow::Result<serde_json::Value> {
-        let list: serde_json::Value = serde_json::from_str(&self.admin("GET", "/v1/admin/appliances", "")?)?;
-        Ok(list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|a| a["id"] == id)
-            .map(|a| a["heartbeat"].clone())
-            .unwrap_or_default())
     }
 
     /// Steers a player to `SEGMENT` of the sample title, fetches it from

@@ -37,7 +37,10 @@ fn static_binary(name: &str) -> PathBuf {
 }
 
 fn os_state(stack: &Stack) -> serde_json::Value {
-    stack.heartbeat_of(ID).map(|h| h["os"].clone()).unwrap_or_default()
+    stack
+        .appliance(ID)
+        .map(|a| a["heartbeat"]["os"].clone())
+        .unwrap_or_default()
 }
 
 /// Waits until the box's heartbeat OS state satisfies `ok`.
@@ -60,12 +63,9 @@ fn wait_os(stack: &Stack, qbox: &QemuBox, what: &str, timeout: Duration, ok: imp
 
 /// Unix seconds of the box's last heartbeat.
 fn last_heartbeat(stack: &Stack) -> u64 {
-    let list: serde_json::Value =
-        serde_json::from_str(&stack.admin("GET", "/v1/admin/appliances", "").unwrap()).unwrap();
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .find(|a| a["id"] == ID)
+    stack
+        .appliance(ID)
+        .ok()
         .and_then(|a| a["last_heartbeat"].as_u64())
         .unwrap_or(0)
 }
