@@ -27,6 +27,7 @@ pub struct Config {
     pub file_cache: FileCacheConfig,
     pub tls: Option<TlsConfig>,
     pub auth: AuthConfig,
+    pub rate_limit: RateLimitConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +51,18 @@ pub struct FileCacheConfig {
     /// How long a cached file is trusted before it is checked against its
     /// path again (a replaced file is served new after at most this long).
     pub valid_ms: u64,
+}
+
+/// A cap on each connection's sending rate (nginx's `limit_rate` and
+/// `limit_rate_after`, per connection rather than per response).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Kilobits per second per connection; 0 means no cap.
+    pub kbit_per_connection: u64,
+    /// Bytes a connection may send at full speed before the cap bites
+    /// (refilled while it is idle); at least 20 ms of the rate.
+    pub burst_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +104,7 @@ impl Default for Config {
             file_cache: FileCacheConfig::default(),
             tls: None,
             auth: AuthConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -204,6 +218,13 @@ impl Config {
     }
 }
 
+impl RateLimitConfig {
+    /// The cap in bytes per second, `None` when there is none.
+    pub fn rate(&self) -> Option<crate::server::Rate> {
+        crate::server::Rate::new(self.kbit_per_connection.saturating_mul(1000) / 8, self.burst_bytes)
+    }
+}
+
 impl Timeouts {
     pub fn header(&self) -> Duration {
         Duration::from_millis(self.header_ms)
@@ -232,6 +253,8 @@ mod tests {
             threads = 2
             [timeouts]
             header_ms = 500
+            [rate_limit]
+            kbit_per_connection = 8000
             [tls]
             listen = "127.0.0.1:8443"
             cert = "c.pem"
@@ -244,6 +267,8 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.timeouts.header_ms, 500);
         assert_eq!(cfg.timeouts.keepalive_ms, 75_000);
+        assert_eq!(cfg.rate_limit.rate(), crate::server::Rate::new(1_000_000, 0));
+        assert_eq!(Config::default().rate_limit.rate(), None);
         assert!(cfg.validate().is_ok());
         assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
     }

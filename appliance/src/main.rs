@@ -44,6 +44,9 @@ struct Cli {
     /// Serve without checking tokens (labs and demos only).
     #[arg(long)]
     no_auth: bool,
+    /// Cap each connection's sending rate, in kilobits per second (0: none).
+    #[arg(long, value_name = "KBIT")]
+    rate_limit_kbit: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,6 +105,9 @@ fn build_config(cli: Cli) -> anyhow::Result<Config> {
     }
     if cli.no_auth {
         cfg.auth.required = false;
+    }
+    if let Some(kbit) = cli.rate_limit_kbit {
+        cfg.rate_limit.kbit_per_connection = kbit;
     }
     Ok(cfg)
 }

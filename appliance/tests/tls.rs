@@ -11,58 +11,6 @@ use std::sync::Arc;
 
 use support::*;
 
-/// A test CA (`ca.pem`) and a leaf for localhost signed by it
-/// (`cert.pem`, `key.pem`).
-fn make_cert(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let status = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl is installed");
-        assert!(status.success(), "openssl {args:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"],
-            &ec[..],
-            &["-subj", "/CN=nearcast test CA", "-keyout", "ca.key", "-out", "ca.pem"],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req", "-x509", "-CA", "ca.pem", "-CAkey", "ca.key"],
-            &ec[..],
-            &[
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            ],
-            &[
-                "-addext",
-                "basicConstraints=critical,CA:FALSE",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "cert.pem",
-            ],
-        ]
-        .concat(),
-    );
-}
-
 fn client_config(dir: &Path) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -85,12 +33,7 @@ fn https_serves_ranges_keepalive_and_checks_tokens() {
     make_cert(&dir);
     let disk = dir.join("disk");
     let seg = write_file(&disk.join("t/r/seg.m4s"), 2 * 1024 * 1024 + 17, 5);
-    let extra = format!(
-        "[tls]\nlisten = \"127.0.0.1:0\"\ncert = {:?}\nkey = {:?}\n",
-        dir.join("cert.pem").display().to_string(),
-        dir.join("key.pem").display().to_string()
-    );
-    let app = Appliance::start(&dir, &[disk], &extra);
+    let app = Appliance::start(&dir, &[disk], &tls_toml(&dir));
     let addr = app.https.expect("https listener");
     let url = signed("/c/t/r/seg.m4s");
 

@@ -228,6 +228,16 @@ impl Stack {
     /// config (`tune` may change it; `disk0` is its one disk by default)
     /// and starts its appliance (tokens required) on the agent's disks.
     pub fn add_box(&mut self, tune: impl FnOnce(&mut nearcast_agent::Config)) -> anyhow::Result<&mut BoxSide> {
+        self.add_box_with(tune, |_| {})
+    }
+
+    /// `add_box`, with `tune_appliance` changing the appliance's config too
+    /// (a rate cap, say).
+    pub fn add_box_with(
+        &mut self,
+        tune: impl FnOnce(&mut nearcast_agent::Config),
+        tune_appliance: impl FnOnce(&mut ApplianceConfig),
+    ) -> anyhow::Result<&mut BoxSide> {
         let i = self.boxes.len();
         let id = format!("box-{}", i + 1);
         let dir = self.root.join(&id);
@@ -256,7 +266,7 @@ impl Stack {
         };
         tune(&mut agent);
         // The appliance serves the disks the agent fills.
-        let appliance = Server::start(ApplianceConfig {
+        let mut appliance = ApplianceConfig {
             listen: Ports::at(self.ports.box_http, i),
             admin_listen: Ports::at(self.ports.box_admin, i),
             threads: 1,
@@ -269,8 +279,9 @@ impl Stack {
                 }],
             },
             ..ApplianceConfig::default()
-        })
-        .with_context(|| format!("starting {id}'s appliance"))?;
+        };
+        tune_appliance(&mut appliance);
+        let appliance = Server::start(appliance).with_context(|| format!("starting {id}'s appliance"))?;
         agent.public_url = format!("http://{}", appliance.http_addr);
         agent.appliance_admin = format!("http://{}", appliance.admin_addr);
         let agent_config = dir.join("agent.toml");

@@ -214,7 +214,13 @@ impl Browser {
     pub fn wait_for(&self, what: &str, script: &str, within: Duration) {
         let deadline = Instant::now() + within;
         while self.eval(script) != serde_json::Value::Bool(true) {
-            assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+            if Instant::now() >= deadline {
+                let page = self.eval("return document.body.innerText");
+                panic!(
+                    "{what}: not within {within:?}; the page says:\n{}",
+                    page.as_str().unwrap_or("")
+                );
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }

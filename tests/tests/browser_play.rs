@@ -3,20 +3,30 @@
 //! appliance. It must start within 2 s on loopback, play 20 s without
 //! rebuffering, take its bytes from the appliance, and report its QoE
 //! events to the fill server; the operators' dashboard then shows the box
-//! in its fleet table, its bytes served and the site's hit ratio.
+//! in its fleet table, its bytes served and the site's hit ratio. With the
+//! box's per-connection rate capped below the top rendition the player
+//! switches down; with the box stopped mid-play it carries on from the
+//! next pathway steering gave it (the origin).
+//!
+//! The tests of this file run one at a time (`.config/nextest.toml`): each
+//! drives a Chromium that decodes video, and two at once on two cores
+//! would starve each other into rebuffering.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nearcast::stack::{Ports, Stack, ADMIN_TOKEN, TITLE};
+use nearcast_appliance::config::Config as ApplianceConfig;
 use nearcast_e2e::{curl_get, metric, AgentProcess, Browser};
 
-#[test]
-fn the_player_page_plays_from_the_appliance_and_reports_qoe() {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-browser-{}", std::process::id()));
+/// A stack with one box that holds the sample title and is steered to,
+/// its appliance set up by `tune`.
+fn serving(name: &str, tune: impl FnOnce(&mut ApplianceConfig)) -> (Stack, AgentProcess, PathBuf) {
+    let root = std::env::temp_dir().join(format!("nearcast-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
     stack.make_popular(TITLE, 10).unwrap();
-    stack.add_box(|_| {}).unwrap();
+    stack.add_box_with(|_| {}, tune).unwrap();
     let agent = AgentProcess::start(&stack.boxes[0].agent_config);
     agent.wait_for_run(Duration::from_secs(60));
     // Steering knows the box holds the title (its inventory report).
@@ -28,6 +38,15 @@ fn the_player_page_plays_from_the_appliance_and_reports_qoe() {
         assert!(std::time::Instant::now() < deadline, "the box never became steerable");
         std::thread::sleep(Duration::from_millis(100));
     }
+    (stack, agent, root)
+}
+
+/// Height of the top rendition of the sample title.
+const TOP: u64 = 360;
+
+#[test]
+fn the_player_page_plays_from_the_appliance_and_reports_qoe() {
+    let (mut stack, agent, root) = serving("browser", |_| {});
     let box_metrics =
         || String::from_utf8(curl_get(&format!("http://{}/metrics", stack.boxes[0].admin_addr)).1).unwrap();
     let sent_before = metric(&box_metrics(), "nearcast_sent_bytes_total").unwrap_or(0.0);
@@ -110,5 +129,88 @@ fn the_player_page_plays_from_the_appliance_and_reports_qoe() {
     drop(browser);
     drop(agent);
     stack.boxes[0].stop_appliance();
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn the_player_switches_down_when_the_box_caps_each_connection() {
+    // 160 kbit/s per connection: below the top rendition's video alone.
+    let (mut stack, agent, root) = serving("browser-cap", |c| c.rate_limit.kbit_per_connection = 160);
+    let browser = Browser::start();
+    browser.goto(&format!("{}/player?title={TITLE}&buffer=8", stack.fill_url));
+    browser.wait_for(
+        "a switch below the top rendition",
+        &format!("const q = window.nearcastQoe; return !!q && q.heights.some((h) => h < {TOP})"),
+        Duration::from_secs(60),
+    );
+    let q = browser.eval("return window.nearcastQoe");
+    assert_eq!(q["heights"][0], TOP, "the player starts at the top rendition: {q}");
+    assert_eq!(q["fatal"], 0, "{q}");
+    // The lower rendition's segments came from the capped box.
+    let host = stack.boxes[0].http_addr.to_string();
+    browser.wait_for(
+        "playback at the lower rendition",
+        &format!(
+            "const v = document.getElementById('video'); return v.currentTime > 4 && window.nearcastQoe.height < {TOP}"
+        ),
+        Duration::from_secs(60),
+    );
+    let hosts = browser.eval("return window.nearcastQoe.hosts");
+    assert!(hosts[&host].as_u64().unwrap_or(0) > 0, "{hosts}");
+    assert_eq!(hosts.as_object().map(|h| h.len()), Some(1), "only the box: {hosts}");
+    drop(browser);
+    drop(agent);
+    stack.boxes[0].stop_appliance();
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn the_player_carries_on_from_the_origin_when_its_box_stops() {
+    let (mut stack, agent, root) = serving("browser-failover", |_| {});
+    let browser = Browser::start();
+    // A short buffer, so the player is still fetching when the box goes.
+    browser.goto(&format!("{}/player?title={TITLE}&buffer=6", stack.fill_url));
+    browser.wait_for(
+        "5 s of playback",
+        "return document.getElementById('video').currentTime >= 5",
+        Duration::from_secs(30),
+    );
+    let host = stack.boxes[0].http_addr.to_string();
+    let origin = stack.origin.http_addr.to_string();
+    let before = browser.eval("return window.nearcastQoe.hosts");
+    assert!(before[&host].as_u64().unwrap_or(0) > 0, "{before}");
+    assert!(before.get(&origin).is_none(), "nothing from the origin yet: {before}");
+    let stopped_at = browser
+        .eval("return document.getElementById('video').currentTime")
+        .as_f64()
+        .unwrap();
+    stack.boxes[0].stop_appliance();
+    assert!(
+        stopped_at + 6.0 < 25.0,
+        "the box stopped at {stopped_at} s with most of the title still to fetch"
+    );
+    browser.wait_for(
+        "playback past 25 s after the box stopped",
+        "return document.getElementById('video').currentTime >= 25",
+        Duration::from_secs(60),
+    );
+    let q = browser.eval("return window.nearcastQoe");
+    assert_eq!(q["fatal"], 0, "{q}");
+    assert!(
+        q["hosts"][&origin].as_u64().unwrap_or(0) > 0,
+        "segments from the origin: {q}"
+    );
+    assert!(q["errors"].as_u64().unwrap_or(0) > 0, "the dead box was noticed: {q}");
+    // The fill server heard where the rest of the session came from.
+    browser.wait_for(
+        "QoE flushed",
+        "return window.nearcastQoe.sent >= 5",
+        Duration::from_secs(10),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let summary: serde_json::Value = serde_json::from_str(&stack.admin("GET", "/v1/admin/qoe", "").unwrap()).unwrap();
+    assert!(summary["by_host"][&origin].as_u64().unwrap_or(0) > 0, "{summary}");
+    drop(browser);
+    drop(agent);
     let _ = std::fs::remove_dir_all(&root);
 }

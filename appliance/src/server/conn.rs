@@ -1,19 +1,22 @@
 //! One client connection: its buffers, where it is in the request cycle,
 //! and how its bytes go out (plain: `send` + `sendfile`; TLS: through
 //! rustls). Writes are tried right away on the non-blocking socket; only
-//! when the socket is full does the worker ask io_uring to wake it.
+//! when the socket is full does the worker ask io_uring to wake it. Under a
+//! rate cap, bodies go out as the connection's bucket allows (`pace.rs`).
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::handler::{Body, Reply};
 use crate::http::Status;
 use crate::metrics::WorkerMetrics;
 use crate::store::OpenFile;
+
+use super::pace::{Bucket, Rate};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -31,6 +34,8 @@ pub enum Progress {
     Done,
     /// The socket is full: wait for POLLOUT.
     Blocked,
+    /// The rate cap is reached: wait this long.
+    Paced(Duration),
     Failed,
 }
 
@@ -63,11 +68,24 @@ pub struct Conn {
     /// When the request head now being received began (from accept for
     /// the first request); `None` while idle between requests.
     pub head_started: Option<Instant>,
+    /// The rate cap and this connection's tokens, when there is a cap.
+    pace: Option<(Rate, Bucket)>,
+    /// The timeout a paced connection waits on; the kernel reads it when the
+    /// wait is submitted, so it lives on the heap, not in the moving slot.
+    pub pace_wait: Option<Box<io_uring::types::Timespec>>,
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream, peer: IpAddr, tls: Option<Box<rustls::ServerConnection>>, now: Instant) -> Self {
+    pub fn new(
+        sock: TcpStream,
+        peer: IpAddr,
+        tls: Option<Box<rustls::ServerConnection>>,
+        rate: Option<Rate>,
+        now: Instant,
+    ) -> Self {
         Conn {
+            pace: rate.map(|r| (r, Bucket::new(&r, now))),
+            pace_wait: None,
             sock,
             peer,
             tls,
@@ -165,7 +183,7 @@ impl Conn {
 
     /// Sends the queued output, then the body; `scratch` holds file bytes
     /// on their way into the TLS cipher.
-    pub fn write_out(&mut self, scratch: &mut [u8], metrics: &WorkerMetrics) -> Progress {
+    pub fn write_out(&mut self, scratch: &mut [u8], metrics: &WorkerMetrics, now: Instant) -> Progress {
         loop {
             if self.tls.is_some() {
                 self.queue_tls_output();
@@ -182,10 +200,28 @@ impl Conn {
             if body.len == 0 {
                 return Progress::Done;
             }
+            let allowed = match self.pace.as_mut() {
+                None => body.len,
+                Some((rate, bucket)) => match bucket.allowance(rate, body.len, now) {
+                    Ok(n) => n,
+                    Err(wait) => return Progress::Paced(wait),
+                },
+            };
             match self.tls.as_mut() {
-                None => return sendfile(&self.sock, body, metrics),
+                None => {
+                    let before = body.len;
+                    let progress = sendfile(&self.sock, body, allowed, metrics);
+                    if let Some((_, bucket)) = self.pace.as_mut() {
+                        bucket.spend(before - body.len);
+                    }
+                    match progress {
+                        // The allowance went out; the rest waits for tokens.
+                        Progress::Done if body.len > 0 => continue,
+                        other => return other,
+                    }
+                }
                 Some(tls) => {
-                    let want = scratch.len().min(body.len as usize);
+                    let want = scratch.len().min(allowed as usize);
                     match body.file.file.read_at(&mut scratch[..want], body.offset) {
                         // The file shrank under us: the response cannot be completed.
                         Ok(0) | Err(_) => return Progress::Failed,
@@ -193,6 +229,9 @@ impl Conn {
                             let _ = tls.writer().write_all(&scratch[..n]);
                             body.offset += n as u64;
                             body.len -= n as u64;
+                            if let Some((_, bucket)) = self.pace.as_mut() {
+                                bucket.spend(n as u64);
+                            }
                         }
                     }
                 }
@@ -237,11 +276,13 @@ impl Conn {
     }
 }
 
-/// Zero-copy body: the kernel moves page-cache pages to the socket.
-fn sendfile(sock: &TcpStream, body: &mut Body, metrics: &WorkerMetrics) -> Progress {
-    while body.len > 0 {
+/// Zero-copy body, up to `limit` bytes of it: the kernel moves page-cache
+/// pages to the socket.
+fn sendfile(sock: &TcpStream, body: &mut Body, limit: u64, metrics: &WorkerMetrics) -> Progress {
+    let stop = body.len.saturating_sub(limit);
+    while body.len > stop {
         let mut off = body.offset as libc::off_t;
-        let count = body.len.min(1 << 30) as usize;
+        let count = (body.len - stop).min(1 << 30) as usize;
         // SAFETY: both descriptors are live; `off` is a valid out-pointer.
         let n = unsafe { libc::sendfile(sock.as_raw_fd(), body.file.file.as_raw_fd(), &mut off, count) };
         if n < 0 {

@@ -5,6 +5,7 @@
 mod bufring;
 mod conn;
 mod listener;
+mod pace;
 pub mod tls;
 mod worker;
 
@@ -22,11 +23,15 @@ use crate::config::{Config, ConfigError};
 use crate::metrics::WorkerMetrics;
 use crate::store::Disks;
 
+pub use pace::Rate;
+
 /// What every worker reads and nobody writes (but the shutdown flag).
 pub struct Shared {
     pub config: Config,
     pub keyring: Arc<Keyring>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The per-connection rate cap, if any.
+    pub rate: Option<Rate>,
     pub disks: Disks,
     pub shutdown: AtomicBool,
     /// Open client connections, all workers together (for the cap).
@@ -97,6 +102,7 @@ impl Server {
         let admin_addr = admin_listener.local_addr().map_err(StartError::Thread)?;
         let shared = Arc::new(Shared {
             disks: Disks::new(config.disks.clone()),
+            rate: config.rate_limit.rate(),
             config,
             keyring,
             tls,

@@ -3,7 +3,8 @@
 //! request path except the counters it alone writes.
 //!
 //! io_uring carries accepts (multishot), receives (into provided buffers),
-//! write-readiness polls and the timer tick. Each connection has at most one
+//! write-readiness polls, waits of rate-capped connections and the timer
+//! tick. Each connection has at most one
 //! operation in flight, so its slot is freed only when nothing can complete
 //! for it any more, and completions never meet a reused slot.
 
@@ -30,6 +31,7 @@ const OP_RECV: u64 = 2;
 const OP_POLL: u64 = 3;
 const OP_TICK: u64 = 4;
 const OP_CANCEL: u64 = 5;
+const OP_PACE: u64 = 6;
 
 const TICK: Duration = Duration::from_millis(200);
 /// How long a closing connection keeps draining what the client sends.
@@ -144,7 +146,7 @@ impl Worker {
                 match data & 7 {
                     OP_ACCEPT => self.on_accept(idx, res, flags),
                     OP_RECV => self.on_recv(idx, res, flags),
-                    OP_POLL => self.on_poll(idx, res),
+                    OP_POLL | OP_PACE => self.on_ready(idx, res),
                     OP_TICK => self.on_tick(),
                     _ => {}
                 }
@@ -235,7 +237,8 @@ impl Worker {
         } else {
             None
         };
-        let conn = Conn::new(sock, nearcast_common::prefix::canonical(peer.ip()), tls, self.now);
+        let peer = nearcast_common::prefix::canonical(peer.ip());
+        let conn = Conn::new(sock, peer, tls, self.shared.rate, self.now);
         let id = match self.free.pop() {
             Some(id) => {
                 self.conns[id] = Some(conn);
@@ -286,7 +289,7 @@ impl Worker {
         if broken {
             if let Some(conn) = self.conns[id].as_mut() {
                 // Best effort: let the client see the alert before the close.
-                let _ = conn.write_out(&mut self.scratch, &self.metrics);
+                let _ = conn.write_out(&mut self.scratch, &self.metrics, self.now);
             }
             self.close(id);
             return;
@@ -294,12 +297,13 @@ impl Worker {
         self.drive(id);
     }
 
-    fn on_poll(&mut self, id: usize, res: i32) {
+    /// The socket can take more (poll) or the rate cap allows more (pace).
+    fn on_ready(&mut self, id: usize, res: i32) {
         let Some(conn) = self.conns[id].as_mut() else {
             return;
         };
         conn.in_flight = false;
-        if conn.closing || res < 0 {
+        if conn.closing || (res < 0 && res != -libc::ETIME) {
             self.close(id);
             return;
         }
@@ -319,9 +323,10 @@ impl Worker {
                 Phase::Reading => {
                     if conn.tls.is_some() || conn.has_output() {
                         // Handshake records, or nothing for plain connections.
-                        match conn.write_out(&mut self.scratch, &self.metrics) {
+                        match conn.write_out(&mut self.scratch, &self.metrics, self.now) {
                             Progress::Done => {}
-                            Progress::Blocked => {
+                            // Handshake bytes are not paced; treat as full.
+                            Progress::Blocked | Progress::Paced(_) => {
                                 conn.deadline = self.now + send;
                                 return self.submit_poll(id);
                             }
@@ -371,7 +376,7 @@ impl Worker {
                     };
                     return self.submit_recv(id);
                 }
-                Phase::Writing => match conn.write_out(&mut self.scratch, &self.metrics) {
+                Phase::Writing => match conn.write_out(&mut self.scratch, &self.metrics, self.now) {
                     Progress::Done => {
                         if let Some((file, bytes)) = conn.finish_reply(&self.metrics, self.now) {
                             match self.titles.get_mut(&*file.title) {
@@ -391,6 +396,10 @@ impl Worker {
                     Progress::Blocked => {
                         conn.deadline = self.now + send;
                         return self.submit_poll(id);
+                    }
+                    Progress::Paced(wait) => {
+                        conn.deadline = self.now + send;
+                        return self.submit_pace(id, wait);
                     }
                     Progress::Failed => return self.close(id),
                 },
@@ -427,8 +436,28 @@ impl Worker {
         self.push(e);
     }
 
+    /// Waits out the rate cap; the connection stays in its slot with the
+    /// timeout as its one operation in flight.
+    fn submit_pace(&mut self, id: usize, wait: Duration) {
+        let Some(conn) = self.conns[id].as_mut() else {
+            return;
+        };
+        conn.in_flight = true;
+        let ts = types::Timespec::new().sec(wait.as_secs()).nsec(wait.subsec_nanos());
+        let ts: *const types::Timespec = match conn.pace_wait.as_mut() {
+            Some(b) => {
+                **b = ts;
+                &**b
+            }
+            None => &**conn.pace_wait.insert(Box::new(ts)),
+        };
+        let e = opcode::Timeout::new(ts).build().user_data(ud(OP_PACE, id));
+        self.push(e);
+    }
+
     /// Closes now, or once the operation in flight completes (the shutdown
-    /// makes it complete at once).
+    /// makes a receive or poll complete at once; a pace wait ends by itself
+    /// within one chunk's time).
     fn close(&mut self, id: usize) {
         let Some(conn) = self.conns[id].as_mut() else {
             return;

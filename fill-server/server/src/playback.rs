@@ -43,10 +43,69 @@ fn rewrite_hls(text: &str, map: impl Fn(&str) -> String) -> String {
     out
 }
 
-/// The multivariant playlist: each media playlist URI becomes
-/// `{play_prefix}{uri}?{query}` (served by the fill server).
-pub fn master(text: &str, play_prefix: &str, query: &str) -> String {
-    rewrite_hls(text, |uri| with_query(&format!("{play_prefix}{uri}"), query))
+/// The multivariant playlist with one copy of its variants per pathway
+/// (HLS content steering, best pathway first). In pathway `p`, each media
+/// playlist URI becomes `{play_prefix}{uri}?via={p}&{query}` (served by the
+/// fill server, listing segments on `p`), rendition groups are renamed
+/// `{group}.{p}` so every pathway has its own audio, and variants carry
+/// `PATHWAY-ID`. The player fetches `steering_uri` for the current order
+/// and moves to the next pathway by itself when one fails.
+pub fn master(text: &str, play_prefix: &str, query: &str, pathways: &[&str], steering_uri: &str) -> String {
+    // Tags before the first rendition or variant are playlist-wide.
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let body_at = lines
+        .iter()
+        .position(|l| l.starts_with("#EXT-X-MEDIA:") || l.starts_with("#EXT-X-STREAM-INF:"))
+        .unwrap_or(lines.len());
+    let mut out = String::with_capacity(text.len() * (pathways.len() + 1));
+    for l in lines[..body_at].iter().filter(|l| !l.is_empty()) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    if let Some(first) = pathways.first() {
+        out.push_str(&format!(
+            "#EXT-X-CONTENT-STEERING:SERVER-URI=\"{steering_uri}\",PATHWAY-ID=\"{first}\"\n"
+        ));
+    }
+    let body = lines[body_at..].join("\n");
+    for p in pathways {
+        out.push('\n');
+        let copy = body
+            .lines()
+            .map(|l| {
+                let l = rename_group(l, "GROUP-ID", p);
+                let l = rename_group(&l, "AUDIO", p);
+                let l = rename_group(&l, "SUBTITLES", p);
+                match l.strip_prefix("#EXT-X-STREAM-INF:") {
+                    Some(_) => format!("{l},PATHWAY-ID=\"{p}\""),
+                    None => l,
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let q = format!("via={p}&{query}");
+        out.push_str(&rewrite_hls(&copy, |uri| {
+            with_query(&format!("{play_prefix}{uri}"), &q)
+        }));
+    }
+    out
+}
+
+/// In a tag line, the quoted attribute `name="g"` becomes `name="g.{pathway}"`.
+fn rename_group(line: &str, name: &str, pathway: &str) -> String {
+    if !line.starts_with("#EXT") {
+        return line.to_string();
+    }
+    let found = [':', ',']
+        .iter()
+        .find_map(|sep| line.find(&format!("{sep}{name}=\"")).map(|i| i + name.len() + 3));
+    let Some(from) = found else {
+        return line.to_string();
+    };
+    match line[from..].find('"') {
+        Some(len) => format!("{}.{pathway}{}", &line[..from + len], &line[from + len..]),
+        None => line.to_string(),
+    }
 }
 
 /// A media playlist: each segment and map URI becomes `{base}/{uri}?{query}`
@@ -100,14 +159,36 @@ mod tests {
 
     #[test]
     fn hls_uris_are_rewritten_and_tags_kept() {
-        let m = "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",URI=\"audio-und/index.m3u8\"\n\n#EXT-X-STREAM-INF:BANDWIDTH=1\n360p/index.m3u8\n";
-        let r = master(m, "/v1/play/t/", "via=b1&token=T");
+        let m = "#EXTM3U\n#EXT-X-VERSION:7\n\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",URI=\"audio-und/index.m3u8\"\n\n#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"audio\"\n360p/index.m3u8\n";
+        let r = master(
+            m,
+            "/v1/play/t/",
+            "token=T",
+            &["b1", "origin"],
+            "/v1/play/t/steering.json",
+        );
         assert!(
-            r.contains("URI=\"/v1/play/t/audio-und/index.m3u8?via=b1&token=T\""),
+            r.starts_with(
+                "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-CONTENT-STEERING:SERVER-URI=\"/v1/play/t/steering.json\",PATHWAY-ID=\"b1\"\n\n"
+            ),
             "{r}"
         );
-        assert!(r.contains("\n/v1/play/t/360p/index.m3u8?via=b1&token=T\n"), "{r}");
-        assert!(r.contains("#EXT-X-STREAM-INF:BANDWIDTH=1\n"));
+        for p in ["b1", "origin"] {
+            assert!(
+                r.contains(&format!(
+                    "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio.{p}\",URI=\"/v1/play/t/audio-und/index.m3u8?via={p}&token=T\""
+                )),
+                "{r}"
+            );
+            assert!(
+                r.contains(&format!(
+                    "#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"audio.{p}\",PATHWAY-ID=\"{p}\"\n/v1/play/t/360p/index.m3u8?via={p}&token=T\n"
+                )),
+                "{r}"
+            );
+        }
+        assert_eq!(r.matches("#EXT-X-STREAM-INF").count(), 2);
+        assert_eq!(r.matches("#EXT-X-VERSION").count(), 1);
         let p = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:4.0,\nseg-00001.m4s\n#EXT-X-ENDLIST\n";
         let r = media(p, "http://b1:8080/c/t/360p/", "token=T");
         assert!(

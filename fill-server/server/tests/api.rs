@@ -183,24 +183,32 @@ fn fleet(s: &Server) -> ApplianceKey {
         200
     );
     let key = new_key();
-    let enroll = format!(r#"{{"id":"box-1","public_key":"{}"}}"#, key.public_hex());
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/appliances", &enroll).0, 200);
-    let reg = r#"{"site":"s1","url":"http://box-1.test:8080","capacity_bytes":1000000}"#;
-    assert_eq!(
-        signed(s.addr, &key, "box-1", "POST", "/v1/appliances/box-1/register", reg).0,
-        200
-    );
-    let hb = r#"{"health":"ok","load":0.25,"free_bytes":5000,"bytes_by_title":{"movie":1200}}"#;
-    assert_eq!(
-        signed(s.addr, &key, "box-1", "POST", "/v1/appliances/box-1/heartbeat", hb).0,
-        200
-    );
-    let inv = r#"{"version":"v1","titles":["movie"]}"#;
-    assert_eq!(
-        signed(s.addr, &key, "box-1", "PUT", "/v1/appliances/box-1/inventory", inv).0,
-        200
-    );
+    // Appliance ids become pathway ids in players' manifests.
+    for bad in ["origin", "box 1", "box\\\"1", ".hidden"] {
+        let enroll = format!(r#"{{"id":"{bad}","public_key":"{}"}}"#, key.public_hex());
+        assert_eq!(admin(s.addr, "POST", "/v1/admin/appliances", &enroll).0, 400, "{bad}");
+    }
+    add_box(s, &key, "box-1", 0.25);
     key
+}
+
+/// Enrolls, registers and heartbeats appliance `id` (at site s1, with
+/// `load`), holding "movie".
+fn add_box(s: &Server, key: &ApplianceKey, id: &str, load: f64) {
+    let enroll = format!(r#"{{"id":"{id}","public_key":"{}"}}"#, key.public_hex());
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/appliances", &enroll).0, 200);
+    let reg = format!(r#"{{"site":"s1","url":"http://{id}.test:8080","capacity_bytes":1000000}}"#);
+    let path = |call: &str| format!("/v1/appliances/{id}/{call}");
+    assert_eq!(signed(s.addr, key, id, "POST", &path("register"), &reg).0, 200);
+    heartbeat(s, key, id, "ok", load);
+    let inv = r#"{"version":"v1","titles":["movie"]}"#;
+    assert_eq!(signed(s.addr, key, id, "PUT", &path("inventory"), inv).0, 200);
+}
+
+fn heartbeat(s: &Server, key: &ApplianceKey, id: &str, health: &str, load: f64) {
+    let hb = format!(r#"{{"health":"{health}","load":{load},"free_bytes":5000,"bytes_by_title":{{"movie":1200}}}}"#);
+    let path = format!("/v1/appliances/{id}/heartbeat");
+    assert_eq!(signed(s.addr, key, id, "POST", &path, &hb).0, 200);
 }
 
 fn steer(addr: SocketAddr, client: &str, title: &str) -> serde_json::Value {
@@ -637,7 +645,8 @@ fn play_routes_refuse_missing_or_foreign_tokens(backend: &Backend) {
     )
     .unwrap();
     let s = start_with_origin(backend, "play", 30, Some(root.join("origin")));
-    fleet(&s);
+    let key = fleet(&s);
+    add_box(&s, &key, "box-2", 0.5);
     let client = [("x-forwarded-for", "198.51.100.7".to_string())];
     let (st, master) = call(s.addr, "GET", "/v1/play/movie/master.m3u8", &client, b"");
     assert_eq!(st, 200, "{master}");
@@ -645,6 +654,60 @@ fn play_routes_refuse_missing_or_foreign_tokens(backend: &Backend) {
         .lines()
         .find(|l| l.starts_with("/v1/play/movie/360p/index.m3u8?via=box-1&token="))
         .unwrap();
+    // Content steering: the box's pathway first, the origin's as fallback,
+    // and the steering manifest the player re-reads for the order.
+    assert!(
+        master.contains("#EXT-X-CONTENT-STEERING:SERVER-URI=\"/v1/play/movie/steering.json\",PATHWAY-ID=\"box-1\""),
+        "{master}"
+    );
+    assert!(master.contains("BANDWIDTH=1,PATHWAY-ID=\"box-1\"\n"), "{master}");
+    let fallback = master
+        .lines()
+        .find(|l| l.starts_with("/v1/play/movie/360p/index.m3u8?via=origin&token="))
+        .unwrap();
+    let (st, list) = call(s.addr, "GET", fallback, &client, b"");
+    assert_eq!(st, 200, "{list}");
+    assert!(
+        list.contains("\nhttp://origin.test/c/movie/360p/seg-00001.m4s?token="),
+        "{list}"
+    );
+    assert!(
+        master.contains("PATHWAY-ID=\"box-2\"\n/v1/play/movie/360p/index.m3u8?via=box-2&"),
+        "{master}"
+    );
+    let priority = |current: &str| {
+        let target = format!("/v1/play/movie/steering.json{current}");
+        let (st, steering) = call(s.addr, "GET", &target, &client, b"");
+        assert_eq!(st, 200, "{steering}");
+        let steering: serde_json::Value = serde_json::from_str(&steering).unwrap();
+        assert_eq!(steering["VERSION"], 1);
+        assert!(steering["TTL"].as_u64().unwrap() > 0);
+        steering["PATHWAY-PRIORITY"].clone()
+    };
+    // Least loaded first; a player already on box-2 stays there.
+    for current in ["", "?_HLS_pathway=origin&_HLS_throughput=500000", "?_HLS_pathway=box-9"] {
+        assert_eq!(
+            priority(current),
+            serde_json::json!(["box-1", "box-2", "origin"]),
+            "{current}"
+        );
+    }
+    assert_eq!(
+        priority("?_HLS_pathway=box-2"),
+        serde_json::json!(["box-2", "box-1", "origin"])
+    );
+    // Once box-2 reports itself failed, its players are moved off it.
+    heartbeat(&s, &key, "box-2", "failed", 0.5);
+    assert_eq!(priority("?_HLS_pathway=box-2"), serde_json::json!(["box-1", "origin"]));
+    // A client no box serves gets the origin alone.
+    let (_, steering) = call(
+        s.addr,
+        "GET",
+        "/v1/play/movie/steering.json",
+        &[("x-forwarded-for", "203.0.113.9".to_string())],
+        b"",
+    );
+    assert!(steering.contains(r#""PATHWAY-PRIORITY":["origin"]"#), "{steering}");
     let (st, list) = call(s.addr, "GET", media, &client, b"");
     assert_eq!(st, 200, "{list}");
     assert!(

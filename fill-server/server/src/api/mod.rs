@@ -389,6 +389,11 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
             .await
         }
         (&Method::POST, ["appliances"]) => match parse::<Enrollment>(&body) {
+            // The id names the box's pathway in players' manifests.
+            Ok(e) if !nearcast_common::is_plain_name(e.id.as_bytes()) || e.id == play::ORIGIN => error(
+                StatusCode::BAD_REQUEST,
+                "an appliance id is letters, digits, '.', '_' and '-', and not 'origin'",
+            ),
             Ok(e) if nearcast_common::token::decode_hex(&e.public_key).is_some_and(|k| k.len() == 32) => {
                 write(app, Changed::Fleet, move |a| {
                     a.store

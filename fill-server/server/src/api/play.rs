@@ -3,8 +3,14 @@
 //! title-wide token bound to the player's prefix.
 //!
 //! `GET /v1/play/{title}/master.m3u8`, `GET /v1/play/{title}/manifest.mpd`,
-//! and the media playlists the master leads to,
-//! `GET /v1/play/{title}/{rendition}/index.m3u8?via={box}&token={token}`.
+//! the media playlists the master leads to,
+//! `GET /v1/play/{title}/{rendition}/index.m3u8?via={box}&token={token}`,
+//! and the HLS content steering manifest the master names,
+//! `GET /v1/play/{title}/steering.json?_HLS_pathway={box}`.
+//!
+//! HLS failover: the master lists every candidate box and the origin as
+//! pathways; the player moves to the next one when its box stops answering,
+//! and reloads the steering manifest to learn the current order.
 
 use std::net::IpAddr;
 
@@ -16,7 +22,10 @@ use crate::app::App;
 use crate::playback;
 use crate::steer::client_prefix;
 
-const ORIGIN: &str = "origin";
+/// The origin's pathway id (no appliance may take it).
+pub const ORIGIN: &str = "origin";
+/// How often a player re-reads the steering manifest.
+const STEERING_TTL_SECS: u64 = 10;
 
 pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
     if !rest.iter().all(|s| is_plain_name(s.as_bytes())) {
@@ -24,12 +33,34 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
     }
     match rest {
         [title, "master.m3u8"] => {
-            let (via, _) = choose(app, client, title);
+            let pathways = pathways(app, client, title, None);
             let Some(text) = read(app, &[title, "master.m3u8"]) else {
                 return error(StatusCode::NOT_FOUND, format!("no title '{title}'"));
             };
-            let q = format!("via={via}&{TOKEN_PARAM}={}", title_token(app, title, client));
-            hls(playback::master(&text, &format!("/v1/play/{title}/"), &q))
+            let q = format!("{TOKEN_PARAM}={}", title_token(app, title, client));
+            let ids: Vec<&str> = pathways.iter().map(String::as_str).collect();
+            let prefix = format!("/v1/play/{title}/");
+            hls(playback::master(
+                &text,
+                &prefix,
+                &q,
+                &ids,
+                &format!("{prefix}steering.json"),
+            ))
+        }
+        [title, "steering.json"] => {
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+            };
+            let priority = pathways(app, client, title, param("_HLS_pathway"));
+            let body = serde_json::json!({
+                "VERSION": 1,
+                "TTL": STEERING_TTL_SECS,
+                "PATHWAY-PRIORITY": priority,
+            });
+            reply_text("application/json", body.to_string())
         }
         [title, "manifest.mpd"] => {
             let view = app.view();
@@ -74,14 +105,20 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
     }
 }
 
-/// The appliance to play from (its id, or "origin"), and its base URL.
-fn choose(app: &App, client: IpAddr, title: &str) -> (String, String) {
+/// Pathways for a player, best first: the boxes steering picks for it, then
+/// the origin. The pathway it is on now (`current`) stays first while that
+/// box is still a candidate, so a change in load does not move a playing
+/// client; a box that failed or stopped heartbeating drops out.
+fn pathways(app: &App, client: IpAddr, title: &str, current: Option<&str>) -> Vec<String> {
     let view = app.view();
-    let (_, boxes) = view.candidates(client, title, now(), 1);
-    match boxes.first() {
-        Some(b) => (b.id.clone(), b.url.clone()),
-        None => (ORIGIN.to_string(), view.origin_url.clone()),
+    let (_, boxes) = view.candidates(client, title, now(), view.max_appliances);
+    let mut ids: Vec<String> = boxes.iter().map(|b| b.id.clone()).collect();
+    if let Some(i) = current.and_then(|c| ids.iter().position(|id| id == c)) {
+        let id = ids.remove(i);
+        ids.insert(0, id);
     }
+    ids.push(ORIGIN.to_string());
+    ids
 }
 
 fn title_token(app: &App, title: &str, client: IpAddr) -> String {
