@@ -141,6 +141,15 @@ pub fn quick_status(addr: SocketAddr, target: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// Width and height of a PNG, from its header; `None` if it is not a PNG.
+pub fn png_size(png: &[u8]) -> Option<(u32, u32)> {
+    if png.len() < 24 || !png.starts_with(b"\x89PNG\r\n\x1a\n") || &png[12..16] != b"IHDR" {
+        return None;
+    }
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    Some((be(&png[16..20]), be(&png[20..24])))
+}
+
 /// Headless Chromium driven through chromedriver (Debian's `chromium` and
 /// `chromium-driver`), over the W3C WebDriver protocol with curl. Quit
 /// when dropped.
@@ -200,14 +209,34 @@ impl Browser {
         webdriver("POST", &format!("{}/execute/sync", self.base), &body)["value"].take()
     }
 
-    /// A PNG of the window, base64 as WebDriver sends it.
-    pub fn screenshot_base64(&self) -> String {
+    /// A PNG of the window, or of the first element `css` matches.
+    pub fn screenshot_png(&self, css: Option<&str>) -> Vec<u8> {
+        let url = match css {
+            None => format!("{}/screenshot", self.base),
+            Some(css) => {
+                let found = webdriver(
+                    "POST",
+                    &format!("{}/element", self.base),
+                    &serde_json::json!({ "using": "css selector", "value": css }),
+                );
+                let id = found["value"]
+                    .as_object()
+                    .and_then(|o| o.values().next())
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_else(|| panic!("no element {css}: {found}"))
+                    .to_string();
+                format!("{}/element/{id}/screenshot", self.base)
+            }
+        };
         let out = Command::new("curl")
-            .args(["-s", "--max-time", "60", &format!("{}/screenshot", self.base)])
+            .args(["-s", "--max-time", "60", &url])
             .output()
             .expect("curl installed");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a screenshot answer");
-        v["value"].as_str().expect("base64 PNG").to_string()
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(v["value"].as_str().expect("base64 PNG"))
+            .expect("valid base64")
     }
 
     /// Waits until `script` returns true.

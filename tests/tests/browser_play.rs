@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use nearcast::stack::{Ports, Stack, ADMIN_TOKEN, TITLE};
 use nearcast_appliance::config::Config as ApplianceConfig;
-use nearcast_e2e::{curl_get, metric, AgentProcess, Browser};
+use nearcast_e2e::{curl_get, metric, png_size, AgentProcess, Browser};
 
 /// A stack with one box that holds the sample title and is steered to,
 /// its appliance set up by `tune`.
@@ -120,12 +120,16 @@ fn the_player_page_plays_from_the_appliance_and_reports_qoe() {
     );
     let qoe = browser.eval("return document.querySelector('#qoe tbody').textContent");
     assert!(qoe.as_str().unwrap().contains("sessions1"), "{qoe}");
-    let png = browser.screenshot_base64();
-    assert!(
-        png.starts_with("iVBORw0KGgo") && png.len() > 20_000,
-        "a real screenshot ({} chars)",
-        png.len()
-    );
+    // The screenshot people look at, and the fleet table in it.
+    let page = browser.screenshot_png(None);
+    let (w, h) = png_size(&page).expect("a PNG of the window");
+    assert!(w == 1280 && h > 600, "the whole viewport: {w}x{h}");
+    let shot = std::env::temp_dir().join("nearcast-dashboard.png");
+    std::fs::write(&shot, &page).unwrap();
+    eprintln!("dashboard screenshot: {}", shot.display());
+    let table = browser.screenshot_png(Some("#fleet"));
+    let (w, h) = png_size(&table).expect("a PNG of the fleet table");
+    assert!(w >= 600 && h >= 40, "the fleet table shows a header and a row: {w}x{h}");
     drop(browser);
     drop(agent);
     stack.boxes[0].stop_appliance();
