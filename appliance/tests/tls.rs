@@ -6,7 +6,6 @@ mod support;
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use support::*;
@@ -57,15 +56,7 @@ fn https_serves_ranges_keepalive_and_checks_tokens() {
     assert!(rest.is_empty());
 
     // A real external client.
-    let out = Command::new("curl")
-        .args(["-sS", "--fail", "--cacert"])
-        .arg(dir.join("ca.pem"))
-        .arg(format!("https://localhost:{}{url}", addr.port()))
-        .args(["--resolve", &format!("localhost:{}:127.0.0.1", addr.port())])
-        .output()
-        .expect("curl is installed");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(sha256(&out.stdout), sha256(&seg));
+    assert_eq!(sha256(&curl_https(&dir, addr, &url)), sha256(&seg));
 
     // Garbage on the TLS port is a TLS error; the server carries on.
     let mut junk = TcpStream::connect(addr).unwrap();

@@ -310,3 +310,17 @@ pub fn tls_toml(dir: &Path) -> String {
         dir.join("key.pem").display().to_string()
     )
 }
+
+/// The body curl gets from `https://localhost:{port}{target}`, trusting
+/// `make_cert`'s CA in `dir`.
+pub fn curl_https(dir: &Path, addr: SocketAddr, target: &str) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--cacert"])
+        .arg(dir.join("ca.pem"))
+        .arg(format!("https://localhost:{}{target}", addr.port()))
+        .args(["--resolve", &format!("localhost:{}:127.0.0.1", addr.port())])
+        .output()
+        .expect("curl is installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}

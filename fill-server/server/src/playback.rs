@@ -67,18 +67,18 @@ pub fn master(text: &str, play_prefix: &str, query: &str, pathways: &[&str], ste
             "#EXT-X-CONTENT-STEERING:SERVER-URI=\"{steering_uri}\",PATHWAY-ID=\"{first}\"\n"
         ));
     }
-    let body = lines[body_at..].join("\n");
     for p in pathways {
         out.push('\n');
-        let copy = body
-            .lines()
+        let copy = lines[body_at..]
+            .iter()
             .map(|l| {
                 let l = rename_group(l, "GROUP-ID", p);
                 let l = rename_group(&l, "AUDIO", p);
                 let l = rename_group(&l, "SUBTITLES", p);
-                match l.strip_prefix("#EXT-X-STREAM-INF:") {
-                    Some(_) => format!("{l},PATHWAY-ID=\"{p}\""),
-                    None => l,
+                if l.starts_with("#EXT-X-STREAM-INF:") {
+                    format!("{l},PATHWAY-ID=\"{p}\"")
+                } else {
+                    l
                 }
             })
             .collect::<Vec<_>>()

@@ -491,23 +491,24 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
     }
 }
 
+/// The value of `name` in a query string (as sent, not percent-decoded).
+fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+}
+
 fn steer(app: &App, query: &str, client: IpAddr) -> Resp {
-    let param = |name: &str| {
-        query.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == name).then(|| v.to_string())
-        })
-    };
-    let Some(title) = param("title") else {
+    let Some(title) = query_param(query, "title") else {
         return error(StatusCode::BAD_REQUEST, "title is required");
     };
-    let file = param("file").unwrap_or_else(|| "master.m3u8".into());
-    if nearcast_common::is_plain_name(title.as_bytes()) && !app.has_title(&title) {
+    let file = query_param(query, "file").unwrap_or("master.m3u8");
+    if nearcast_common::is_plain_name(title.as_bytes()) && !app.has_title(title) {
         return error(StatusCode::NOT_FOUND, format!("no title '{title}'"));
     }
     match app
         .view()
-        .steer(&app.key, client, &title, &file, now(), app.config.url_ttl_secs)
+        .steer(&app.key, client, title, file, now(), app.config.url_ttl_secs)
     {
         Ok(answer) => {
             app.metrics.steered(answer.urls.len() > 1);

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use hyper::StatusCode;
 use nearcast_common::{is_plain_name, Grant, TOKEN_PARAM};
 
-use super::{error, now, Resp};
+use super::{error, now, query_param, Resp};
 use crate::app::App;
 use crate::playback;
 use crate::steer::client_prefix;
@@ -49,12 +49,7 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
             ))
         }
         [title, "steering.json"] => {
-            let param = |name: &str| {
-                query
-                    .split('&')
-                    .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
-            };
-            let priority = pathways(app, client, title, param("_HLS_pathway"));
+            let priority = pathways(app, client, title, query_param(query, "_HLS_pathway"));
             let body = serde_json::json!({
                 "VERSION": 1,
                 "TTL": STEERING_TTL_SECS,
@@ -78,18 +73,13 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
             reply_text("application/dash+xml", playback::mpd(&text, &bases, &q))
         }
         [title, rendition, "index.m3u8"] => {
-            let param = |name: &str| {
-                query
-                    .split('&')
-                    .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
-            };
-            let token = param(TOKEN_PARAM).unwrap_or("");
+            let token = query_param(query, TOKEN_PARAM).unwrap_or("");
             let path = format!("/c/{title}/{rendition}/index.m3u8");
             if let Err(e) = app.keyring.verify(&path, token, client, now()) {
                 return error(StatusCode::FORBIDDEN, e);
             }
             let view = app.view();
-            let via = param("via").unwrap_or(ORIGIN);
+            let via = query_param(query, "via").unwrap_or(ORIGIN);
             let base = view
                 .boxes
                 .iter()

@@ -58,9 +58,7 @@ pub fn summary_since(app: &App, since: u64) -> Result<crate::qoe::QoeSummary, cr
 
 /// The summary of the last `hours` (default 24).
 pub async fn summary(app: Arc<App>, query: &str) -> Resp {
-    let hours: u64 = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("hours="))
+    let hours: u64 = super::query_param(query, "hours")
         .and_then(|h| h.parse().ok())
         .unwrap_or(24);
     let since = now().saturating_sub(hours * 3600);
