@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nearcast_common::request_auth::ApplianceKey;
 use nearcast_image::qemu::{Accel, Vm};
 
 use crate::stack::{Stack, SITE};
@@ -55,14 +54,7 @@ impl Stack {
         let host = |guest: u16| forwards.iter().find(|(g, _)| *g == guest).map_or(0, |(_, h)| *h);
         let config = work.join("config");
         std::fs::create_dir_all(&config)?;
-        let der = ApplianceKey::generate_pkcs8()?;
-        std::fs::write(config.join("appliance.key"), &der)?;
-        let public = ApplianceKey::from_pkcs8(&der)?.public_hex();
-        self.admin(
-            "POST",
-            "/v1/admin/appliances",
-            &format!(r#"{{"id":"{id}","public_key":"{public}"}}"#),
-        )?;
+        self.enroll(id, &config.join("appliance.key"))?;
         std::fs::write(
             config.join("appliance.toml"),
             format!(

@@ -224,6 +224,20 @@ impl Stack {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    /// Makes a new key for appliance `id`, writes it (PKCS#8) to
+    /// `key_file` and enrolls its public half with the fill server.
+    pub fn enroll(&self, id: &str, key_file: &Path) -> anyhow::Result<()> {
+        let der = ApplianceKey::generate_pkcs8()?;
+        std::fs::write(key_file, &der).with_context(|| key_file.display().to_string())?;
+        let public = ApplianceKey::from_pkcs8(&der)?.public_hex();
+        self.admin(
+            "POST",
+            "/v1/admin/appliances",
+            &format!(r#"{{"id":"{id}","public_key":"{public}"}}"#),
+        )?;
+        Ok(())
+    }
+
     /// Enrolls box number `self.boxes.len()`, writes its agent's key and
     /// config (`tune` may change it; `disk0` is its one disk by default)
     /// and starts its appliance (tokens required) on the agent's disks.
@@ -244,14 +258,7 @@ impl Stack {
         let disk = dir.join("disk0");
         std::fs::create_dir_all(&disk)?;
         let key_file = dir.join("appliance.key");
-        let der = ApplianceKey::generate_pkcs8()?;
-        std::fs::write(&key_file, &der)?;
-        let public = ApplianceKey::from_pkcs8(&der)?.public_hex();
-        self.admin(
-            "POST",
-            "/v1/admin/appliances",
-            &format!(r#"{{"id":"{id}","public_key":"{public}"}}"#),
-        )?;
+        self.enroll(&id, &key_file)?;
         let mut agent = nearcast_agent::Config {
             id: id.clone(),
             fill_server: self.fill_url.clone(),
