@@ -28,6 +28,30 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
+    pub disk_io: DiskIoConfig,
+}
+
+/// Reading body bytes that are not in the page cache (per worker).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiskIoConfig {
+    /// Reads in flight per disk; more wait in the disk's queue.
+    pub queue_depth: usize,
+    /// Read buffers, allocated as first needed: at most `buffers` x
+    /// `buffer_kib` KiB of memory per worker.
+    pub buffers: usize,
+    /// The largest single read.
+    pub buffer_kib: usize,
+}
+
+impl Default for DiskIoConfig {
+    fn default() -> Self {
+        DiskIoConfig {
+            queue_depth: 32,
+            buffers: 64,
+            buffer_kib: 256,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,6 +129,7 @@ impl Default for Config {
             tls: None,
             auth: AuthConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            disk_io: DiskIoConfig::default(),
         }
     }
 }
@@ -188,6 +213,9 @@ impl Config {
             ("timeouts.header_ms", self.timeouts.header_ms),
             ("timeouts.keepalive_ms", self.timeouts.keepalive_ms),
             ("timeouts.send_ms", self.timeouts.send_ms),
+            ("disk_io.queue_depth", self.disk_io.queue_depth as u64),
+            ("disk_io.buffers", self.disk_io.buffers as u64),
+            ("disk_io.buffer_kib", self.disk_io.buffer_kib as u64),
         ];
         if let Some((name, _)) = nonzero.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));

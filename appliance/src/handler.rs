@@ -46,10 +46,6 @@ impl Handler {
         }
     }
 
-    pub fn files(&mut self) -> &mut FileCache {
-        &mut self.files
-    }
-
     /// Answers a well-formed request; writes the head into `out`.
     pub fn respond(&mut self, req: &Request, peer: IpAddr, now: Instant, out: &mut Vec<u8>) -> Reply {
         let head_only = req.method() == Method::Head;
@@ -122,6 +118,13 @@ impl Handler {
         };
         self.date.refresh();
         self.error(status, false, false, out)
+    }
+
+    /// Replaces a decided response whose body cannot be read (nothing of
+    /// it was sent): writes the head and text of `status` into `out`.
+    pub fn fail(&mut self, status: Status, keep_alive: bool, out: &mut Vec<u8>) {
+        self.date.refresh();
+        self.error(status, keep_alive, false, out);
     }
 
     fn check_token(&self, path: &ContentPath, query: &[u8], peer: IpAddr, now: SystemTime) -> Result<(), TokenError> {

@@ -4,7 +4,6 @@
 //! and these numbers), zero-copy bodies over plain HTTP, rustls for HTTPS,
 //! and signed-URL checks that need nobody else.
 
-pub mod admin;
 pub mod config;
 pub mod handler;
 pub mod http;

@@ -7,13 +7,83 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::http::Status;
+use crate::store::Disks;
 
-/// Upper bounds of the latency histogram, in seconds.
+/// Upper bounds of the request latency histogram, in seconds.
 pub const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Default)]
+/// Upper bounds of the disk read latency histogram, in seconds.
+pub const READ_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A latency histogram with fixed bounds (one more bucket for +Inf).
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Box<[AtomicU64]>,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let bucket = self.bounds.iter().position(|&b| secs <= b).unwrap_or(self.bounds.len());
+        self.counts[bucket].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(took.as_micros() as u64, Relaxed);
+    }
+
+    /// Writes the sum of `parts` (same bounds) as `name{labels,le=…}`.
+    fn render<'a>(out: &mut String, name: &str, labels: &str, parts: impl Iterator<Item = &'a Histogram> + Clone) {
+        let Some(first) = parts.clone().next() else {
+            return;
+        };
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for i in 0..=first.bounds.len() {
+            cumulative += parts.clone().map(|h| h.counts[i].load(Relaxed)).sum::<u64>();
+            let le = first.bounds.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
+        }
+        let secs = parts.map(|h| h.sum_us.load(Relaxed)).sum::<u64>() as f64 / 1e6;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {secs}\n{name}_count{braces} {cumulative}");
+    }
+}
+
+/// One disk as one worker sees it.
+pub struct DiskMetrics {
+    sent_bytes: AtomicU64,
+    read_bytes: AtomicU64,
+    /// Reads waiting in the queue or in flight.
+    depth: AtomicI64,
+    read_latency: Histogram,
+}
+
+impl DiskMetrics {
+    fn new() -> Self {
+        DiskMetrics {
+            sent_bytes: AtomicU64::new(0),
+            read_bytes: AtomicU64::new(0),
+            depth: AtomicI64::new(0),
+            read_latency: Histogram::new(&READ_BUCKETS),
+        }
+    }
+}
+
 pub struct WorkerMetrics {
     requests: [AtomicU64; Status::ALL.len()],
     bytes_sent: AtomicU64,
@@ -22,37 +92,74 @@ pub struct WorkerMetrics {
     refused_over_cap: AtomicU64,
     timeouts: AtomicU64,
     tls_errors: AtomicU64,
-    latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    latency_sum_us: AtomicU64,
-    disk_bytes: Vec<AtomicU64>,
+    latency: Histogram,
+    /// Body bytes that went out straight from the page cache.
+    from_cache: AtomicU64,
+    /// Body bytes that were read from disk into a buffer first.
+    from_disk: AtomicU64,
+    buffers_in_use: AtomicI64,
+    disks: Vec<DiskMetrics>,
 }
 
 impl WorkerMetrics {
     pub fn new(disks: usize) -> Arc<Self> {
         Arc::new(WorkerMetrics {
-            disk_bytes: (0..disks).map(|_| AtomicU64::new(0)).collect(),
-            ..Default::default()
+            requests: Default::default(),
+            bytes_sent: AtomicU64::new(0),
+            active: AtomicI64::new(0),
+            accepted: AtomicU64::new(0),
+            refused_over_cap: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            tls_errors: AtomicU64::new(0),
+            latency: Histogram::new(&LATENCY_BUCKETS),
+            from_cache: AtomicU64::new(0),
+            from_disk: AtomicU64::new(0),
+            buffers_in_use: AtomicI64::new(0),
+            disks: (0..disks).map(|_| DiskMetrics::new()).collect(),
         })
     }
 
     /// A finished response: its status, body bytes from `disk`, and time.
     pub fn response(&self, status: Status, body_bytes: u64, disk: Option<usize>, took: Duration) {
         self.requests[status.index()].fetch_add(1, Relaxed);
-        if let Some(d) = disk.and_then(|d| self.disk_bytes.get(d)) {
-            d.fetch_add(body_bytes, Relaxed);
+        if let Some(d) = disk.and_then(|d| self.disks.get(d)) {
+            d.sent_bytes.fetch_add(body_bytes, Relaxed);
         }
-        let secs = took.as_secs_f64();
-        let bucket = LATENCY_BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.latency[bucket].fetch_add(1, Relaxed);
-        self.latency_sum_us.fetch_add(took.as_micros() as u64, Relaxed);
+        self.latency.observe(took);
     }
 
     /// Bytes written to sockets (heads and bodies, after TLS framing).
     pub fn sent(&self, n: u64) {
         self.bytes_sent.fetch_add(n, Relaxed);
+    }
+
+    pub fn from_cache(&self, n: u64) {
+        self.from_cache.fetch_add(n, Relaxed);
+    }
+
+    pub fn from_disk(&self, n: u64) {
+        self.from_disk.fetch_add(n, Relaxed);
+    }
+
+    /// A read joined `disk`'s queue (`1`) or left it unread (`-1`).
+    pub fn queued(&self, disk: usize, delta: i64) {
+        if let Some(d) = self.disks.get(disk) {
+            d.depth.fetch_add(delta, Relaxed);
+        }
+    }
+
+    /// A read on `disk` completed with `bytes` after `took` (it leaves the
+    /// queue's depth).
+    pub fn disk_read(&self, disk: usize, bytes: u64, took: Duration) {
+        if let Some(d) = self.disks.get(disk) {
+            d.depth.fetch_sub(1, Relaxed);
+            d.read_bytes.fetch_add(bytes, Relaxed);
+            d.read_latency.observe(took);
+        }
+    }
+
+    pub fn buffers_in_use(&self, n: usize) {
+        self.buffers_in_use.store(n as i64, Relaxed);
     }
 
     pub fn opened(&self) {
@@ -81,12 +188,25 @@ impl WorkerMetrics {
     }
 }
 
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn help(out: &mut String, name: &str, kind: &str, text: &str) {
+    let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
+}
+
 /// Prometheus text exposition of all workers' counters.
-pub fn render(workers: &[Arc<WorkerMetrics>], disks: &crate::store::Disks) -> String {
+pub fn render(workers: &[Arc<WorkerMetrics>], disks: &Disks) -> String {
     let sum = |f: &dyn Fn(&WorkerMetrics) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
-    let mut out = String::with_capacity(4096);
-    out.push_str(
-        "# HELP nearcast_requests_total Responses sent, by status code.\n# TYPE nearcast_requests_total counter\n",
+    let isum = |f: &dyn Fn(&WorkerMetrics) -> i64| workers.iter().map(|w| f(w)).sum::<i64>();
+    let mut out = String::with_capacity(8192);
+    help(
+        &mut out,
+        "nearcast_requests_total",
+        "counter",
+        "Responses sent, by status code.",
     );
     for s in Status::ALL {
         let n = sum(&|w| w.requests[s.index()].load(Relaxed));
@@ -119,50 +239,124 @@ pub fn render(workers: &[Arc<WorkerMetrics>], disks: &crate::store::Disks) -> St
             sum(&|w| w.tls_errors.load(Relaxed)),
         ),
     ];
-    for (name, help, v) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    for (name, text, v) in counters {
+        help(&mut out, name, "counter", text);
+        let _ = writeln!(out, "{name} {v}");
     }
-    let active: i64 = workers.iter().map(|w| w.active()).sum();
-    let _ = writeln!(
-        out,
-        "# HELP nearcast_connections_active Open client connections.\n# TYPE nearcast_connections_active gauge\nnearcast_connections_active {active}"
+    help(
+        &mut out,
+        "nearcast_connections_active",
+        "gauge",
+        "Open client connections.",
     );
-    out.push_str("# HELP nearcast_disk_sent_bytes_total Body bytes served from each disk.\n# TYPE nearcast_disk_sent_bytes_total counter\n");
-    for (i, root) in disks.roots().iter().enumerate() {
-        let n = sum(&|w| w.disk_bytes.get(i).map_or(0, |d| d.load(Relaxed)));
-        let _ = writeln!(
-            out,
-            "nearcast_disk_sent_bytes_total{{disk=\"{i}\",path=\"{}\"}} {n}",
-            root.display()
-        );
-    }
-    out.push_str("# HELP nearcast_disk_failed 1 while a disk is out of service.\n# TYPE nearcast_disk_failed gauge\n");
-    for (i, root) in disks.roots().iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "nearcast_disk_failed{{disk=\"{i}\",path=\"{}\"}} {}",
-            root.display(),
-            u8::from(disks.is_failed(i))
-        );
-    }
-    out.push_str("# HELP nearcast_request_duration_seconds Time from a complete request head to the last byte sent.\n# TYPE nearcast_request_duration_seconds histogram\n");
-    let mut cumulative = 0;
-    for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-        cumulative += sum(&|w| w.latency[i].load(Relaxed));
-        let _ = writeln!(
-            out,
-            "nearcast_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-        );
-    }
-    cumulative += sum(&|w| w.latency[LATENCY_BUCKETS.len()].load(Relaxed));
-    let _ = writeln!(
-        out,
-        "nearcast_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+    let _ = writeln!(out, "nearcast_connections_active {}", isum(&|w| w.active()));
+    help(
+        &mut out,
+        "nearcast_body_bytes_total",
+        "counter",
+        "Body bytes sent, by where they came from: straight from the page cache, or read from disk first.",
     );
-    let secs = sum(&|w| w.latency_sum_us.load(Relaxed)) as f64 / 1e6;
     let _ = writeln!(
         out,
-        "nearcast_request_duration_seconds_sum {secs}\nnearcast_request_duration_seconds_count {cumulative}"
+        "nearcast_body_bytes_total{{source=\"page_cache\"}} {}\nnearcast_body_bytes_total{{source=\"disk\"}} {}",
+        sum(&|w| w.from_cache.load(Relaxed)),
+        sum(&|w| w.from_disk.load(Relaxed))
+    );
+    help(
+        &mut out,
+        "nearcast_read_buffers_in_use",
+        "gauge",
+        "Disk read buffers held by connections (all workers).",
+    );
+    let _ = writeln!(
+        out,
+        "nearcast_read_buffers_in_use {}",
+        isum(&|w| w.buffers_in_use.load(Relaxed))
+    );
+    render_disks(&mut out, workers, disks);
+    help(
+        &mut out,
+        "nearcast_request_duration_seconds",
+        "histogram",
+        "Time from a complete request head to the last byte sent.",
+    );
+    Histogram::render(
+        &mut out,
+        "nearcast_request_duration_seconds",
+        "",
+        workers.iter().map(|w| &w.latency),
     );
     out
+}
+
+/// One per-disk series: name, type, help, and the value for disk `i`.
+type Series<'a> = (&'a str, &'a str, &'a str, &'a dyn Fn(usize) -> u64);
+
+fn render_disks(out: &mut String, workers: &[Arc<WorkerMetrics>], disks: &Disks) {
+    let per_disk =
+        |i: usize, f: &dyn Fn(&DiskMetrics) -> u64| workers.iter().filter_map(|w| w.disks.get(i)).map(f).sum::<u64>();
+    let labels: Vec<String> = disks
+        .roots()
+        .iter()
+        .enumerate()
+        .map(|(i, root)| format!("disk=\"{i}\",path=\"{}\"", label(&root.display().to_string())))
+        .collect();
+    let series: [Series; 5] = [
+        (
+            "nearcast_disk_sent_bytes_total",
+            "counter",
+            "Body bytes served from each disk.",
+            &|i| per_disk(i, &|d| d.sent_bytes.load(Relaxed)),
+        ),
+        (
+            "nearcast_disk_read_bytes_total",
+            "counter",
+            "Bytes read from each disk into read buffers.",
+            &|i| per_disk(i, &|d| d.read_bytes.load(Relaxed)),
+        ),
+        (
+            "nearcast_disk_read_errors_total",
+            "counter",
+            "Reads that failed on each disk (EIO and the like).",
+            &|i| disks.read_errors(i),
+        ),
+        (
+            "nearcast_disk_read_queue_depth",
+            "gauge",
+            "Reads waiting or in flight on each disk.",
+            &|i| {
+                workers
+                    .iter()
+                    .filter_map(|w| w.disks.get(i))
+                    .map(|d| d.depth.load(Relaxed))
+                    .sum::<i64>()
+                    .max(0) as u64
+            },
+        ),
+        (
+            "nearcast_disk_failed",
+            "gauge",
+            "1 while a disk is out of service.",
+            &|i| u64::from(disks.is_failed(i)),
+        ),
+    ];
+    for (name, kind, text, value) in series {
+        help(out, name, kind, text);
+        for (i, l) in labels.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{{l}}} {}", value(i));
+        }
+    }
+    help(
+        out,
+        "nearcast_disk_read_seconds",
+        "histogram",
+        "Time from submitting a disk read to its completion.",
+    );
+    for (i, l) in labels.iter().enumerate() {
+        let parts = workers
+            .iter()
+            .filter_map(move |w| w.disks.get(i))
+            .map(|d| &d.read_latency);
+        Histogram::render(out, "nearcast_disk_read_seconds", l, parts);
+    }
 }

@@ -7,15 +7,19 @@
 //! against the path (one `stat`) after `valid_for`, like nginx's
 //! `open_file_cache_valid`, so a replaced or evicted file stops being served
 //! within that time.
+//!
+//! Each open file can also say which of its bytes are in the page cache
+//! (`OpenFile::resident`): the worker sends those with `sendfile` and reads
+//! the others through io_uring, so no worker ever waits on the disk.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::fs::File;
 use std::io;
 use std::num::NonZeroUsize;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,6 +39,66 @@ pub struct OpenFile {
     pub title: Box<str>,
     identity: Identity,
     checked: Cell<Instant>,
+    /// Whether the kernel answers residency probes for this file truthfully:
+    /// `mincore` reports a file's page cache only to a process that owns it
+    /// (or could write it); for any other it claims every page is resident.
+    probe: bool,
+    /// The file mapped for residency probes (never read through), made on
+    /// the first probe; `None` when mapping failed.
+    map: OnceCell<Option<memmap2::Mmap>>,
+}
+
+/// Pages looked at by one residency probe (2 MiB of 4 KiB pages).
+const PROBE_PAGES: usize = 512;
+
+fn page_size() -> u64 {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *PAGE.get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
+}
+
+impl OpenFile {
+    /// How many of the `max` bytes from `offset` are in the page cache, as
+    /// a prefix (0 when the first page is not, or when the file cannot be
+    /// probed: then every byte counts as on disk, which is slower but never
+    /// blocks). At most [`PROBE_PAGES`] pages are looked at.
+    pub fn resident(&self, offset: u64, max: u64) -> u64 {
+        let max = max.min(self.len.saturating_sub(offset));
+        if max == 0 || !self.probe {
+            return 0;
+        }
+        let Some(map) = self.map.get_or_init(|| self.map_for_probes()) else {
+            return 0;
+        };
+        let page = page_size();
+        let first = offset / page * page;
+        let end = (offset + max).min(first + PROBE_PAGES as u64 * page);
+        let pages = (end - first).div_ceil(page) as usize;
+        let mut vec = [0u8; PROBE_PAGES];
+        // SAFETY: `first` is page aligned and [first, end) lies inside the
+        // mapping (it covers `len` bytes, end <= len); `vec` has room for
+        // one entry per page of that range. The memory is never accessed.
+        let r = unsafe {
+            libc::mincore(
+                map.as_ptr().add(first as usize) as *mut libc::c_void,
+                (end - first) as usize,
+                vec.as_mut_ptr(),
+            )
+        };
+        if r != 0 {
+            return 0;
+        }
+        let resident = vec[..pages].iter().take_while(|&&v| v & 1 == 1).count() as u64;
+        (first + resident * page).min(offset + max).saturating_sub(offset)
+    }
+
+    fn map_for_probes(&self) -> Option<memmap2::Mmap> {
+        // SAFETY: the mapping is only handed to mincore, never read, so a
+        // file changed or truncated under it cannot be observed through it.
+        let map = unsafe { memmap2::MmapOptions::new().len(self.len as usize).map(&self.file) };
+        map.map_err(|e| tracing::debug!(error = %e, "cannot map for residency probes"))
+            .ok()
+    }
 }
 
 /// What tells one version of a path from another.
@@ -72,12 +136,31 @@ pub enum StoreError {
 pub struct Disks {
     roots: Vec<PathBuf>,
     failed: Arc<[AtomicBool]>,
+    /// Reads that failed (EIO and the like) per disk since start: the
+    /// agent's hardware monitor counts them as media errors.
+    read_errors: Arc<[AtomicU64]>,
 }
 
 impl Disks {
     pub fn new(roots: Vec<PathBuf>) -> Self {
         let failed = roots.iter().map(|_| AtomicBool::new(false)).collect();
-        Disks { roots, failed }
+        let read_errors = roots.iter().map(|_| AtomicU64::new(0)).collect();
+        Disks {
+            roots,
+            failed,
+            read_errors,
+        }
+    }
+
+    /// A read from disk `i` failed.
+    pub fn read_failed(&self, i: usize) {
+        if let Some(n) = self.read_errors.get(i) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn read_errors(&self, i: usize) -> u64 {
+        self.read_errors.get(i).map_or(0, |n| n.load(Ordering::Relaxed))
     }
 
     pub fn roots(&self) -> &[PathBuf] {
@@ -184,7 +267,11 @@ impl FileCache {
 fn describe(file: File, meta: &std::fs::Metadata, disk: usize, rel: &str, now: Instant) -> OpenFile {
     let identity = Identity::of(meta);
     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
     OpenFile {
+        probe: euid == 0 || meta.uid() == euid,
+        map: OnceCell::new(),
         file,
         len: meta.len(),
         modified,

@@ -5,26 +5,8 @@ mod support;
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::sync::Arc;
 
 use support::*;
-
-fn client_config(dir: &Path) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
 
 #[test]
 fn https_serves_ranges_keepalive_and_checks_tokens() {

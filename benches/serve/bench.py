@@ -9,105 +9,21 @@ peak RSS, the RSS with 10,000 idle connections open, and appliance/nginx
 ratios. Needs: nginx-light (or nginx), wrk. Run from the repository root:
 
     cargo build --release -p nearcast-appliance
-    python3 benches/serve/bench.py [--rounds 3] [--seconds 10]
-"""
-import argparse, os, re, resource, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+    python3 benches/serve/bench.py [--rounds 3] [--seconds 10] [--https]
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+With --https both serve TLS 1.3 with one self-signed certificate (made
+with openssl). For bytes that are not in RAM see disk.py.
+"""
+import argparse, os, resource, shutil, socket, statistics, sys, tempfile, time
+
+from servers import make_cert, rss_mib, start_appliance, start_nginx, stop, write_files, wrk as run_wrk
+
 SETS = {"2MiB": (200, 2 * 1024 * 1024, "big"), "64KiB": (2000, 64 * 1024, "small")}
 
 
 def make_files(content):
     for _, (count, size, name) in SETS.items():
-        d = os.path.join(content, "bench", name)
-        os.makedirs(d, exist_ok=True)
-        for i in range(count):
-            p = os.path.join(d, f"f{i}.m4s")
-            if not os.path.exists(p) or os.path.getsize(p) != size:
-                with open(p, "wb") as f:
-                    f.write(os.urandom(size))
-
-
-def wait_port(port, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listening on {port}")
-
-
-def start_nginx(work, content, port, workers):
-    conf = os.path.join(work, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""worker_processes {workers};
-worker_rlimit_nofile 30000;
-pid {work}/nginx.pid;
-error_log {work}/nginx.err;
-daemon off;
-events {{ worker_connections 20000; }}
-http {{
-  access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
-  open_file_cache max=4096 inactive=60s; open_file_cache_valid 1s;
-  server {{ listen 127.0.0.1:{port} reuseport; location /c/ {{ alias {content}/; }} }}
-}}
-""")
-    p = subprocess.Popen(["nginx", "-c", conf], stderr=subprocess.DEVNULL)
-    wait_port(port)
-    return p
-
-
-def start_appliance(content, port, admin, threads):
-    exe = os.path.join(ROOT, "target", "release", "nearcast-appliance")
-    if not os.path.exists(exe):
-        sys.exit("build it first: cargo build --release -p nearcast-appliance")
-    p = subprocess.Popen([exe, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-                          "--disk", content, "--threads", str(threads), "--no-auth"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port)
-    return p
-
-
-def pids_of(proc):
-    """The process and its children (nginx workers)."""
-    kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    return [proc.pid] + [int(k) for k in kids]
-
-
-def status_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def rss_mib(proc, field="VmRSS"):
-    return sum(status_kib(p, field) for p in pids_of(proc)) / 1024
-
-
-def parse_latency(s):
-    m = re.match(r"([\d.]+)(us|ms|s)", s)
-    return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
-
-
-def wrk(port, set_name, seconds, conns, threads):
-    count, _, name = SETS[set_name]
-    env = dict(os.environ, BENCH_PREFIX=f"/c/bench/{name}/f", BENCH_COUNT=str(count))
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency",
-                          "-s", os.path.join(HERE, "random.lua"), f"http://127.0.0.1:{port}"],
-                         env=env, capture_output=True, text=True, timeout=seconds + 30).stdout
-    r = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
-    size = SETS[set_name][1]
-    r["mbps"] = r["rps"] * size / 1e6
-    r["p50"] = parse_latency(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
-    r["p99"] = parse_latency(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
-    errs = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    r["errors"] = errs.group(0) if errs else ""
-    return r
+        write_files(os.path.join(content, "bench", name), count, size)
 
 
 def idle_rss(proc, port, n):
@@ -125,6 +41,12 @@ def idle_rss(proc, port, n):
             s.close()
 
 
+def wrk(port, set_name, seconds, conns, threads, https):
+    count, size, name = SETS[set_name]
+    url = f"{'https' if https else 'http'}://127.0.0.1:{port}"
+    return run_wrk(url, f"/c/bench/{name}/f", count, size, seconds, conns, threads)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -133,42 +55,44 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="appliance threads = nginx workers")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory check")
     ap.add_argument("--sets", default=",".join(SETS), help="which file sets, e.g. 2MiB")
+    ap.add_argument("--https", action="store_true", help="HTTPS (TLS 1.3, one certificate for both servers)")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "nearcast-bench"))
     a = ap.parse_args()
-    for tool in ("nginx", "wrk"):
+    for tool in ("nginx", "wrk", "openssl"):
         if not shutil.which(tool):
-            sys.exit(f"{tool} not found: apt-get install nginx-light wrk")
+            sys.exit(f"{tool} not found: apt-get install nginx-light wrk openssl")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     content = os.path.join(a.work, "content")
     make_files(content)
-    servers = {"nginx": (18481, None), "appliance": (18482, 19482)}
-    procs = {"nginx": start_nginx(a.work, content, 18481, a.threads),
-             "appliance": start_appliance(content, 18482, 19482, a.threads)}
+    tls = make_cert(a.work) if a.https else None
+    # name -> (port wrk uses, admin port)
+    servers = {"nginx": (18481, None), "appliance": (18483 if tls else 18482, 19482)}
+    procs = {"nginx": start_nginx(a.work, content, 18481, a.threads, tls=tls),
+             "appliance": start_appliance(content, 18482, 19482, a.threads, tls=tls, tls_port=18483)}
     sets = a.sets.split(",")
     results = {(s, k): [] for s in sets for k in servers}
     try:
         # Warm the page cache and the file caches once.
         for name, (port, _) in servers.items():
             for s in sets:
-                wrk(port, s, 2, a.connections, 2)
+                wrk(port, s, 2, a.connections, 2, a.https)
         for rnd in range(a.rounds):
             for s in sets:
                 order = list(servers) if rnd % 2 == 0 else list(reversed(servers))
                 for name in order:
-                    r = wrk(servers[name][0], s, a.seconds, a.connections, 2)
+                    r = wrk(servers[name][0], s, a.seconds, a.connections, 2, a.https)
                     results[(s, name)].append(r)
                     print(f"round {rnd + 1} {s:5} {name:9} {r['rps']:9.0f} req/s {r['mbps']:8.0f} MB/s "
                           f"p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms {r['errors']}", flush=True)
         peak = {n: rss_mib(p, "VmHWM") for n, p in procs.items()}
-        idle = {n: idle_rss(procs[n], servers[n][0], a.idle) for n in servers}
+        idle = {n: idle_rss(procs[n], servers[n][0], a.idle) for n in servers} if a.idle else None
     finally:
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-            p.wait(timeout=30)
+        stop(procs.values())
 
     print(f"\nmedian of {a.rounds} rounds, {a.seconds} s each, wrk -t2 -c{a.connections}, "
-          f"{a.threads} server threads/workers, loopback, both sharing {os.cpu_count()} cores")
+          f"{a.threads} server threads/workers, {'HTTPS TLS 1.3' if a.https else 'HTTP'}, loopback, "
+          f"both sharing {os.cpu_count()} cores")
     print(f"{'set':6} {'server':10} {'req/s':>9} {'MB/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
     for s in sets:
         med = {}
@@ -181,7 +105,8 @@ def main():
         print(f"{s:6} {'ratio':10} {ap_['rps'] / ng['rps']:9.2f}x {ap_['mbps'] / ng['mbps']:7.2f}x "
               f"{ap_['p50'] / ng['p50']:7.2f}x {ap_['p99'] / ng['p99']:7.2f}x   (appliance / nginx)")
     print(f"\npeak RSS during load: appliance {peak['appliance']:.1f} MiB, nginx {peak['nginx']:.1f} MiB (all processes)")
-    print(f"RSS with {a.idle} idle connections: appliance {idle['appliance']:.1f} MiB, nginx {idle['nginx']:.1f} MiB")
+    if idle:
+        print(f"RSS with {a.idle} idle connections: appliance {idle['appliance']:.1f} MiB, nginx {idle['nginx']:.1f} MiB")
 
 
 if __name__ == "__main__":

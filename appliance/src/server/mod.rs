@@ -2,10 +2,13 @@
 //! SO_REUSEPORT listeners, plus the admin listener. `Server::start` binds
 //! everything before returning, so callers know the real addresses.
 
+mod admin;
 mod bufring;
 mod conn;
 mod listener;
 mod pace;
+mod reads;
+mod send;
 pub mod tls;
 mod worker;
 
@@ -18,7 +21,6 @@ use std::thread::JoinHandle;
 
 use nearcast_common::Keyring;
 
-use crate::admin;
 use crate::config::{Config, ConfigError};
 use crate::metrics::WorkerMetrics;
 use crate::store::Disks;

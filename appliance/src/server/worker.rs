@@ -1,16 +1,17 @@
 //! One worker thread: one io_uring, its own listening sockets, its own
-//! connections and file cache. Nothing is shared with other workers on the
-//! request path except the counters it alone writes.
+//! connections, file cache and read queues. Nothing is shared with other
+//! workers on the request path except the counters it alone writes.
 //!
 //! io_uring carries accepts (multishot), receives (into provided buffers),
-//! write-readiness polls, waits of rate-capped connections and the timer
-//! tick. Each connection has at most one
-//! operation in flight, so its slot is freed only when nothing can complete
+//! write-readiness polls, waits of rate-capped connections, reads of body
+//! bytes that are not in the page cache, and the timer tick. Connections
+//! decide (`conn.rs`); the worker turns what each wants into a submission.
+//! Each connection has at most one operation in flight (or one place in a
+//! disk's read queue), so its slot is freed only when nothing can complete
 //! for it any more, and completions never meet a reused slot.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,34 +20,46 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use super::bufring::BufRing;
-use super::conn::{Conn, Phase, Progress};
+use super::conn::{Conn, Cx, Want};
+use super::reads::ReadQueues;
 use super::Shared;
 use crate::handler::Handler;
-use crate::http::{parse_request, Parsed};
 use crate::metrics::WorkerMetrics;
 use crate::store::FileCache;
 
-const OP_ACCEPT: u64 = 1;
-const OP_RECV: u64 = 2;
-const OP_POLL: u64 = 3;
-const OP_TICK: u64 = 4;
-const OP_CANCEL: u64 = 5;
-const OP_PACE: u64 = 6;
+/// What an io_uring completion is for; with the slot index it makes the
+/// operation's user data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Accept = 1,
+    Recv,
+    Poll,
+    Tick,
+    Cancel,
+    Pace,
+    Read,
+}
+
+impl Op {
+    const BITS: u32 = 4;
+    const ALL: [Op; 7] = [Op::Accept, Op::Recv, Op::Poll, Op::Tick, Op::Cancel, Op::Pace, Op::Read];
+
+    fn data(self, idx: usize) -> u64 {
+        (idx as u64) << Op::BITS | self as u64
+    }
+
+    fn of(data: u64) -> (Option<Op>, usize) {
+        let tag = data & ((1 << Op::BITS) - 1);
+        let op = Op::ALL.into_iter().find(|op| *op as u64 == tag);
+        (op, (data >> Op::BITS) as usize)
+    }
+}
 
 const TICK: Duration = Duration::from_millis(200);
-/// How long a closing connection keeps draining what the client sends.
-const LINGER: Duration = Duration::from_secs(2);
+/// How long after the drain a worker waits for reads a disk does not answer.
+const STUCK_READS: Duration = Duration::from_secs(5);
 const RECV_BUFS: u16 = 512;
 const RECV_BUF_SIZE: usize = 16 * 1024;
-/// File bytes encrypted per TLS write (one TLS record).
-const TLS_CHUNK: usize = 16 * 1024;
-const POOL_MAX: usize = 1024;
-const POOL_BUF_INITIAL: usize = 4096;
-const POOL_BUF_MAX: usize = 64 * 1024;
-
-fn ud(op: u64, idx: usize) -> u64 {
-    (idx as u64) << 3 | op
-}
 
 struct Listener {
     sock: Option<TcpListener>,
@@ -54,27 +67,27 @@ struct Listener {
     armed: bool,
 }
 
+/// A connection and what the worker has in flight for it.
+struct Slot {
+    conn: Conn,
+    /// An operation on this connection has not completed yet.
+    in_flight: bool,
+    /// Close requested while an operation was in flight.
+    closing: bool,
+}
+
 pub struct Worker {
     // Dropped first: the kernel must be done with the buffers below.
     ring: IoUring,
     bufs: BufRing,
     listeners: Vec<Listener>,
-    conns: Vec<Option<Conn>>,
+    slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     live: usize,
-    handler: Handler,
-    pool: Vec<Vec<u8>>,
-    metrics: Arc<WorkerMetrics>,
-    shared: Arc<Shared>,
+    cx: Cx,
     tick: Box<types::Timespec>,
-    now: Instant,
     drain_deadline: Option<Instant>,
-    scratch: Vec<u8>,
-    head: Vec<u8>,
     cqes: Vec<(u64, i32, u32)>,
-    /// Body bytes served per title since the last tick (merged into the
-    /// shared table then, so responses take no lock).
-    titles: HashMap<Box<str>, u64>,
 }
 
 impl Worker {
@@ -98,6 +111,13 @@ impl Worker {
             Duration::from_millis(cfg.file_cache.valid_ms),
         );
         let handler = Handler::new(shared.keyring.clone(), cfg.auth.required, files);
+        let io = &cfg.disk_io;
+        let reads = ReadQueues::new(
+            shared.disks.roots().len(),
+            io.queue_depth,
+            io.buffers,
+            io.buffer_kib * 1024,
+        );
         Ok(Worker {
             ring,
             bufs,
@@ -109,20 +129,13 @@ impl Worker {
                     armed: false,
                 })
                 .collect(),
-            conns: Vec::new(),
+            slots: Vec::new(),
             free: Vec::new(),
             live: 0,
-            handler,
-            pool: Vec::new(),
-            metrics,
             tick: Box::new(types::Timespec::new().sec(0).nsec(TICK.subsec_nanos())),
-            now: Instant::now(),
             drain_deadline: None,
-            scratch: vec![0; TLS_CHUNK],
-            head: Vec::with_capacity(1024),
             cqes: Vec::with_capacity(1024),
-            titles: HashMap::new(),
-            shared,
+            cx: Cx::new(handler, metrics, shared, reads),
         })
     }
 
@@ -131,30 +144,40 @@ impl Worker {
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
         }
-        self.push(opcode::Timeout::new(&*self.tick).build().user_data(ud(OP_TICK, 0)));
+        self.push(opcode::Timeout::new(&*self.tick).build().user_data(Op::Tick.data(0)));
         loop {
             match self.ring.submit_and_wait(1) {
                 Ok(_) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
                 Err(e) => return Err(e),
             }
-            self.now = Instant::now();
+            self.cx.now = Instant::now();
             let mut cqes = std::mem::take(&mut self.cqes);
             cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
             for &(data, res, flags) in &cqes {
-                let idx = (data >> 3) as usize;
-                match data & 7 {
-                    OP_ACCEPT => self.on_accept(idx, res, flags),
-                    OP_RECV => self.on_recv(idx, res, flags),
-                    OP_POLL | OP_PACE => self.on_ready(idx, res),
-                    OP_TICK => self.on_tick(),
-                    _ => {}
+                match Op::of(data) {
+                    (Some(Op::Accept), i) => self.on_accept(i, res, flags),
+                    (Some(Op::Recv), id) => self.on_recv(id, res, flags),
+                    (Some(Op::Poll | Op::Pace), id) => self.on_ready(id, res),
+                    (Some(Op::Read), id) => self.on_read(id, res),
+                    (Some(Op::Tick), _) => self.on_tick(),
+                    (Some(Op::Cancel) | None, _) => {}
                 }
             }
             cqes.clear();
             self.cqes = cqes;
+            self.dispatch_reads();
             if let Some(deadline) = self.drain_deadline {
-                if self.live == 0 || self.now >= deadline {
+                // Reads in flight write into our buffers: wait them out, and
+                // if a disk never answers, leave the ring and the buffers to
+                // the kernel rather than free memory it may still write.
+                let reading = self.cx.reads.busy();
+                if (self.live == 0 || self.cx.now >= deadline) && !reading {
+                    return Ok(());
+                }
+                if self.cx.now >= deadline + STUCK_READS {
+                    tracing::error!("disk reads still in flight after the drain; leaving them");
+                    std::mem::forget(self);
                     return Ok(());
                 }
             }
@@ -164,7 +187,8 @@ impl Worker {
     fn push(&mut self, entry: squeue::Entry) {
         loop {
             // SAFETY: entries point only at memory the worker owns for as long
-            // as the operation lives (the boxed timespec, the buffer ring).
+            // as the operation lives (the boxed timespecs, the buffer ring,
+            // read buffers held by their connection until completion).
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 return;
             }
@@ -180,7 +204,7 @@ impl Worker {
         let e = opcode::AcceptMulti::new(types::Fd(sock.as_raw_fd()))
             .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
             .build()
-            .user_data(ud(OP_ACCEPT, i));
+            .user_data(Op::Accept.data(i));
         self.listeners[i].armed = true;
         self.push(e);
     }
@@ -210,293 +234,211 @@ impl Worker {
         if self.drain_deadline.is_some() {
             return;
         }
+        let shared = &self.cx.shared;
         // The cap is global: one counter shared by all workers.
-        if self.shared.open.fetch_add(1, Ordering::AcqRel) >= self.shared.config.max_connections {
-            self.shared.open.fetch_sub(1, Ordering::AcqRel);
-            self.metrics.refused();
+        if shared.open.fetch_add(1, Ordering::AcqRel) >= shared.config.max_connections {
+            shared.open.fetch_sub(1, Ordering::AcqRel);
+            self.cx.metrics.refused();
             return;
         }
-        let Ok(peer) = sock.peer_addr() else {
-            self.shared.open.fetch_sub(1, Ordering::AcqRel);
+        let Some(conn) = self.new_conn(sock, self.listeners[li].tls) else {
+            self.cx.shared.open.fetch_sub(1, Ordering::AcqRel);
             return;
         };
-        let _ = sock.set_nodelay(true);
-        let tls = if self.listeners[li].tls {
-            match self
-                .shared
-                .tls
-                .as_ref()
-                .map(|c| rustls::ServerConnection::new(c.clone()))
-            {
-                Some(Ok(c)) => Some(Box::new(c)),
-                _ => {
-                    self.shared.open.fetch_sub(1, Ordering::AcqRel);
-                    return;
-                }
-            }
-        } else {
-            None
+        let slot = Slot {
+            conn,
+            in_flight: false,
+            closing: false,
         };
-        let peer = nearcast_common::prefix::canonical(peer.ip());
-        let conn = Conn::new(sock, peer, tls, self.shared.rate, self.now);
         let id = match self.free.pop() {
             Some(id) => {
-                self.conns[id] = Some(conn);
+                self.slots[id] = Some(slot);
                 id
             }
             None => {
-                self.conns.push(Some(conn));
-                self.conns.len() - 1
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
             }
         };
         self.live += 1;
-        self.metrics.opened();
+        self.cx.metrics.opened();
         self.drive(id);
+    }
+
+    fn new_conn(&self, sock: TcpStream, tls: bool) -> Option<Conn> {
+        let peer = sock.peer_addr().ok()?;
+        let _ = sock.set_nodelay(true);
+        let shared = &self.cx.shared;
+        let tls = match tls {
+            true => Some(Box::new(rustls::ServerConnection::new(shared.tls.clone()?).ok()?)),
+            false => None,
+        };
+        let peer = nearcast_common::prefix::canonical(peer.ip());
+        Some(Conn::new(sock, peer, tls, shared.rate, self.cx.now))
     }
 
     fn on_recv(&mut self, id: usize, res: i32, flags: u32) {
         let bid = cqueue::buffer_select(flags);
-        let Some(conn) = self.conns[id].as_mut() else {
+        let Some(slot) = self.slots[id].as_mut() else {
             return;
         };
-        conn.in_flight = false;
+        slot.in_flight = false;
         let data = match bid {
-            Some(b) if res > 0 && !conn.closing => self.bufs.get(b, res as usize),
+            Some(b) if res > 0 && !slot.closing => self.bufs.get(b, res as usize),
             _ => &[],
         };
-        if conn.closing || (res <= 0 && res != -libc::ENOBUFS) {
-            if let Some(b) = bid {
-                self.bufs.recycle(b);
-            }
-            self.close(id);
-            return;
-        }
-        let mut broken = false;
-        if conn.phase == Phase::Reading && !data.is_empty() {
-            if conn.inbuf.capacity() == 0 {
-                conn.inbuf = take_buf(&mut self.pool);
-            }
-            conn.head_started.get_or_insert(self.now);
-            if let Err(e) = conn.feed_tls(data) {
-                tracing::debug!(peer = %conn.peer, error = %e, "TLS error");
-                self.metrics.tls_error();
-                broken = true;
-            }
-        }
+        let ok = if slot.closing || (res <= 0 && res != -libc::ENOBUFS) {
+            false
+        } else {
+            slot.conn.on_recv(data, &mut self.cx).is_ok()
+        };
         if let Some(b) = bid {
             self.bufs.recycle(b);
         }
-        if broken {
-            if let Some(conn) = self.conns[id].as_mut() {
-                // Best effort: let the client see the alert before the close.
-                let _ = conn.write_out(&mut self.scratch, &self.metrics, self.now);
-            }
+        if ok {
+            self.drive(id);
+        } else {
+            self.close(id);
+        }
+    }
+
+    /// The socket can take more (poll) or the rate cap allows more (pace).
+    fn on_ready(&mut self, id: usize, res: i32) {
+        let Some(slot) = self.slots[id].as_mut() else {
+            return;
+        };
+        slot.in_flight = false;
+        if slot.closing || (res < 0 && res != -libc::ETIME) {
             self.close(id);
             return;
         }
         self.drive(id);
     }
 
-    /// The socket can take more (poll) or the rate cap allows more (pace).
-    fn on_ready(&mut self, id: usize, res: i32) {
-        let Some(conn) = self.conns[id].as_mut() else {
+    /// A body read completed.
+    fn on_read(&mut self, id: usize, res: i32) {
+        let Some(slot) = self.slots[id].as_mut() else {
             return;
         };
-        conn.in_flight = false;
-        if conn.closing || (res < 0 && res != -libc::ETIME) {
+        slot.in_flight = false;
+        slot.conn.on_read(res, &mut self.cx);
+        if slot.closing {
             self.close(id);
-            return;
+        } else {
+            self.drive(id);
         }
-        self.drive(id);
     }
 
     /// Advances one connection as far as it can go without waiting, then
     /// leaves exactly one operation in flight for it (or closes it).
     fn drive(&mut self, id: usize) {
-        let timeouts = &self.shared.config.timeouts;
-        let (header, keepalive, send) = (timeouts.header(), timeouts.keepalive(), timeouts.send());
-        loop {
-            let Some(conn) = self.conns[id].as_mut() else {
+        let Some(slot) = self.slots[id].as_mut() else {
+            return;
+        };
+        let want = slot.conn.advance(&mut self.cx);
+        let fd = types::Fd(slot.conn.fd());
+        let entry = match want {
+            Want::Recv => opcode::Recv::new(fd, std::ptr::null_mut(), self.bufs.buf_size() as u32)
+                .buf_group(self.bufs.group())
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT)
+                .user_data(Op::Recv.data(id)),
+            Want::PollOut => opcode::PollAdd::new(fd, libc::POLLOUT as u32)
+                .build()
+                .user_data(Op::Poll.data(id)),
+            // The timeout stays with the connection, which stays in its slot.
+            Want::Pace(wait) => opcode::Timeout::new(slot.conn.pace_timespec(wait))
+                .build()
+                .user_data(Op::Pace.data(id)),
+            Want::Read(disk) => {
+                // Queued, not in flight: `close` takes it out of the queue.
+                self.cx.reads.push(disk, id);
+                self.cx.metrics.queued(disk, 1);
                 return;
+            }
+            Want::Close => return self.close(id),
+        };
+        slot.in_flight = true;
+        self.push(entry);
+    }
+
+    /// Submits queued reads while disks are below their depth and buffers
+    /// are free.
+    fn dispatch_reads(&mut self) {
+        while let Some((disk, id, buf)) = self.cx.reads.pop() {
+            let started = match self.slots[id].as_mut() {
+                Some(slot) => slot.conn.start_read(buf, self.cx.now),
+                None => Err(buf),
             };
-            match conn.phase {
-                Phase::Reading => {
-                    if conn.tls.is_some() || conn.has_output() {
-                        // Handshake records, or nothing for plain connections.
-                        match conn.write_out(&mut self.scratch, &self.metrics, self.now) {
-                            Progress::Done => {}
-                            // Handshake bytes are not paced; treat as full.
-                            Progress::Blocked | Progress::Paced(_) => {
-                                conn.deadline = self.now + send;
-                                return self.submit_poll(id);
-                            }
-                            Progress::Failed => return self.close(id),
-                        }
-                    }
-                    if !conn.inbuf.is_empty() {
-                        if conn.out.capacity() == 0 {
-                            conn.out = take_buf(&mut self.pool);
-                        }
-                        let out = if conn.tls.is_some() {
-                            &mut self.head
-                        } else {
-                            &mut conn.out
-                        };
-                        match parse_request(&conn.inbuf, self.shared.config.max_header_bytes) {
-                            Ok(Parsed::Complete(mut req, used)) => {
-                                if self.drain_deadline.is_some() {
-                                    req.keep_alive = false;
-                                }
-                                let reply = self.handler.respond(&req, conn.peer, self.now, out);
-                                conn.begin_reply(reply, used, &mut self.head, self.now);
-                                continue;
-                            }
-                            Ok(Parsed::Partial) => {}
-                            Err(e) => {
-                                tracing::debug!(peer = %conn.peer, error = %e, "bad request");
-                                let reply = self.handler.refuse(e, out);
-                                let all = conn.inbuf.len();
-                                conn.begin_reply(reply, all, &mut self.head, self.now);
-                                continue;
-                            }
-                        }
-                    } else {
-                        if self.drain_deadline.is_some() {
-                            return self.close(id);
-                        }
-                        // Idle: hold no buffers.
-                        give_buf(&mut self.pool, std::mem::take(&mut conn.inbuf));
-                        if !conn.has_output() {
-                            give_buf(&mut self.pool, std::mem::take(&mut conn.out));
-                        }
-                    }
-                    conn.deadline = match conn.head_started {
-                        Some(t) => t + header,
-                        None => self.now + keepalive,
-                    };
-                    return self.submit_recv(id);
+            let (ask, ptr) = match started {
+                Ok(read) => read,
+                Err(buf) => {
+                    // Cannot happen: a closed connection leaves the queue.
+                    self.cx.reads.give(buf);
+                    self.cx.reads.done(disk);
+                    self.cx.metrics.queued(disk, -1);
+                    continue;
                 }
-                Phase::Writing => match conn.write_out(&mut self.scratch, &self.metrics, self.now) {
-                    Progress::Done => {
-                        if let Some((file, bytes)) = conn.finish_reply(&self.metrics, self.now) {
-                            match self.titles.get_mut(&*file.title) {
-                                Some(n) => *n += bytes,
-                                None => {
-                                    self.titles.insert(file.title.clone(), bytes);
-                                }
-                            }
-                        }
-                        if conn.keep_alive && self.drain_deadline.is_none() {
-                            conn.phase = Phase::Reading;
-                        } else {
-                            conn.start_linger(&self.metrics);
-                            conn.deadline = self.now + LINGER;
-                        }
-                    }
-                    Progress::Blocked => {
-                        conn.deadline = self.now + send;
-                        return self.submit_poll(id);
-                    }
-                    Progress::Paced(wait) => {
-                        conn.deadline = self.now + send;
-                        return self.submit_pace(id, wait);
-                    }
-                    Progress::Failed => return self.close(id),
-                },
-                Phase::Lingering => return self.submit_recv(id),
-            }
+            };
+            let Some(slot) = self.slots[id].as_mut() else {
+                continue;
+            };
+            slot.in_flight = true;
+            let e = opcode::Read::new(types::Fd(ask.fd), ptr, ask.len as u32)
+                .offset(ask.offset)
+                .build()
+                .user_data(Op::Read.data(id));
+            self.push(e);
         }
-    }
-
-    fn submit_recv(&mut self, id: usize) {
-        let Some(conn) = self.conns[id].as_mut() else {
-            return;
-        };
-        conn.in_flight = true;
-        let e = opcode::Recv::new(
-            types::Fd(conn.sock.as_raw_fd()),
-            std::ptr::null_mut(),
-            self.bufs.buf_size() as u32,
-        )
-        .buf_group(self.bufs.group())
-        .build()
-        .flags(squeue::Flags::BUFFER_SELECT)
-        .user_data(ud(OP_RECV, id));
-        self.push(e);
-    }
-
-    fn submit_poll(&mut self, id: usize) {
-        let Some(conn) = self.conns[id].as_mut() else {
-            return;
-        };
-        conn.in_flight = true;
-        let e = opcode::PollAdd::new(types::Fd(conn.sock.as_raw_fd()), libc::POLLOUT as u32)
-            .build()
-            .user_data(ud(OP_POLL, id));
-        self.push(e);
-    }
-
-    /// Waits out the rate cap; the connection stays in its slot with the
-    /// timeout as its one operation in flight.
-    fn submit_pace(&mut self, id: usize, wait: Duration) {
-        let Some(conn) = self.conns[id].as_mut() else {
-            return;
-        };
-        conn.in_flight = true;
-        let ts = types::Timespec::new().sec(wait.as_secs()).nsec(wait.subsec_nanos());
-        let ts: *const types::Timespec = match conn.pace_wait.as_mut() {
-            Some(b) => {
-                **b = ts;
-                &**b
-            }
-            None => &**conn.pace_wait.insert(Box::new(ts)),
-        };
-        let e = opcode::Timeout::new(ts).build().user_data(ud(OP_PACE, id));
-        self.push(e);
     }
 
     /// Closes now, or once the operation in flight completes (the shutdown
     /// makes a receive or poll complete at once; a pace wait ends by itself
-    /// within one chunk's time).
+    /// within one chunk's time, a read when the disk answers).
     fn close(&mut self, id: usize) {
-        let Some(conn) = self.conns[id].as_mut() else {
+        let Some(slot) = self.slots[id].as_mut() else {
             return;
         };
-        if conn.in_flight {
-            if !conn.closing {
-                conn.closing = true;
-                let _ = conn.sock.shutdown(Shutdown::Both);
+        if slot.in_flight {
+            if !slot.closing {
+                slot.closing = true;
+                slot.conn.shut();
             }
             return;
         }
-        if let Some(conn) = self.conns[id].take() {
-            give_buf(&mut self.pool, conn.inbuf);
-            give_buf(&mut self.pool, conn.out);
+        if let Some(disk) = slot.conn.queued_on() {
+            self.cx.reads.cancel(disk, id);
+            self.cx.metrics.queued(disk, -1);
+        }
+        if let Some(slot) = self.slots[id].take() {
+            slot.conn.release(&mut self.cx);
             self.free.push(id);
             self.live -= 1;
-            self.shared.open.fetch_sub(1, Ordering::AcqRel);
-            self.metrics.closed();
+            self.cx.shared.open.fetch_sub(1, Ordering::AcqRel);
+            self.cx.metrics.closed();
         }
     }
 
     fn on_tick(&mut self) {
-        self.push(opcode::Timeout::new(&*self.tick).build().user_data(ud(OP_TICK, 0)));
-        if !self.titles.is_empty() {
-            let mut shared = self.shared.titles.lock().unwrap_or_else(|p| p.into_inner());
-            for (title, bytes) in self.titles.drain() {
+        self.push(opcode::Timeout::new(&*self.tick).build().user_data(Op::Tick.data(0)));
+        if !self.cx.titles.is_empty() {
+            let mut shared = self.cx.shared.titles.lock().unwrap_or_else(|p| p.into_inner());
+            for (title, bytes) in self.cx.titles.drain() {
                 *shared.entry(title.into()).or_default() += bytes;
             }
         }
-        if self.drain_deadline.is_none() && self.shared.shutdown.load(Ordering::Acquire) {
+        self.cx.metrics.buffers_in_use(self.cx.reads.buffers_in_use());
+        if self.drain_deadline.is_none() && self.cx.shared.shutdown.load(Ordering::Acquire) {
             self.start_drain();
         }
-        for id in 0..self.conns.len() {
-            let expired = self.conns[id]
-                .as_ref()
-                .is_some_and(|c| !c.closing && c.deadline <= self.now);
-            if expired {
-                if self.conns[id].as_ref().is_some_and(|c| c.phase != Phase::Lingering) {
-                    self.metrics.timed_out();
+        let now = self.cx.now;
+        for id in 0..self.slots.len() {
+            let Some(slot) = self.slots[id].as_ref() else {
+                continue;
+            };
+            if !slot.closing && slot.conn.deadline() <= now {
+                if !slot.conn.lingering() {
+                    self.cx.metrics.timed_out();
                 }
                 self.close(id);
             }
@@ -512,36 +454,23 @@ impl Worker {
 
     /// Stops accepting, closes idle connections, lets the busy ones finish.
     fn start_drain(&mut self) {
-        self.drain_deadline = Some(self.now + self.shared.config.timeouts.drain());
+        self.drain_deadline = Some(self.cx.now + self.cx.shared.config.timeouts.drain());
+        self.cx.draining = true;
         for i in 0..self.listeners.len() {
             if self.listeners[i].armed {
                 self.push(
-                    opcode::AsyncCancel::new(ud(OP_ACCEPT, i))
+                    opcode::AsyncCancel::new(Op::Accept.data(i))
                         .build()
-                        .user_data(ud(OP_CANCEL, i)),
+                        .user_data(Op::Cancel.data(i)),
                 );
             } else {
                 self.listeners[i].sock = None;
             }
         }
-        for id in 0..self.conns.len() {
-            let idle = self.conns[id]
-                .as_ref()
-                .is_some_and(|c| c.phase == Phase::Reading && c.inbuf.is_empty());
-            if idle {
+        for id in 0..self.slots.len() {
+            if self.slots[id].as_ref().is_some_and(|s| s.conn.idle()) {
                 self.close(id);
             }
         }
-    }
-}
-
-fn take_buf(pool: &mut Vec<Vec<u8>>) -> Vec<u8> {
-    pool.pop().unwrap_or_else(|| Vec::with_capacity(POOL_BUF_INITIAL))
-}
-
-fn give_buf(pool: &mut Vec<Vec<u8>>, mut buf: Vec<u8>) {
-    if buf.capacity() > 0 && buf.capacity() <= POOL_BUF_MAX && pool.len() < POOL_MAX {
-        buf.clear();
-        pool.push(buf);
     }
 }

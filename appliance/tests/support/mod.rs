@@ -75,25 +75,41 @@ impl Appliance {
     /// Starts the binary with `disks` and extra TOML appended to a base
     /// config (auth on with the test key, short timeouts).
     pub fn start(dir: &Path, disks: &[PathBuf], extra_toml: &str) -> Appliance {
+        Self::start_with(dir, disks, extra_toml, |_| {})
+    }
+
+    /// `start`, with `setup` applied to the command first (to start it in
+    /// a cgroup, say).
+    pub fn start_with(dir: &Path, disks: &[PathBuf], extra_toml: &str, setup: impl FnOnce(&mut Command)) -> Appliance {
         let disks: Vec<String> = disks.iter().map(|d| format!("{:?}", d.display().to_string())).collect();
+        // Two workers unless the extra TOML says how many.
+        let threads = if extra_toml.lines().any(|l| l.starts_with("threads")) {
+            ""
+        } else {
+            "threads = 2\n"
+        };
         let cfg = format!(
-            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nthreads = 2\ndisks = [{}]\n{extra_toml}\n\
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{threads}disks = [{}]\n{extra_toml}\n\
              [[auth.keys]]\nid = \"{KEY_ID}\"\nsecret_hex = \"{KEY_HEX}\"\n",
             disks.join(", ")
         );
         let cfg_path = dir.join("appliance.toml");
         std::fs::write(&cfg_path, cfg).unwrap();
-        Self::spawn(dir, &["--config", cfg_path.to_str().unwrap()])
+        Self::spawn_with(dir, &["--config", cfg_path.to_str().unwrap()], setup)
     }
 
     pub fn spawn(dir: &Path, args: &[&str]) -> Appliance {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nearcast-appliance"))
-            .args(args)
+        Self::spawn_with(dir, args, |_| {})
+    }
+
+    fn spawn_with(dir: &Path, args: &[&str], setup: impl FnOnce(&mut Command)) -> Appliance {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nearcast-appliance"));
+        cmd.args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nearcast-appliance");
+            .stderr(Stdio::inherit());
+        setup(&mut cmd);
+        let mut child = cmd.spawn().expect("start nearcast-appliance");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -300,6 +316,31 @@ pub fn make_cert(dir: &Path) {
         ]
         .concat(),
     );
+}
+
+/// A rustls client trusting `make_cert`'s CA in `dir`.
+pub fn client_config(dir: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// A TLS stream to `addr` for server name `localhost`.
+pub fn tls_connect(dir: &Path, addr: SocketAddr) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let conn = rustls::ClientConnection::new(client_config(dir), "localhost".try_into().unwrap()).unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    rustls::StreamOwned::new(conn, sock)
 }
 
 /// The `[tls]` section for a listener on a free port with `make_cert`'s leaf.

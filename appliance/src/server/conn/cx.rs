@@ -1,0 +1,63 @@
+//! What every connection of one worker shares: the handler that decides,
+//! the pools of buffers, the counters and the worker's clock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::TLS_CHUNK;
+use crate::handler::Handler;
+use crate::metrics::WorkerMetrics;
+use crate::server::reads::ReadQueues;
+use crate::server::Shared;
+
+const POOL_MAX: usize = 1024;
+const POOL_BUF_INITIAL: usize = 4096;
+const POOL_BUF_MAX: usize = 64 * 1024;
+
+/// What every connection of a worker shares: the decision maker, the
+/// buffer pools, the counters, and the worker's clock.
+pub struct Cx {
+    pub handler: Handler,
+    pub metrics: Arc<WorkerMetrics>,
+    pub shared: Arc<Shared>,
+    pub reads: ReadQueues,
+    /// Body bytes served per title since the last tick (merged into the
+    /// shared table then, so responses take no lock).
+    pub titles: HashMap<Box<str>, u64>,
+    pub now: Instant,
+    pub draining: bool,
+    pool: Vec<Vec<u8>>,
+    /// File bytes on their way into the TLS cipher.
+    pub(super) scratch: Vec<u8>,
+    /// A TLS response head on its way into the cipher.
+    pub(super) head: Vec<u8>,
+}
+
+impl Cx {
+    pub fn new(handler: Handler, metrics: Arc<WorkerMetrics>, shared: Arc<Shared>, reads: ReadQueues) -> Self {
+        Cx {
+            handler,
+            metrics,
+            shared,
+            reads,
+            titles: HashMap::new(),
+            now: Instant::now(),
+            draining: false,
+            pool: Vec::new(),
+            scratch: vec![0; TLS_CHUNK],
+            head: Vec::with_capacity(1024),
+        }
+    }
+
+    pub(super) fn take_buf(&mut self) -> Vec<u8> {
+        self.pool.pop().unwrap_or_else(|| Vec::with_capacity(POOL_BUF_INITIAL))
+    }
+
+    pub(super) fn give_buf(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() > 0 && buf.capacity() <= POOL_BUF_MAX && self.pool.len() < POOL_MAX {
+            buf.clear();
+            self.pool.push(buf);
+        }
+    }
+}

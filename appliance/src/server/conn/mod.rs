@@ -1,0 +1,491 @@
+//! One client connection as a state machine: its buffers, where it is in
+//! the request cycle, and how its bytes go out. It never waits: `advance`
+//! goes as far as the connection can without blocking and returns the one
+//! thing it waits for next (a [`Want`]); the worker turns that into an
+//! io_uring submission and hands the completion back (`on_recv`,
+//! `on_ready`, `on_read`). Like hyper's `proto::h1::Conn`, the state is
+//! private to this module.
+//!
+//! Body bytes take one of two ways, decided per chunk: bytes in the page
+//! cache go out at once (`sendfile` on plain sockets, a non-blocking read
+//! into the cipher for rustls); bytes that are not are read through the
+//! disk's queue into a pool buffer (`Want::Read`) and sent from there. A
+//! read is sized to what the socket and the rate cap take next, so the
+//! buffer is free again as soon as the read completes, and a client that
+//! stops reading holds no buffer. The response head is held until the
+//! first body bytes are in hand, so a read that fails before any body byte
+//! went out becomes a clean 500 instead of a cut-off response.
+
+use std::io::{self, Write};
+use std::net::{IpAddr, Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::handler::{Body, Reply};
+use crate::http::{parse_request, Parsed, Status};
+use crate::metrics::WorkerMetrics;
+use crate::store::OpenFile;
+
+mod body;
+mod cx;
+mod tls;
+
+pub use cx::Cx;
+
+use super::pace::{Bucket, Rate};
+use super::reads::ReadBuf;
+
+/// How long a closing connection keeps draining what the client sends.
+const LINGER: Duration = Duration::from_secs(2);
+/// File bytes encrypted per TLS write (one TLS record).
+const TLS_CHUNK: usize = 16 * 1024;
+/// The smallest read worth a trip to the disk queue.
+const MIN_READ: u64 = 16 * 1024;
+
+/// What a connection waits for next; the worker submits it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// Bytes from the client (into a provided buffer).
+    Recv,
+    /// Room in the socket.
+    PollOut,
+    /// Body bytes from disk `.0`: queue for it, then submit
+    /// [`Conn::start_read`]'s read.
+    Read(usize),
+    /// Tokens of the rate cap.
+    Pace(Duration),
+    Close,
+}
+
+/// One read for the worker to submit into the buffer it gave.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadAsk {
+    pub fd: RawFd,
+    pub offset: u64,
+    pub len: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for (the rest of) a request head.
+    Reading,
+    /// Sending a response.
+    Writing,
+    /// Response sent, our side shut; reading and dropping whatever the client
+    /// still sends so the close does not reset the response it has not read.
+    Lingering,
+}
+
+/// How far a write got.
+enum Step {
+    Done,
+    /// The socket is full.
+    Blocked,
+    /// The rate cap is reached: wait this long.
+    Paced(Duration),
+    /// The next body bytes are on disk `.0`.
+    Read(usize),
+    Failed,
+}
+
+/// The response being sent, for the metrics when it is done.
+struct Current {
+    status: Status,
+    started: Instant,
+    body_len: u64,
+    file: Option<Rc<OpenFile>>,
+}
+
+/// Body bytes read from disk and not yet all sent.
+struct Chunk {
+    buf: ReadBuf,
+    pos: usize,
+    end: usize,
+}
+
+/// A read asked for or in flight.
+struct Reading {
+    disk: usize,
+    ask: ReadAsk,
+    /// Set when submitted; the buffer the kernel writes into.
+    buf: Option<(ReadBuf, Instant)>,
+}
+
+pub struct Conn {
+    sock: TcpStream,
+    peer: IpAddr,
+    tls: Option<Box<rustls::ServerConnection>>,
+    /// Received request bytes (plaintext); empty and unallocated when idle.
+    inbuf: Vec<u8>,
+    /// Bytes queued for the socket: a plain head, or TLS records.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// The head waits for the body's first bytes (plain: it sits in `out`;
+    /// TLS: in `held`, not yet given to the cipher).
+    head_held: bool,
+    held: Vec<u8>,
+    body: Option<Body>,
+    /// The body cannot be completed after part of it went out: close.
+    cut: bool,
+    chunk: Option<Chunk>,
+    reading: Option<Reading>,
+    current: Option<Current>,
+    phase: Phase,
+    keep_alive: bool,
+    deadline: Instant,
+    /// When the request head now being received began (from accept for
+    /// the first request); `None` while idle between requests.
+    head_started: Option<Instant>,
+    /// The rate cap and this connection's tokens, when there is a cap.
+    pace: Option<(Rate, Bucket)>,
+    /// The timeout a paced connection waits on; the kernel reads it when the
+    /// wait is submitted, so it lives on the heap, not in the moving slot.
+    pace_wait: Option<Box<io_uring::types::Timespec>>,
+}
+
+impl Conn {
+    pub fn new(
+        sock: TcpStream,
+        peer: IpAddr,
+        tls: Option<Box<rustls::ServerConnection>>,
+        rate: Option<Rate>,
+        now: Instant,
+    ) -> Self {
+        Conn {
+            pace: rate.map(|r| (r, Bucket::new(&r, now))),
+            pace_wait: None,
+            sock,
+            peer,
+            tls,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            head_held: false,
+            held: Vec::new(),
+            body: None,
+            cut: false,
+            chunk: None,
+            reading: None,
+            current: None,
+            phase: Phase::Reading,
+            keep_alive: true,
+            deadline: now,
+            head_started: Some(now),
+        }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    pub fn lingering(&self) -> bool {
+        self.phase == Phase::Lingering
+    }
+
+    /// Between requests with nothing received: safe to close at once.
+    pub fn idle(&self) -> bool {
+        self.phase == Phase::Reading && self.inbuf.is_empty()
+    }
+
+    /// Wakes whatever is in flight on the socket (a receive or a poll).
+    pub fn shut(&self) {
+        let _ = self.sock.shutdown(Shutdown::Both);
+    }
+
+    /// The timeout of a `Want::Pace`, at an address that stays put.
+    pub fn pace_timespec(&mut self, wait: Duration) -> *const io_uring::types::Timespec {
+        let ts = io_uring::types::Timespec::new()
+            .sec(wait.as_secs())
+            .nsec(wait.subsec_nanos());
+        match self.pace_wait.as_mut() {
+            Some(b) => {
+                **b = ts;
+                &**b
+            }
+            None => &**self.pace_wait.insert(Box::new(ts)),
+        }
+    }
+
+    /// The worker got a buffer for this connection's `Want::Read`: the
+    /// read to submit into it.
+    pub fn start_read(&mut self, mut buf: ReadBuf, now: Instant) -> Result<(ReadAsk, *mut u8), ReadBuf> {
+        let Some(r) = self.reading.as_mut().filter(|r| r.buf.is_none()) else {
+            return Err(buf);
+        };
+        let ptr = buf.as_mut_ptr();
+        r.ask.len = r.ask.len.min(buf.len());
+        r.buf = Some((buf, now));
+        Ok((r.ask, ptr))
+    }
+
+    /// The disk this connection is queued on, if it waits for a read that
+    /// was not submitted yet.
+    pub fn queued_on(&self) -> Option<usize> {
+        self.reading.as_ref().filter(|r| r.buf.is_none()).map(|r| r.disk)
+    }
+
+    /// Gives back every buffer; the connection is going away.
+    pub fn release(mut self, cx: &mut Cx) {
+        if let Some(c) = self.chunk.take() {
+            cx.reads.give(c.buf);
+        }
+        if let Some((buf, _)) = self.reading.take().and_then(|r| r.buf) {
+            cx.reads.give(buf);
+        }
+        for b in [self.inbuf, self.out, self.held] {
+            cx.give_buf(b);
+        }
+    }
+
+    /// Bytes from the client. An error means the TLS session is broken;
+    /// its alert is sent best effort and the connection should close.
+    pub fn on_recv(&mut self, data: &[u8], cx: &mut Cx) -> Result<(), rustls::Error> {
+        if self.phase != Phase::Reading || data.is_empty() {
+            return Ok(());
+        }
+        if self.inbuf.capacity() == 0 {
+            self.inbuf = cx.take_buf();
+        }
+        self.head_started.get_or_insert(cx.now);
+        let fed = self.feed_tls(data);
+        if let Err(e) = &fed {
+            tracing::debug!(peer = %self.peer, error = %e, "TLS error");
+            cx.metrics.tls_error();
+            // Let the client see the alert before the close.
+            let _ = self.flush(&cx.metrics);
+        }
+        fed
+    }
+
+    /// A read this connection asked for completed with `res`.
+    pub fn on_read(&mut self, res: i32, cx: &mut Cx) {
+        let Some(Reading {
+            disk,
+            buf: Some((buf, started)),
+            ..
+        }) = self.reading.take()
+        else {
+            return;
+        };
+        cx.reads.done(disk);
+        cx.metrics
+            .disk_read(disk, res.max(0) as u64, cx.now.duration_since(started));
+        match res {
+            n if n > 0 => {
+                let n = n as usize;
+                if let Some(body) = self.body.as_mut() {
+                    body.offset += n as u64;
+                    body.len -= (n as u64).min(body.len);
+                }
+                self.chunk = Some(Chunk { buf, pos: 0, end: n });
+            }
+            e if e == -libc::EAGAIN || e == -libc::EINTR => cx.reads.give(buf),
+            e => {
+                cx.reads.give(buf);
+                // 0: the file shrank under us; the rest: the disk failed
+                // (ECANCELED: the worker is going away).
+                if e < 0 && e != -libc::ECANCELED {
+                    cx.shared.disks.read_failed(disk);
+                    let error = io::Error::from_raw_os_error(-e);
+                    tracing::warn!(disk, peer = %self.peer, %error, "disk read failed");
+                }
+                self.fail_body(cx);
+            }
+        }
+    }
+
+    /// Advances as far as possible without waiting; returns what to wait
+    /// for next. Call it only with nothing in flight.
+    pub fn advance(&mut self, cx: &mut Cx) -> Want {
+        let timeouts = &cx.shared.config.timeouts;
+        let (header, keepalive, send) = (timeouts.header(), timeouts.keepalive(), timeouts.send());
+        loop {
+            match self.phase {
+                Phase::Reading => {
+                    if self.tls.is_some() || self.has_output() {
+                        // Handshake records, or nothing for plain connections.
+                        match self.write_out(cx) {
+                            Step::Done => {}
+                            Step::Failed => return Want::Close,
+                            // Handshake bytes are not paced; treat as full.
+                            _ => {
+                                self.deadline = cx.now + send;
+                                return Want::PollOut;
+                            }
+                        }
+                    }
+                    if self.parse_next(cx) {
+                        continue;
+                    }
+                    if self.inbuf.is_empty() {
+                        if cx.draining {
+                            return Want::Close;
+                        }
+                        // Idle: hold no buffers.
+                        let inbuf = std::mem::take(&mut self.inbuf);
+                        cx.give_buf(inbuf);
+                        if !self.has_output() {
+                            let out = std::mem::take(&mut self.out);
+                            cx.give_buf(out);
+                        }
+                    }
+                    self.deadline = match self.head_started {
+                        Some(t) => t + header,
+                        None => cx.now + keepalive,
+                    };
+                    return Want::Recv;
+                }
+                Phase::Writing => {
+                    let step = self.write_out(cx);
+                    self.deadline = cx.now + send;
+                    match step {
+                        Step::Done => self.finish_reply(cx),
+                        Step::Blocked => return Want::PollOut,
+                        Step::Paced(wait) => return Want::Pace(wait),
+                        Step::Read(disk) => return Want::Read(disk),
+                        Step::Failed => return Want::Close,
+                    }
+                }
+                Phase::Lingering => return Want::Recv,
+            }
+        }
+    }
+
+    /// Parses and answers the next request in `inbuf`, if it is complete.
+    fn parse_next(&mut self, cx: &mut Cx) -> bool {
+        if self.inbuf.is_empty() {
+            return false;
+        }
+        if self.out.capacity() == 0 {
+            self.out = cx.take_buf();
+        }
+        let tls = self.tls.is_some();
+        let out = if tls { &mut cx.head } else { &mut self.out };
+        let (reply, used) = match parse_request(&self.inbuf, cx.shared.config.max_header_bytes) {
+            Ok(Parsed::Complete(mut req, used)) => {
+                if cx.draining {
+                    req.keep_alive = false;
+                }
+                (cx.handler.respond(&req, self.peer, cx.now, out), used)
+            }
+            Ok(Parsed::Partial) => return false,
+            Err(e) => {
+                tracing::debug!(peer = %self.peer, error = %e, "bad request");
+                (cx.handler.refuse(e, out), self.inbuf.len())
+            }
+        };
+        self.begin_reply(reply, used, cx);
+        true
+    }
+
+    /// Takes the handler's reply for the request in `inbuf[..used]`.
+    fn begin_reply(&mut self, reply: Reply, used: usize, cx: &mut Cx) {
+        self.inbuf.drain(..used.min(self.inbuf.len()));
+        self.head_held = reply.body.is_some();
+        if let Some(tls) = self.tls.as_mut() {
+            if self.head_held {
+                std::mem::swap(&mut self.held, &mut cx.head);
+            } else {
+                // Buffered by rustls; cannot fail short of a closed session.
+                let _ = tls.writer().write_all(&cx.head);
+            }
+            cx.head.clear();
+        }
+        self.current = Some(Current {
+            status: reply.status,
+            started: cx.now,
+            body_len: reply.body.as_ref().map_or(0, |b| b.len),
+            file: reply.body.as_ref().map(|b| b.file.clone()),
+        });
+        self.body = reply.body;
+        self.keep_alive = reply.keep_alive;
+        self.phase = Phase::Writing;
+    }
+
+    /// The head may go: the body's first bytes are in hand.
+    fn commit_head(&mut self) {
+        if !self.head_held {
+            return;
+        }
+        self.head_held = false;
+        if let Some(tls) = self.tls.as_mut() {
+            let _ = tls.writer().write_all(&self.held);
+            self.held.clear();
+        }
+    }
+
+    /// The body cannot be read. Before any of it went out the response
+    /// becomes a 500; after, the connection closes (the client sees a short
+    /// body and retries elsewhere).
+    fn fail_body(&mut self, cx: &mut Cx) {
+        self.body = None;
+        if !self.head_held {
+            self.cut = true;
+            return;
+        }
+        self.head_held = false;
+        let head = if self.tls.is_some() {
+            self.held.clear();
+            &mut cx.head
+        } else {
+            self.out.clear();
+            self.out_pos = 0;
+            &mut self.out
+        };
+        cx.handler.fail(Status::InternalError, self.keep_alive, head);
+        if let Some(tls) = self.tls.as_mut() {
+            let _ = tls.writer().write_all(&cx.head);
+            cx.head.clear();
+        }
+        if let Some(c) = self.current.as_mut() {
+            c.status = Status::InternalError;
+            c.body_len = 0;
+        }
+    }
+
+    /// Records the finished response and gets ready for the next request.
+    fn finish_reply(&mut self, cx: &mut Cx) {
+        self.body = None;
+        self.head_started = (!self.inbuf.is_empty()).then_some(cx.now);
+        if let Some(c) = self.current.take() {
+            let disk = c.file.as_ref().map(|f| f.disk);
+            cx.metrics
+                .response(c.status, c.body_len, disk, cx.now.duration_since(c.started));
+            if let Some(file) = c.file {
+                match cx.titles.get_mut(&*file.title) {
+                    Some(n) => *n += c.body_len,
+                    None => {
+                        cx.titles.insert(file.title.clone(), c.body_len);
+                    }
+                }
+            }
+        }
+        if self.keep_alive && !cx.draining {
+            self.phase = Phase::Reading;
+        } else {
+            self.start_linger(&cx.metrics);
+            self.deadline = cx.now + LINGER;
+        }
+    }
+
+    fn has_output(&self) -> bool {
+        self.out_pos < self.out.len()
+    }
+
+    /// Shuts our side for a lingering close; TLS sends close_notify first.
+    fn start_linger(&mut self, metrics: &WorkerMetrics) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.send_close_notify();
+            self.queue_tls_output();
+            let _ = self.flush(metrics);
+        }
+        let _ = self.sock.shutdown(Shutdown::Write);
+        self.inbuf.clear();
+        self.phase = Phase::Lingering;
+    }
+}
