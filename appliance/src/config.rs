@@ -12,7 +12,8 @@ use serde::Deserialize;
 pub struct Config {
     /// Plain HTTP listener for segments.
     pub listen: SocketAddr,
-    /// Admin listener: `/metrics`, `/healthz`. Keep it off the public side.
+    /// Admin listener: `/metrics`, `/healthz`, `/status`, `/titles`,
+    /// `POST /disks/{i}/fail|restore`. Keep it off the public side.
     pub admin_listen: SocketAddr,
     /// Worker threads, one ring each; 0 means one per CPU.
     pub threads: usize,

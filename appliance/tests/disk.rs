@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nearcast_testkit::cgroup::Throttle;
-use nearcast_testkit::faultfs::{Fault, FaultFs, FaultKind};
+use nearcast_testkit::faultfs::{Fault, FaultFs};
 use support::*;
 
 /// A directory on the build disk (a real block device, unlike a tmpfs
@@ -32,19 +32,8 @@ fn write_synced(path: &Path, len: usize, seed: u64) -> Vec<u8> {
     data
 }
 
-/// Drops every file under `dir` from the page cache.
-fn evict(dir: &Path) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            evict(&p);
-        } else if let Ok(f) = std::fs::File::open(&p) {
-            use std::os::fd::AsRawFd;
-            // SAFETY: a live descriptor.
-            let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-            assert_eq!(r, 0);
-        }
-    }
+fn evict(path: &Path) {
+    nearcast_testkit::evict(path).expect("drop from the page cache");
 }
 
 fn get_on(stream: &mut (impl Read + Write), target: &str, range: Option<&str>) -> Response {
@@ -181,7 +170,7 @@ fn a_crawling_disk_holds_up_nothing_and_replacement_mid_read_serves_the_old_file
     );
     // The hot file is read once, so it is in the page cache.
     assert_eq!(sha256(&app.get(&signed("/c/t/r/hot.m4s")).body), sha256(&hot));
-    evict_file(&disk.join("t/r/cold.m4s"));
+    evict(&disk.join("t/r/cold.m4s"));
 
     let done = Arc::new(AtomicBool::new(false));
     let mut cold = app.connect();
@@ -236,16 +225,6 @@ fn a_crawling_disk_holds_up_nothing_and_replacement_mid_read_serves_the_old_file
     assert_eq!(sha256(&app.get(&signed("/c/t/r/cold.m4s")).body), sha256(&new));
 }
 
-fn evict_file(path: &Path) {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(path).unwrap();
-    // SAFETY: a live descriptor.
-    assert_eq!(
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) },
-        0
-    );
-}
-
 /// A disk that answers EIO: before any body byte went out, a clean 500 on
 /// a connection that stays usable; mid-body, that response alone is cut;
 /// the disk's error count rises; other files and disks serve on.
@@ -261,16 +240,8 @@ fn eio_ends_only_that_response_and_counts_against_the_disk() {
     let other = write_file(&other_disk.join("t/r/other.m4s"), 1024 * 1024, 4);
     let fs = FaultFs::mount(&backing, &dir.join("mnt")).expect("mount the FUSE test filesystem");
     fs.set_faults(vec![
-        Fault {
-            file: "t/r/bad.m4s".into(),
-            from: 1024 * 1024,
-            kind: FaultKind::Eio,
-        },
-        Fault {
-            file: "t/r/bad0.m4s".into(),
-            from: 0,
-            kind: FaultKind::Eio,
-        },
+        Fault::eio("t/r/bad.m4s", 1024 * 1024),
+        Fault::eio("t/r/bad0.m4s", 0),
     ]);
     let app = Appliance::start(&dir, &[fs.path().to_path_buf(), other_disk], &tls_toml(&dir));
 

@@ -216,6 +216,13 @@ fn bytes_served_per_title_for_the_agent() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert_eq!(body, "{\"t\":100018}\n");
+    // The typed status the agent reads says the same, and names the disks.
+    let status: nearcast_common::appliance::ApplianceStatus =
+        serde_json::from_str(f.app.admin_call("GET", "/status").split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert!(status.serving);
+    assert_eq!(status.titles.get("t"), Some(&100_018));
+    assert_eq!(status.disks.len(), 2);
+    assert!(status.disks.iter().all(|d| !d.failed && d.read_errors == 0));
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub struct Config {
     pub site: String,
     /// Base URL players and peers reach this appliance at.
     pub public_url: String,
-    /// The appliance's admin listener (`/titles`, `/metrics`, `/healthz`).
+    /// The appliance's admin listener (the agent reads its `/status`).
     pub appliance_admin: String,
     /// The appliance's connection cap: load is open connections over it.
     pub appliance_max_connections: u64,

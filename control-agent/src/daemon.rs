@@ -62,12 +62,12 @@ async fn register(agent: &Agent) {
 }
 
 async fn heartbeat_loop(agent: Arc<Agent>) {
-    let mut last: BTreeMap<String, u64> = read_appliance(&agent.config.appliance_admin).await.bytes_by_title;
+    let mut last: BTreeMap<String, u64> = read_appliance(&agent.config.appliance_admin).await.titles;
     let mut tick = tokio::time::interval(Duration::from_secs(agent.config.heartbeat_secs));
     loop {
         tick.tick().await;
-        let hardware = crate::health::check(&agent).await;
         let view = read_appliance(&agent.config.appliance_admin).await;
+        let hardware = crate::health::check(&agent, &view).await;
         let mut next = last.clone();
         let hb = compose(&agent, hardware, &view, &mut next);
         match agent.server.heartbeat(&hb).await {

@@ -4,10 +4,15 @@
 //! failed disk's titles leave it, so steering stops sending players there;
 //! a restored disk's intact titles return; a replaced, empty one is
 //! refilled by the next fill). The panel LEDs show the box's state.
+//!
+//! Reads the appliance saw fail on a disk (its status's `read_errors`)
+//! count like the disk's own media errors: new ones since the agent
+//! started make the disk degraded (no new fill; it still serves).
 
 use std::sync::Mutex;
 
 use hyper::body::Bytes;
+use nearcast_common::appliance::ApplianceStatus;
 use nearcast_common::control::Health;
 use nearcast_hardware::led::{Led, Panel};
 use nearcast_hardware::{Host, Monitor, Report};
@@ -21,6 +26,9 @@ pub struct Hardware {
     monitor: Mutex<Monitor>,
     panel: Mutex<Option<Panel<Led>>>,
     last: Mutex<Option<Report>>,
+    /// The appliance's read errors per disk when first seen (or when it
+    /// restarted and counted from zero again).
+    read_errors: Mutex<Vec<Option<u64>>>,
 }
 
 impl Hardware {
@@ -41,6 +49,7 @@ impl Hardware {
             monitor: Mutex::new(Monitor::new(host, hw.limits.clone(), devices, hw.nic.clone())),
             panel: Mutex::new(panel),
             last: Mutex::new(None),
+            read_errors: Mutex::new(vec![None; config.disks.len()]),
         }
     }
 
@@ -55,8 +64,25 @@ impl Hardware {
     }
 }
 
+impl Hardware {
+    /// Whether the appliance saw reads fail on disk `i` since the baseline.
+    fn new_read_errors(&self, i: usize, appliance: &ApplianceStatus) -> Option<u64> {
+        let seen = appliance.disks.get(i)?.read_errors;
+        let mut baselines = self.read_errors.lock().unwrap_or_else(|p| p.into_inner());
+        let base = baselines.get_mut(i)?;
+        match *base {
+            Some(b) if seen >= b => (seen > b).then_some(seen - b),
+            // First reading, or the appliance restarted (it counts anew).
+            _ => {
+                *base = Some(seen);
+                None
+            }
+        }
+    }
+}
+
 /// Polls the hardware, applies disk changes, and returns the box's state.
-pub async fn check(agent: &Agent) -> Health {
+pub async fn check(agent: &Agent, appliance: &ApplianceStatus) -> Health {
     let activity = if agent.progress.running() {
         Health::Filling
     } else {
@@ -70,12 +96,20 @@ pub async fn check(agent: &Agent) -> Health {
         .poll(activity);
     let mut changes = Vec::new();
     for (i, disk) in agent.disks.iter().enumerate() {
-        let now = match report.disks.get(i).and_then(Option::as_ref) {
+        let mut now = match report.disks.get(i).and_then(Option::as_ref) {
             Some(status) => status.state,
             // A plain directory: failed when it cannot be read.
             None if disk.root.is_dir() && space(&disk.root).is_ok() => Health::Ok,
             None => Health::Failed,
         };
+        if let Some(n) = agent.hardware.new_read_errors(i, appliance) {
+            if now == Health::Ok {
+                if disk.health() != Health::Degraded {
+                    tracing::warn!(disk = %disk.name(), errors = n, "the appliance saw reads fail: degraded");
+                }
+                now = Health::Degraded;
+            }
+        }
         let before = disk.set_health(now);
         if (before == Health::Failed) != (now == Health::Failed) {
             changes.push((i, now == Health::Failed));

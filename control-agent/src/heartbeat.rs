@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use hyper::body::Bytes;
+use nearcast_common::appliance::ApplianceStatus;
 use nearcast_common::control::{DiskState, Health, Heartbeat};
 
 use crate::agent::Agent;
@@ -25,46 +26,26 @@ pub fn deltas(now: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BT
         .collect()
 }
 
-/// What the appliance said on its admin listener.
-pub struct ApplianceView {
-    pub serving: bool,
-    pub open_connections: u64,
-    /// Body bytes per title since the appliance started.
-    pub bytes_by_title: BTreeMap<String, u64>,
-}
-
-pub async fn read_appliance(admin: &str) -> ApplianceView {
-    let base = admin.trim_end_matches('/');
-    let get = |path: &str| {
-        let url = format!("{base}{path}");
-        async move { fetch_small("GET", &url, &[], Bytes::new()).await }
-    };
-    let serving = get("/healthz").await.is_ok();
-    let bytes_by_title = match get("/titles").await {
-        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
-        Err(_) => BTreeMap::new(),
-    };
-    let open_connections = match get("/metrics").await {
-        Ok(b) => String::from_utf8_lossy(&b)
-            .lines()
-            .find_map(|l| l.strip_prefix("nearcast_connections_active ")?.trim().parse().ok())
-            .unwrap_or(0),
-        Err(_) => 0,
-    };
-    ApplianceView {
-        serving,
-        open_connections,
-        bytes_by_title,
+/// What the appliance says of itself on its admin listener; not serving
+/// (and empty) when it does not answer or answers nonsense.
+pub async fn read_appliance(admin: &str) -> ApplianceStatus {
+    let url = format!("{}/status", admin.trim_end_matches('/'));
+    match fetch_small("GET", &url, &[], Bytes::new()).await {
+        Ok(body) => serde_json::from_slice(&body).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the appliance's status does not parse");
+            ApplianceStatus::default()
+        }),
+        Err(_) => ApplianceStatus::default(),
     }
 }
 
 /// Builds the next heartbeat; `hardware` is the box's state from the
 /// monitor, `last` holds the appliance's totals at the previous beat and
 /// is updated.
-pub fn compose(agent: &Agent, hardware: Health, view: &ApplianceView, last: &mut BTreeMap<String, u64>) -> Heartbeat {
-    let bytes_by_title = deltas(&view.bytes_by_title, last);
+pub fn compose(agent: &Agent, hardware: Health, view: &ApplianceStatus, last: &mut BTreeMap<String, u64>) -> Heartbeat {
+    let bytes_by_title = deltas(&view.titles, last);
     if view.serving {
-        *last = view.bytes_by_title.clone();
+        *last = view.titles.clone();
     }
     let disks: Vec<DiskState> = agent
         .disks
@@ -82,7 +63,7 @@ pub fn compose(agent: &Agent, hardware: Health, view: &ApplianceView, last: &mut
     let cap = agent.config.appliance_max_connections.max(1);
     Heartbeat {
         health,
-        load: (view.open_connections as f64 / cap as f64).min(1.0),
+        load: (view.connections as f64 / cap as f64).min(1.0),
         free_bytes: disks.iter().map(|d| d.free_bytes).sum(),
         disks,
         bytes_by_title,

@@ -6,3 +6,24 @@
 
 pub mod cgroup;
 pub mod faultfs;
+
+use std::path::Path;
+
+/// Drops `path` (a file, or every file under a directory) from the page
+/// cache, so the next read comes from the disk. Dirty pages cannot be
+/// dropped: write the files durably first.
+pub fn evict(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        for e in std::fs::read_dir(path)? {
+            evict(&e?.path())?;
+        }
+        return Ok(());
+    }
+    let f = std::fs::File::open(path)?;
+    // SAFETY: a live descriptor.
+    let r = unsafe { libc::posix_fadvise(std::os::fd::AsRawFd::as_raw_fd(&f), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    match r {
+        0 => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
+}

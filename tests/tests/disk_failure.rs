@@ -5,6 +5,9 @@
 //! see no error, the failed disk's files get fast 404s, the inventory and
 //! steering drop its titles. The disk is replaced (healthy, empty) and the
 //! next fill puts its title back.
+//!
+//! And a disk whose reads fail (a FUSE filesystem answering EIO): the
+//! appliance answers 500 for that file, the agent marks the disk degraded.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +17,7 @@ use nearcast::stack::{Ports, Stack, TITLE};
 use nearcast_e2e::{curl_get, metric, quick_status, AgentProcess};
 use nearcast_hardware::nvme::HealthLog;
 use nearcast_hardware::sim::Sim;
+use nearcast_testkit::faultfs::{Fault, FaultFs};
 
 const TITLES: [&str; 3] = [TITLE, "second", "third"];
 
@@ -209,5 +213,62 @@ fn a_failed_disk_leaves_serving_and_a_replaced_one_is_refilled() {
     assert_eq!(quick_status(box_addr, target), 200);
     drop(agent);
     stack.boxes[0].stop_appliance();
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_disk_whose_reads_fail_is_degraded_and_serves_on() {
+    let root = std::env::temp_dir().join(format!("nearcast-e2e-eio-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
+    stack.make_popular(TITLE, 30).unwrap();
+    let fs = FaultFs::mount(&root.join("backing"), &root.join("box-1/fuse")).expect("mount the FUSE test disk");
+    stack.add_box(|c| c.disks = vec![fs.path().to_path_buf()]).unwrap();
+    let agent = AgentProcess::start(&stack.boxes[0].agent_config);
+    let s = agent.wait_for_run(Duration::from_secs(60));
+    assert_eq!(
+        s["titles"].as_array().map(Vec::len),
+        Some(1),
+        "filled through FUSE: {s}"
+    );
+
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stack.config.origin_store.join(TITLE).join("index.json")).unwrap())
+            .unwrap();
+    let files: Vec<&str> = index["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    let (bad, good) = (files[files.len() - 1], files[files.len() - 2]);
+    let token = stack.title_token(TITLE).unwrap();
+    let url = |f: &str| format!("/c/{TITLE}/{f}?token={token}");
+    let box_addr = stack.boxes[0].http_addr;
+    assert_eq!(quick_status(box_addr, &url(bad)), 200);
+    // The sector under the file goes bad; its cached pages are gone too.
+    fs.set_faults(vec![Fault::eio(&format!("{TITLE}/{bad}"), 0)]);
+    nearcast_testkit::evict(&fs.path().join(TITLE).join(bad)).unwrap();
+    assert_eq!(quick_status(box_addr, &url(bad)), 500, "EIO before the first body byte");
+    assert_eq!(
+        quick_status(box_addr, &url(good)),
+        200,
+        "the rest of the disk serves on"
+    );
+    let disk_health = || {
+        let all: serde_json::Value =
+            serde_json::from_str(&stack.admin("GET", "/v1/admin/appliances", "").unwrap()).unwrap();
+        all[0]["heartbeat"]["disks"][0]["health"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    wait_until("the agent marks the disk degraded", Duration::from_secs(10), || {
+        disk_health() == "degraded"
+    });
+    assert_eq!(quick_status(box_addr, &url(good)), 200, "degraded still serves");
+    drop(agent);
+    stack.boxes[0].stop_appliance();
+    drop(fs);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -1,5 +1,6 @@
-//! The admin listener: `/metrics` (Prometheus), `/healthz`, `/titles`
-//! (body bytes served per title since start, JSON, for the control agent)
+//! The admin listener: `/metrics` (Prometheus), `/healthz`, `/status` (the
+//! typed `ApplianceStatus` the control agent reads: serving, connections,
+//! bytes per title, disks), `/titles` (bytes per title alone)
 //! and `POST /disks/{i}/fail` / `POST /disks/{i}/restore` (the agent takes
 //! a failed disk out of serving and puts a replaced one back), on its own
 //! port and thread, so scraping never competes with the serving rings.
@@ -9,6 +10,8 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+use nearcast_common::appliance::{ApplianceStatus, ServingDisk};
 
 use crate::metrics::{render, WorkerMetrics};
 use crate::server::Shared;
@@ -62,17 +65,13 @@ fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>])
             let body = render(metrics, &shared.disks);
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body)
         }
+        b"/status" => {
+            let body = serde_json::to_string(&status(shared)).unwrap_or_default() + "\n";
+            respond(&mut stream, "200 OK", "application/json", &body)
+        }
         b"/titles" => {
-            // Titles are plain names (the path rules allow nothing that
-            // JSON would need escaped).
-            let totals = shared.titles.lock().unwrap_or_else(|p| p.into_inner());
-            let body: Vec<String> = totals.iter().map(|(t, n)| format!("\"{t}\":{n}")).collect();
-            respond(
-                &mut stream,
-                "200 OK",
-                "application/json",
-                &format!("{{{}}}\n", body.join(",")),
-            )
+            let body = serde_json::to_string(&status(shared).titles).unwrap_or_default() + "\n";
+            respond(&mut stream, "200 OK", "application/json", &body)
         }
         b"/healthz" if shared.shutdown.load(Ordering::Acquire) => {
             respond(&mut stream, "503 Service Unavailable", "text/plain", "draining\n")
@@ -96,6 +95,23 @@ fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>])
             }
         }
         _ => respond(&mut stream, "404 Not Found", "text/plain", "not found\n"),
+    }
+}
+
+/// The typed status the agent reads.
+fn status(shared: &Shared) -> ApplianceStatus {
+    let disks = &shared.disks;
+    ApplianceStatus {
+        serving: !shared.shutdown.load(Ordering::Acquire),
+        connections: shared.open.load(Ordering::Acquire) as u64,
+        titles: shared.titles.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        disks: (0..disks.roots().len())
+            .map(|i| ServingDisk {
+                path: disks.roots()[i].display().to_string(),
+                failed: disks.is_failed(i),
+                read_errors: disks.read_errors(i),
+            })
+            .collect(),
     }
 }
 

@@ -1,0 +1,33 @@
+//! What the appliance tells its agent on the admin listener
+//! (`GET /status`): whether it serves, how many clients it has, the body
+//! bytes it served per title, and its disks as it sees them. JSON; the
+//! appliance writes it, the agent reads it, and neither scrapes the other's
+//! metrics.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApplianceStatus {
+    /// False while it drains (SIGTERM) and, on the agent's side, when it
+    /// does not answer.
+    pub serving: bool,
+    /// Open client connections.
+    pub connections: u64,
+    /// Body bytes served per title since the appliance started
+    /// (monotonic; the agent sends the differences in its heartbeats).
+    pub titles: BTreeMap<String, u64>,
+    /// In the order of the appliance's `disks`.
+    pub disks: Vec<ServingDisk>,
+}
+
+/// One content disk as the serving engine sees it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServingDisk {
+    pub path: String,
+    /// Taken out of service (by the agent, through the admin listener).
+    pub failed: bool,
+    /// Reads that failed (EIO and the like) since the appliance started.
+    pub read_errors: u64,
+}
