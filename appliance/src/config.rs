@@ -98,6 +98,14 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+    /// Hand sessions to the kernel after the handshake where it offers
+    /// kTLS (bodies then go by sendfile); false keeps them in rustls.
+    #[serde(default = "yes")]
+    pub ktls: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -38,6 +38,10 @@ struct Cli {
     /// PEM private key for HTTPS.
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// Keep HTTPS sessions in userspace rustls even where the kernel
+    /// offers kTLS.
+    #[arg(long)]
+    no_ktls: bool,
     /// An accepted token key as ID:HEXSECRET; repeat during key rotation.
     #[arg(long = "key", value_name = "ID:HEX")]
     keys: Vec<String>,
@@ -92,7 +96,12 @@ fn build_config(cli: Cli) -> anyhow::Result<Config> {
         cfg.threads = t;
     }
     if let (Some(listen), Some(cert), Some(key)) = (cli.tls_listen, cli.tls_cert, cli.tls_key) {
-        cfg.tls = Some(TlsConfig { listen, cert, key });
+        cfg.tls = Some(TlsConfig {
+            listen,
+            cert,
+            key,
+            ktls: !cli.no_ktls,
+        });
     }
     for k in cli.keys {
         let Some((id, secret_hex)) = k.split_once(':') else {

@@ -92,6 +92,8 @@ pub struct WorkerMetrics {
     refused_over_cap: AtomicU64,
     timeouts: AtomicU64,
     tls_errors: AtomicU64,
+    /// TLS connections past the handshake: [userspace, kernel].
+    tls_modes: [AtomicU64; 2],
     latency: Histogram,
     /// Body bytes that went out straight from the page cache.
     from_cache: AtomicU64,
@@ -111,6 +113,7 @@ impl WorkerMetrics {
             refused_over_cap: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             tls_errors: AtomicU64::new(0),
+            tls_modes: Default::default(),
             latency: Histogram::new(&LATENCY_BUCKETS),
             from_cache: AtomicU64::new(0),
             from_disk: AtomicU64::new(0),
@@ -177,6 +180,11 @@ impl WorkerMetrics {
 
     pub fn timed_out(&self) {
         self.timeouts.fetch_add(1, Relaxed);
+    }
+
+    /// A TLS handshake finished; its session went to the kernel or not.
+    pub fn tls_mode(&self, kernel: bool) {
+        self.tls_modes[usize::from(kernel)].fetch_add(1, Relaxed);
     }
 
     pub fn tls_error(&self) {
@@ -250,6 +258,16 @@ pub fn render(workers: &[Arc<WorkerMetrics>], disks: &Disks) -> String {
         "Open client connections.",
     );
     let _ = writeln!(out, "nearcast_connections_active {}", isum(&|w| w.active()));
+    help(
+        &mut out,
+        "nearcast_tls_connections_total",
+        "counter",
+        "TLS connections past the handshake, by where their records are encrypted.",
+    );
+    for (i, mode) in ["userspace", "kernel"].iter().enumerate() {
+        let n = sum(&|w| w.tls_modes[i].load(Relaxed));
+        let _ = writeln!(out, "nearcast_tls_connections_total{{mode=\"{mode}\"}} {n}");
+    }
     help(
         &mut out,
         "nearcast_body_bytes_total",

@@ -49,3 +49,39 @@ fn https_serves_ranges_keepalive_and_checks_tokens() {
     assert!(app.metric_at_least("nearcast_tls_errors_total", 1.0) >= 1.0);
     assert_eq!(app.get(&url).body.len(), seg.len());
 }
+
+/// wrk and many players put the IP address in SNI (RFC 6066 forbids it);
+/// the log must not grow with such handshakes, and each handshake is
+/// counted by the mode its records take.
+#[test]
+fn ip_address_sni_does_not_fill_the_log() {
+    let dir = temp_dir("tls-sni");
+    make_cert(&dir);
+    let disk = dir.join("disk");
+    write_file(&disk.join("t/r/seg.m4s"), 1000, 1);
+    let log = dir.join("appliance.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let app = Appliance::start_with(&dir, &[disk], &tls_toml(&dir), |cmd| {
+        cmd.env("RUST_LOG", "info").stderr(file);
+    });
+    let addr = app.https.unwrap();
+    for _ in 0..10 {
+        let out = std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &addr.to_string(), "-servername", "127.0.0.1"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"),
+            "a handshake"
+        );
+    }
+    let userspace = app.metric_at_least("nearcast_tls_connections_total{mode=\"userspace\"}", 10.0);
+    assert_eq!(
+        userspace, 10.0,
+        "this kernel has no kTLS: every session stays in rustls"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let per_handshake = text.lines().filter(|l| l.contains("SNI") || l.contains("WARN")).count();
+    assert_eq!(per_handshake, 0, "{text}");
+}

@@ -5,6 +5,7 @@
 mod admin;
 mod bufring;
 mod conn;
+mod ktls;
 mod listener;
 mod pace;
 mod reads;
@@ -32,6 +33,8 @@ pub struct Shared {
     pub config: Config,
     pub keyring: Arc<Keyring>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS sessions move to the kernel after the handshake.
+    pub ktls: bool,
     /// The per-connection rate cap, if any.
     pub rate: Option<Rate>,
     pub disks: Disks,
@@ -72,16 +75,17 @@ impl Server {
         if !config.auth.required {
             tracing::warn!("auth.required is off: content is served without tokens");
         }
+        let ktls = config.tls.as_ref().is_some_and(|t| t.ktls) && ktls::available();
         let tls = match &config.tls {
             Some(t) => {
-                if tls::kernel_tls_available() {
-                    tracing::info!(
-                        "kernel offers the tls ULP; bodies are still encrypted in userspace (kTLS offload not enabled)"
-                    );
-                } else {
-                    tracing::info!("no kernel TLS (tls ULP missing): HTTPS bodies are encrypted in userspace");
+                match (t.ktls, ktls) {
+                    (_, true) => tracing::info!("kernel TLS: HTTPS sessions go to the kernel after the handshake"),
+                    (true, false) => {
+                        tracing::info!("no kernel TLS (tls ULP missing): HTTPS bodies are encrypted in userspace")
+                    }
+                    (false, _) => tracing::info!("kernel TLS off (tls.ktls = false): userspace TLS"),
                 }
-                Some(tls::server_config(&t.cert, &t.key)?)
+                Some(tls::server_config(&t.cert, &t.key, ktls)?)
             }
             None => None,
         };
@@ -108,6 +112,7 @@ impl Server {
             config,
             keyring,
             tls,
+            ktls,
             shutdown: AtomicBool::new(false),
             open: AtomicUsize::new(0),
             titles: Mutex::new(BTreeMap::new()),

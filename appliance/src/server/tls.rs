@@ -1,12 +1,8 @@
-//! HTTPS: rustls configuration, and the kernel TLS probe.
-//!
-//! Bodies over TLS must pass through the cipher, so they are read from the
-//! file into a buffer and encrypted in userspace. kTLS would let the kernel
-//! encrypt after sendfile, but it needs the `tls` ULP; the probe reports
-//! whether the kernel has it so operators see why TLS costs more CPU. On a
-//! kernel without it (like CI's) userspace rustls is the path that runs.
+//! HTTPS: the rustls configuration. rustls makes the handshake; where the
+//! kernel has the `tls` ULP the session then moves to the kernel
+//! (`ktls.rs`) and bodies go by `sendfile` as over plain HTTP; elsewhere
+//! (like CI's kernel) they are read into a buffer and encrypted by rustls.
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,7 +19,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// `extract`: the session keys may be taken out for kernel TLS.
+pub fn server_config(cert: &Path, key: &Path, extract: bool) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| TlsError::Cert {
@@ -46,26 +43,6 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .with_no_client_auth()
         .with_single_cert(chain, key_der)?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.enable_secret_extraction = extract;
     Ok(Arc::new(cfg))
-}
-
-/// Whether the kernel offers the `tls` upper-layer protocol (kTLS).
-pub fn kernel_tls_available() -> bool {
-    let Ok(sock) = std::net::TcpListener::bind("127.0.0.1:0") else {
-        return false;
-    };
-    let name = b"tls";
-    // SAFETY: valid fd; the option value is a live byte slice of given length.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_ULP,
-            name.as_ptr().cast(),
-            name.len() as libc::socklen_t,
-        )
-    };
-    // On a listening socket the tls ULP refuses with ENOTCONN when it
-    // exists; ENOENT means the kernel does not have it.
-    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT)
 }

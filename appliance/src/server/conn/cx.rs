@@ -27,6 +27,8 @@ pub struct Cx {
     pub titles: HashMap<Box<str>, u64>,
     pub now: Instant,
     pub draining: bool,
+    /// TLS sessions go to the kernel after the handshake (kTLS).
+    pub ktls: bool,
     pool: Vec<Vec<u8>>,
     /// File bytes on their way into the TLS cipher.
     pub(super) scratch: Vec<u8>,
@@ -37,6 +39,7 @@ pub struct Cx {
 impl Cx {
     pub fn new(handler: Handler, metrics: Arc<WorkerMetrics>, shared: Arc<Shared>, reads: ReadQueues) -> Self {
         Cx {
+            ktls: shared.ktls,
             handler,
             metrics,
             shared,

@@ -116,6 +116,7 @@ pub struct Conn {
     sock: TcpStream,
     peer: IpAddr,
     tls: Option<Box<rustls::ServerConnection>>,
+    handover: tls::Handover,
     /// Received request bytes (plaintext); empty and unallocated when idle.
     inbuf: Vec<u8>,
     /// Bytes queued for the socket: a plain head, or TLS records.
@@ -158,6 +159,7 @@ impl Conn {
             sock,
             peer,
             tls,
+            handover: tls::Handover::default(),
             inbuf: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
@@ -310,6 +312,7 @@ impl Conn {
                     if self.tls.is_some() || self.has_output() {
                         // Handshake records, or nothing for plain connections.
                         match self.write_out(cx) {
+                            Step::Done if !self.settle_tls(cx) => return Want::Close,
                             Step::Done => {}
                             Step::Failed => return Want::Close,
                             // Handshake bytes are not paced; treat as full.
@@ -479,6 +482,9 @@ impl Conn {
 
     /// Shuts our side for a lingering close; TLS sends close_notify first.
     fn start_linger(&mut self, metrics: &WorkerMetrics) {
+        if self.handover.kernel {
+            let _ = super::ktls::send_close_notify(self.fd());
+        }
         if let Some(tls) = self.tls.as_mut() {
             tls.send_close_notify();
             self.queue_tls_output();
