@@ -48,6 +48,12 @@ pub fn run(image: &Path, dir: &Path, kvm: bool, keep: bool) -> anyhow::Result<()
             qbox.admin_url(),
             qbox.vm.url(9190)
         );
+        println!(
+            "  https:    https://localhost:{}  (kernel TLS; curl --cacert {} --resolve localhost:{}:127.0.0.1)",
+            qbox.https_port(),
+            qbox.tls_ca().display(),
+            qbox.https_port()
+        );
         println!("  steering: curl '{}/v1/steer?title={TITLE}'", stack.fill_url);
         println!("  console:  tail -f {}", qbox.vm.serial_log.display());
         println!("  Ctrl-C stops everything.");

@@ -55,10 +55,12 @@ impl Stack {
         let config = work.join("config");
         std::fs::create_dir_all(&config)?;
         self.enroll(id, &config.join("appliance.key"))?;
+        make_tls_cert(work, &config)?;
         std::fs::write(
             config.join("appliance.toml"),
             format!(
                 "listen = \"0.0.0.0:8080\"\nadmin_listen = \"0.0.0.0:9090\"\nthreads = 1\ndisks = [\"/data/content\"]\n\n\
+                 [tls]\nlisten = \"0.0.0.0:8443\"\ncert = \"/config/tls.pem\"\nkey = \"/config/tls.key\"\n\n\
                  [auth]\nrequired = true\n\n[[auth.keys]]\nid = \"{}\"\nsecret_hex = \"{}\"\n",
                 self.config.token_key_id, self.config.token_key_hex
             ),
@@ -113,6 +115,54 @@ impl Stack {
 
 /// The segment `check_segment` fetches.
 pub const SEGMENT: &str = "360p/seg-00001.m4s";
+
+/// A test CA (`work/tls-ca.pem`, for clients on the host) and a leaf for
+/// `localhost` signed by it (`config/tls.pem`, `config/tls.key`, for the
+/// box's HTTPS listener), made with openssl.
+fn make_tls_cert(work: &Path, config: &Path) -> anyhow::Result<()> {
+    let openssl = |args: &[&str]| -> anyhow::Result<()> {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .context("running openssl (apt-get install openssl)")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    let (ca_key, ca) = (path(work.join("tls-ca.key")), path(work.join("tls-ca.pem")));
+    let (key, leaf) = (path(config.join("tls.key")), path(config.join("tls.pem")));
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "30",
+    ];
+    let subject = ["-subj", "/CN=nearcast box CA", "-keyout", &ca_key, "-out", &ca];
+    openssl(&[&["req", "-x509"], &ec[..], &subject[..]].concat())?;
+    openssl(
+        &[
+            &["req", "-x509", "-CA", &ca, "-CAkey", &ca_key],
+            &ec[..],
+            &["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+            &[
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-keyout",
+                &key,
+                "-out",
+                &leaf,
+            ],
+        ]
+        .concat(),
+    )
+}
 
 impl Stack {
     /// Box `id` as the fill server stores it (`null` when not enrolled).
@@ -176,6 +226,17 @@ impl QemuBox {
     /// The box's serving URL on the host.
     pub fn url(&self) -> String {
         self.vm.url(8080)
+    }
+
+    /// Its HTTPS listener: `https://localhost:{port}` on the host (the
+    /// certificate names localhost; `work/tls-ca.pem` signed it).
+    pub fn https_port(&self) -> u16 {
+        self.vm.host_port(8443)
+    }
+
+    /// The CA that signed the box's HTTPS certificate.
+    pub fn tls_ca(&self) -> PathBuf {
+        self.work.join("tls-ca.pem")
     }
 
     pub fn admin_url(&self) -> String {

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use crate::ImageError;
 
 /// Drivers the initramfs loads: virtio for QEMU, NVMe/AHCI/e1000 for
-/// real boxes, the filesystems the slots and partitions use, and the
-/// watchdog.
+/// real boxes, the filesystems the slots and partitions use, the
+/// watchdog, and kernel TLS with the AES-GCM it needs (loaded up front:
+/// the image has no modprobe for the crypto API to call on demand;
+/// `aesni_intel` fails harmlessly on CPUs without AES-NI, leaving the
+/// built-in generic AES).
 pub const MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
@@ -26,6 +29,12 @@ pub const MODULES: &[&str] = &[
     "nls_cp437",
     "nls_ascii",
     "i6300esb",
+    "tls",
+    "gcm",
+    "ctr",
+    "ghash_generic",
+    "ghash_clmulni_intel",
+    "aesni_intel",
 ];
 
 pub struct Kernel {

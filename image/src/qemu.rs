@@ -15,8 +15,9 @@ use crate::ImageError;
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
-/// The box's ports a VM forwards: serving, appliance admin, agent admin.
-pub const GUEST_PORTS: [u16; 3] = [8080, 9090, 9190];
+/// The box's ports a VM forwards: serving, appliance admin, agent admin,
+/// serving over HTTPS.
+pub const GUEST_PORTS: [u16; 4] = [8080, 9090, 9190, 8443];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
@@ -99,12 +100,15 @@ impl Vm {
 
     /// `http://127.0.0.1:{host port}` for a guest port of `GUEST_PORTS`.
     pub fn url(&self, guest_port: u16) -> String {
-        let host = self
-            .forwards
+        format!("http://127.0.0.1:{}", self.host_port(guest_port))
+    }
+
+    /// The host port on 127.0.0.1 that reaches `guest_port`.
+    pub fn host_port(&self, guest_port: u16) -> u16 {
+        self.forwards
             .iter()
             .find(|(g, _)| *g == guest_port)
-            .map_or(0, |(_, h)| *h);
-        format!("http://127.0.0.1:{host}")
+            .map_or(0, |(_, h)| *h)
     }
 
     /// Everything the guest printed on its serial console so far.
