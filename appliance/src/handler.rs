@@ -1,7 +1,10 @@
 //! What to answer: routes a parsed request to the content store, checks
 //! its token, applies conditionals and ranges, and writes the response head.
 //! The body, if any, is returned as a file region for the worker to send.
+//! When the file's lookup would wait on the disk, the decision is to open
+//! it first ([`Decision::Open`]); the worker does, and asks again.
 
+use std::ffi::CString;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -22,7 +25,24 @@ pub struct Body {
     pub len: u64,
 }
 
-/// The decision for one request; the head is already in the buffer.
+/// What to do with one request.
+pub enum Decision {
+    /// Answer it: the head is already in the buffer.
+    Reply(Reply),
+    /// Open the file first, through io_uring, then decide again.
+    Open(OpenAsk),
+}
+
+/// An open the worker does for the handler.
+pub struct OpenAsk {
+    /// The path relative to a disk root (the cache's key).
+    pub rel: Box<str>,
+    pub disk: usize,
+    /// The full path on that disk.
+    pub path: CString,
+}
+
+/// The answer to one request; the head is already in the buffer.
 pub struct Reply {
     pub status: Status,
     pub body: Option<Body>,
@@ -46,31 +66,56 @@ impl Handler {
         }
     }
 
-    /// Answers a well-formed request; writes the head into `out`.
-    pub fn respond(&mut self, req: &Request, peer: IpAddr, now: Instant, out: &mut Vec<u8>) -> Reply {
+    /// Decides on a well-formed request; an answer's head goes into `out`.
+    pub fn respond(&mut self, req: &Request, peer: IpAddr, now: Instant, out: &mut Vec<u8>) -> Decision {
+        self.answer(req, peer, now, out)
+    }
+
+    /// An open asked for by [`Decision::Open`] completed with `res` (a
+    /// descriptor or `-errno`).
+    pub fn opened(&mut self, ask: &OpenAsk, res: i32, now: Instant) {
+        self.files.opened(&ask.rel, ask.disk, res, now);
+    }
+
+    fn answer(&mut self, req: &Request, peer: IpAddr, now: Instant, out: &mut Vec<u8>) -> Decision {
         let head_only = req.method() == Method::Head;
         let keep_alive = req.keep_alive;
         let wall = self.date.refresh();
         let path = match ContentPath::parse(req.path) {
             Ok(p) => p,
-            Err(crate::path::PathError::NotContent) => return self.error(Status::NotFound, keep_alive, head_only, out),
+            Err(crate::path::PathError::NotContent) => {
+                return Decision::Reply(self.error(Status::NotFound, keep_alive, head_only, out))
+            }
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "refused path");
-                return self.error(Status::BadRequest, keep_alive, head_only, out);
+                return Decision::Reply(self.error(Status::BadRequest, keep_alive, head_only, out));
             }
         };
         if self.auth_required {
             if let Err(e) = self.check_token(&path, req.query, peer, wall) {
                 tracing::debug!(%peer, path = path.url_path(), error = %e, "token refused");
-                return self.error(Status::Forbidden, keep_alive, head_only, out);
+                return Decision::Reply(self.error(Status::Forbidden, keep_alive, head_only, out));
             }
         }
         let file = match self.files.open(path.relative(), now) {
             Ok(f) => f,
-            Err(StoreError::NotFound) => return self.error(Status::NotFound, keep_alive, head_only, out),
+            Err(StoreError::NotFound) => {
+                return Decision::Reply(self.error(Status::NotFound, keep_alive, head_only, out))
+            }
+            Err(StoreError::WouldBlock { disk }) => {
+                let rel = path.relative();
+                return match self.files.path_of(disk, rel) {
+                    Some(path) => Decision::Open(OpenAsk {
+                        rel: rel.into(),
+                        disk,
+                        path,
+                    }),
+                    None => Decision::Reply(self.error(Status::NotFound, keep_alive, head_only, out)),
+                };
+            }
             Err(e) => {
                 tracing::warn!(path = path.url_path(), error = %e, "store error");
-                return self.error(Status::InternalError, keep_alive, head_only, out);
+                return Decision::Reply(self.error(Status::InternalError, keep_alive, head_only, out));
             }
         };
         let v = Validators {
@@ -82,7 +127,7 @@ impl Handler {
             h.header("ETag", file.etag.as_bytes())
                 .header("Last-Modified", file.last_modified.as_bytes());
             h.finish(keep_alive);
-            return reply(Status::NotModified, None, keep_alive);
+            return Decision::Reply(reply(Status::NotModified, None, keep_alive));
         }
         let (status, offset, len) = match evaluate_range(req.range, req.if_range, file.len, &v) {
             RangeOutcome::Full => (Status::Ok, 0, file.len),
@@ -91,7 +136,7 @@ impl Handler {
                 let mut h = Head::start(out, Status::RangeNotSatisfiable, self.date.get());
                 h.unsatisfied_range(file.len).content_length(0);
                 h.finish(keep_alive);
-                return reply(Status::RangeNotSatisfiable, None, keep_alive);
+                return Decision::Reply(reply(Status::RangeNotSatisfiable, None, keep_alive));
             }
         };
         let mut h = Head::start(out, status, self.date.get());
@@ -105,7 +150,7 @@ impl Handler {
         }
         h.finish(keep_alive);
         let body = (!head_only && len > 0).then_some(Body { file, offset, len });
-        reply(status, body, keep_alive)
+        Decision::Reply(reply(status, body, keep_alive))
     }
 
     /// Answers a request that could not be parsed; the connection closes.
@@ -120,11 +165,12 @@ impl Handler {
         self.error(status, false, false, out)
     }
 
-    /// Replaces a decided response whose body cannot be read (nothing of
-    /// it was sent): writes the head and text of `status` into `out`.
-    pub fn fail(&mut self, status: Status, keep_alive: bool, out: &mut Vec<u8>) {
+    /// An error answer after the decision: a response whose body cannot be
+    /// read (nothing of it was sent), or a file that could not be opened.
+    /// Writes the head and text of `status` into `out`.
+    pub fn fail(&mut self, status: Status, keep_alive: bool, out: &mut Vec<u8>) -> Reply {
         self.date.refresh();
-        self.error(status, keep_alive, false, out);
+        self.error(status, keep_alive, false, out)
     }
 
     fn check_token(&self, path: &ContentPath, query: &[u8], peer: IpAddr, now: SystemTime) -> Result<(), TokenError> {

@@ -100,6 +100,8 @@ pub struct WorkerMetrics {
     /// Body bytes that were read from disk into a buffer first.
     from_disk: AtomicU64,
     buffers_in_use: AtomicI64,
+    /// Files opened through io_uring (their lookup was not cached).
+    async_opens: AtomicU64,
     disks: Vec<DiskMetrics>,
 }
 
@@ -118,6 +120,7 @@ impl WorkerMetrics {
             from_cache: AtomicU64::new(0),
             from_disk: AtomicU64::new(0),
             buffers_in_use: AtomicI64::new(0),
+            async_opens: AtomicU64::new(0),
             disks: (0..disks).map(|_| DiskMetrics::new()).collect(),
         })
     }
@@ -159,6 +162,10 @@ impl WorkerMetrics {
             d.read_bytes.fetch_add(bytes, Relaxed);
             d.read_latency.observe(took);
         }
+    }
+
+    pub fn opened_async(&self) {
+        self.async_opens.fetch_add(1, Relaxed);
     }
 
     pub fn buffers_in_use(&self, n: usize) {
@@ -205,10 +212,13 @@ fn help(out: &mut String, name: &str, kind: &str, text: &str) {
     let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
 }
 
+/// Sums one counter over the workers.
+fn sum(workers: &[Arc<WorkerMetrics>], f: impl Fn(&WorkerMetrics) -> u64) -> u64 {
+    workers.iter().map(|w| f(w)).sum()
+}
+
 /// Prometheus text exposition of all workers' counters.
 pub fn render(workers: &[Arc<WorkerMetrics>], disks: &Disks) -> String {
-    let sum = |f: &dyn Fn(&WorkerMetrics) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
-    let isum = |f: &dyn Fn(&WorkerMetrics) -> i64| workers.iter().map(|w| f(w)).sum::<i64>();
     let mut out = String::with_capacity(8192);
     help(
         &mut out,
@@ -217,80 +227,30 @@ pub fn render(workers: &[Arc<WorkerMetrics>], disks: &Disks) -> String {
         "Responses sent, by status code.",
     );
     for s in Status::ALL {
-        let n = sum(&|w| w.requests[s.index()].load(Relaxed));
+        let n = sum(workers, |w| w.requests[s.index()].load(Relaxed));
         let _ = writeln!(out, "nearcast_requests_total{{code=\"{}\"}} {n}", s.code());
     }
-    let counters: [(&str, &str, u64); 5] = [
-        (
-            "nearcast_sent_bytes_total",
-            "Bytes written to client sockets.",
-            sum(&|w| w.bytes_sent.load(Relaxed)),
-        ),
-        (
-            "nearcast_connections_accepted_total",
-            "Connections accepted.",
-            sum(&|w| w.accepted.load(Relaxed)),
-        ),
-        (
-            "nearcast_connections_refused_total",
-            "Connections closed at once because the connection cap was reached.",
-            sum(&|w| w.refused_over_cap.load(Relaxed)),
-        ),
-        (
-            "nearcast_timeouts_total",
-            "Connections closed by a header, idle or send timeout.",
-            sum(&|w| w.timeouts.load(Relaxed)),
-        ),
-        (
-            "nearcast_tls_errors_total",
-            "TLS connections closed on a protocol error.",
-            sum(&|w| w.tls_errors.load(Relaxed)),
-        ),
-    ];
-    for (name, text, v) in counters {
+    for (name, text, v) in counters(workers) {
         help(&mut out, name, "counter", text);
         let _ = writeln!(out, "{name} {v}");
     }
-    help(
-        &mut out,
-        "nearcast_connections_active",
-        "gauge",
-        "Open client connections.",
-    );
-    let _ = writeln!(out, "nearcast_connections_active {}", isum(&|w| w.active()));
-    help(
-        &mut out,
-        "nearcast_tls_connections_total",
-        "counter",
-        "TLS connections past the handshake, by where their records are encrypted.",
-    );
-    for (i, mode) in ["userspace", "kernel"].iter().enumerate() {
-        let n = sum(&|w| w.tls_modes[i].load(Relaxed));
-        let _ = writeln!(out, "nearcast_tls_connections_total{{mode=\"{mode}\"}} {n}");
+    let gauges = [
+        (
+            "nearcast_connections_active",
+            "Open client connections.",
+            workers.iter().map(|w| w.active()).sum::<i64>(),
+        ),
+        (
+            "nearcast_read_buffers_in_use",
+            "Disk read buffers held by connections (all workers).",
+            workers.iter().map(|w| w.buffers_in_use.load(Relaxed)).sum(),
+        ),
+    ];
+    for (name, text, v) in gauges {
+        help(&mut out, name, "gauge", text);
+        let _ = writeln!(out, "{name} {v}");
     }
-    help(
-        &mut out,
-        "nearcast_body_bytes_total",
-        "counter",
-        "Body bytes sent, by where they came from: straight from the page cache, or read from disk first.",
-    );
-    let _ = writeln!(
-        out,
-        "nearcast_body_bytes_total{{source=\"page_cache\"}} {}\nnearcast_body_bytes_total{{source=\"disk\"}} {}",
-        sum(&|w| w.from_cache.load(Relaxed)),
-        sum(&|w| w.from_disk.load(Relaxed))
-    );
-    help(
-        &mut out,
-        "nearcast_read_buffers_in_use",
-        "gauge",
-        "Disk read buffers held by connections (all workers).",
-    );
-    let _ = writeln!(
-        out,
-        "nearcast_read_buffers_in_use {}",
-        isum(&|w| w.buffers_in_use.load(Relaxed))
-    );
+    render_by_kind(&mut out, workers);
     render_disks(&mut out, workers, disks);
     help(
         &mut out,
@@ -305,6 +265,68 @@ pub fn render(workers: &[Arc<WorkerMetrics>], disks: &Disks) -> String {
         workers.iter().map(|w| &w.latency),
     );
     out
+}
+
+/// The plain counters: name, help, value.
+fn counters(w: &[Arc<WorkerMetrics>]) -> [(&'static str, &'static str, u64); 6] {
+    [
+        (
+            "nearcast_async_opens_total",
+            "Files opened through io_uring because their lookup was not in the kernel's caches.",
+            sum(w, |w| w.async_opens.load(Relaxed)),
+        ),
+        (
+            "nearcast_sent_bytes_total",
+            "Bytes written to client sockets.",
+            sum(w, |w| w.bytes_sent.load(Relaxed)),
+        ),
+        (
+            "nearcast_connections_accepted_total",
+            "Connections accepted.",
+            sum(w, |w| w.accepted.load(Relaxed)),
+        ),
+        (
+            "nearcast_connections_refused_total",
+            "Connections closed at once because the connection cap was reached.",
+            sum(w, |w| w.refused_over_cap.load(Relaxed)),
+        ),
+        (
+            "nearcast_timeouts_total",
+            "Connections closed by a header, idle or send timeout.",
+            sum(w, |w| w.timeouts.load(Relaxed)),
+        ),
+        (
+            "nearcast_tls_errors_total",
+            "TLS connections closed on a protocol error.",
+            sum(w, |w| w.tls_errors.load(Relaxed)),
+        ),
+    ]
+}
+
+/// Counters split by one label: TLS mode, body source.
+fn render_by_kind(out: &mut String, workers: &[Arc<WorkerMetrics>]) {
+    help(
+        out,
+        "nearcast_tls_connections_total",
+        "counter",
+        "TLS connections past the handshake, by where their records are encrypted.",
+    );
+    for (i, mode) in ["userspace", "kernel"].iter().enumerate() {
+        let n = sum(workers, |w| w.tls_modes[i].load(Relaxed));
+        let _ = writeln!(out, "nearcast_tls_connections_total{{mode=\"{mode}\"}} {n}");
+    }
+    help(
+        out,
+        "nearcast_body_bytes_total",
+        "counter",
+        "Body bytes sent, by where they came from: straight from the page cache, or read from disk first.",
+    );
+    let (cache, disk) = (
+        sum(workers, |w| w.from_cache.load(Relaxed)),
+        sum(workers, |w| w.from_disk.load(Relaxed)),
+    );
+    let _ = writeln!(out, "nearcast_body_bytes_total{{source=\"page_cache\"}} {cache}");
+    let _ = writeln!(out, "nearcast_body_bytes_total{{source=\"disk\"}} {disk}");
 }
 
 /// One per-disk series: name, type, help, and the value for disk `i`.

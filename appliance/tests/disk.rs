@@ -285,3 +285,57 @@ fn eio_ends_only_that_response_and_counts_against_the_disk() {
     assert!(fs.reads() > 0);
     drop(app);
 }
+
+/// A disk whose lookups crawl (a FUSE filesystem answering each LOOKUP
+/// after 700 ms): opening a file there waits, the worker does not. With
+/// one worker, hot requests for a file on another disk are answered
+/// while the slow file's path is still being looked up.
+#[test]
+fn a_crawling_lookup_holds_up_nothing() {
+    let dir = disk_dir("lookup");
+    let backing = dir.join("backing");
+    let slow = write_file(&backing.join("t/r/slow.m4s"), 100_000, 1);
+    let real = dir.join("real");
+    let hot = write_file(&real.join("h/r/hot.m4s"), 64 * 1024, 2);
+    let fs = FaultFs::mount(&backing, &dir.join("mnt")).expect("mount the FUSE test filesystem");
+    fs.set_faults(vec![Fault::slow_lookups("t", Duration::from_millis(700))]);
+    let app = Appliance::start(&dir, &[real, fs.path().to_path_buf()], "threads = 1\n");
+    assert_eq!(sha256(&app.get(&signed("/c/h/r/hot.m4s")).body), sha256(&hot));
+
+    let done = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let slow_get = {
+        let (done, addr) = (done.clone(), app.http);
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let r = get_on(&mut s, "/c/t/r/slow.m4s", None);
+            done.store(true, Ordering::Release);
+            r
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let mut conn = app.connect();
+    for _ in 0..20 {
+        let r = get_on(&mut conn, "/c/h/r/hot.m4s", None);
+        assert_eq!(sha256(&r.body), sha256(&hot));
+        assert!(
+            !done.load(Ordering::Acquire),
+            "a hot request waited for the slow lookup"
+        );
+    }
+    let r = slow_get.join().unwrap();
+    assert_eq!((r.status, sha256(&r.body)), (200, sha256(&slow)));
+    assert!(
+        started.elapsed() >= Duration::from_millis(2100),
+        "three lookups of 700 ms: t, r, slow.m4s"
+    );
+    assert!(
+        app.metric("nearcast_async_opens_total") >= 2.0,
+        "opened through io_uring"
+    );
+    // Once opened, the file is served from the open-file cache at once.
+    let t = Instant::now();
+    assert_eq!(sha256(&app.get(&signed("/c/t/r/slow.m4s")).body), sha256(&slow));
+    assert!(t.elapsed() < Duration::from_millis(700));
+}

@@ -7,6 +7,7 @@ mod bufring;
 mod conn;
 mod ktls;
 mod listener;
+mod op;
 mod pace;
 mod reads;
 mod send;
@@ -75,20 +76,7 @@ impl Server {
         if !config.auth.required {
             tracing::warn!("auth.required is off: content is served without tokens");
         }
-        let ktls = config.tls.as_ref().is_some_and(|t| t.ktls) && ktls::available();
-        let tls = match &config.tls {
-            Some(t) => {
-                match (t.ktls, ktls) {
-                    (_, true) => tracing::info!("kernel TLS: HTTPS sessions go to the kernel after the handshake"),
-                    (true, false) => {
-                        tracing::info!("no kernel TLS (tls ULP missing): HTTPS bodies are encrypted in userspace")
-                    }
-                    (false, _) => tracing::info!("kernel TLS off (tls.ktls = false): userspace TLS"),
-                }
-                Some(tls::server_config(&t.cert, &t.key, ktls)?)
-            }
-            None => None,
-        };
+        let (tls, ktls) = tls_setup(&config)?;
         let threads = config.threads();
         let bind = |addr: SocketAddr| {
             listener::bind_reuseport(addr, threads).map_err(|source| StartError::Bind { addr, source })
@@ -126,32 +114,11 @@ impl Server {
             if let Some(Some(s)) = https.get_mut(i).map(Option::take) {
                 socks.push((s, true));
             }
-            // The worker owns thread-local state (Rc, raw ring memory): it is
-            // built on its own thread, which reports whether set-up worked.
-            let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-            let (sh, m) = (shared.clone(), metrics[i].clone());
-            let handle = std::thread::Builder::new()
-                .name(format!("nearcast-w{i}"))
-                .spawn(move || match worker::Worker::new(sh, socks, m) {
-                    Ok(w) => {
-                        let _ = ready_tx.send(Ok(()));
-                        w.run()
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-                        Err(e)
-                    }
-                })
-                .map_err(StartError::Thread)?;
-            match ready_rx.recv() {
-                Ok(Ok(())) => workers.push(handle),
-                Ok(Err(e)) => {
+            match spawn_worker(i, shared.clone(), socks, metrics[i].clone()) {
+                Ok(handle) => workers.push(handle),
+                Err(e) => {
                     shared.shutdown.store(true, Ordering::Release);
-                    return Err(StartError::Ring(e));
-                }
-                Err(_) => {
-                    shared.shutdown.store(true, Ordering::Release);
-                    return Err(StartError::Ring(io::Error::other("worker died during set-up")));
+                    return Err(e);
                 }
             }
         }
@@ -181,5 +148,50 @@ impl Server {
             }
         }
         result
+    }
+}
+
+/// The rustls config, if there is a TLS listener, and whether sessions go
+/// to the kernel after the handshake.
+fn tls_setup(config: &Config) -> Result<(Option<Arc<rustls::ServerConfig>>, bool), StartError> {
+    let Some(t) = &config.tls else {
+        return Ok((None, false));
+    };
+    let ktls = t.ktls && ktls::available();
+    match (t.ktls, ktls) {
+        (_, true) => tracing::info!("kernel TLS: HTTPS sessions go to the kernel after the handshake"),
+        (true, false) => tracing::info!("no kernel TLS (tls ULP missing): HTTPS bodies are encrypted in userspace"),
+        (false, _) => tracing::info!("kernel TLS off (tls.ktls = false): userspace TLS"),
+    }
+    Ok((Some(tls::server_config(&t.cert, &t.key, ktls)?), ktls))
+}
+
+/// Starts worker `i` on its own thread. The worker owns thread-local state
+/// (Rc, raw ring memory), so it is built there; this waits for it to say
+/// whether set-up worked.
+fn spawn_worker(
+    i: usize,
+    shared: Arc<Shared>,
+    socks: Vec<(std::net::TcpListener, bool)>,
+    metrics: Arc<WorkerMetrics>,
+) -> Result<JoinHandle<io::Result<()>>, StartError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+    let handle = std::thread::Builder::new()
+        .name(format!("nearcast-w{i}"))
+        .spawn(move || match worker::Worker::new(shared, socks, metrics) {
+            Ok(w) => {
+                let _ = ready_tx.send(Ok(()));
+                w.run()
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                Err(e)
+            }
+        })
+        .map_err(StartError::Thread)?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => Err(StartError::Ring(e)),
+        Err(_) => Err(StartError::Ring(io::Error::other("worker died during set-up"))),
     }
 }

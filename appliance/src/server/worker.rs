@@ -4,7 +4,8 @@
 //!
 //! io_uring carries accepts (multishot), receives (into provided buffers),
 //! write-readiness polls, waits of rate-capped connections, reads of body
-//! bytes that are not in the page cache, and the timer tick. Connections
+//! bytes that are not in the page cache, opens of files whose lookup is
+//! not in the kernel's caches, and the timer tick. Connections
 //! decide (`conn.rs`); the worker turns what each wants into a submission.
 //! Each connection has at most one operation in flight (or one place in a
 //! disk's read queue), so its slot is freed only when nothing can complete
@@ -21,39 +22,12 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use super::bufring::BufRing;
 use super::conn::{Conn, Cx, Want};
+use super::op::Op;
 use super::reads::ReadQueues;
 use super::Shared;
 use crate::handler::Handler;
 use crate::metrics::WorkerMetrics;
 use crate::store::FileCache;
-
-/// What an io_uring completion is for; with the slot index it makes the
-/// operation's user data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
-    Accept = 1,
-    Recv,
-    Poll,
-    Tick,
-    Cancel,
-    Pace,
-    Read,
-}
-
-impl Op {
-    const BITS: u32 = 4;
-    const ALL: [Op; 7] = [Op::Accept, Op::Recv, Op::Poll, Op::Tick, Op::Cancel, Op::Pace, Op::Read];
-
-    fn data(self, idx: usize) -> u64 {
-        (idx as u64) << Op::BITS | self as u64
-    }
-
-    fn of(data: u64) -> (Option<Op>, usize) {
-        let tag = data & ((1 << Op::BITS) - 1);
-        let op = Op::ALL.into_iter().find(|op| *op as u64 == tag);
-        (op, (data >> Op::BITS) as usize)
-    }
-}
 
 const TICK: Duration = Duration::from_millis(200);
 /// How long after the drain a worker waits for reads a disk does not answer.
@@ -160,6 +134,7 @@ impl Worker {
                     (Some(Op::Recv), id) => self.on_recv(id, res, flags),
                     (Some(Op::Poll | Op::Pace), id) => self.on_ready(id, res),
                     (Some(Op::Read), id) => self.on_read(id, res),
+                    (Some(Op::Open), id) => self.on_open(id, res),
                     (Some(Op::Tick), _) => self.on_tick(),
                     (Some(Op::Cancel) | None, _) => {}
                 }
@@ -329,6 +304,20 @@ impl Worker {
         }
     }
 
+    /// A file open completed.
+    fn on_open(&mut self, id: usize, res: i32) {
+        let Some(slot) = self.slots[id].as_mut() else {
+            return;
+        };
+        slot.in_flight = false;
+        slot.conn.on_open(res, &mut self.cx);
+        if slot.closing {
+            self.close(id);
+        } else {
+            self.drive(id);
+        }
+    }
+
     /// Advances one connection as far as it can go without waiting, then
     /// leaves exactly one operation in flight for it (or closes it).
     fn drive(&mut self, id: usize) {
@@ -350,6 +339,12 @@ impl Worker {
             Want::Pace(wait) => opcode::Timeout::new(slot.conn.pace_timespec(wait))
                 .build()
                 .user_data(Op::Pace.data(id)),
+            Want::Open => match slot.conn.open_args() {
+                Some((path, how)) => opcode::OpenAt2::new(types::Fd(libc::AT_FDCWD), path, how)
+                    .build()
+                    .user_data(Op::Open.data(id)),
+                None => return self.close(id),
+            },
             Want::Read(disk) => {
                 // Queued, not in flight: `close` takes it out of the queue.
                 self.cx.reads.push(disk, id);

@@ -52,6 +52,8 @@ pub enum FaultOn {
     Reads,
     /// Writes and `fsync`.
     Writes,
+    /// Looking a name up in a directory (a path's every component).
+    Lookups,
 }
 
 impl Fault {
@@ -72,6 +74,17 @@ impl Fault {
             from: 0,
             kind: FaultKind::Delay(delay),
             on: FaultOn::Writes,
+        }
+    }
+
+    /// Every lookup of a path under `files` takes `delay` (a disk whose
+    /// directories and inodes are not cached, and crawl).
+    pub fn slow_lookups(files: &str, delay: Duration) -> Fault {
+        Fault {
+            files: files.into(),
+            from: 0,
+            kind: FaultKind::Delay(delay),
+            on: FaultOn::Lookups,
         }
     }
 

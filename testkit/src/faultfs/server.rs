@@ -159,6 +159,7 @@ impl Server {
             match opcode {
                 FORGET | BATCH_FORGET | INTERRUPT => {}
                 READ => self.read(unique, arg),
+                LOOKUP => self.lookup(unique, node, arg),
                 WRITE => self.write(unique, arg),
                 FSYNC => self.fsync(unique, arg),
                 _ => {
@@ -172,11 +173,6 @@ impl Server {
     fn answer(&mut self, opcode: u32, node: u64, arg: &[u8]) -> Answer {
         match opcode {
             INIT => Ok(init_out(u32_at(arg, 8))),
-            LOOKUP => {
-                let name = names(arg).next().unwrap_or_default();
-                let rel = self.path(node)?.join(name);
-                self.entry(rel)
-            }
             GETATTR => self.getattr(node, u32_at(arg, 0), u64_at(arg, 8)),
             SETATTR => self.setattr(node, arg),
             MKDIR => {
@@ -391,6 +387,18 @@ impl Server {
                 });
             }
             None => reply(&dev, unique, op()),
+        }
+    }
+
+    fn lookup(&mut self, unique: u64, node: u64, arg: &[u8]) {
+        let name = names(arg).next().unwrap_or_default();
+        let answer = self.path(node).map(|p| p.join(name)).and_then(|rel| {
+            let fault = self.state.fault(FaultOn::Lookups, &rel.to_string_lossy(), 0, 1);
+            self.entry(rel).map(|a| (a, fault))
+        });
+        match answer {
+            Ok((a, fault)) => self.answer_with(unique, fault, move || Ok(a)),
+            Err(e) => reply(&self.dev, unique, Err(e)),
         }
     }
 

@@ -8,11 +8,67 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use super::{Conn, Cx, ReadAsk, Reading, Step, MIN_READ, TLS_CHUNK};
+use super::{Chunk, Conn, Cx, ReadAsk, Reading, Step, MIN_READ, TLS_CHUNK};
 use crate::metrics::WorkerMetrics;
+use crate::server::reads::ReadBuf;
 use crate::server::send;
 
 impl Conn {
+    /// The worker got a buffer for this connection's `Want::Read`: the
+    /// read to submit into it.
+    pub fn start_read(&mut self, mut buf: ReadBuf, now: Instant) -> Result<(ReadAsk, *mut u8), ReadBuf> {
+        let Some(r) = self.reading.as_mut().filter(|r| r.buf.is_none()) else {
+            return Err(buf);
+        };
+        let ptr = buf.as_mut_ptr();
+        r.ask.len = r.ask.len.min(buf.len());
+        r.buf = Some((buf, now));
+        Ok((r.ask, ptr))
+    }
+
+    /// The disk this connection is queued on, if it waits for a read that
+    /// was not submitted yet.
+    pub fn queued_on(&self) -> Option<usize> {
+        self.reading.as_ref().filter(|r| r.buf.is_none()).map(|r| r.disk)
+    }
+
+    /// A read this connection asked for completed with `res`.
+    pub fn on_read(&mut self, res: i32, cx: &mut Cx) {
+        let Some(Reading {
+            disk,
+            buf: Some((buf, started)),
+            ..
+        }) = self.reading.take()
+        else {
+            return;
+        };
+        cx.reads.done(disk);
+        cx.metrics
+            .disk_read(disk, res.max(0) as u64, cx.now.duration_since(started));
+        match res {
+            n if n > 0 => {
+                let n = n as usize;
+                if let Some(body) = self.body.as_mut() {
+                    body.offset += n as u64;
+                    body.len -= (n as u64).min(body.len);
+                }
+                self.chunk = Some(Chunk { buf, pos: 0, end: n });
+            }
+            e if e == -libc::EAGAIN || e == -libc::EINTR => cx.reads.give(buf),
+            e => {
+                cx.reads.give(buf);
+                // 0: the file shrank under us; the rest: the disk failed
+                // (ECANCELED: the worker is going away).
+                if e < 0 && e != -libc::ECANCELED {
+                    cx.shared.disks.read_failed(disk);
+                    let error = io::Error::from_raw_os_error(-e);
+                    tracing::warn!(disk, peer = %self.peer, %error, "disk read failed");
+                }
+                self.fail_body(cx);
+            }
+        }
+    }
+
     /// Sends what is queued, then the body, as far as the socket, the rate
     /// cap and the page cache allow.
     pub(super) fn write_out(&mut self, cx: &mut Cx) -> Step {

@@ -16,19 +16,20 @@
 //! first body bytes are in hand, so a read that fails before any body byte
 //! went out becomes a clean 500 instead of a cut-off response.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::handler::{Body, Reply};
+use crate::handler::{Body, Decision, Reply};
 use crate::http::{parse_request, Parsed, Status};
 use crate::metrics::WorkerMetrics;
 use crate::store::OpenFile;
 
 mod body;
 mod cx;
+mod open;
 mod tls;
 
 pub use cx::Cx;
@@ -55,6 +56,9 @@ pub enum Want {
     Read(usize),
     /// Tokens of the rate cap.
     Pace(Duration),
+    /// The file of the request, opened through io_uring
+    /// ([`Conn::open_args`]), before the request is decided again.
+    Open,
     Close,
 }
 
@@ -75,6 +79,16 @@ enum Phase {
     /// Response sent, our side shut; reading and dropping whatever the client
     /// still sends so the close does not reset the response it has not read.
     Lingering,
+}
+
+/// What became of the request in `inbuf`.
+enum Next {
+    /// Answered: its reply is under way.
+    Replied,
+    /// Not complete yet.
+    Incomplete,
+    /// Its file is to be opened first.
+    Open,
 }
 
 /// How far a write got.
@@ -131,6 +145,9 @@ pub struct Conn {
     cut: bool,
     chunk: Option<Chunk>,
     reading: Option<Reading>,
+    opening: Option<open::Opening>,
+    /// Opens done for the request now being decided.
+    open_rounds: usize,
     current: Option<Current>,
     phase: Phase,
     keep_alive: bool,
@@ -169,6 +186,8 @@ impl Conn {
             cut: false,
             chunk: None,
             reading: None,
+            opening: None,
+            open_rounds: 0,
             current: None,
             phase: Phase::Reading,
             keep_alive: true,
@@ -213,24 +232,6 @@ impl Conn {
         }
     }
 
-    /// The worker got a buffer for this connection's `Want::Read`: the
-    /// read to submit into it.
-    pub fn start_read(&mut self, mut buf: ReadBuf, now: Instant) -> Result<(ReadAsk, *mut u8), ReadBuf> {
-        let Some(r) = self.reading.as_mut().filter(|r| r.buf.is_none()) else {
-            return Err(buf);
-        };
-        let ptr = buf.as_mut_ptr();
-        r.ask.len = r.ask.len.min(buf.len());
-        r.buf = Some((buf, now));
-        Ok((r.ask, ptr))
-    }
-
-    /// The disk this connection is queued on, if it waits for a read that
-    /// was not submitted yet.
-    pub fn queued_on(&self) -> Option<usize> {
-        self.reading.as_ref().filter(|r| r.buf.is_none()).map(|r| r.disk)
-    }
-
     /// Gives back every buffer; the connection is going away.
     pub fn release(mut self, cx: &mut Cx) {
         if let Some(c) = self.chunk.take() {
@@ -264,43 +265,6 @@ impl Conn {
         fed
     }
 
-    /// A read this connection asked for completed with `res`.
-    pub fn on_read(&mut self, res: i32, cx: &mut Cx) {
-        let Some(Reading {
-            disk,
-            buf: Some((buf, started)),
-            ..
-        }) = self.reading.take()
-        else {
-            return;
-        };
-        cx.reads.done(disk);
-        cx.metrics
-            .disk_read(disk, res.max(0) as u64, cx.now.duration_since(started));
-        match res {
-            n if n > 0 => {
-                let n = n as usize;
-                if let Some(body) = self.body.as_mut() {
-                    body.offset += n as u64;
-                    body.len -= (n as u64).min(body.len);
-                }
-                self.chunk = Some(Chunk { buf, pos: 0, end: n });
-            }
-            e if e == -libc::EAGAIN || e == -libc::EINTR => cx.reads.give(buf),
-            e => {
-                cx.reads.give(buf);
-                // 0: the file shrank under us; the rest: the disk failed
-                // (ECANCELED: the worker is going away).
-                if e < 0 && e != -libc::ECANCELED {
-                    cx.shared.disks.read_failed(disk);
-                    let error = io::Error::from_raw_os_error(-e);
-                    tracing::warn!(disk, peer = %self.peer, %error, "disk read failed");
-                }
-                self.fail_body(cx);
-            }
-        }
-    }
-
     /// Advances as far as possible without waiting; returns what to wait
     /// for next. Call it only with nothing in flight.
     pub fn advance(&mut self, cx: &mut Cx) -> Want {
@@ -322,8 +286,13 @@ impl Conn {
                             }
                         }
                     }
-                    if self.parse_next(cx) {
-                        continue;
+                    match self.parse_next(cx) {
+                        Next::Replied => continue,
+                        Next::Open => {
+                            self.deadline = cx.now + send;
+                            return Want::Open;
+                        }
+                        Next::Incomplete => {}
                     }
                     if self.inbuf.is_empty() {
                         if cx.draining {
@@ -359,36 +328,49 @@ impl Conn {
         }
     }
 
-    /// Parses and answers the next request in `inbuf`, if it is complete.
-    fn parse_next(&mut self, cx: &mut Cx) -> bool {
+    /// Parses and decides the next request in `inbuf`, if it is complete.
+    fn parse_next(&mut self, cx: &mut Cx) -> Next {
         if self.inbuf.is_empty() {
-            return false;
+            return Next::Incomplete;
         }
         if self.out.capacity() == 0 {
             self.out = cx.take_buf();
         }
         let tls = self.tls.is_some();
         let out = if tls { &mut cx.head } else { &mut self.out };
-        let (reply, used) = match parse_request(&self.inbuf, cx.shared.config.max_header_bytes) {
+        let (decision, used, keep_alive) = match parse_request(&self.inbuf, cx.shared.config.max_header_bytes) {
             Ok(Parsed::Complete(mut req, used)) => {
                 if cx.draining {
                     req.keep_alive = false;
                 }
-                (cx.handler.respond(&req, self.peer, cx.now, out), used)
+                (cx.handler.respond(&req, self.peer, cx.now, out), used, req.keep_alive)
             }
-            Ok(Parsed::Partial) => return false,
+            Ok(Parsed::Partial) => return Next::Incomplete,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "bad request");
-                (cx.handler.refuse(e, out), self.inbuf.len())
+                (Decision::Reply(cx.handler.refuse(e, out)), self.inbuf.len(), false)
+            }
+        };
+        let reply = match decision {
+            Decision::Reply(r) => r,
+            Decision::Open(ask) if self.open_rounds < cx.shared.disks.roots().len() + open::SPARE_OPEN_ROUNDS => {
+                self.open_rounds += 1;
+                self.opening = Some(open::Opening::new(ask));
+                return Next::Open;
+            }
+            Decision::Open(_) => {
+                let out = if tls { &mut cx.head } else { &mut self.out };
+                cx.handler.fail(Status::Unavailable, keep_alive, out)
             }
         };
         self.begin_reply(reply, used, cx);
-        true
+        Next::Replied
     }
 
     /// Takes the handler's reply for the request in `inbuf[..used]`.
     fn begin_reply(&mut self, reply: Reply, used: usize, cx: &mut Cx) {
         self.inbuf.drain(..used.min(self.inbuf.len()));
+        self.open_rounds = 0;
         self.head_held = reply.body.is_some();
         if let Some(tls) = self.tls.as_mut() {
             if self.head_held {
@@ -440,7 +422,7 @@ impl Conn {
             self.out_pos = 0;
             &mut self.out
         };
-        cx.handler.fail(Status::InternalError, self.keep_alive, head);
+        let _ = cx.handler.fail(Status::InternalError, self.keep_alive, head);
         if let Some(tls) = self.tls.as_mut() {
             let _ = tls.writer().write_all(&cx.head);
             cx.head.clear();

@@ -8,125 +8,50 @@
 //! `open_file_cache_valid`, so a replaced or evicted file stops being served
 //! within that time.
 //!
-//! Each open file can also say which of its bytes are in the page cache
-//! (`OpenFile::resident`): the worker sends those with `sendfile` and reads
-//! the others through io_uring, so no worker ever waits on the disk.
+//! No worker waits on the disk here either: paths are opened and checked
+//! only through the kernel's lookup caches (`lookup.rs`); where that would
+//! read the disk the cache answers [`StoreError::WouldBlock`], the worker
+//! opens the path through io_uring and hands the result back
+//! ([`FileCache::opened`]). Each open file can also say which of its bytes
+//! are in the page cache (`OpenFile::resident`): the worker sends those
+//! with `sendfile` and reads the others through io_uring.
 
-use std::cell::{Cell, OnceCell};
+mod file;
+pub mod lookup;
+
+use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::num::NonZeroUsize;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::FromRawFd;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-/// An open file ready to serve, with its validators computed once.
-pub struct OpenFile {
-    pub file: File,
-    pub len: u64,
-    pub modified: SystemTime,
-    /// Strong ETag with quotes: `"{ino}-{size}-{mtime ns}"` in hex.
-    pub etag: Box<str>,
-    pub last_modified: Box<str>,
-    /// Index of the disk the file is on.
-    pub disk: usize,
-    /// The title the file belongs to (its first path segment).
-    pub title: Box<str>,
-    identity: Identity,
-    checked: Cell<Instant>,
-    /// Whether the kernel answers residency probes for this file truthfully:
-    /// `mincore` reports a file's page cache only to a process that owns it
-    /// (or could write it); for any other it claims every page is resident.
-    probe: bool,
-    /// The file mapped for residency probes (never read through), made on
-    /// the first probe; `None` when mapping failed.
-    map: OnceCell<Option<memmap2::Mmap>>,
-}
-
-/// Pages looked at by one residency probe (2 MiB of 4 KiB pages).
-const PROBE_PAGES: usize = 512;
-
-fn page_size() -> u64 {
-    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    // SAFETY: sysconf has no preconditions.
-    *PAGE.get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
-}
-
-impl OpenFile {
-    /// How many of the `max` bytes from `offset` are in the page cache, as
-    /// a prefix (0 when the first page is not, or when the file cannot be
-    /// probed: then every byte counts as on disk, which is slower but never
-    /// blocks). At most [`PROBE_PAGES`] pages are looked at.
-    pub fn resident(&self, offset: u64, max: u64) -> u64 {
-        let max = max.min(self.len.saturating_sub(offset));
-        if max == 0 || !self.probe {
-            return 0;
-        }
-        let Some(map) = self.map.get_or_init(|| self.map_for_probes()) else {
-            return 0;
-        };
-        let page = page_size();
-        let first = offset / page * page;
-        let end = (offset + max).min(first + PROBE_PAGES as u64 * page);
-        let pages = (end - first).div_ceil(page) as usize;
-        let mut vec = [0u8; PROBE_PAGES];
-        // SAFETY: `first` is page aligned and [first, end) lies inside the
-        // mapping (it covers `len` bytes, end <= len); `vec` has room for
-        // one entry per page of that range. The memory is never accessed.
-        let r = unsafe {
-            libc::mincore(
-                map.as_ptr().add(first as usize) as *mut libc::c_void,
-                (end - first) as usize,
-                vec.as_mut_ptr(),
-            )
-        };
-        if r != 0 {
-            return 0;
-        }
-        let resident = vec[..pages].iter().take_while(|&&v| v & 1 == 1).count() as u64;
-        (first + resident * page).min(offset + max).saturating_sub(offset)
-    }
-
-    fn map_for_probes(&self) -> Option<memmap2::Mmap> {
-        // SAFETY: the mapping is only handed to mincore, never read, so a
-        // file changed or truncated under it cannot be observed through it.
-        let map = unsafe { memmap2::MmapOptions::new().len(self.len as usize).map(&self.file) };
-        map.map_err(|e| tracing::debug!(error = %e, "cannot map for residency probes"))
-            .ok()
-    }
-}
-
-/// What tells one version of a path from another.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Identity {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-}
-
-impl Identity {
-    fn of(m: &std::fs::Metadata) -> Self {
-        Identity {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        }
-    }
-}
+pub use file::OpenFile;
+use file::{describe, Identity};
+use lookup::Cached;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
     NotFound,
+    /// Looking the path up on `disk` would wait on the disk: open it
+    /// through io_uring ([`FileCache::path_of`]) and hand the result to
+    /// [`FileCache::opened`].
+    #[error("disk {disk}: the lookup would wait on the disk")]
+    WouldBlock { disk: usize },
     #[error("disk {disk}: {source}")]
     Io { disk: usize, source: io::Error },
+}
+
+/// Errors of an open that mean "not on this disk".
+fn absent(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP))
 }
 
 /// The disks' roots, shared by all workers, and which have failed: a
@@ -181,6 +106,11 @@ impl Disks {
 pub struct FileCache {
     disks: Disks,
     files: LruCache<Box<str>, Rc<OpenFile>>,
+    /// Disks a path was found absent on by an open through io_uring, and
+    /// since when: trusted for `valid_for`, like a cached file. Without it
+    /// a filesystem that keeps no negative lookups (FUSE, NFS) would send
+    /// every re-decision back to io_uring for the same disk.
+    absent: LruCache<Box<str>, (u64, Instant)>,
     valid_for: Duration,
     scratch: PathBuf,
 }
@@ -191,6 +121,7 @@ impl FileCache {
         FileCache {
             disks,
             files: LruCache::new(cap),
+            absent: LruCache::new(cap),
             valid_for,
             scratch: PathBuf::with_capacity(256),
         }
@@ -206,17 +137,58 @@ impl FileCache {
                 return Ok(f);
             } else {
                 self.set_scratch(f.disk, rel);
-                let still = std::fs::symlink_metadata(&self.scratch).is_ok_and(|m| Identity::of(&m) == f.identity);
-                if still {
-                    f.checked.set(now);
-                    return Ok(f);
+                match lookup::stat(&self.scratch) {
+                    Ok(Cached::Done(m)) if Identity::of(&m) == f.identity => {
+                        f.checked.set(now);
+                        return Ok(f);
+                    }
+                    Ok(Cached::WouldBlock) => return Err(StoreError::WouldBlock { disk: f.disk }),
+                    // Replaced or gone: look again.
+                    _ => {
+                        self.files.pop(rel);
+                    }
                 }
-                self.files.pop(rel);
             }
         }
         let f = Rc::new(self.open_uncached(rel, now)?);
         self.files.put(rel.into(), f.clone());
         Ok(f)
+    }
+
+    /// Where `rel` would be on `disk`, for an open through io_uring.
+    pub fn path_of(&self, disk: usize, rel: &str) -> Option<CString> {
+        lookup::c_path(&self.disks.roots.get(disk)?.join(rel))
+    }
+
+    /// An open of `rel` on `disk` done through io_uring (after
+    /// [`StoreError::WouldBlock`]) completed with `res`: a descriptor or
+    /// `-errno`. The file, if it is one, replaces what the cache held;
+    /// "not there" forgets the cached entry of that disk, so the next
+    /// [`FileCache::open`] looks on the other disks.
+    pub fn opened(&mut self, rel: &str, disk: usize, res: i32, now: Instant) {
+        if res < 0 {
+            let e = io::Error::from_raw_os_error(-res);
+            if absent(&e) {
+                self.note_absent(rel, disk, now);
+            } else {
+                tracing::warn!(disk, path = rel, error = %e, "open failed");
+            }
+            if self.files.peek(rel).is_some_and(|f| f.disk == disk) {
+                self.files.pop(rel);
+            }
+            return;
+        }
+        // SAFETY: the kernel just gave us this descriptor.
+        let file = unsafe { File::from_raw_fd(res) };
+        match file.metadata() {
+            Ok(meta) if meta.is_file() => {
+                let f = Rc::new(describe(file, &meta, disk, rel, now));
+                self.files.put(rel.into(), f);
+            }
+            _ => {
+                self.files.pop(rel);
+            }
+        }
     }
 
     /// Drops every cached file of `disk` (a failed or removed disk).
@@ -238,22 +210,44 @@ impl FileCache {
         self.scratch.push(rel);
     }
 
+    fn note_absent(&mut self, rel: &str, disk: usize, now: Instant) {
+        let Some(bit) = 1u64.checked_shl(disk as u32) else {
+            return;
+        };
+        match self.absent.get_mut(rel) {
+            Some((mask, since)) if now.duration_since(*since) < self.valid_for => *mask |= bit,
+            _ => {
+                self.absent.put(rel.into(), (bit, now));
+            }
+        }
+    }
+
+    /// Disks `rel` is known to be absent from (bit `i` for disk `i`).
+    fn known_absent(&mut self, rel: &str, now: Instant) -> u64 {
+        match self.absent.get(rel) {
+            Some(&(mask, since)) if now.duration_since(since) < self.valid_for => mask,
+            _ => 0,
+        }
+    }
+
     fn open_uncached(&mut self, rel: &str, now: Instant) -> Result<OpenFile, StoreError> {
         let mut first_err = None;
+        let absent_on = self.known_absent(rel, now);
         for disk in 0..self.disks.roots.len() {
-            if self.disks.is_failed(disk) {
+            let known_absent = 1u64.checked_shl(disk as u32).is_some_and(|bit| absent_on & bit != 0);
+            if self.disks.is_failed(disk) || known_absent {
                 continue;
             }
             self.set_scratch(disk, rel);
-            let opened = File::options()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&self.scratch)
-                .and_then(|file| file.metadata().map(|m| (file, m)));
+            let opened = match lookup::open(&self.scratch) {
+                Ok(Cached::Done(file)) => file.metadata().map(|m| (file, m)),
+                Ok(Cached::WouldBlock) => return Err(StoreError::WouldBlock { disk }),
+                Err(e) => Err(e),
+            };
             match opened {
                 Ok((file, meta)) if meta.is_file() => return Ok(describe(file, &meta, disk, rel, now)),
                 Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => {}
+                Err(e) if absent(&e) => {}
                 Err(source) => {
                     tracing::warn!(disk, path = %self.scratch.display(), error = %source, "open failed");
                     first_err.get_or_insert(StoreError::Io { disk, source });
@@ -261,26 +255,6 @@ impl FileCache {
             }
         }
         Err(first_err.unwrap_or(StoreError::NotFound))
-    }
-}
-
-fn describe(file: File, meta: &std::fs::Metadata, disk: usize, rel: &str, now: Instant) -> OpenFile {
-    let identity = Identity::of(meta);
-    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    OpenFile {
-        probe: euid == 0 || meta.uid() == euid,
-        map: OnceCell::new(),
-        file,
-        len: meta.len(),
-        modified,
-        etag: format!("\"{:x}-{:x}-{:x}\"", identity.ino, identity.len, identity.mtime_ns).into(),
-        last_modified: httpdate::fmt_http_date(modified).into(),
-        disk,
-        title: rel.split('/').next().unwrap_or(rel).into(),
-        identity,
-        checked: Cell::new(now),
     }
 }
 
@@ -296,6 +270,28 @@ mod tests {
         d
     }
 
+    /// `open`, doing what the worker does when a lookup would block: the
+    /// open (here blocking), handed back through `opened`.
+    fn open_now(cache: &mut FileCache, rel: &str, now: Instant) -> Result<Rc<OpenFile>, StoreError> {
+        for _ in 0..8 {
+            match cache.open(rel, now) {
+                Err(StoreError::WouldBlock { disk }) => {
+                    let path = cache.path_of(disk, rel).unwrap();
+                    // SAFETY: a NUL-terminated path.
+                    let fd = unsafe { libc::open(path.as_ptr(), lookup::OPEN_FLAGS) };
+                    let res = if fd < 0 {
+                        -io::Error::last_os_error().raw_os_error().unwrap()
+                    } else {
+                        fd
+                    };
+                    cache.opened(rel, disk, res, now);
+                }
+                other => return other,
+            }
+        }
+        panic!("{rel}: still blocking after 8 opens");
+    }
+
     fn read_all(f: &OpenFile) -> String {
         let mut s = String::new();
         (&f.file).read_to_string(&mut s).unwrap();
@@ -309,27 +305,30 @@ mod tests {
         std::fs::write(b.join("t/r/f.m4s"), "v1").unwrap();
         let mut cache = FileCache::new(Disks::new(vec![a.clone(), b.clone()]), 8, Duration::from_millis(100));
         let t0 = Instant::now();
-        let f = cache.open("t/r/f.m4s", t0).unwrap();
+        let f = open_now(&mut cache, "t/r/f.m4s", t0).unwrap();
         assert_eq!((f.disk, f.len, read_all(&f).as_str()), (1, 2, "v1"));
-        assert!(matches!(cache.open("t/r/nope", t0), Err(StoreError::NotFound)));
+        assert!(matches!(
+            open_now(&mut cache, "t/r/nope", t0),
+            Err(StoreError::NotFound)
+        ));
         assert!(
-            matches!(cache.open("t/r", t0), Err(StoreError::NotFound)),
+            matches!(open_now(&mut cache, "t/r", t0), Err(StoreError::NotFound)),
             "directories are not files"
         );
 
         // Atomic replacement: old handle keeps old bytes; after valid_for the new file is served.
         std::fs::write(b.join("t/r/.tmp"), "version-2").unwrap();
         std::fs::rename(b.join("t/r/.tmp"), b.join("t/r/f.m4s")).unwrap();
-        let cached = cache.open("t/r/f.m4s", t0 + Duration::from_millis(50)).unwrap();
+        let cached = open_now(&mut cache, "t/r/f.m4s", t0 + Duration::from_millis(50)).unwrap();
         assert_eq!(cached.len, 2, "within valid_for the cached file is served");
-        let fresh = cache.open("t/r/f.m4s", t0 + Duration::from_millis(150)).unwrap();
+        let fresh = open_now(&mut cache, "t/r/f.m4s", t0 + Duration::from_millis(150)).unwrap();
         assert_eq!(read_all(&fresh), "version-2");
         assert_ne!(fresh.etag, f.etag);
 
         // Eviction: gone after valid_for.
         std::fs::remove_file(b.join("t/r/f.m4s")).unwrap();
         assert!(matches!(
-            cache.open("t/r/f.m4s", t0 + Duration::from_millis(300)),
+            open_now(&mut cache, "t/r/f.m4s", t0 + Duration::from_millis(300)),
             Err(StoreError::NotFound)
         ));
     }
@@ -342,11 +341,14 @@ mod tests {
         std::fs::write(a.join("t/r/ok"), "x").unwrap();
         let mut cache = FileCache::new(Disks::new(vec![a.clone()]), 8, Duration::from_secs(60));
         let now = Instant::now();
-        assert!(matches!(cache.open("t/r/link", now), Err(StoreError::NotFound)));
-        assert!(cache.open("t/r/ok", now).is_ok());
+        assert!(matches!(
+            open_now(&mut cache, "t/r/link", now),
+            Err(StoreError::NotFound)
+        ));
+        assert!(open_now(&mut cache, "t/r/ok", now).is_ok());
         cache.forget_disk(0);
         std::fs::remove_file(a.join("t/r/ok")).unwrap();
-        assert!(matches!(cache.open("t/r/ok", now), Err(StoreError::NotFound)));
+        assert!(matches!(open_now(&mut cache, "t/r/ok", now), Err(StoreError::NotFound)));
     }
 
     #[test]
@@ -360,15 +362,18 @@ mod tests {
         let disks = Disks::new(vec![a.clone(), b.clone()]);
         let mut cache = FileCache::new(disks.clone(), 8, Duration::from_secs(60));
         let now = Instant::now();
-        assert!(cache.open("t/r/only-a", now).is_ok());
+        assert!(open_now(&mut cache, "t/r/only-a", now).is_ok());
         assert!(disks.set_failed(0, true));
         assert!(!disks.set_failed(7, true), "no disk 7");
         assert!(
-            matches!(cache.open("t/r/only-a", now), Err(StoreError::NotFound)),
+            matches!(open_now(&mut cache, "t/r/only-a", now), Err(StoreError::NotFound)),
             "cached, but its disk failed"
         );
-        assert!(cache.open("t/r/only-b", now).is_ok(), "the other disk serves on");
+        assert!(
+            open_now(&mut cache, "t/r/only-b", now).is_ok(),
+            "the other disk serves on"
+        );
         disks.set_failed(0, false);
-        assert!(cache.open("t/r/only-a", now).is_ok(), "restored");
+        assert!(open_now(&mut cache, "t/r/only-a", now).is_ok(), "restored");
     }
 }

@@ -1,0 +1,124 @@
+//! One open file as the worker serves it: the descriptor, the validators
+//! made once (ETag, Last-Modified), what tells this version of the path
+//! from the next, and which of its bytes are in the page cache.
+
+use std::cell::{Cell, OnceCell};
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Instant, SystemTime};
+
+/// An open file ready to serve, with its validators computed once.
+pub struct OpenFile {
+    pub file: File,
+    pub len: u64,
+    pub modified: SystemTime,
+    /// Strong ETag with quotes: `"{ino}-{size}-{mtime ns}"` in hex.
+    pub etag: Box<str>,
+    pub last_modified: Box<str>,
+    /// Index of the disk the file is on.
+    pub disk: usize,
+    /// The title the file belongs to (its first path segment).
+    pub title: Box<str>,
+    pub(super) identity: Identity,
+    pub(super) checked: Cell<Instant>,
+    /// Whether the kernel answers residency probes for this file truthfully:
+    /// `mincore` reports a file's page cache only to a process that owns it
+    /// (or could write it); for any other it claims every page is resident.
+    probe: bool,
+    /// The file mapped for residency probes (never read through), made on
+    /// the first probe; `None` when mapping failed.
+    map: OnceCell<Option<memmap2::Mmap>>,
+}
+
+/// Pages looked at by one residency probe (2 MiB of 4 KiB pages).
+const PROBE_PAGES: usize = 512;
+
+fn page_size() -> u64 {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *PAGE.get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
+}
+
+impl OpenFile {
+    /// How many of the `max` bytes from `offset` are in the page cache, as
+    /// a prefix (0 when the first page is not, or when the file cannot be
+    /// probed: then every byte counts as on disk, which is slower but never
+    /// blocks). At most [`PROBE_PAGES`] pages are looked at.
+    pub fn resident(&self, offset: u64, max: u64) -> u64 {
+        let max = max.min(self.len.saturating_sub(offset));
+        if max == 0 || !self.probe {
+            return 0;
+        }
+        let Some(map) = self.map.get_or_init(|| self.map_for_probes()) else {
+            return 0;
+        };
+        let page = page_size();
+        let first = offset / page * page;
+        let end = (offset + max).min(first + PROBE_PAGES as u64 * page);
+        let pages = (end - first).div_ceil(page) as usize;
+        let mut vec = [0u8; PROBE_PAGES];
+        // SAFETY: `first` is page aligned and [first, end) lies inside the
+        // mapping (it covers `len` bytes, end <= len); `vec` has room for
+        // one entry per page of that range. The memory is never accessed.
+        let r = unsafe {
+            libc::mincore(
+                map.as_ptr().add(first as usize) as *mut libc::c_void,
+                (end - first) as usize,
+                vec.as_mut_ptr(),
+            )
+        };
+        if r != 0 {
+            return 0;
+        }
+        let resident = vec[..pages].iter().take_while(|&&v| v & 1 == 1).count() as u64;
+        (first + resident * page).min(offset + max).saturating_sub(offset)
+    }
+
+    fn map_for_probes(&self) -> Option<memmap2::Mmap> {
+        // SAFETY: the mapping is only handed to mincore, never read, so a
+        // file changed or truncated under it cannot be observed through it.
+        let map = unsafe { memmap2::MmapOptions::new().len(self.len as usize).map(&self.file) };
+        map.map_err(|e| tracing::debug!(error = %e, "cannot map for residency probes"))
+            .ok()
+    }
+}
+
+/// What tells one version of a path from another.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct Identity {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl Identity {
+    pub(super) fn of(m: &std::fs::Metadata) -> Self {
+        Identity {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        }
+    }
+}
+
+pub(super) fn describe(file: File, meta: &std::fs::Metadata, disk: usize, rel: &str, now: Instant) -> OpenFile {
+    let identity = Identity::of(meta);
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    OpenFile {
+        probe: euid == 0 || meta.uid() == euid,
+        map: OnceCell::new(),
+        file,
+        len: meta.len(),
+        modified,
+        etag: format!("\"{:x}-{:x}-{:x}\"", identity.ino, identity.len, identity.mtime_ns).into(),
+        last_modified: httpdate::fmt_http_date(modified).into(),
+        disk,
+        title: rel.split('/').next().unwrap_or(rel).into(),
+        identity,
+        checked: Cell::new(now),
+    }
+}
