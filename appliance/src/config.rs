@@ -43,6 +43,11 @@ pub struct DiskIoConfig {
     pub buffers: usize,
     /// The largest single read.
     pub buffer_kib: usize,
+    /// Cold reads of files at least this large bypass the page cache
+    /// (`O_DIRECT`) until the file is asked for a second time, so a pass
+    /// over the catalogue neither pushes the hot set out nor makes the
+    /// worker reclaim memory; 0 reads everything through the page cache.
+    pub direct_min_kib: u64,
 }
 
 impl Default for DiskIoConfig {
@@ -51,6 +56,7 @@ impl Default for DiskIoConfig {
             queue_depth: 32,
             buffers: 64,
             buffer_kib: 256,
+            direct_min_kib: 1024,
         }
     }
 }
@@ -191,6 +197,8 @@ pub enum ConfigError {
     },
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    #[error("disk_io.buffer_kib must be a multiple of 4 (O_DIRECT reads are 4 KiB aligned)")]
+    BufferAlign,
 }
 
 impl Config {
@@ -228,6 +236,9 @@ impl Config {
         ];
         if let Some((name, _)) = nonzero.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
+        }
+        if !self.disk_io.buffer_kib.is_multiple_of(4) {
+            return Err(ConfigError::BufferAlign);
         }
         self.keyring().map(|_| ())
     }

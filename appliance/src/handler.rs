@@ -67,8 +67,10 @@ impl Handler {
     }
 
     /// Decides on a well-formed request; an answer's head goes into `out`.
-    pub fn respond(&mut self, req: &Request, peer: IpAddr, now: Instant, out: &mut Vec<u8>) -> Decision {
-        self.answer(req, peer, now, out)
+    /// `skip`: disks the file was already found absent on (see
+    /// `FileCache::open`).
+    pub fn respond(&mut self, req: &Request, peer: IpAddr, now: Instant, skip: u64, out: &mut Vec<u8>) -> Decision {
+        self.answer(req, peer, now, skip, out)
     }
 
     /// An open asked for by [`Decision::Open`] completed with `res` (a
@@ -77,7 +79,7 @@ impl Handler {
         self.files.opened(&ask.rel, ask.disk, res, now);
     }
 
-    fn answer(&mut self, req: &Request, peer: IpAddr, now: Instant, out: &mut Vec<u8>) -> Decision {
+    fn answer(&mut self, req: &Request, peer: IpAddr, now: Instant, skip: u64, out: &mut Vec<u8>) -> Decision {
         let head_only = req.method() == Method::Head;
         let keep_alive = req.keep_alive;
         let wall = self.date.refresh();
@@ -97,7 +99,7 @@ impl Handler {
                 return Decision::Reply(self.error(Status::Forbidden, keep_alive, head_only, out));
             }
         }
-        let file = match self.files.open(path.relative(), now) {
+        let file = match self.files.open(path.relative(), now, skip) {
             Ok(f) => f,
             Err(StoreError::NotFound) => {
                 return Decision::Reply(self.error(Status::NotFound, keep_alive, head_only, out))

@@ -46,7 +46,18 @@ fn get_on(stream: &mut (impl Read + Write), target: &str, range: Option<&str>) -
 
 #[test]
 fn cold_and_hot_bodies_are_byte_exact_under_concurrency() {
-    let dir = disk_dir("cold-hot");
+    cold_and_hot("cold-hot", "direct_min_kib = 0\n");
+}
+
+/// The same through `O_DIRECT` for files of 64 KiB and more (the first
+/// cold read of each; asked for again, a file is read through the cache).
+#[test]
+fn cold_and_hot_bodies_are_byte_exact_with_direct_reads() {
+    cold_and_hot("cold-hot-direct", "direct_min_kib = 64\n");
+}
+
+fn cold_and_hot(name: &str, disk_io: &str) {
+    let dir = disk_dir(name);
     make_cert(&dir);
     let disk = dir.join("disk");
     let sizes = [0, 1, 4095, 4096, 4097, 65_539, 300_001, (2 << 20) + 17, (5 << 20) + 1];
@@ -62,7 +73,7 @@ fn cold_and_hot_bodies_are_byte_exact_under_concurrency() {
     );
     // A small pool and depth, so reads queue for buffers and for the disk.
     let extra = format!(
-        "{}\n[disk_io]\nqueue_depth = 2\nbuffers = 3\nbuffer_kib = 64\n",
+        "{}\n[disk_io]\nqueue_depth = 2\nbuffers = 3\nbuffer_kib = 64\n{disk_io}",
         tls_toml(&dir)
     );
     let app = Appliance::start(&dir, std::slice::from_ref(&disk), &extra);
@@ -107,10 +118,57 @@ fn cold_and_hot_bodies_are_byte_exact_under_concurrency() {
     );
     assert!(app.metric("nearcast_disk_read_bytes_total{disk=\"0\"") >= from_disk);
     assert!(app.metric("nearcast_disk_read_seconds_count{disk=\"0\"") > 0.0);
+    // Buffered reads leave a file in the page cache; O_DIRECT ones do not,
+    // until the file is asked for again (of the same worker: one
+    // connection).
+    let fresh = disk.join("t/r/fresh.m4s");
+    let data = write_synced(&fresh, 3 << 20, 99);
+    evict(&fresh);
+    let direct = !disk_io.contains("direct_min_kib = 0");
+    let mut conn = app.connect();
+    for ask in 1..=2 {
+        let r = get_on(&mut conn, "/c/t/r/fresh.m4s", None);
+        assert_eq!(sha256(&r.body), sha256(&data));
+        let cached = resident_fraction(&fresh);
+        if direct && ask == 1 {
+            assert!(cached < 0.05, "the first O_DIRECT read filled the page cache: {cached}");
+        } else {
+            assert!(
+                cached > 0.9,
+                "ask {ask}: the file was not admitted to the page cache: {cached}"
+            );
+        }
+    }
     // Every buffer came back (the gauge is refreshed each 200 ms tick).
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(app.metric("nearcast_read_buffers_in_use"), 0.0);
     assert_eq!(app.metric("nearcast_disk_read_queue_depth{disk=\"0\""), 0.0);
+}
+
+/// The fraction of `path`'s pages in the page cache (this test runs as
+/// root, so the kernel answers truthfully).
+fn resident_fraction(path: &Path) -> f64 {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    let pages = len.div_ceil(4096);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: a read-only shared mapping of the whole file, only passed to
+    // mincore, then unmapped.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        assert_eq!(libc::mincore(p, len, vec.as_mut_ptr()), 0);
+        libc::munmap(p, len);
+    }
+    vec.iter().filter(|&&v| v & 1 == 1).count() as f64 / pages as f64
 }
 
 trait ReadWrite: Read + Write {}
@@ -118,11 +176,22 @@ impl<T: Read + Write> ReadWrite for T {}
 
 #[test]
 fn ranges_over_cold_bytes() {
-    let dir = disk_dir("ranges");
+    ranges("ranges", "");
+}
+
+/// Unaligned ranges through aligned `O_DIRECT` reads.
+#[test]
+fn ranges_over_cold_bytes_with_direct_reads() {
+    ranges("ranges-direct", "[disk_io]\ndirect_min_kib = 1\n");
+}
+
+fn ranges(name: &str, extra: &str) {
+    let dir = disk_dir(name);
     make_cert(&dir);
     let disk = dir.join("disk");
     let data = write_synced(&disk.join("t/r/big.m4s"), 3 * 1024 * 1024 + 5, 9);
-    let app = Appliance::start(&dir, std::slice::from_ref(&disk), &tls_toml(&dir));
+    let extra = format!("{}{extra}", tls_toml(&dir));
+    let app = Appliance::start(&dir, std::slice::from_ref(&disk), &extra);
     let len = data.len();
     let cases: [(&str, std::ops::Range<usize>); 6] = [
         ("0-0", 0..1),

@@ -11,8 +11,9 @@ in a random order without repeats (walk.lua), and 100 hot
 ones of 64 KiB, which each server loads itself (so their pages are charged
 to its cgroup) with a short warm-up.
 
-For nginx with `aio threads`, nginx without it, and the appliance, rounds
-alternating the order, it measures `wrk -c16` on the hot set alone, then
+For nginx with `aio threads`, nginx without it, the appliance (defaults)
+and the appliance reading every cold byte through the page cache
+(`appliance-buffered`), rounds alternating the order, it measures `wrk -c16` on the hot set alone, then
 the same again while a second `wrk -c16` fetches random cold files, and
 prints hot req/s and p99 alone and under cold load, and cold MB/s against
 the throttle. Needs root (cgroups), nginx, wrk. From the repository root:
@@ -107,7 +108,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="appliance threads = nginx workers")
     ap.add_argument("--throttle-mbps", type=float, default=100, help="disk reads, MB/s (10^6 bytes)")
     ap.add_argument("--memory-mib", type=int, default=512, help="the servers' memory cap, page cache included")
-    ap.add_argument("--servers", default="nginx-aio,nginx,appliance")
+    ap.add_argument("--servers", default="nginx-aio,nginx,appliance,appliance-buffered")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "nearcast-bench-disk"))
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -124,14 +125,19 @@ def main():
     device = block_device(content)
     throttle = int(a.throttle_mbps * 1e6)
     make_cgroups(device, throttle, a.memory_mib << 20)
-    ports = {"nginx-aio": 18491, "nginx": 18492, "appliance": 18493}
+    ports = {"nginx-aio": 18491, "nginx": 18492, "appliance": 18493, "appliance-buffered": 18494}
+    # appliance: its defaults (the first cold read of a file of 1 MiB or
+    # more bypasses the page cache); appliance-buffered: every read goes
+    # through the page cache, the alternative measured against it.
+    extra = {"appliance": None, "appliance-buffered": "[disk_io]\ndirect_min_kib = 0\n"}
     names = a.servers.split(",")
     procs = {}
     results = {n: [] for n in names}
     try:
         for n in names:
-            if n == "appliance":
-                procs[n] = start_appliance(content, ports[n], 19493, a.threads, preexec=enter_cgroups)
+            if n.startswith("appliance"):
+                procs[n] = start_appliance(content, ports[n], ports[n] + 1000, a.threads, preexec=enter_cgroups,
+                                           toml=extra[n])
             else:
                 procs[n] = start_nginx(a.work, content, ports[n], a.threads, aio=(n == "nginx-aio"),
                                        preexec=enter_cgroups, name=n)
@@ -160,9 +166,11 @@ def main():
         print(f"{n:10} {m['alone_rps']:10.0f} {m['alone_p99']:7.2f} {m['rps']:11.0f} "
               f"{100 * m['rps'] / m['alone_rps']:5.1f}% {m['p99']:7.2f} {m['cold_mbps']:10.1f} "
               f"{100 * m['cold_mbps'] / a.throttle_mbps:10.1f}%")
-    if "appliance" in med and "nginx-aio" in med:
-        ap_, ng = med["appliance"], med["nginx-aio"]
-        print(f"appliance / nginx-aio: hot under cold load {ap_['rps'] / ng['rps']:.2f}x, "
+    for n in (x for x in names if x.startswith("appliance")):
+        if "nginx-aio" not in med:
+            break
+        ap_, ng = med[n], med["nginx-aio"]
+        print(f"{n} / nginx-aio: hot under cold load {ap_['rps'] / ng['rps']:.2f}x, "
               f"p99 {ap_['p99'] / ng['p99']:.2f}x, cold {ap_['cold_mbps'] / ng['cold_mbps']:.2f}x")
 
 

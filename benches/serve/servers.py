@@ -70,12 +70,19 @@ http {{
     return p
 
 
-def start_appliance(content, port, admin, threads, tls=None, tls_port=None, preexec=None):
+def start_appliance(content, port, admin, threads, tls=None, tls_port=None, preexec=None, toml=None):
+    """The release appliance; `toml`: extra configuration (a file written
+    beside the content), flags override it."""
     exe = os.path.join(ROOT, "target", "release", "nearcast-appliance")
     if not os.path.exists(exe):
         sys.exit("build it first: cargo build --release -p nearcast-appliance")
     args = [exe, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
             "--disk", content, "--threads", str(threads), "--no-auth"]
+    if toml:
+        conf = os.path.join(os.path.dirname(content), f"appliance-{port}.toml")
+        with open(conf, "w") as f:
+            f.write(toml)
+        args += ["--config", conf]
     if tls:
         args += ["--tls-listen", f"127.0.0.1:{tls_port}", "--tls-cert", tls[0], "--tls-key", tls[1]]
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=preexec)

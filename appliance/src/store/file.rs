@@ -21,6 +21,8 @@ pub struct OpenFile {
     pub title: Box<str>,
     pub(super) identity: Identity,
     pub(super) checked: Cell<Instant>,
+    /// Requests this worker served from this open file so far.
+    pub(super) uses: Cell<u32>,
     /// Whether the kernel answers residency probes for this file truthfully:
     /// `mincore` reports a file's page cache only to a process that owns it
     /// (or could write it); for any other it claims every page is resident.
@@ -28,7 +30,14 @@ pub struct OpenFile {
     /// The file mapped for residency probes (never read through), made on
     /// the first probe; `None` when mapping failed.
     map: OnceCell<Option<memmap2::Mmap>>,
+    /// The same file opened again with `O_DIRECT`, made on first need;
+    /// `None` where the filesystem refuses it (tmpfs).
+    direct: OnceCell<Option<File>>,
 }
+
+/// What `O_DIRECT` reads are aligned to: offset, length and buffer (the
+/// largest logical block size of the disks a box uses).
+pub const DIRECT_ALIGN: u64 = 4096;
 
 /// Pages looked at by one residency probe (2 MiB of 4 KiB pages).
 const PROBE_PAGES: usize = 512;
@@ -74,6 +83,31 @@ impl OpenFile {
         (first + resident * page).min(offset + max).saturating_sub(offset)
     }
 
+    /// Whether this worker was asked for the file before, since it opened
+    /// it: a file asked for again is admitted to the page cache.
+    pub fn asked_again(&self) -> bool {
+        self.uses.get() > 1
+    }
+
+    /// A descriptor of this very file (the same inode, even if the path
+    /// was replaced since) that reads with `O_DIRECT`, bypassing the page
+    /// cache.
+    pub fn direct_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        let f = self.direct.get_or_init(|| {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Reopening through /proc touches no disk: the inode is in memory.
+            let again = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+            File::options()
+                .read(true)
+                .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
+                .open(again)
+                .map_err(|e| tracing::debug!(error = %e, "no O_DIRECT for this file"))
+                .ok()
+        });
+        f.as_ref().map(|f| f.as_raw_fd())
+    }
+
     fn map_for_probes(&self) -> Option<memmap2::Mmap> {
         // SAFETY: the mapping is only handed to mincore, never read, so a
         // file changed or truncated under it cannot be observed through it.
@@ -111,6 +145,8 @@ pub(super) fn describe(file: File, meta: &std::fs::Metadata, disk: usize, rel: &
     OpenFile {
         probe: euid == 0 || meta.uid() == euid,
         map: OnceCell::new(),
+        direct: OnceCell::new(),
+        uses: Cell::new(0),
         file,
         len: meta.len(),
         modified,

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-pub use file::OpenFile;
 use file::{describe, Identity};
+pub use file::{OpenFile, DIRECT_ALIGN};
 use lookup::Cached;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,17 @@ pub enum StoreError {
 /// Errors of an open that mean "not on this disk".
 fn absent(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP))
+}
+
+/// Whether an open's result (`-errno`) means "not on this disk".
+pub fn absent_result(res: i32) -> bool {
+    res < 0 && absent(&io::Error::from_raw_os_error(-res))
+}
+
+/// Disk `i`'s bit in a `skip` mask (disks past 64 have none: they are
+/// never skipped, only looked at again).
+pub fn disk_bit(i: usize) -> u64 {
+    1u64.checked_shl(i as u32).unwrap_or(0)
 }
 
 /// The disks' roots, shared by all workers, and which have failed: a
@@ -106,11 +117,6 @@ impl Disks {
 pub struct FileCache {
     disks: Disks,
     files: LruCache<Box<str>, Rc<OpenFile>>,
-    /// Disks a path was found absent on by an open through io_uring, and
-    /// since when: trusted for `valid_for`, like a cached file. Without it
-    /// a filesystem that keeps no negative lookups (FUSE, NFS) would send
-    /// every re-decision back to io_uring for the same disk.
-    absent: LruCache<Box<str>, (u64, Instant)>,
     valid_for: Duration,
     scratch: PathBuf,
 }
@@ -121,25 +127,29 @@ impl FileCache {
         FileCache {
             disks,
             files: LruCache::new(cap),
-            absent: LruCache::new(cap),
             valid_for,
             scratch: PathBuf::with_capacity(256),
         }
     }
 
     /// The file at `rel` (relative to a disk root), from the cache when it
-    /// is still the file at that path.
-    pub fn open(&mut self, rel: &str, now: Instant) -> Result<Rc<OpenFile>, StoreError> {
+    /// is still the file at that path. `skip` has bit `i` set for each disk
+    /// `i` an open through io_uring already found it absent on, for this
+    /// request (a filesystem that keeps no negative lookups, FUSE or NFS,
+    /// would otherwise send it back to io_uring for the same disk).
+    pub fn open(&mut self, rel: &str, now: Instant, skip: u64) -> Result<Rc<OpenFile>, StoreError> {
         if let Some(f) = self.files.get(rel).cloned() {
             if self.disks.is_failed(f.disk) {
                 self.forget_disk(f.disk);
             } else if now.duration_since(f.checked.get()) < self.valid_for {
+                f.uses.set(f.uses.get().saturating_add(1));
                 return Ok(f);
             } else {
                 self.set_scratch(f.disk, rel);
                 match lookup::stat(&self.scratch) {
                     Ok(Cached::Done(m)) if Identity::of(&m) == f.identity => {
                         f.checked.set(now);
+                        f.uses.set(f.uses.get().saturating_add(1));
                         return Ok(f);
                     }
                     Ok(Cached::WouldBlock) => return Err(StoreError::WouldBlock { disk: f.disk }),
@@ -150,7 +160,8 @@ impl FileCache {
                 }
             }
         }
-        let f = Rc::new(self.open_uncached(rel, now)?);
+        let f = Rc::new(self.open_uncached(rel, now, skip)?);
+        f.uses.set(1);
         self.files.put(rel.into(), f.clone());
         Ok(f)
     }
@@ -168,9 +179,7 @@ impl FileCache {
     pub fn opened(&mut self, rel: &str, disk: usize, res: i32, now: Instant) {
         if res < 0 {
             let e = io::Error::from_raw_os_error(-res);
-            if absent(&e) {
-                self.note_absent(rel, disk, now);
-            } else {
+            if !absent(&e) {
                 tracing::warn!(disk, path = rel, error = %e, "open failed");
             }
             if self.files.peek(rel).is_some_and(|f| f.disk == disk) {
@@ -210,32 +219,10 @@ impl FileCache {
         self.scratch.push(rel);
     }
 
-    fn note_absent(&mut self, rel: &str, disk: usize, now: Instant) {
-        let Some(bit) = 1u64.checked_shl(disk as u32) else {
-            return;
-        };
-        match self.absent.get_mut(rel) {
-            Some((mask, since)) if now.duration_since(*since) < self.valid_for => *mask |= bit,
-            _ => {
-                self.absent.put(rel.into(), (bit, now));
-            }
-        }
-    }
-
-    /// Disks `rel` is known to be absent from (bit `i` for disk `i`).
-    fn known_absent(&mut self, rel: &str, now: Instant) -> u64 {
-        match self.absent.get(rel) {
-            Some(&(mask, since)) if now.duration_since(since) < self.valid_for => mask,
-            _ => 0,
-        }
-    }
-
-    fn open_uncached(&mut self, rel: &str, now: Instant) -> Result<OpenFile, StoreError> {
+    fn open_uncached(&mut self, rel: &str, now: Instant, skip: u64) -> Result<OpenFile, StoreError> {
         let mut first_err = None;
-        let absent_on = self.known_absent(rel, now);
         for disk in 0..self.disks.roots.len() {
-            let known_absent = 1u64.checked_shl(disk as u32).is_some_and(|bit| absent_on & bit != 0);
-            if self.disks.is_failed(disk) || known_absent {
+            if self.disks.is_failed(disk) || skip & disk_bit(disk) != 0 {
                 continue;
             }
             self.set_scratch(disk, rel);
@@ -274,7 +261,7 @@ mod tests {
     /// open (here blocking), handed back through `opened`.
     fn open_now(cache: &mut FileCache, rel: &str, now: Instant) -> Result<Rc<OpenFile>, StoreError> {
         for _ in 0..8 {
-            match cache.open(rel, now) {
+            match cache.open(rel, now, 0) {
                 Err(StoreError::WouldBlock { disk }) => {
                     let path = cache.path_of(disk, rel).unwrap();
                     // SAFETY: a NUL-terminated path.

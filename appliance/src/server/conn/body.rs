@@ -12,6 +12,7 @@ use super::{Chunk, Conn, Cx, ReadAsk, Reading, Step, MIN_READ, TLS_CHUNK};
 use crate::metrics::WorkerMetrics;
 use crate::server::reads::ReadBuf;
 use crate::server::send;
+use crate::store::DIRECT_ALIGN;
 
 impl Conn {
     /// The worker got a buffer for this connection's `Want::Read`: the
@@ -36,6 +37,8 @@ impl Conn {
     pub fn on_read(&mut self, res: i32, cx: &mut Cx) {
         let Some(Reading {
             disk,
+            skip,
+            want,
             buf: Some((buf, started)),
             ..
         }) = self.reading.take()
@@ -46,13 +49,16 @@ impl Conn {
         cx.metrics
             .disk_read(disk, res.max(0) as u64, cx.now.duration_since(started));
         match res {
-            n if n > 0 => {
-                let n = n as usize;
+            // (An O_DIRECT read that ends at or before `skip` found the file
+            // shorter than promised: as a 0 below.)
+            n if n > 0 && n as usize > skip => {
+                let end = (n as usize).min(skip + want);
                 if let Some(body) = self.body.as_mut() {
-                    body.offset += n as u64;
-                    body.len -= (n as u64).min(body.len);
+                    let got = (end - skip) as u64;
+                    body.offset += got;
+                    body.len -= got.min(body.len);
                 }
-                self.chunk = Some(Chunk { buf, pos: 0, end: n });
+                self.chunk = Some(Chunk { buf, pos: skip, end });
             }
             e if e == -libc::EAGAIN || e == -libc::EINTR => cx.reads.give(buf),
             e => {
@@ -227,13 +233,29 @@ impl Conn {
             }
         }
         let disk = body.file.disk;
+        let buffer = cx.reads.buffer_bytes() as u64;
+        // A large file's first cold read bypasses the page cache; asked
+        // for again, it is admitted (read through the cache).
+        let direct = cx.direct_min.is_some_and(|min| body.file.len >= min) && !body.file.asked_again();
+        let (fd, offset, skip, read) = match body.file.direct_fd().filter(|_| direct) {
+            Some(fd) => {
+                // Aligned start and length; what the body needs sits inside.
+                let start = body.offset / DIRECT_ALIGN * DIRECT_ALIGN;
+                let skip = body.offset - start;
+                len = len.min(buffer - skip);
+                (fd, start, skip, (skip + len).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN)
+            }
+            None => (body.file.file.as_raw_fd(), body.offset, 0, len),
+        };
         self.reading = Some(Reading {
             disk,
             ask: ReadAsk {
-                fd: body.file.file.as_raw_fd(),
-                offset: body.offset,
-                len: len as usize,
+                fd,
+                offset,
+                len: read.min(buffer) as usize,
             },
+            skip: skip as usize,
+            want: len as usize,
             buf: None,
         });
         Step::Read(disk)

@@ -29,6 +29,8 @@ pub struct Cx {
     pub draining: bool,
     /// TLS sessions go to the kernel after the handshake (kTLS).
     pub ktls: bool,
+    /// Cold reads of files this large or larger bypass the page cache.
+    pub direct_min: Option<u64>,
     pool: Vec<Vec<u8>>,
     /// File bytes on their way into the TLS cipher.
     pub(super) scratch: Vec<u8>,
@@ -40,6 +42,10 @@ impl Cx {
     pub fn new(handler: Handler, metrics: Arc<WorkerMetrics>, shared: Arc<Shared>, reads: ReadQueues) -> Self {
         Cx {
             ktls: shared.ktls,
+            direct_min: match shared.config.disk_io.direct_min_kib {
+                0 => None,
+                kib => Some(kib * 1024),
+            },
             handler,
             metrics,
             shared,

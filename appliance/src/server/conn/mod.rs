@@ -70,6 +70,19 @@ pub struct ReadAsk {
     pub len: usize,
 }
 
+/// A read asked for or in flight.
+struct Reading {
+    disk: usize,
+    ask: ReadAsk,
+    /// Bytes at the start of the buffer before the body's next byte (an
+    /// `O_DIRECT` read starts at an aligned offset).
+    skip: usize,
+    /// Body bytes wanted from it.
+    want: usize,
+    /// Set when submitted; the buffer the kernel writes into.
+    buf: Option<(ReadBuf, Instant)>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// Waiting for (the rest of) a request head.
@@ -118,14 +131,6 @@ struct Chunk {
     end: usize,
 }
 
-/// A read asked for or in flight.
-struct Reading {
-    disk: usize,
-    ask: ReadAsk,
-    /// Set when submitted; the buffer the kernel writes into.
-    buf: Option<(ReadBuf, Instant)>,
-}
-
 pub struct Conn {
     sock: TcpStream,
     peer: IpAddr,
@@ -146,8 +151,10 @@ pub struct Conn {
     chunk: Option<Chunk>,
     reading: Option<Reading>,
     opening: Option<open::Opening>,
-    /// Opens done for the request now being decided.
+    /// Opens done for the request now being decided, and the disks they
+    /// found its file absent on.
     open_rounds: usize,
+    absent_on: u64,
     current: Option<Current>,
     phase: Phase,
     keep_alive: bool,
@@ -188,6 +195,7 @@ impl Conn {
             reading: None,
             opening: None,
             open_rounds: 0,
+            absent_on: 0,
             current: None,
             phase: Phase::Reading,
             keep_alive: true,
@@ -343,7 +351,8 @@ impl Conn {
                 if cx.draining {
                     req.keep_alive = false;
                 }
-                (cx.handler.respond(&req, self.peer, cx.now, out), used, req.keep_alive)
+                let decision = cx.handler.respond(&req, self.peer, cx.now, self.absent_on, out);
+                (decision, used, req.keep_alive)
             }
             Ok(Parsed::Partial) => return Next::Incomplete,
             Err(e) => {
@@ -371,6 +380,7 @@ impl Conn {
     fn begin_reply(&mut self, reply: Reply, used: usize, cx: &mut Cx) {
         self.inbuf.drain(..used.min(self.inbuf.len()));
         self.open_rounds = 0;
+        self.absent_on = 0;
         self.head_held = reply.body.is_some();
         if let Some(tls) = self.tls.as_mut() {
             if self.head_held {

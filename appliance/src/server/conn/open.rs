@@ -10,6 +10,7 @@ use io_uring::types::OpenHow;
 use super::{Conn, Cx};
 use crate::handler::OpenAsk;
 use crate::store::lookup::OPEN_FLAGS;
+use crate::store::{absent_result, disk_bit};
 
 /// Opens for one request beyond one per disk before it is answered 503
 /// (each open settles one disk: a file on the last of `n` disks takes `n`
@@ -45,6 +46,9 @@ impl Conn {
     pub fn on_open(&mut self, res: i32, cx: &mut Cx) {
         if let Some(o) = self.opening.take() {
             cx.metrics.opened_async();
+            if absent_result(res) {
+                self.absent_on |= disk_bit(o.ask.disk);
+            }
             cx.handler.opened(&o.ask, res, cx.now);
         } else if res >= 0 {
             // SAFETY: the kernel gave us this descriptor; nobody else has it.
