@@ -13,8 +13,10 @@ to its cgroup) with a short warm-up.
 
 For nginx with `aio threads`, nginx without it, the appliance (defaults)
 and the appliance reading every cold byte through the page cache
-(`appliance-buffered`), rounds alternating the order, it measures `wrk -c16` on the hot set alone, then
-the same again while a second `wrk -c16` fetches random cold files, and
+(`appliance-buffered`), rounds alternating the order and each server
+started afresh for its turn (only the one measured is resident in the
+cgroup), it measures `wrk -c16` on the hot set alone, then the same
+again while a second `wrk -c16` fetches random cold files, and
 prints hot req/s and p99 alone and under cold load, and cold MB/s against
 the throttle. Needs root (cgroups), nginx, wrk. From the repository root:
 
@@ -133,18 +135,26 @@ def main():
     names = a.servers.split(",")
     procs = {}
     results = {n: [] for n in names}
+
+    def start(n):
+        if n.startswith("appliance"):
+            return start_appliance(content, ports[n], ports[n] + 1000, a.threads, preexec=enter_cgroups,
+                                   toml=extra[n])
+        return start_nginx(a.work, content, ports[n], a.threads, aio=(n == "nginx-aio"), preexec=enter_cgroups,
+                           name=n)
+
     try:
-        for n in names:
-            if n.startswith("appliance"):
-                procs[n] = start_appliance(content, ports[n], ports[n] + 1000, a.threads, preexec=enter_cgroups,
-                                           toml=extra[n])
-            else:
-                procs[n] = start_nginx(a.work, content, ports[n], a.threads, aio=(n == "nginx-aio"),
-                                       preexec=enter_cgroups, name=n)
         for rnd in range(a.rounds):
             order = names if rnd % 2 == 0 else list(reversed(names))
             for n in order:
-                r = measure(ports[n], content, a.seconds, a.connections)
+                # Only the server measured is resident (they share the
+                # cgroup; an idle nginx beside the appliance made its
+                # figures swing), and each starts with empty caches.
+                procs[n] = start(n)
+                try:
+                    r = measure(ports[n], content, a.seconds, a.connections)
+                finally:
+                    stop([procs.pop(n)])
                 results[n].append(r)
                 print(f"round {rnd + 1} {n:10} hot alone {r['alone_rps']:8.0f} req/s p99 {r['alone_p99']:7.2f} ms | "
                       f"under cold {r['rps']:8.0f} req/s p99 {r['p99']:7.2f} ms | cold {r['cold_mbps']:6.1f} MB/s "

@@ -120,48 +120,12 @@ pub const SEGMENT: &str = "360p/seg-00001.m4s";
 /// `localhost` signed by it (`config/tls.pem`, `config/tls.key`, for the
 /// box's HTTPS listener), made with openssl.
 fn make_tls_cert(work: &Path, config: &Path) -> anyhow::Result<()> {
-    let openssl = |args: &[&str]| -> anyhow::Result<()> {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .context("running openssl (apt-get install openssl)")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    };
-    let path = |p: PathBuf| p.to_string_lossy().into_owned();
-    let (ca_key, ca) = (path(work.join("tls-ca.key")), path(work.join("tls-ca.pem")));
-    let (key, leaf) = (path(config.join("tls.key")), path(config.join("tls.pem")));
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "30",
-    ];
-    let subject = ["-subj", "/CN=nearcast box CA", "-keyout", &ca_key, "-out", &ca];
-    openssl(&[&["req", "-x509"], &ec[..], &subject[..]].concat())?;
-    openssl(
-        &[
-            &["req", "-x509", "-CA", &ca, "-CAkey", &ca_key],
-            &ec[..],
-            &["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-            &[
-                "-addext",
-                "basicConstraints=critical,CA:FALSE",
-                "-keyout",
-                &key,
-                "-out",
-                &leaf,
-            ],
-        ]
-        .concat(),
+    nearcast_testkit::tls::make_cert(
+        &work.join("tls-ca.pem"),
+        &config.join("tls.pem"),
+        &config.join("tls.key"),
     )
+    .context("making the box's test certificate (apt-get install openssl)")
 }
 
 impl Stack {

@@ -1,4 +1,4 @@
-//! What Nearcast's tests share. Faults are made with the real kernel, not
+//! What Nearcast's tests (and the QEMU dev box) share. Faults are made with the real kernel, not
 //! mocked: a disk that fails or crawls is a FUSE filesystem served by the
 //! test process itself ([`faultfs`]), and a slow disk is the real disk
 //! behind a cgroup v1 blkio throttle ([`cgroup`]). Both need root, as the
@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod faultfs;
+pub mod tls;
 
 use std::path::Path;
 

@@ -85,3 +85,30 @@ fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     };
     (storage, len as libc::socklen_t)
 }
+
+/// Grows the process's descriptor table to hold `n` descriptors (capped
+/// by the soft limit) before any worker serves. The kernel grows it by
+/// doubling when a new descriptor does not fit, and each growth waits for
+/// an RCU grace period (milliseconds) in whichever thread opened the
+/// descriptor: an accept or a file open on a worker, otherwise.
+pub fn reserve_descriptors(n: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills a local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    let top = (n as u64).min(lim.rlim_cur).saturating_sub(1);
+    let Ok(top) = libc::c_int::try_from(top) else {
+        return;
+    };
+    // SAFETY: dup2 of stderr onto a free number, closed at once; the
+    // table keeps its size.
+    unsafe {
+        if libc::fcntl(top, libc::F_GETFD) == -1 && libc::dup2(2, top) == top {
+            libc::close(top);
+        }
+    }
+}

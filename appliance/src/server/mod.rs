@@ -78,6 +78,9 @@ impl Server {
         }
         let (tls, ktls) = tls_setup(&config)?;
         let threads = config.threads();
+        // Every client, and per worker its open files twice (buffered and
+        // O_DIRECT), with room for listeners, logs and the admin side.
+        listener::reserve_descriptors(config.max_connections + threads * config.file_cache.entries * 2 + 1024);
         let bind = |addr: SocketAddr| {
             listener::bind_reuseport(addr, threads).map_err(|source| StartError::Bind { addr, source })
         };

@@ -83,6 +83,7 @@ impl Worker {
             shared.disks.clone(),
             cfg.file_cache.entries,
             Duration::from_millis(cfg.file_cache.valid_ms),
+            Duration::from_millis(cfg.disk_io.admit_within_ms),
         );
         let handler = Handler::new(shared.keyring.clone(), cfg.auth.required, files);
         let io = &cfg.disk_io;
@@ -133,8 +134,8 @@ impl Worker {
                     (Some(Op::Accept), i) => self.on_accept(i, res, flags),
                     (Some(Op::Recv), id) => self.on_recv(id, res, flags),
                     (Some(Op::Poll | Op::Pace), id) => self.on_ready(id, res),
-                    (Some(Op::Read), id) => self.on_read(id, res),
-                    (Some(Op::Open), id) => self.on_open(id, res),
+                    (Some(Op::Read), id) => self.completed(id, |c, cx| c.on_read(res, cx)),
+                    (Some(Op::Open), id) => self.completed(id, |c, cx| c.on_open(res, cx)),
                     (Some(Op::Tick), _) => self.on_tick(),
                     (Some(Op::Cancel) | None, _) => {}
                 }
@@ -290,27 +291,14 @@ impl Worker {
         self.drive(id);
     }
 
-    /// A body read completed.
-    fn on_read(&mut self, id: usize, res: i32) {
+    /// A body read (`on_read`) or a file open (`on_open`) completed: the
+    /// connection takes the result, then closes or goes on.
+    fn completed(&mut self, id: usize, take: impl FnOnce(&mut Conn, &mut Cx)) {
         let Some(slot) = self.slots[id].as_mut() else {
             return;
         };
         slot.in_flight = false;
-        slot.conn.on_read(res, &mut self.cx);
-        if slot.closing {
-            self.close(id);
-        } else {
-            self.drive(id);
-        }
-    }
-
-    /// A file open completed.
-    fn on_open(&mut self, id: usize, res: i32) {
-        let Some(slot) = self.slots[id].as_mut() else {
-            return;
-        };
-        slot.in_flight = false;
-        slot.conn.on_open(res, &mut self.cx);
+        take(&mut slot.conn, &mut self.cx);
         if slot.closing {
             self.close(id);
         } else {

@@ -5,7 +5,7 @@
 use std::cell::{Cell, OnceCell};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// An open file ready to serve, with its validators computed once.
 pub struct OpenFile {
@@ -21,8 +21,10 @@ pub struct OpenFile {
     pub title: Box<str>,
     pub(super) identity: Identity,
     pub(super) checked: Cell<Instant>,
-    /// Requests this worker served from this open file so far.
-    pub(super) uses: Cell<u32>,
+    /// When this worker was last asked for the file, and whether that ask
+    /// came soon after the one before (within the admission window).
+    pub(super) last_ask: Cell<Option<Instant>>,
+    pub(super) asked_soon: Cell<bool>,
     /// Whether the kernel answers residency probes for this file truthfully:
     /// `mincore` reports a file's page cache only to a process that owns it
     /// (or could write it); for any other it claims every page is resident.
@@ -83,10 +85,18 @@ impl OpenFile {
         (first + resident * page).min(offset + max).saturating_sub(offset)
     }
 
-    /// Whether this worker was asked for the file before, since it opened
-    /// it: a file asked for again is admitted to the page cache.
+    /// Whether this worker's last ask for the file came within the
+    /// admission window of the one before: such a file is admitted to the
+    /// page cache.
     pub fn asked_again(&self) -> bool {
-        self.uses.get() > 1
+        self.asked_soon.get()
+    }
+
+    /// Another ask for the file at `now`.
+    pub(super) fn asked(&self, now: Instant, window: Duration) {
+        let soon = self.last_ask.get().is_some_and(|t| now.duration_since(t) < window);
+        self.asked_soon.set(soon);
+        self.last_ask.set(Some(now));
     }
 
     /// A descriptor of this very file (the same inode, even if the path
@@ -146,7 +156,8 @@ pub(super) fn describe(file: File, meta: &std::fs::Metadata, disk: usize, rel: &
         probe: euid == 0 || meta.uid() == euid,
         map: OnceCell::new(),
         direct: OnceCell::new(),
-        uses: Cell::new(0),
+        last_ask: Cell::new(None),
+        asked_soon: Cell::new(false),
         file,
         len: meta.len(),
         modified,

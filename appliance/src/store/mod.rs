@@ -118,16 +118,19 @@ pub struct FileCache {
     disks: Disks,
     files: LruCache<Box<str>, Rc<OpenFile>>,
     valid_for: Duration,
+    /// A file asked for again within this is admitted to the page cache.
+    admit_within: Duration,
     scratch: PathBuf,
 }
 
 impl FileCache {
-    pub fn new(disks: Disks, entries: usize, valid_for: Duration) -> Self {
+    pub fn new(disks: Disks, entries: usize, valid_for: Duration, admit_within: Duration) -> Self {
         let cap = NonZeroUsize::new(entries.max(1)).unwrap_or(NonZeroUsize::MIN);
         FileCache {
             disks,
             files: LruCache::new(cap),
             valid_for,
+            admit_within,
             scratch: PathBuf::with_capacity(256),
         }
     }
@@ -142,14 +145,14 @@ impl FileCache {
             if self.disks.is_failed(f.disk) {
                 self.forget_disk(f.disk);
             } else if now.duration_since(f.checked.get()) < self.valid_for {
-                f.uses.set(f.uses.get().saturating_add(1));
+                f.asked(now, self.admit_within);
                 return Ok(f);
             } else {
                 self.set_scratch(f.disk, rel);
                 match lookup::stat(&self.scratch) {
                     Ok(Cached::Done(m)) if Identity::of(&m) == f.identity => {
                         f.checked.set(now);
-                        f.uses.set(f.uses.get().saturating_add(1));
+                        f.asked(now, self.admit_within);
                         return Ok(f);
                     }
                     Ok(Cached::WouldBlock) => return Err(StoreError::WouldBlock { disk: f.disk }),
@@ -161,7 +164,7 @@ impl FileCache {
             }
         }
         let f = Rc::new(self.open_uncached(rel, now, skip)?);
-        f.uses.set(1);
+        f.asked(now, self.admit_within);
         self.files.put(rel.into(), f.clone());
         Ok(f)
     }
@@ -290,7 +293,12 @@ mod tests {
         let (a, b) = (tempdir("a"), tempdir("b"));
         std::fs::create_dir_all(b.join("t/r")).unwrap();
         std::fs::write(b.join("t/r/f.m4s"), "v1").unwrap();
-        let mut cache = FileCache::new(Disks::new(vec![a.clone(), b.clone()]), 8, Duration::from_millis(100));
+        let mut cache = FileCache::new(
+            Disks::new(vec![a.clone(), b.clone()]),
+            8,
+            Duration::from_millis(100),
+            Duration::from_secs(10),
+        );
         let t0 = Instant::now();
         let f = open_now(&mut cache, "t/r/f.m4s", t0).unwrap();
         assert_eq!((f.disk, f.len, read_all(&f).as_str()), (1, 2, "v1"));
@@ -326,7 +334,12 @@ mod tests {
         std::fs::create_dir_all(a.join("t/r")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", a.join("t/r/link")).unwrap();
         std::fs::write(a.join("t/r/ok"), "x").unwrap();
-        let mut cache = FileCache::new(Disks::new(vec![a.clone()]), 8, Duration::from_secs(60));
+        let mut cache = FileCache::new(
+            Disks::new(vec![a.clone()]),
+            8,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        );
         let now = Instant::now();
         assert!(matches!(
             open_now(&mut cache, "t/r/link", now),
@@ -347,7 +360,7 @@ mod tests {
         std::fs::write(a.join("t/r/only-a"), "a").unwrap();
         std::fs::write(b.join("t/r/only-b"), "b").unwrap();
         let disks = Disks::new(vec![a.clone(), b.clone()]);
-        let mut cache = FileCache::new(disks.clone(), 8, Duration::from_secs(60));
+        let mut cache = FileCache::new(disks.clone(), 8, Duration::from_secs(60), Duration::from_secs(10));
         let now = Instant::now();
         assert!(open_now(&mut cache, "t/r/only-a", now).is_ok());
         assert!(disks.set_failed(0, true));
@@ -362,5 +375,20 @@ mod tests {
         );
         disks.set_failed(0, false);
         assert!(open_now(&mut cache, "t/r/only-a", now).is_ok(), "restored");
+    }
+
+    #[test]
+    fn a_file_asked_for_again_soon_is_admitted() {
+        let a = tempdir("admit");
+        std::fs::create_dir_all(a.join("t/r")).unwrap();
+        std::fs::write(a.join("t/r/f"), "x").unwrap();
+        let window = Duration::from_secs(10);
+        let mut cache = FileCache::new(Disks::new(vec![a]), 8, Duration::from_secs(3600), window);
+        let t0 = Instant::now();
+        assert!(!open_now(&mut cache, "t/r/f", t0).unwrap().asked_again(), "a first ask");
+        let f = open_now(&mut cache, "t/r/f", t0 + Duration::from_secs(2)).unwrap();
+        assert!(f.asked_again(), "asked again within the window");
+        let f = open_now(&mut cache, "t/r/f", t0 + Duration::from_secs(30)).unwrap();
+        assert!(!f.asked_again(), "asked again, but long after");
     }
 }

@@ -269,53 +269,8 @@ pub fn raise_fd_limit() {
 /// A test CA (`ca.pem`) and a leaf for localhost signed by it
 /// (`cert.pem`, `key.pem`).
 pub fn make_cert(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let status = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl is installed");
-        assert!(status.success(), "openssl {args:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"],
-            &ec[..],
-            &["-subj", "/CN=nearcast test CA", "-keyout", "ca.key", "-out", "ca.pem"],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req", "-x509", "-CA", "ca.pem", "-CAkey", "ca.key"],
-            &ec[..],
-            &[
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            ],
-            &[
-                "-addext",
-                "basicConstraints=critical,CA:FALSE",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "cert.pem",
-            ],
-        ]
-        .concat(),
-    );
+    nearcast_testkit::tls::make_cert(&dir.join("ca.pem"), &dir.join("cert.pem"), &dir.join("key.pem"))
+        .expect("openssl makes the test certificates");
 }
 
 /// A rustls client trusting `make_cert`'s CA in `dir`.
