@@ -56,7 +56,9 @@ fn bgp_metrics(agent: &Agent) -> String {
 
 pub fn status(agent: &Agent) -> crate::progress::Status {
     let opens = agent.config.fill_window.until_open(local_seconds_of_day());
-    agent.progress.status(&agent.config.id, agent.titles(), opens.as_secs())
+    agent
+        .progress
+        .status(&agent.config.id, agent.inventory.titles(), opens.as_secs())
 }
 
 async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -65,7 +67,7 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Result<Response<Fu
         (&Method::GET, "/metrics") => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            agent.progress.render(agent.titles().len()) + &agent.hardware.render() + &bgp_metrics(&agent),
+            agent.progress.render(agent.inventory.titles().len()) + &agent.hardware.render() + &bgp_metrics(&agent),
         ),
         (&Method::GET, "/status") => respond(
             StatusCode::OK,

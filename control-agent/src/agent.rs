@@ -1,25 +1,33 @@
-//! The running agent's shared state: config, disks, the fill server
-//! client, the inventory (complete titles and the disk each is on), the
-//! fill's progress and the bandwidth bucket.
+//! The running agent: its parts, each owned here and handed to the others
+//! as the narrow handle they use (the hardware watch gets the disks, the
+//! inventory and the appliance; the updater its `Link`), so no part
+//! reaches back into the agent.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use nearcast_common::control::Inventory;
 use nearcast_common::request_auth::ApplianceKey;
 use tokio::sync::Notify;
 
+use crate::appliance::Appliance;
 use crate::bucket::Bucket;
 use crate::config::Config;
-use crate::disks::{Disk, TitleRecord};
+use crate::disks::{Disk, DiskIo};
 use crate::fill_server::FillServer;
+use crate::hardware::{HardwareWatch, Watched};
+use crate::inventory::Inventory;
 use crate::progress::Progress;
+use crate::update::{Link, Updater};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("key file {path}: {reason}")]
-    Key { path: String, reason: String },
+    #[error("key file {path}: {source}")]
+    KeyFile { path: String, source: std::io::Error },
+    #[error("key file {path}: {source}")]
+    Key {
+        path: String,
+        source: nearcast_common::request_auth::AuthError,
+    },
     #[error("OS updates: {0}")]
     Update(#[from] crate::update::UpdateError),
 }
@@ -27,54 +35,61 @@ pub enum AgentError {
 pub struct Agent {
     pub config: Config,
     pub disks: Vec<Disk>,
-    pub server: FillServer,
+    pub server: Arc<FillServer>,
+    pub appliance: Appliance,
     pub progress: Progress,
-    pub bucket: Bucket,
-    /// Title → (disk index, record).
-    inventory: Mutex<BTreeMap<String, (usize, TitleRecord)>>,
-    /// Wakes the inventory reporter.
-    pub inventory_changed: Notify,
+    pub bucket: Arc<Bucket>,
+    pub inventory: Inventory,
     /// Wakes the fill loop for an operator's `fill --now`.
     pub fill_requested: Notify,
     /// The next run ignores the window.
     pub forced: AtomicBool,
     /// The hardware monitor and what it last saw.
-    pub hardware: crate::health::Hardware,
+    pub hardware: HardwareWatch,
     /// The BGP speaker, when the config names a router.
     pub bgp: Option<Arc<nearcast_bgp::Speaker>>,
     /// OS updates, on a box running the image.
-    pub updater: Option<Arc<crate::update::Updater>>,
+    pub updater: Option<Arc<Updater>>,
     /// A heartbeat reached the fill server since the agent started.
-    pub fill_server_answered: AtomicBool,
+    pub fill_server_answered: Arc<AtomicBool>,
 }
 
 impl Agent {
+    /// Builds the agent; blocks while it reads each disk's records (call it
+    /// before the runtime serves anything).
     pub fn new(config: Config) -> Result<Agent, AgentError> {
-        let key_err = |reason: String| AgentError::Key {
-            path: config.key_file.display().to_string(),
-            reason,
-        };
-        let der = std::fs::read(&config.key_file).map_err(|e| key_err(e.to_string()))?;
-        let key = ApplianceKey::from_pkcs8(&der).map_err(|e| key_err(e.to_string()))?;
+        let path = config.key_file.display().to_string();
+        let der = std::fs::read(&config.key_file).map_err(|source| AgentError::KeyFile {
+            path: path.clone(),
+            source,
+        })?;
+        let key = ApplianceKey::from_pkcs8(&der).map_err(|source| AgentError::Key { path, source })?;
         let disks: Vec<Disk> = config.disks.iter().cloned().map(Disk::new).collect();
-        let mut inventory = BTreeMap::new();
-        for (i, disk) in disks.iter().enumerate() {
-            for (title, record) in disk.records() {
-                inventory.entry(title).or_insert((i, record));
-            }
-        }
-        let updater = crate::update::Updater::open(&config.update)?.map(Arc::new);
+        let records = disks
+            .iter()
+            .map(|d| d.run_blocking(DiskIo::records).unwrap_or_default());
+        let inventory = Inventory::from_disks(records.collect::<Vec<_>>());
+        let server = Arc::new(FillServer::new(&config.fill_server, &config.id, key));
+        let bucket = Arc::new(Bucket::new(config.bandwidth_bytes_per_sec));
+        let appliance = Appliance::new(&config.appliance_admin);
+        let fill_server_answered = Arc::new(AtomicBool::new(false));
+        let link = Link {
+            server: server.clone(),
+            bucket: bucket.clone(),
+            appliance: appliance.clone(),
+            answered: fill_server_answered.clone(),
+        };
         Ok(Agent {
-            updater,
-            fill_server_answered: AtomicBool::new(false),
-            server: FillServer::new(&config.fill_server, &config.id, key),
-            bucket: Bucket::new(config.bandwidth_bytes_per_sec),
+            updater: Updater::open(&config.update, link)?.map(Arc::new),
+            fill_server_answered,
+            server,
+            appliance,
+            bucket,
             progress: Progress::default(),
-            inventory: Mutex::new(inventory),
-            inventory_changed: Notify::new(),
+            inventory,
             fill_requested: Notify::new(),
             forced: AtomicBool::new(false),
-            hardware: crate::health::Hardware::new(&config),
+            hardware: HardwareWatch::new(&config),
             bgp: config.bgp.as_ref().map(|b| {
                 nearcast_bgp::Speaker::new(nearcast_bgp::Neighbor {
                     address: b.neighbor,
@@ -92,61 +107,25 @@ impl Agent {
         })
     }
 
-    fn inv(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (usize, TitleRecord)>> {
-        self.inventory.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn held(&self) -> BTreeMap<String, (usize, TitleRecord)> {
-        self.inv().clone()
-    }
-
-    pub fn titles(&self) -> Vec<String> {
-        self.inv().keys().cloned().collect()
-    }
-
-    /// A title became complete (its record is committed on `disk`).
-    pub fn add_title(&self, disk: usize, record: TitleRecord) {
-        self.inv().insert(record.title.clone(), (disk, record));
-        self.inventory_changed.notify_one();
-    }
-
-    pub fn remove_title(&self, title: &str) -> Option<(usize, TitleRecord)> {
-        let out = self.inv().remove(title);
-        self.inventory_changed.notify_one();
-        out
-    }
-
-    /// What the fill server is told: the titles, with a version that
-    /// changes whenever they do.
-    pub fn inventory(&self) -> Inventory {
-        let titles = self.titles();
-        let version = nearcast_common::sha256_hex(titles.join("\n").as_bytes())[..16].to_string();
-        Inventory { version, titles }
-    }
-
-    /// Titles held on disk `disk`.
-    pub fn titles_on(&self, disk: usize) -> Vec<String> {
-        self.inv()
-            .iter()
-            .filter(|(_, (d, _))| *d == disk)
-            .map(|(t, _)| t.clone())
-            .collect()
-    }
-
-    /// Takes the complete titles of disk `disk` (back in service) into the
-    /// inventory again.
-    pub fn reload_disk(&self, disk: usize) {
-        let records = self.disks[disk].records();
-        let mut inv = self.inv();
-        for (title, record) in records {
-            inv.entry(title).or_insert((disk, record));
-        }
-        drop(inv);
-        self.inventory_changed.notify_one();
-    }
-
     pub fn request_fill(&self) {
         self.forced.store(true, Ordering::SeqCst);
         self.fill_requested.notify_one();
+    }
+
+    /// The hardware watch's pass at a heartbeat, with what the appliance
+    /// just said; the box's state.
+    pub async fn check_hardware(
+        &self,
+        status: &nearcast_common::appliance::ApplianceStatus,
+    ) -> nearcast_common::control::Health {
+        self.hardware
+            .check(&Watched {
+                disks: &self.disks,
+                inventory: &self.inventory,
+                appliance: &self.appliance,
+                status,
+                filling: self.progress.running(),
+            })
+            .await
     }
 }

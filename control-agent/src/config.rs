@@ -224,7 +224,7 @@ impl Config {
             return bad("hardware.devices names more devices than there are disks");
         }
         for url in [&self.fill_server, &self.public_url, &self.appliance_admin] {
-            crate::http::Url::parse(url).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            crate::http::Target::parse(url).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         Ok(())
     }

@@ -15,9 +15,8 @@ use nearcast_common::control::Registration;
 use tokio::time::Instant;
 
 use crate::agent::Agent;
-use crate::disks::space;
 use crate::fill::fill_once;
-use crate::heartbeat::{compose, read_appliance};
+use crate::heartbeat::compose;
 use crate::window::local_seconds_of_day;
 
 /// Retry delay for control calls that failed.
@@ -26,12 +25,7 @@ const RETRY: Duration = Duration::from_secs(2);
 const FORCED_RUN: Duration = Duration::from_secs(24 * 3600);
 
 pub fn registration(agent: &Agent) -> Registration {
-    let disks_total: u64 = agent
-        .disks
-        .iter()
-        .filter_map(|d| space(&d.root).ok())
-        .map(|s| s.total)
-        .sum();
+    let disks_total: u64 = agent.disks.iter().map(|d| d.space_seen().total).sum();
     Registration {
         site: agent.config.site.clone(),
         url: agent.config.public_url.clone(),
@@ -62,12 +56,12 @@ async fn register(agent: &Agent) {
 }
 
 async fn heartbeat_loop(agent: Arc<Agent>) {
-    let mut last: BTreeMap<String, u64> = read_appliance(&agent.config.appliance_admin).await.titles;
+    let mut last: BTreeMap<String, u64> = agent.appliance.status().await.titles;
     let mut tick = tokio::time::interval(Duration::from_secs(agent.config.heartbeat_secs));
     loop {
         tick.tick().await;
-        let view = read_appliance(&agent.config.appliance_admin).await;
-        let hardware = crate::health::check(&agent, &view).await;
+        let view = agent.appliance.status().await;
+        let hardware = agent.check_hardware(&view).await;
         let mut next = last.clone();
         let hb = compose(&agent, hardware, &view, &mut next);
         match agent.server.heartbeat(&hb).await {
@@ -77,7 +71,7 @@ async fn heartbeat_loop(agent: Arc<Agent>) {
                 agent.fill_server_answered.store(true, Ordering::SeqCst);
                 if let (Some(release), Some(u)) = (reply.os_update, &agent.updater) {
                     if u.wants(&release) {
-                        tokio::spawn(u.clone().install(agent.clone(), release));
+                        tokio::spawn(u.clone().install(release));
                     }
                 }
             }
@@ -88,11 +82,11 @@ async fn heartbeat_loop(agent: Arc<Agent>) {
 
 async fn inventory_loop(agent: Arc<Agent>) {
     loop {
-        let inv = agent.inventory();
+        let inv = agent.inventory.report();
         match agent.server.inventory(&inv).await {
             Ok(()) => {
                 tracing::debug!(version = %inv.version, titles = inv.titles.len(), "inventory reported");
-                agent.inventory_changed.notified().await;
+                agent.inventory.changed.notified().await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "inventory report failed; retrying");
@@ -142,13 +136,20 @@ pub async fn run(agent: Arc<Agent>, ready: impl FnOnce(SocketAddr)) -> anyhow::R
     let admin = crate::admin::bind(agent.config.admin_listen).await?;
     ready(admin.local_addr()?);
     tokio::spawn(crate::admin::serve(admin, agent.clone()));
-    if let Some(u) = &agent.updater {
-        match u.on_boot() {
-            Ok(true) => {
-                tokio::spawn(u.clone().check_trial(agent.clone()));
+    if let Some(u) = agent.updater.clone() {
+        // GRUB's environment and the state file: off the async threads.
+        let booted = tokio::task::spawn_blocking({
+            let u = u.clone();
+            move || u.on_boot()
+        })
+        .await;
+        match booted {
+            Ok(Ok(true)) => {
+                tokio::spawn(u.check_trial());
             }
-            Ok(false) => {}
-            Err(e) => tracing::error!(error = %e, "cannot read the boot state"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot read the boot state"),
+            Err(e) => tracing::error!(error = %e, "boot state check panicked"),
         }
     }
     register(&agent).await;

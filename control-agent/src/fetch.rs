@@ -1,13 +1,13 @@
 //! Downloading one file of the manifest: from each source in turn (peers
 //! of the site first, the origin last), resuming a partial download with a
-//! range request, under the shared bandwidth cap; the bytes are checked
-//! against the manifest's SHA-256 as they are on disk, fsynced and only
-//! then renamed into the served place. A mismatch is never placed: the
+//! range request, under the shared bandwidth cap. The bytes go to the
+//! disk's own thread as they arrive (`disks/io.rs`), which writes them,
+//! checks them against the manifest's SHA-256 as they are on disk, fsyncs
+//! and only then renames them into the served place, and answers
+//! `Placed | Mismatch | Full | Failed`. A mismatch is never placed: the
 //! part is thrown away and the next source tried.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -17,7 +17,7 @@ use nearcast_common::manifest::ManifestFile;
 use tokio::time::Instant;
 
 use crate::bucket::Bucket;
-use crate::disks::{check_rel_path, check_title, Disk, DiskError};
+use crate::disks::{check_rel_path, check_title, Disk, DiskError, Finished};
 use crate::progress::{Progress, SourceKind};
 
 /// A source silent this long mid-body is given up on (the part is kept).
@@ -53,45 +53,15 @@ enum Attempt {
     Stop(FetchError),
 }
 
-fn disk_err<'a>(path: &Path, disk: &'a Disk) -> impl FnOnce(io::Error) -> FetchError + 'a {
-    let path = path.to_path_buf();
-    move |e| {
-        if e.raw_os_error() == Some(libc::ENOSPC) {
-            disk.set_full(true);
-            FetchError::DiskFull(disk.name())
-        } else {
-            FetchError::Disk(DiskError::Io { path, source: e })
-        }
-    }
-}
-
 /// A disk error, with ENOSPC singled out: it stops that disk, not the fill.
 fn on_disk(disk: &Disk) -> impl FnOnce(DiskError) -> FetchError + '_ {
     move |e| match e {
-        DiskError::Io { path, source } => disk_err(&path, disk)(source),
+        DiskError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+            disk.set_full(true);
+            FetchError::DiskFull(disk.name())
+        }
         other => FetchError::Disk(other),
     }
-}
-
-/// SHA-256 (hex) of a file's bytes as stored.
-pub fn hash_file(path: &Path) -> io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    Ok(nearcast_common::digest::hex(ctx.finish().as_ref()))
-}
-
-async fn hash_blocking(path: PathBuf) -> io::Result<String> {
-    tokio::task::spawn_blocking(move || hash_file(&path))
-        .await
-        .map_err(io::Error::other)?
 }
 
 impl Fetch<'_> {
@@ -100,20 +70,18 @@ impl Fetch<'_> {
     pub async fn run(&self) -> Result<Option<SourceKind>, FetchError> {
         check_title(self.title).map_err(FetchError::Disk)?;
         check_rel_path(&self.file.path).map_err(FetchError::Disk)?;
-        let want = &self.file.sha256;
-        let dest = self.disk.final_path(self.title, &self.file.path);
+        let (title, path, size, want) = (
+            self.title.to_string(),
+            self.file.path.clone(),
+            self.file.size,
+            self.file.sha256.clone(),
+        );
         // Placed before a crash cut the run short: it was verified then,
         // but verify again (it costs a read, and a disk can lie).
-        if fs::metadata(&dest).is_ok_and(|m| m.len() == self.file.size) {
-            if hash_blocking(dest.clone()).await.is_ok_and(|h| &h == want) {
-                return Ok(None);
-            }
-            let _ = fs::remove_file(&dest);
+        let (t, p, w) = (title.clone(), path.clone(), want.clone());
+        if self.on_disk(move |io| Ok(io.verify_placed(&t, &p, size, &w))).await? {
+            return Ok(None);
         }
-        let part = self
-            .disk
-            .part_path(self.title, &self.file.path, want)
-            .map_err(on_disk(self.disk))?;
         let mut reasons = Vec::new();
         let last = self.file.sources.len().saturating_sub(1);
         for (i, source) in self.file.sources.iter().enumerate() {
@@ -122,9 +90,13 @@ impl Fetch<'_> {
             } else {
                 SourceKind::Peer
             };
-            let have = fs::metadata(&part).map_or(0, |m| m.len());
-            if have < self.file.size {
-                match self.download(source, &part, have).await {
+            let (t, p, w) = (title.clone(), path.clone(), want.clone());
+            let (part, have) = self.on_disk(move |io| io.part(&t, &p, &w)).await?;
+            if have < size {
+                let got = self.download(source, &part, have).await;
+                let p = part.clone();
+                let _ = self.disk.run(move |io| io.close(&p)).await;
+                match got {
                     Ok(()) => {}
                     Err(Attempt::Next(reason)) => {
                         self.progress.source_failure();
@@ -134,22 +106,20 @@ impl Fetch<'_> {
                     Err(Attempt::Stop(e)) => return Err(e),
                 }
             }
-            let got = hash_blocking(part.clone()).await.map_err(disk_err(&part, self.disk))?;
-            if &got != want {
-                let size = fs::metadata(&part).map_or(0, |m| m.len());
-                let _ = fs::remove_file(&part);
-                self.progress.discarded(size);
-                self.progress.checksum_failure();
-                reasons.push(format!("{source}: SHA-256 mismatch (got {got})"));
-                continue;
+            let (t, p, w) = (title.clone(), path.clone(), want.clone());
+            match self.disk.run(move |io| io.finish(&part, &t, &p, &w)).await {
+                Ok(Finished::Placed) => return Ok(Some(kind)),
+                Ok(Finished::Mismatch { got, size }) => {
+                    self.progress.discarded(size);
+                    self.progress.checksum_failure();
+                    reasons.push(format!("{source}: SHA-256 mismatch (got {got})"));
+                }
+                Ok(Finished::Full) => {
+                    self.disk.set_full(true);
+                    return Err(FetchError::DiskFull(self.disk.name()));
+                }
+                Ok(Finished::Failed(e)) | Err(e) => return Err(on_disk(self.disk)(e)),
             }
-            File::open(&part)
-                .and_then(|f| f.sync_all())
-                .map_err(disk_err(&part, self.disk))?;
-            self.disk
-                .place(&part, self.title, &self.file.path)
-                .map_err(on_disk(self.disk))?;
-            return Ok(Some(kind));
         }
         if self.file.sources.is_empty() {
             reasons.push("the manifest names no source".into());
@@ -157,9 +127,18 @@ impl Fetch<'_> {
         Err(FetchError::AllSourcesFailed(reasons.join("; ")))
     }
 
+    /// Runs `f` on the disk's thread; its errors as fetch errors.
+    async fn on_disk<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::disks::DiskIo) -> Result<T, DiskError> + Send + 'static,
+    ) -> Result<T, FetchError> {
+        self.disk.run(f).await.and_then(|r| r).map_err(on_disk(self.disk))
+    }
+
     /// Appends the rest of the file from `source` to `part`, which holds
-    /// `have` bytes already.
-    async fn download(&self, source: &str, part: &Path, have: u64) -> Result<(), Attempt> {
+    /// `have` bytes already; the bytes go to the disk's thread as they
+    /// arrive.
+    async fn download(&self, source: &str, part: &std::path::Path, have: u64) -> Result<(), Attempt> {
         let url = format!(
             "{}/c/{}/{}?{}={}",
             source.trim_end_matches('/'),
@@ -178,16 +157,11 @@ impl Fetch<'_> {
             StatusCode::OK => 0,
             s => return Err(Attempt::Next(format!("answered {s}"))),
         };
-        let stop = |e| Attempt::Stop(e);
-        let mut f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(part)
-            .map_err(|e| stop(disk_err(part, self.disk)(e)))?;
-        f.set_len(start)
-            .and_then(|_| f.seek(SeekFrom::Start(start)))
-            .map_err(|e| stop(disk_err(part, self.disk)(e)))?;
+        let part: PathBuf = part.to_path_buf();
+        let p = part.clone();
+        self.on_disk(move |io| io.begin(&p, start))
+            .await
+            .map_err(Attempt::Stop)?;
         if start < have {
             self.progress.discarded(have);
         }
@@ -196,9 +170,9 @@ impl Fetch<'_> {
         loop {
             let frame = tokio::select! {
                 f = tokio::time::timeout(STALL, body.frame()) => f,
-                _ = tokio::time::sleep_until(self.deadline) => return Err(stop(FetchError::Interrupted)),
+                _ = tokio::time::sleep_until(self.deadline) => return Err(Attempt::Stop(FetchError::Interrupted)),
             };
-            let data = match frame {
+            let data: Bytes = match frame {
                 Err(_) => return Err(Attempt::Next(format!("stalled at byte {written}"))),
                 Ok(None) => break,
                 Ok(Some(Err(e))) => return Err(Attempt::Next(format!("body broke at byte {written}: {e}"))),
@@ -214,9 +188,13 @@ impl Fetch<'_> {
                 )));
             }
             self.bucket.take(data.len() as u64).await;
-            f.write_all(&data).map_err(|e| stop(disk_err(part, self.disk)(e)))?;
-            written += data.len() as u64;
-            self.progress.downloaded(data.len() as u64);
+            let n = data.len() as u64;
+            let p = part.clone();
+            self.on_disk(move |io| io.write(&p, &data))
+                .await
+                .map_err(Attempt::Stop)?;
+            written += n;
+            self.progress.downloaded(n);
         }
         if written < self.file.size {
             return Err(Attempt::Next(format!(

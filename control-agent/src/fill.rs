@@ -6,6 +6,7 @@
 //! manifest are evicted, least popular first whenever room is needed, the
 //! rest at the end of the run.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use nearcast_common::manifest::{FillManifest, ManifestTitle};
@@ -14,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::agent::Agent;
-use crate::disks::{check_title, rendezvous_pick, space, FileRecord, TitleRecord};
+use crate::disks::{check_title, rendezvous_pick, DiskIo, FileRecord, TitleRecord};
 use crate::fetch::{Fetch, FetchError};
 
 /// How a run ended.
@@ -30,29 +31,7 @@ pub enum Outcome {
 
 /// Runs the fill for `manifest` until done or `deadline`.
 pub async fn fill_once(agent: &Arc<Agent>, manifest: &FillManifest, deadline: Instant) -> Outcome {
-    let mut held = agent.held();
-    // A title re-packaged at the origin (other files or checksums) is not
-    // held any more: out of the inventory until its new version is in
-    // place (files that did not change are verified and kept).
-    for t in &manifest.titles {
-        if held.get(&t.title).is_some_and(|(_, r)| !same_files(r, t)) {
-            tracing::info!(title = %t.title, "title changed at the origin; refilling");
-            agent.remove_title(&t.title);
-            held.remove(&t.title);
-        }
-    }
-    let files_total: u64 = manifest.titles.iter().map(|t| t.files.len() as u64).sum();
-    let bytes_total: u64 = manifest.titles.iter().map(FillManifest::bytes_of).sum();
-    let held_in_manifest = manifest.titles.iter().filter(|t| held.contains_key(&t.title));
-    let (files_held, bytes_held) = held_in_manifest.fold((0, 0), |(f, b), t| {
-        (f + t.files.len() as u64, b + FillManifest::bytes_of(t))
-    });
-    agent
-        .progress
-        .start_run(&manifest.version, (files_total, bytes_total), (files_held, bytes_held));
-    for disk in &agent.disks {
-        disk.set_full(false);
-    }
+    let held = start_run(agent, manifest);
     // Fell out of the manifest: the least popular (highest rank number)
     // at the end, so `pop` takes it first.
     let mut evictable: Vec<(u32, String)> = held
@@ -73,8 +52,9 @@ pub async fn fill_once(agent: &Arc<Agent>, manifest: &FillManifest, deadline: In
                     rank: t.rank,
                     ..record.clone()
                 };
-                if agent.disks[*disk].commit(&record).is_ok() {
-                    agent.add_title(*disk, record);
+                let r = record.clone();
+                if matches!(agent.disks[*disk].run(move |io| io.commit(&r)).await, Ok(Ok(()))) {
+                    agent.inventory.add(*disk, record);
                 }
             }
             continue;
@@ -97,7 +77,8 @@ pub async fn fill_once(agent: &Arc<Agent>, manifest: &FillManifest, deadline: In
                 Ok(()) => break Outcome::Complete,
                 Err(TitleEnd::DiskFull) => {
                     tracing::warn!(title = %t.title, disk = %agent.disks[disk].name(), "disk full; moving the title");
-                    if let Err(e) = agent.disks[disk].evict(&t.title) {
+                    let title = t.title.clone();
+                    if let Err(e) = agent.disks[disk].run(move |io| io.evict(&title)).await.and_then(|r| r) {
                         tracing::error!(error = %e, "cannot clear the title off the full disk");
                     }
                 }
@@ -115,21 +96,57 @@ pub async fn fill_once(agent: &Arc<Agent>, manifest: &FillManifest, deadline: In
         }
     }
     if outcome != Outcome::Interrupted {
-        while let Some((_, title)) = evictable.pop() {
-            evict(agent, &title).await;
-        }
-        let keep = manifest
-            .titles
-            .iter()
-            .flat_map(|t| t.files.iter().map(|f| f.sha256.as_str()))
-            .collect();
-        for disk in &agent.disks {
-            disk.sweep_parts(&keep);
-        }
+        clean_up(agent, manifest, evictable).await;
     }
     agent.progress.end_run();
     tracing::info!(version = %manifest.version, ?outcome, "fill run ended");
     outcome
+}
+
+/// What the box holds of the manifest as the run starts: a title
+/// re-packaged at the origin (other files or checksums) is not held any
+/// more, out of the inventory until its new version is in place (files
+/// that did not change are verified and kept). Starts the progress report.
+fn start_run(agent: &Agent, manifest: &FillManifest) -> BTreeMap<String, (usize, TitleRecord)> {
+    let mut held = agent.inventory.held();
+    for t in &manifest.titles {
+        if held.get(&t.title).is_some_and(|(_, r)| !same_files(r, t)) {
+            tracing::info!(title = %t.title, "title changed at the origin; refilling");
+            agent.inventory.remove(&t.title);
+            held.remove(&t.title);
+        }
+    }
+    let files_total: u64 = manifest.titles.iter().map(|t| t.files.len() as u64).sum();
+    let bytes_total: u64 = manifest.titles.iter().map(FillManifest::bytes_of).sum();
+    let held_in_manifest = manifest.titles.iter().filter(|t| held.contains_key(&t.title));
+    let (files_held, bytes_held) = held_in_manifest.fold((0, 0), |(f, b), t| {
+        (f + t.files.len() as u64, b + FillManifest::bytes_of(t))
+    });
+    agent
+        .progress
+        .start_run(&manifest.version, (files_total, bytes_total), (files_held, bytes_held));
+    for disk in &agent.disks {
+        disk.set_full(false);
+    }
+    held
+}
+
+/// A run that went through: evict what fell out of the manifest, sweep
+/// partial downloads of content no longer wanted.
+async fn clean_up(agent: &Arc<Agent>, manifest: &FillManifest, mut evictable: Vec<(u32, String)>) {
+    while let Some((_, title)) = evictable.pop() {
+        evict(agent, &title).await;
+    }
+    let keep: std::collections::BTreeSet<String> = manifest
+        .titles
+        .iter()
+        .flat_map(|t| t.files.iter().map(|f| f.sha256.clone()))
+        .collect();
+    let keep = Arc::new(keep);
+    for disk in &agent.disks {
+        let keep = keep.clone();
+        let _ = disk.run(move |io| io.sweep_parts(&keep)).await;
+    }
 }
 
 /// Whether a held title is the manifest's version of it.
@@ -146,18 +163,23 @@ fn same_files(record: &TitleRecord, t: &ManifestTitle) -> bool {
 /// rendezvous pick among disks with room, evicting fallen-out titles
 /// until one has room.
 async fn choose_disk(agent: &Arc<Agent>, title: &str, size: u64, evictable: &mut Vec<(u32, String)>) -> Option<usize> {
-    let usable = |i: usize| agent.disks[i].usable();
-    if let Some(i) = (0..agent.disks.len()).find(|&i| usable(i) && agent.disks[i].title_dir(title).is_dir()) {
-        return Some(i);
+    let usable: Vec<usize> = (0..agent.disks.len()).filter(|&i| agent.disks[i].usable()).collect();
+    for &i in &usable {
+        let t = title.to_string();
+        if agent.disks[i].run(move |io| io.holds(&t)).await.unwrap_or(false) {
+            return Some(i);
+        }
     }
     loop {
-        let candidates: Vec<_> = (0..agent.disks.len())
-            .filter(|&i| usable(i))
-            .filter_map(|i| {
-                let free = space(&agent.disks[i].root).ok()?.free;
-                (free >= size).then_some((i, agent.disks[i].root.as_path(), free))
-            })
-            .collect();
+        let mut candidates = Vec::new();
+        for &i in &usable {
+            // A fresh look: the disk's thread refreshes what it saw.
+            let _ = agent.disks[i].run(DiskIo::refresh).await;
+            let free = agent.disks[i].space_seen().free;
+            if agent.disks[i].readable() && free >= size {
+                candidates.push((i, agent.disks[i].root.as_path(), free));
+            }
+        }
         if let Some(i) = rendezvous_pick(title, &candidates) {
             return Some(i);
         }
@@ -169,13 +191,14 @@ async fn choose_disk(agent: &Arc<Agent>, title: &str, size: u64, evictable: &mut
 /// Takes a title out: the inventory first (and the fill server is told,
 /// so steering stops sending players), then the files.
 async fn evict(agent: &Arc<Agent>, title: &str) {
-    let Some((disk, _)) = agent.remove_title(title) else {
+    let Some((disk, _)) = agent.inventory.remove(title) else {
         return;
     };
-    if let Err(e) = agent.server.inventory(&agent.inventory()).await {
+    if let Err(e) = agent.server.inventory(&agent.inventory.report()).await {
         tracing::warn!(error = %e, "inventory report before eviction failed; evicting anyway");
     }
-    match agent.disks[disk].evict(title) {
+    let t = title.to_string();
+    match agent.disks[disk].run(move |io| io.evict(&t)).await.and_then(|r| r) {
         Ok(()) => {
             agent.progress.evicted();
             tracing::info!(title, "evicted");
@@ -251,10 +274,11 @@ async fn fill_title(agent: &Arc<Agent>, t: &ManifestTitle, disk: usize, deadline
             })
             .collect(),
     };
-    match agent.disks[disk].commit(&record) {
+    let r = record.clone();
+    match agent.disks[disk].run(move |io| io.commit(&r)).await.and_then(|r| r) {
         Ok(()) => {
             tracing::info!(title = %t.title, disk = %agent.disks[disk].name(), "title complete");
-            agent.add_title(disk, record);
+            agent.inventory.add(disk, record);
             Ok(())
         }
         Err(e) => {

@@ -1,17 +1,14 @@
 //! Heartbeats: the appliance's health and load (from its admin listener),
-//! space per disk, bytes served per title since the last beat (the
+//! space per disk (as each disk's thread last saw it), bytes served per title since the last beat (the
 //! appliance counts since it started; the agent sends differences), and
 //! the fill's progress.
 
 use std::collections::BTreeMap;
 
-use hyper::body::Bytes;
 use nearcast_common::appliance::ApplianceStatus;
 use nearcast_common::control::{DiskState, Health, Heartbeat};
 
 use crate::agent::Agent;
-use crate::disks::space;
-use crate::http::fetch_small;
 
 /// Bytes per title served between two readings of the appliance's
 /// totals. A total lower than before means the appliance restarted and
@@ -24,19 +21,6 @@ pub fn deltas(now: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BT
             (d > 0).then(|| (title.clone(), d))
         })
         .collect()
-}
-
-/// What the appliance says of itself on its admin listener; not serving
-/// (and empty) when it does not answer or answers nonsense.
-pub async fn read_appliance(admin: &str) -> ApplianceStatus {
-    let url = format!("{}/status", admin.trim_end_matches('/'));
-    match fetch_small("GET", &url, &[], Bytes::new()).await {
-        Ok(body) => serde_json::from_slice(&body).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "the appliance's status does not parse");
-            ApplianceStatus::default()
-        }),
-        Err(_) => ApplianceStatus::default(),
-    }
 }
 
 /// Builds the next heartbeat; `hardware` is the box's state from the
@@ -55,7 +39,8 @@ pub fn compose(agent: &Agent, hardware: Health, view: &ApplianceStatus, last: &m
             health: d.health(),
             free_bytes: match d.health() {
                 Health::Failed => 0,
-                _ => space(&d.root).map_or(0, |s| s.free),
+                // What the disk's thread last saw: never wait on a disk.
+                _ => d.space_seen().free,
             },
         })
         .collect();

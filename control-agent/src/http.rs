@@ -17,8 +17,11 @@ const MAX_SMALL_BODY: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("'{0}' is not an http:// URL with a host")]
-    BadUrl(String),
+    #[error("'{url}' is not an http:// URL with a host")]
+    BadUrl {
+        url: String,
+        source: Option<hyper::http::uri::InvalidUri>,
+    },
     #[error("{url}: cannot connect: {source}")]
     Connect { url: String, source: std::io::Error },
     #[error("{url}: {reason}")]
@@ -33,30 +36,40 @@ pub enum HttpError {
     },
 }
 
-/// `http://host[:port]` and the path after it.
+/// Where a request goes: what to connect to, the `Host` header (the URL's
+/// authority as written: an IPv6 address keeps its brackets), and the
+/// path with the query.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Url {
+pub struct Target {
     pub host: String,
     pub port: u16,
+    pub host_header: String,
     pub path: String,
 }
 
-impl Url {
-    pub fn parse(url: &str) -> Result<Url, HttpError> {
-        let bad = || HttpError::BadUrl(url.to_string());
-        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
-        let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().map_err(|_| bad())?),
-            _ => (authority, 80),
+impl Target {
+    /// An absolute `http://` URL, parsed by hyper.
+    pub fn parse(url: &str) -> Result<Target, HttpError> {
+        let bad = |source: Option<hyper::http::uri::InvalidUri>| HttpError::BadUrl {
+            url: url.to_string(),
+            source,
         };
-        if host.is_empty() || path.contains(char::is_whitespace) {
-            return Err(bad());
+        let uri: hyper::Uri = url.parse().map_err(|e| bad(Some(e)))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad(None));
         }
-        Ok(Url {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
-            port,
-            path: path.to_string(),
+        let authority = uri.authority().ok_or_else(|| bad(None))?;
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        // hyper takes `h:port` with no number as "no port": refuse it.
+        let port_given = authority.as_str().len() > authority.host().len();
+        if host.is_empty() || (port_given && authority.port_u16().is_none()) {
+            return Err(bad(None));
+        }
+        Ok(Target {
+            host: host.to_string(),
+            port: authority.port_u16().unwrap_or(80),
+            host_header: authority.as_str().to_string(),
+            path: uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
         })
     }
 }
@@ -69,7 +82,7 @@ pub async fn send(
     headers: &[(&str, String)],
     body: Bytes,
 ) -> Result<Response<Incoming>, HttpError> {
-    let u = Url::parse(url)?;
+    let u = Target::parse(url)?;
     let proto = |reason: String| HttpError::Protocol {
         url: url.to_string(),
         reason,
@@ -93,7 +106,7 @@ pub async fn send(
         let mut req = Request::builder()
             .method(method)
             .uri(&u.path)
-            .header("host", format!("{}:{}", u.host, u.port))
+            .header("host", &u.host_header)
             .header("user-agent", concat!("nearcast-agent/", env!("CARGO_PKG_VERSION")));
         for (k, v) in headers {
             req = req.header(*k, v);
@@ -136,18 +149,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls() {
-        let u = Url::parse("http://127.0.0.1:7070/v1/x?y=1").unwrap();
+    fn targets() {
+        let t = Target::parse("http://127.0.0.1:7070/v1/x?y=1").unwrap();
         assert_eq!(
-            (u.host.as_str(), u.port, u.path.as_str()),
-            ("127.0.0.1", 7070, "/v1/x?y=1")
+            (t.host.as_str(), t.port, t.host_header.as_str(), t.path.as_str()),
+            ("127.0.0.1", 7070, "127.0.0.1:7070", "/v1/x?y=1")
         );
-        let u = Url::parse("http://fill.example").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("fill.example", 80, "/"));
-        let u = Url::parse("http://[::1]:8080/c").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("::1", 8080));
-        for bad in ["https://x", "x:80", "http://", "http://h:port", "http://h/a b"] {
-            assert!(Url::parse(bad).is_err(), "{bad}");
+        let t = Target::parse("http://fill.example").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.host_header.as_str(), t.path.as_str()),
+            ("fill.example", 80, "fill.example", "/")
+        );
+        // The Host header keeps the brackets of an IPv6 address.
+        let t = Target::parse("http://[::1]:8080/c").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.host_header.as_str()),
+            ("::1", 8080, "[::1]:8080")
+        );
+        for bad in [
+            "https://x",
+            "x:80",
+            "http://",
+            "http://h:port",
+            "http://h/a b",
+            "/just/a/path",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }
 }

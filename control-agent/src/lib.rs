@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod appliance;
 pub mod bucket;
 pub mod config;
 pub mod daemon;
@@ -11,9 +12,10 @@ pub mod disks;
 pub mod fetch;
 pub mod fill;
 pub mod fill_server;
-pub mod health;
+pub mod hardware;
 pub mod heartbeat;
 pub mod http;
+pub mod inventory;
 pub mod progress;
 pub mod routes;
 pub mod update;

@@ -19,9 +19,9 @@ fn register_and_fill(rt: &tokio::runtime::Runtime, config: nearcast_agent::Confi
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let outcome = fill_once(&agent, &manifest, deadline).await;
         assert_eq!(outcome, Outcome::Complete, "{:?}", agent.progress.report().failures);
-        agent.server.inventory(&agent.inventory()).await.unwrap();
+        agent.server.inventory(&agent.inventory.report()).await.unwrap();
     });
-    let titles = agent.titles();
+    let titles = agent.inventory.titles();
     (agent, titles)
 }
 

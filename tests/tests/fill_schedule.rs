@@ -105,14 +105,14 @@ fn a_run_cut_off_by_the_window_resumes_with_ranges() {
         let manifest = agent.server.manifest().await.unwrap();
         let soon = tokio::time::Instant::now() + Duration::from_millis(1500);
         assert_eq!(fill_once(&agent, &manifest, soon).await, Outcome::Interrupted);
-        assert!(agent.titles().is_empty());
+        assert!(agent.inventory.titles().is_empty());
         let parts = std::fs::read_dir(stack.boxes[0].disk.join(".nearcast/parts"))
             .unwrap()
             .count();
         assert!(parts > 0, "partial downloads are kept");
         let later = tokio::time::Instant::now() + Duration::from_secs(60);
         assert_eq!(fill_once(&agent, &manifest, later).await, Outcome::Complete);
-        assert_eq!(agent.titles(), vec![TITLE.to_string()]);
+        assert_eq!(agent.inventory.titles(), vec![TITLE.to_string()]);
     });
     let origin = String::from_utf8(curl_get(&format!("http://{}/metrics", stack.origin.admin_addr)).1).unwrap();
     let resumed = metric(&origin, "nearcast_requests_total{code=\"206\"}").unwrap_or(0.0);

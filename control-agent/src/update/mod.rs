@@ -22,8 +22,10 @@ use nearcast_common::bundle::{BundleError, Header, RootfsCheck, TrustedKey};
 use nearcast_common::control::OsState;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::Agent;
+use crate::appliance::Appliance;
+use crate::bucket::Bucket;
 use crate::config::UpdateConfig;
+use crate::fill_server::FillServer;
 use grubenv::GrubEnv;
 use slots::Slot;
 
@@ -70,8 +72,21 @@ struct State {
     failed: Vec<String>,
 }
 
+/// What an update needs from the rest of the agent.
+pub struct Link {
+    /// Where bundles come from.
+    pub server: Arc<FillServer>,
+    /// OS downloads share the box's bandwidth cap with the fill.
+    pub bucket: Arc<Bucket>,
+    /// The trial's health check asks it whether it serves.
+    pub appliance: Appliance,
+    /// A heartbeat reached the fill server since the agent started.
+    pub answered: Arc<AtomicBool>,
+}
+
 pub struct Updater {
     cfg: UpdateConfig,
+    link: Link,
     pub slot: Slot,
     pub release: String,
     trusted: Vec<TrustedKey>,
@@ -95,7 +110,7 @@ fn read_keys(dir: &Path) -> Result<Vec<TrustedKey>, UpdateError> {
 
 impl Updater {
     /// `None` when updates are off (a box not running the image).
-    pub fn open(cfg: &UpdateConfig) -> Result<Option<Updater>, UpdateError> {
+    pub fn open(cfg: &UpdateConfig, link: Link) -> Result<Option<Updater>, UpdateError> {
         if !cfg.enabled {
             return Ok(None);
         }
@@ -115,6 +130,7 @@ impl Updater {
         Ok(Some(Updater {
             trusted: read_keys(&cfg.keys_dir)?,
             cfg: cfg.clone(),
+            link,
             slot,
             release,
             state: Mutex::new(state),
@@ -199,14 +215,14 @@ impl Updater {
     /// The trial's health check: the appliance serves and the fill server
     /// answers a heartbeat, within the configured time; commit, or reboot
     /// into the old slot.
-    pub async fn check_trial(self: Arc<Self>, agent: Arc<Agent>) {
+    pub async fn check_trial(self: Arc<Self>) {
         let deadline = Instant::now() + Duration::from_secs(self.cfg.commit_within_secs);
-        let admin = agent.config.appliance_admin.clone();
         loop {
-            let serving = crate::heartbeat::read_appliance(&admin).await.serving;
-            let reachable = agent.fill_server_answered.load(Ordering::SeqCst);
+            let serving = self.link.appliance.status().await.serving;
+            let reachable = self.link.answered.load(Ordering::SeqCst);
             if serving && reachable {
-                match self.commit() {
+                let me = self.clone();
+                match blocking(move || me.commit()).await {
                     Ok(()) => tracing::info!(release = %self.release, slot = self.slot.name(), "update committed"),
                     Err(e) => tracing::error!(error = %e, "cannot commit the update"),
                 }
@@ -217,15 +233,20 @@ impl Updater {
                 let why =
                     format!("health check failed (appliance serving: {serving}, fill server answered: {reachable})");
                 tracing::error!(release = %self.release, "{why}; rebooting into the old slot");
-                let release = self.release.clone();
-                let _ = self.save(|s| {
-                    s.pending = None;
-                    if !s.failed.contains(&release) {
-                        s.failed.push(release.clone());
-                    }
-                    s.last = format!("failed {release}: {why}");
-                });
-                self.reboot();
+                let me = self.clone();
+                let _ = blocking(move || {
+                    let release = me.release.clone();
+                    let saved = me.save(|s| {
+                        s.pending = None;
+                        if !s.failed.contains(&release) {
+                            s.failed.push(release.clone());
+                        }
+                        s.last = format!("failed {release}: {why}");
+                    });
+                    me.reboot();
+                    saved
+                })
+                .await;
                 return;
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -247,78 +268,83 @@ impl Updater {
 
     /// Downloads, checks and installs `release`, then reboots into it on
     /// trial. A bad bundle is recorded and never tried again; a failed
-    /// download is tried again at a later heartbeat.
-    pub async fn install(self: Arc<Self>, agent: Arc<Agent>, release: String) {
+    /// download is tried again at a later heartbeat. The slot and the
+    /// state files are written off the async threads.
+    pub async fn install(self: Arc<Self>, release: String) {
         if self.busy.swap(true, Ordering::SeqCst) {
             return;
         }
-        let _ = self.save(|s| s.last = format!("installing {release}"));
+        let r = release.clone();
+        let _ = self.save_blocking(move |s| s.last = format!("installing {r}")).await;
         tracing::info!(%release, slot = self.slot.other().name(), "installing an OS update");
-        match self.write_slot(&agent, &release).await {
+        match self.write_slot(&release).await {
             Ok(()) => {
-                let other = self.slot.other().name();
-                let marked = GrubEnv::read(&self.cfg.grubenv).and_then(|mut env| {
-                    env.set("trial_slot", other);
-                    env.set("trial_left", "1");
-                    env.write(&self.cfg.grubenv)
-                });
-                let saved = marked.and_then(|()| {
-                    self.save(|s| {
-                        s.pending = Some(release.clone());
-                        s.last = format!("rebooting into {release} on slot {other}");
-                    })
-                });
-                match saved {
-                    Ok(()) => {
-                        tracing::info!(%release, slot = other, "installed; rebooting on trial");
-                        self.reboot();
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot mark the new slot");
-                        let _ = self.save(|s| s.last = format!("failed {release}: {e}"));
-                    }
+                let (me, r) = (self.clone(), release.clone());
+                if let Err(e) = blocking(move || me.mark_trial(&r)).await {
+                    tracing::error!(error = %e, "cannot mark the new slot");
+                    let r = release.clone();
+                    let _ = self.save_blocking(move |s| s.last = format!("failed {r}: {e}")).await;
                 }
             }
             Err(e) => {
                 tracing::error!(%release, error = %e, "update refused");
                 let condemned = e.condemns_release();
-                let _ = self.save(|s| {
-                    s.last = format!("failed {release}: {e}");
-                    if condemned && !s.failed.contains(&release) {
-                        s.failed.push(release.clone());
-                    }
-                });
+                let _ = self
+                    .save_blocking(move |s| {
+                        s.last = format!("failed {release}: {e}");
+                        if condemned && !s.failed.contains(&release) {
+                            s.failed.push(release.clone());
+                        }
+                    })
+                    .await;
             }
         }
         self.busy.store(false, Ordering::SeqCst);
     }
 
+    /// Marks the written slot for one trial boot and reboots into it.
+    fn mark_trial(&self, release: &str) -> Result<(), UpdateError> {
+        let other = self.slot.other().name();
+        let mut env = GrubEnv::read(&self.cfg.grubenv)?;
+        env.set("trial_slot", other);
+        env.set("trial_left", "1");
+        env.write(&self.cfg.grubenv)?;
+        self.save(|s| {
+            s.pending = Some(release.to_string());
+            s.last = format!("rebooting into {release} on slot {other}");
+        })?;
+        tracing::info!(%release, slot = other, "installed; rebooting on trial");
+        self.reboot();
+        Ok(())
+    }
+
+    /// `save`, on a blocking thread.
+    async fn save_blocking(self: &Arc<Self>, f: impl FnOnce(&mut State) + Send + 'static) -> Result<(), UpdateError> {
+        let me = self.clone();
+        blocking(move || me.save(f)).await
+    }
+
     /// Streams the bundle into the inactive slot: signature first, hash
     /// as it goes, then the slot read back.
-    async fn write_slot(&self, agent: &Agent, release: &str) -> Result<(), UpdateError> {
+    async fn write_slot(&self, release: &str) -> Result<(), UpdateError> {
         let target = self.slot.other();
         let (dev, room) = slots::device(&self.cfg.sys_block, &self.cfg.dev_dir, target.partname())?;
-        let resp = agent
+        let resp = self
+            .link
             .server
             .os_bundle()
             .await
             .map_err(|e| UpdateError::Download(e.to_string()))?;
         let mut body = resp.into_body();
         let mut buf: Vec<u8> = Vec::new();
-        // (hash check, slot device, size, signed hash) once the header is in.
-        let mut check: Option<(RootfsCheck, std::fs::File, u64, String)> = None;
-        let werr = |e: std::io::Error| UpdateError::Write {
-            slot: target.name(),
-            reason: e.to_string(),
-        };
+        // Once the header is in and checked: the slot's writer.
+        let mut writer: Option<SlotWriter> = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| UpdateError::Download(e.to_string()))?;
             let Ok(chunk) = frame.into_data() else { continue };
-            // OS downloads share the box's bandwidth cap with the fill.
-            agent.bucket.take(chunk.len() as u64).await;
-            if let Some((c, file, _, _)) = &mut check {
-                c.update(&chunk)?;
-                file.write_all(&chunk).map_err(werr)?;
+            self.link.bucket.take(chunk.len() as u64).await;
+            if let Some(w) = &mut writer {
+                w.write(chunk).await?;
                 continue;
             }
             buf.extend_from_slice(&chunk);
@@ -338,23 +364,15 @@ impl Updater {
                 });
             }
             // Only a signed bundle of the right release reaches the slot.
-            let mut file = std::fs::OpenOptions::new().write(true).open(&dev).map_err(werr)?;
-            let mut c = RootfsCheck::new(&h.manifest);
-            c.update(&buf[h.len..])?;
-            file.write_all(&buf[h.len..]).map_err(werr)?;
-            check = Some((c, file, h.manifest.rootfs_size, h.manifest.rootfs_sha256.clone()));
+            let mut w = SlotWriter::start(dev.clone(), target.name(), RootfsCheck::new(&h.manifest), &h.manifest);
+            w.write(hyper::body::Bytes::copy_from_slice(&buf[h.len..])).await?;
+            writer = Some(w);
             buf = Vec::new();
         }
-        let Some((c, file, size, sha)) = check else {
-            return Err(BundleError::Truncated { got: 0, want: 1 }.into());
-        };
-        c.finish()?;
-        file.sync_all().map_err(werr)?;
-        drop(file);
-        read_back(&dev, size, &sha).map_err(|reason| UpdateError::Write {
-            slot: target.name(),
-            reason,
-        })
+        match writer {
+            Some(w) => w.finish().await,
+            None => Err(BundleError::Truncated { got: 0, want: 1 }.into()),
+        }
     }
 
     fn reboot(&self) {
@@ -365,6 +383,77 @@ impl Updater {
             Ok(s) if s.success() => {}
             other => tracing::error!(?other, "reboot command failed"),
         }
+    }
+}
+
+/// Runs `f` on a blocking thread (file and block-device writes stay off
+/// the agent's async threads).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, UpdateError> + Send + 'static,
+) -> Result<T, UpdateError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| UpdateError::Write {
+        slot: "?",
+        reason: e.to_string(),
+    })?
+}
+
+/// Writes a slot on a thread of its own: chunks come through a bounded
+/// channel and are hashed as they are written; at the end the slot is
+/// synced and read back.
+struct SlotWriter {
+    chunks: tokio::sync::mpsc::Sender<hyper::body::Bytes>,
+    done: tokio::task::JoinHandle<Result<(), UpdateError>>,
+}
+
+impl SlotWriter {
+    fn start(
+        dev: std::path::PathBuf,
+        slot: &'static str,
+        mut check: RootfsCheck,
+        m: &nearcast_common::bundle::Manifest,
+    ) -> SlotWriter {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<hyper::body::Bytes>(8);
+        let (size, sha) = (m.rootfs_size, m.rootfs_sha256.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let werr = |e: std::io::Error| UpdateError::Write {
+                slot,
+                reason: e.to_string(),
+            };
+            let mut file = std::fs::OpenOptions::new().write(true).open(&dev).map_err(werr)?;
+            while let Some(chunk) = rx.blocking_recv() {
+                check.update(&chunk)?;
+                file.write_all(&chunk).map_err(werr)?;
+            }
+            check.finish()?;
+            file.sync_all().map_err(werr)?;
+            drop(file);
+            read_back(&dev, size, &sha).map_err(|reason| UpdateError::Write { slot, reason })
+        });
+        SlotWriter { chunks: tx, done }
+    }
+
+    /// Hands a chunk to the writer (waits while it is behind). If the
+    /// writer stopped, its error.
+    async fn write(&mut self, chunk: hyper::body::Bytes) -> Result<(), UpdateError> {
+        if self.chunks.send(chunk).await.is_ok() {
+            return Ok(());
+        }
+        match (&mut self.done).await {
+            Ok(Err(e)) => Err(e),
+            _ => Err(UpdateError::Write {
+                slot: "?",
+                reason: "the slot writer stopped".into(),
+            }),
+        }
+    }
+
+    /// The end of the bundle: the writer's outcome.
+    async fn finish(self) -> Result<(), UpdateError> {
+        drop(self.chunks);
+        self.done.await.map_err(|e| UpdateError::Write {
+            slot: "?",
+            reason: e.to_string(),
+        })?
     }
 }
 

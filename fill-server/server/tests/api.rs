@@ -298,8 +298,30 @@ fn enrolled_appliances_are_steered_to_with_signed_urls(backend: &Backend) {
     );
 }
 
+/// The status line's code for a raw request.
+fn raw_status(addr: SocketAddr, request: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
 fn refusals(backend: &Backend) {
     let s = start(backend, "refuse", 30);
+    // RFC 9112 §3.2: one Host, an authority (IPv6 in brackets); HTTP/1.0
+    // may go without.
+    for (host, want) in [
+        ("Host: [::1]:7070\r\n", 200),
+        ("Host: ::1:7070\r\n", 400),
+        ("Host: a\r\nHost: b\r\n", 400),
+        ("", 400),
+    ] {
+        let req = format!("GET /healthz HTTP/1.1\r\n{host}Connection: close\r\n\r\n");
+        assert_eq!(raw_status(s.addr, &req), want, "{host:?}");
+    }
+    assert_eq!(raw_status(s.addr, "GET /healthz HTTP/1.0\r\n\r\n"), 200);
     let key = fleet(&s);
     let hb = r#"{"health":"ok","load":0.1,"free_bytes":1}"#;
     let path = "/v1/appliances/box-1/heartbeat";

@@ -84,9 +84,29 @@ fn store_error(e: StoreError) -> Resp {
     }
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`, and it is
+/// an authority (an IPv6 address in brackets); HTTP/1.0 may have none.
+fn host_ok(parts: &hyper::http::request::Parts) -> bool {
+    let mut hosts = parts.headers.get_all(hyper::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => parts.version < hyper::Version::HTTP_11,
+        (Some(h), None) => h
+            .to_str()
+            .ok()
+            .is_some_and(|h| h.parse::<hyper::http::uri::Authority>().is_ok()),
+        _ => false,
+    }
+}
+
 /// Serves one request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Infallible> {
     let (parts, body) = req.into_parts();
+    if !host_ok(&parts) {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "missing, repeated or malformed Host header",
+        ));
+    }
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, e)),
