@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::Name;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ApplianceStatus {
     /// False while it drains (SIGTERM) and, on the agent's side, when it
@@ -17,7 +19,7 @@ pub struct ApplianceStatus {
     pub connections: u64,
     /// Body bytes served per title since the appliance started
     /// (monotonic; the agent sends the differences in its heartbeats).
-    pub titles: BTreeMap<String, u64>,
+    pub titles: BTreeMap<Name, u64>,
     /// In the order of the appliance's `disks`.
     pub disks: Vec<ServingDisk>,
 }

@@ -30,8 +30,9 @@ const SIG_LEN: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// The OS release (`/etc/nearcast/release` in the rootfs).
-    pub version: String,
+    /// The OS release (`/etc/nearcast/release` in the rootfs); a plain
+    /// name, checked when the manifest is parsed.
+    pub version: crate::Name,
     /// Names the public key that verifies the signature.
     pub key_id: String,
     pub rootfs_size: u64,
@@ -73,7 +74,7 @@ pub struct Header {
 /// A public key a box trusts for updates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrustedKey {
-    pub id: String,
+    pub id: crate::Name,
     /// 32 bytes.
     pub public: Vec<u8>,
 }
@@ -83,10 +84,8 @@ impl TrustedKey {
     pub fn parse(line: &str) -> Option<TrustedKey> {
         let (id, key) = line.trim().split_once(' ')?;
         let public = decode_hex(key.trim())?;
-        (crate::is_plain_name(id.as_bytes()) && public.len() == 32).then(|| TrustedKey {
-            id: id.to_string(),
-            public,
-        })
+        let id = crate::Name::new(id).ok()?;
+        (public.len() == 32).then_some(TrustedKey { id, public })
     }
 }
 
@@ -115,12 +114,6 @@ impl Header {
             serde_json::from_slice(&raw_manifest).map_err(|e| BundleError::BadManifest(e.to_string()))?;
         if manifest.rootfs_sha256.len() != 64 || decode_hex(&manifest.rootfs_sha256).is_none() {
             return Err(BundleError::BadManifest("rootfs_sha256 is not 64 hex digits".into()));
-        }
-        if !crate::is_plain_name(manifest.version.as_bytes()) {
-            return Err(BundleError::BadManifest(format!(
-                "version '{}' is not a plain name",
-                manifest.version
-            )));
         }
         Ok(Some(Header {
             manifest,
@@ -223,7 +216,7 @@ mod tests {
 
     fn bundle(rootfs: &[u8], key: &[u8]) -> Vec<u8> {
         let m = Manifest {
-            version: "2".into(),
+            version: crate::Name::new("2").unwrap(),
             key_id: "dev".into(),
             rootfs_size: rootfs.len() as u64,
             rootfs_sha256: crate::sha256_hex(rootfs),

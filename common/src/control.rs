@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::Name;
+
 /// What an appliance says about itself when it registers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Registration {
@@ -45,7 +47,7 @@ pub struct Heartbeat {
     #[serde(default)]
     pub disks: Vec<DiskState>,
     #[serde(default)]
-    pub bytes_by_title: BTreeMap<String, u64>,
+    pub bytes_by_title: BTreeMap<Name, u64>,
     /// Where the fill stands (absent from agents that do not fill).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fill: Option<FillReport>,
@@ -171,5 +173,5 @@ pub struct FillFailure {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Inventory {
     pub version: String,
-    pub titles: Vec<String>,
+    pub titles: Vec<Name>,
 }

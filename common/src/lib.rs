@@ -16,7 +16,7 @@ pub mod request_auth;
 pub mod token;
 
 pub use digest::sha256_hex;
-pub use names::is_plain_name;
+pub use names::{is_plain_name, Name, NameError, TitlePath};
 pub use prefix::{IpPrefix, PrefixError};
 pub use prefix_table::PrefixTable;
 pub use token::{Grant, Keyring, SigningKey, TokenError, TOKEN_PARAM};

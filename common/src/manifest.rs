@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::{Name, TitlePath};
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FillManifest {
     pub appliance: String,
@@ -22,7 +24,7 @@ pub struct FillManifest {
 pub struct ManifestTitle {
     /// 1 = most popular in this appliance's ISP.
     pub rank: u32,
-    pub title: String,
+    pub title: Name,
     pub predicted_bytes: u64,
     /// On every appliance of the site (head) or on this one only (tail).
     pub replicated: bool,
@@ -37,7 +39,7 @@ pub struct ManifestTitle {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestFile {
     /// Relative to the title: `720p/seg-00001.m4s`.
-    pub path: String,
+    pub path: TitlePath,
     pub size: u64,
     pub sha256: String,
     /// Base URLs to fetch `/c/{title}/{path}` from: peers of the site that

@@ -208,9 +208,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
-        if !nearcast_common::is_plain_name(self.id.as_bytes()) {
-            return bad("id must be a plain name (A-Z a-z 0-9 . _ -)");
-        }
+        nearcast_common::Name::new(self.id.as_str()).map_err(|e| ConfigError::Invalid(format!("id: {e}")))?;
         if self.site.is_empty() {
             return bad("site is required");
         }

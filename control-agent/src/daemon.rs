@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nearcast_common::control::Registration;
+use nearcast_common::Name;
 use tokio::time::Instant;
 
 use crate::agent::Agent;
@@ -56,7 +57,7 @@ async fn register(agent: &Agent) {
 }
 
 async fn heartbeat_loop(agent: Arc<Agent>) {
-    let mut last: BTreeMap<String, u64> = agent.appliance.status().await.titles;
+    let mut last: BTreeMap<Name, u64> = agent.appliance.status().await.titles;
     let mut tick = tokio::time::interval(Duration::from_secs(agent.config.heartbeat_secs));
     loop {
         tick.tick().await;

@@ -17,7 +17,7 @@ use nearcast_common::manifest::ManifestFile;
 use tokio::time::Instant;
 
 use crate::bucket::Bucket;
-use crate::disks::{check_rel_path, check_title, Disk, DiskError, Finished};
+use crate::disks::{Disk, DiskError, Finished};
 use crate::progress::{Progress, SourceKind};
 
 /// A source silent this long mid-body is given up on (the part is kept).
@@ -68,11 +68,9 @@ impl Fetch<'_> {
     /// Fetches the file into place. `Ok(None)`: it was there already and
     /// verified; `Ok(Some(kind))`: downloaded from a peer or the origin.
     pub async fn run(&self) -> Result<Option<SourceKind>, FetchError> {
-        check_title(self.title).map_err(FetchError::Disk)?;
-        check_rel_path(&self.file.path).map_err(FetchError::Disk)?;
         let (title, path, size, want) = (
             self.title.to_string(),
-            self.file.path.clone(),
+            self.file.path.to_string(),
             self.file.size,
             self.file.sha256.clone(),
         );

@@ -15,7 +15,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::agent::Agent;
-use crate::disks::{check_title, rendezvous_pick, DiskIo, FileRecord, TitleRecord};
+use nearcast_common::Name;
+
+use crate::disks::{rendezvous_pick, DiskIo, FileRecord, TitleRecord};
 use crate::fetch::{Fetch, FetchError};
 
 /// How a run ended.
@@ -34,9 +36,9 @@ pub async fn fill_once(agent: &Arc<Agent>, manifest: &FillManifest, deadline: In
     let held = start_run(agent, manifest);
     // Fell out of the manifest: the least popular (highest rank number)
     // at the end, so `pop` takes it first.
-    let mut evictable: Vec<(u32, String)> = held
+    let mut evictable: Vec<(u32, Name)> = held
         .iter()
-        .filter(|(t, _)| !manifest.titles.iter().any(|m| &m.title == *t))
+        .filter(|(t, _)| !manifest.titles.iter().any(|m| m.title == **t))
         .map(|(t, (_, r))| (r.rank, t.clone()))
         .collect();
     evictable.sort();
@@ -57,11 +59,6 @@ pub async fn fill_once(agent: &Arc<Agent>, manifest: &FillManifest, deadline: In
                     agent.inventory.add(*disk, record);
                 }
             }
-            continue;
-        }
-        if let Err(e) = check_title(&t.title) {
-            agent.progress.fail(&t.title, "", e.to_string());
-            outcome = Outcome::Incomplete;
             continue;
         }
         let size = FillManifest::bytes_of(t);
@@ -107,7 +104,7 @@ pub async fn fill_once(agent: &Arc<Agent>, manifest: &FillManifest, deadline: In
 /// re-packaged at the origin (other files or checksums) is not held any
 /// more, out of the inventory until its new version is in place (files
 /// that did not change are verified and kept). Starts the progress report.
-fn start_run(agent: &Agent, manifest: &FillManifest) -> BTreeMap<String, (usize, TitleRecord)> {
+fn start_run(agent: &Agent, manifest: &FillManifest) -> BTreeMap<Name, (usize, TitleRecord)> {
     let mut held = agent.inventory.held();
     for t in &manifest.titles {
         if held.get(&t.title).is_some_and(|(_, r)| !same_files(r, t)) {
@@ -133,7 +130,7 @@ fn start_run(agent: &Agent, manifest: &FillManifest) -> BTreeMap<String, (usize,
 
 /// A run that went through: evict what fell out of the manifest, sweep
 /// partial downloads of content no longer wanted.
-async fn clean_up(agent: &Arc<Agent>, manifest: &FillManifest, mut evictable: Vec<(u32, String)>) {
+async fn clean_up(agent: &Arc<Agent>, manifest: &FillManifest, mut evictable: Vec<(u32, Name)>) {
     while let Some((_, title)) = evictable.pop() {
         evict(agent, &title).await;
     }
@@ -162,7 +159,7 @@ fn same_files(record: &TitleRecord, t: &ManifestTitle) -> bool {
 /// The disk for a new title: the one holding some of it already, else the
 /// rendezvous pick among disks with room, evicting fallen-out titles
 /// until one has room.
-async fn choose_disk(agent: &Arc<Agent>, title: &str, size: u64, evictable: &mut Vec<(u32, String)>) -> Option<usize> {
+async fn choose_disk(agent: &Arc<Agent>, title: &str, size: u64, evictable: &mut Vec<(u32, Name)>) -> Option<usize> {
     let usable: Vec<usize> = (0..agent.disks.len()).filter(|&i| agent.disks[i].usable()).collect();
     for &i in &usable {
         let t = title.to_string();

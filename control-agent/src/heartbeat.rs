@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 
 use nearcast_common::appliance::ApplianceStatus;
 use nearcast_common::control::{DiskState, Health, Heartbeat};
+use nearcast_common::Name;
 
 use crate::agent::Agent;
 
 /// Bytes per title served between two readings of the appliance's
 /// totals. A total lower than before means the appliance restarted and
 /// counts from zero.
-pub fn deltas(now: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+pub fn deltas(now: &BTreeMap<Name, u64>, before: &BTreeMap<Name, u64>) -> BTreeMap<Name, u64> {
     now.iter()
         .filter_map(|(title, &n)| {
             let b = before.get(title).copied().unwrap_or(0);
@@ -26,7 +27,7 @@ pub fn deltas(now: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BT
 /// Builds the next heartbeat; `hardware` is the box's state from the
 /// monitor, `last` holds the appliance's totals at the previous beat and
 /// is updated.
-pub fn compose(agent: &Agent, hardware: Health, view: &ApplianceStatus, last: &mut BTreeMap<String, u64>) -> Heartbeat {
+pub fn compose(agent: &Agent, hardware: Health, view: &ApplianceStatus, last: &mut BTreeMap<Name, u64>) -> Heartbeat {
     let bytes_by_title = deltas(&view.titles, last);
     if view.serving {
         *last = view.titles.clone();
@@ -66,8 +67,8 @@ pub fn compose(agent: &Agent, hardware: Health, view: &ApplianceStatus, last: &m
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-        pairs.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    fn map(pairs: &[(&str, u64)]) -> BTreeMap<Name, u64> {
+        pairs.iter().map(|(t, n)| (Name::new(*t).unwrap(), *n)).collect()
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use nearcast_common::control::Inventory as Report;
+use nearcast_common::Name;
 use tokio::sync::Notify;
 
 use crate::disks::TitleRecord;
@@ -15,7 +16,7 @@ use crate::disks::TitleRecord;
 #[derive(Default)]
 pub struct Inventory {
     /// Title → (disk index, record).
-    titles: Mutex<BTreeMap<String, (usize, TitleRecord)>>,
+    titles: Mutex<BTreeMap<Name, (usize, TitleRecord)>>,
     /// Wakes the inventory reporter.
     pub changed: Notify,
 }
@@ -23,7 +24,7 @@ pub struct Inventory {
 impl Inventory {
     /// Starts from what the disks' records say (the first disk listing a
     /// title keeps it).
-    pub fn from_disks(disks: impl IntoIterator<Item = BTreeMap<String, TitleRecord>>) -> Inventory {
+    pub fn from_disks(disks: impl IntoIterator<Item = BTreeMap<Name, TitleRecord>>) -> Inventory {
         let mut titles = BTreeMap::new();
         for (i, records) in disks.into_iter().enumerate() {
             for (title, record) in records {
@@ -36,15 +37,15 @@ impl Inventory {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, (usize, TitleRecord)>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<Name, (usize, TitleRecord)>> {
         self.titles.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn held(&self) -> BTreeMap<String, (usize, TitleRecord)> {
+    pub fn held(&self) -> BTreeMap<Name, (usize, TitleRecord)> {
         self.lock().clone()
     }
 
-    pub fn titles(&self) -> Vec<String> {
+    pub fn titles(&self) -> Vec<Name> {
         self.lock().keys().cloned().collect()
     }
 
@@ -61,7 +62,7 @@ impl Inventory {
     }
 
     /// Titles held on disk `disk`.
-    pub fn on_disk(&self, disk: usize) -> Vec<String> {
+    pub fn on_disk(&self, disk: usize) -> Vec<Name> {
         self.lock()
             .iter()
             .filter(|(_, (d, _))| *d == disk)
@@ -70,7 +71,7 @@ impl Inventory {
     }
 
     /// Takes the complete titles of disk `disk` (back in service) in again.
-    pub fn take_back(&self, disk: usize, records: BTreeMap<String, TitleRecord>) {
+    pub fn take_back(&self, disk: usize, records: BTreeMap<Name, TitleRecord>) {
         let mut titles = self.lock();
         for (title, record) in records {
             titles.entry(title).or_insert((disk, record));
@@ -83,7 +84,8 @@ impl Inventory {
     /// changes whenever they do.
     pub fn report(&self) -> Report {
         let titles = self.titles();
-        let version = nearcast_common::sha256_hex(titles.join("\n").as_bytes())[..16].to_string();
+        let joined: Vec<&str> = titles.iter().map(Name::as_str).collect();
+        let version = nearcast_common::sha256_hex(joined.join("\n").as_bytes())[..16].to_string();
         Report { version, titles }
     }
 }

@@ -51,7 +51,7 @@ pub struct Status {
     /// Seconds left at the current rate, while a fill runs.
     pub eta_secs: Option<u64>,
     /// Complete titles held.
-    pub titles: Vec<String>,
+    pub titles: Vec<nearcast_common::Name>,
     /// Seconds until the fill window opens (0 = open).
     pub window_opens_in_secs: u64,
 }
@@ -158,7 +158,7 @@ impl Progress {
         }
     }
 
-    pub fn status(&self, id: &str, titles: Vec<String>, window_opens_in_secs: u64) -> Status {
+    pub fn status(&self, id: &str, titles: Vec<nearcast_common::Name>, window_opens_in_secs: u64) -> Status {
         let fill = self.report();
         let left = fill.bytes_total.saturating_sub(fill.bytes_done);
         let eta_secs = (fill.running && fill.rate_bytes_per_sec > 0).then(|| left / fill.rate_bytes_per_sec);

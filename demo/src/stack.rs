@@ -134,7 +134,7 @@ impl Stack {
             .is_file()
         {
             let opts = nearcast_packager::Options {
-                title: TITLE.into(),
+                title: nearcast_common::Name::new(TITLE)?,
                 store: origin_store.clone(),
                 target: 4.0,
                 progress: false,
@@ -319,7 +319,7 @@ impl Stack {
     /// Packages the sample's renditions again as another title.
     pub fn package_copy(&self, title: &str) -> anyhow::Result<nearcast_packager::TitleIndex> {
         let opts = nearcast_packager::Options {
-            title: title.into(),
+            title: nearcast_common::Name::new(title)?,
             store: self.config.origin_store.clone(),
             target: 4.0,
             progress: false,

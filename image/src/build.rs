@@ -96,7 +96,7 @@ pub fn signing_key(path: &Path) -> Result<Vec<u8>, ImageError> {
 pub fn write_bundle(rootfs: &Path, version: &str, key_id: &str, pkcs8: &[u8], out: &Path) -> Result<(), ImageError> {
     let bytes = std::fs::read(rootfs).map_err(|e| ImageError::io(rootfs, e))?;
     let manifest = Manifest {
-        version: version.to_string(),
+        version: nearcast_common::Name::new(version)?,
         key_id: key_id.to_string(),
         rootfs_size: bytes.len() as u64,
         rootfs_sha256: nearcast_common::sha256_hex(&bytes),

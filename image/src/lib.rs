@@ -36,6 +36,8 @@ pub enum ImageError {
     Bundle(#[from] nearcast_common::bundle::BundleError),
     #[error("QEMU: {0}")]
     Qemu(String),
+    #[error("release: {0}")]
+    Name(#[from] nearcast_common::NameError),
 }
 
 impl ImageError {

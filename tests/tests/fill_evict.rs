@@ -21,7 +21,7 @@ fn register_and_fill(rt: &tokio::runtime::Runtime, config: nearcast_agent::Confi
         assert_eq!(outcome, Outcome::Complete, "{:?}", agent.progress.report().failures);
         agent.server.inventory(&agent.inventory.report()).await.unwrap();
     });
-    let titles = agent.inventory.titles();
+    let titles = agent.inventory.titles().into_iter().map(String::from).collect();
     (agent, titles)
 }
 
@@ -77,7 +77,7 @@ fn a_title_repackaged_at_the_origin_is_refilled() {
     assert_eq!(held, vec![TITLE.to_string()]);
     // Packaged again with 2 s segments: other files, other checksums.
     let opts = nearcast_packager::Options {
-        title: TITLE.into(),
+        title: nearcast_common::Name::new(TITLE).unwrap(),
         store: stack.config.origin_store.clone(),
         target: 2.0,
         progress: false,

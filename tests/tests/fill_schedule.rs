@@ -112,7 +112,7 @@ fn a_run_cut_off_by_the_window_resumes_with_ranges() {
         assert!(parts > 0, "partial downloads are kept");
         let later = tokio::time::Instant::now() + Duration::from_secs(60);
         assert_eq!(fill_once(&agent, &manifest, later).await, Outcome::Complete);
-        assert_eq!(agent.inventory.titles(), vec![TITLE.to_string()]);
+        assert_eq!(agent.inventory.titles(), vec![TITLE]);
     });
     let origin = String::from_utf8(curl_get(&format!("http://{}/metrics", stack.origin.admin_addr)).1).unwrap();
     let resumed = metric(&origin, "nearcast_requests_total{code=\"206\"}").unwrap_or(0.0);

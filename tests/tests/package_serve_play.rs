@@ -35,7 +35,7 @@ fn sample_title_is_packaged_served_and_played() {
     let index = package(
         &sample_inputs(),
         &Options {
-            title: "sample".into(),
+            title: nearcast_common::Name::new("sample").unwrap(),
             store: disk.clone(),
             target: 4.0,
             progress: false,

@@ -44,7 +44,7 @@ pub struct Shared {
     pub open: AtomicUsize,
     /// Body bytes served per title since start (each worker merges its
     /// tally every tick); the agent reads it for its heartbeats.
-    pub titles: Mutex<BTreeMap<String, u64>>,
+    pub titles: Mutex<BTreeMap<nearcast_common::Name, u64>>,
 }
 
 #[derive(Debug, thiserror::Error)]

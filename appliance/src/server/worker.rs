@@ -407,7 +407,10 @@ impl Worker {
         if !self.cx.titles.is_empty() {
             let mut shared = self.cx.shared.titles.lock().unwrap_or_else(|p| p.into_inner());
             for (title, bytes) in self.cx.titles.drain() {
-                *shared.entry(title.into()).or_default() += bytes;
+                // Titles come from paths the request parser let through.
+                if let Ok(title) = nearcast_common::Name::new(title) {
+                    *shared.entry(title).or_default() += bytes;
+                }
             }
         }
         self.cx.metrics.buffers_in_use(self.cx.reads.buffers_in_use());

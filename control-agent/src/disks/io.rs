@@ -15,7 +15,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{check_rel_path, check_title, space, DiskError, Shared, TitleRecord, META};
+use super::{space, DiskError, Shared, TitleRecord, META};
 
 /// How often an idle disk thread refreshes the free space.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -287,7 +287,7 @@ impl DiskIo {
     /// The complete titles on this disk. A record whose files are not all
     /// in place with their sizes (a file deleted by hand, a damaged disk) is
     /// dropped, so the title is filled again rather than served short.
-    pub fn records(&mut self) -> BTreeMap<String, TitleRecord> {
+    pub fn records(&mut self) -> BTreeMap<nearcast_common::Name, TitleRecord> {
         let mut out = BTreeMap::new();
         let Ok(dir) = fs::read_dir(self.records_dir()) else {
             return out;
@@ -300,7 +300,7 @@ impl DiskIo {
             };
             match self.read_record(&path, title) {
                 Some(r) => {
-                    out.insert(title.to_string(), r);
+                    out.insert(r.title.clone(), r);
                 }
                 None => {
                     tracing::warn!(record = %path.display(), "title record is unreadable or its files are not all in place; dropping it");
@@ -314,14 +314,15 @@ impl DiskIo {
     /// The record at `path` if it is `title`'s and all its files are in
     /// place with their sizes.
     fn read_record(&self, path: &Path, title: &str) -> Option<TitleRecord> {
+        // Parsing checks every name in it.
         let record = fs::read(path)
             .ok()
             .and_then(|b| serde_json::from_slice::<TitleRecord>(&b).ok())
-            .filter(|r| r.title == title && check_title(title).is_ok())?;
-        let intact = record.files.iter().all(|f| {
-            check_rel_path(&f.path).is_ok()
-                && fs::metadata(self.final_path(title, &f.path)).is_ok_and(|m| m.len() == f.size)
-        });
+            .filter(|r| r.title == title)?;
+        let intact = record
+            .files
+            .iter()
+            .all(|f| fs::metadata(self.final_path(title, &f.path)).is_ok_and(|m| m.len() == f.size));
         intact.then_some(record)
     }
 }

@@ -26,6 +26,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nearcast_common::control::Health;
+use nearcast_common::{Name, TitlePath};
 use serde::{Deserialize, Serialize};
 
 pub use io::{hash_file, sync_dir, DiskIo, Finished};
@@ -38,8 +39,6 @@ const STUCK: Duration = Duration::from_secs(120);
 pub enum DiskError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("unsafe name in manifest: '{0}'")]
-    UnsafeName(String),
     #[error("the disk's thread is gone")]
     Gone,
 }
@@ -47,7 +46,7 @@ pub enum DiskError {
 /// One file of a complete title.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRecord {
-    pub path: String,
+    pub path: TitlePath,
     pub size: u64,
     pub sha256: String,
 }
@@ -55,7 +54,7 @@ pub struct FileRecord {
 /// A complete, verified title on one disk.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TitleRecord {
-    pub title: String,
+    pub title: Name,
     /// Its rank in the manifest it was filled from (eviction order).
     pub rank: u32,
     pub files: Vec<FileRecord>,
@@ -136,23 +135,6 @@ pub fn space(path: &Path) -> std::io::Result<Space> {
         total: st.f_blocks as u64 * frsize,
         free: st.f_bavail as u64 * frsize,
     })
-}
-
-/// `rendition/file` or `file`, each part a plain name.
-pub fn check_rel_path(path: &str) -> Result<(), DiskError> {
-    let parts: Vec<&str> = path.split('/').collect();
-    if parts.len() > 2 || !parts.iter().all(|p| nearcast_common::is_plain_name(p.as_bytes())) {
-        return Err(DiskError::UnsafeName(path.to_string()));
-    }
-    Ok(())
-}
-
-pub fn check_title(title: &str) -> Result<(), DiskError> {
-    if nearcast_common::is_plain_name(title.as_bytes()) {
-        Ok(())
-    } else {
-        Err(DiskError::UnsafeName(title.to_string()))
-    }
 }
 
 impl Disk {
@@ -281,25 +263,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn manifest_names_are_checked() {
-        for ok in ["720p/seg-00001.m4s", "master.m3u8"] {
-            assert!(check_rel_path(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "../x",
-            "a/../../b",
-            "/etc/passwd",
-            "a/b/c",
-            ".nearcast/titles/x.json",
-            "a//b",
-            "",
-        ] {
-            assert!(check_rel_path(bad).is_err(), "{bad}");
-        }
-        assert!(check_title("..").is_err());
-    }
-
-    #[test]
     fn rendezvous_is_stable_and_weighted() {
         let (a, b) = (Path::new("/d/a"), Path::new("/d/b"));
         let even = [(0, a, 100), (1, b, 100)];
@@ -347,10 +310,10 @@ mod tests {
         std::fs::create_dir_all(root.join("t/720p")).unwrap();
         std::fs::write(root.join("t/720p/a.m4s"), b"abc").unwrap();
         let rec = TitleRecord {
-            title: "t".into(),
+            title: Name::new("t").unwrap(),
             rank: 1,
             files: vec![FileRecord {
-                path: "720p/a.m4s".into(),
+                path: TitlePath::new("720p/a.m4s").unwrap(),
                 size: 3,
                 sha256: nearcast_common::sha256_hex(b"abc"),
             }],

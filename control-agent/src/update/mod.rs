@@ -352,7 +352,7 @@ impl Updater {
             h.verify(&self.trusted)?;
             if h.manifest.version != release {
                 return Err(UpdateError::WrongRelease {
-                    got: h.manifest.version.clone(),
+                    got: h.manifest.version.to_string(),
                     want: release.to_string(),
                 });
             }

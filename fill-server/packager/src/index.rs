@@ -3,6 +3,7 @@
 //! checksums from here. It carries no timestamps, so packaging the same
 //! inputs gives the same index.
 
+use nearcast_common::{Name, TitlePath};
 use serde::{Deserialize, Serialize};
 
 use crate::mp4::TrackKind;
@@ -12,7 +13,9 @@ pub const INDEX_FILE: &str = "index.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TitleIndex {
-    pub title: String,
+    /// Names are checked when an index is read: a tampered one with a
+    /// path trick is refused.
+    pub title: Name,
     pub version: u32,
     pub duration_secs: f64,
     pub target_duration_secs: f64,
@@ -23,7 +26,7 @@ pub struct TitleIndex {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
-    pub path: String,
+    pub path: TitlePath,
     pub size: u64,
     pub sha256: String,
 }

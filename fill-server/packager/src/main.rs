@@ -24,7 +24,7 @@ struct Cli {
 struct Common {
     /// The title's name (its folder and its URL segment): A-Z a-z 0-9 . _ -
     #[arg(long)]
-    title: String,
+    title: nearcast_common::Name,
     /// The origin store folder.
     #[arg(long)]
     store: PathBuf,

@@ -23,8 +23,8 @@ pub const DASH_MANIFEST: &str = "manifest.mpd";
 pub enum PackageError {
     #[error("{path}: {problem}")]
     Input { path: PathBuf, problem: Mp4Error },
-    #[error("title name '{0}' must be 1-255 characters of A-Z a-z 0-9 . _ - and not start with a dot")]
-    BadTitle(String),
+    #[error("{0}: every file of a title is named rendition/file, each a plain name")]
+    BadName(#[from] nearcast_common::NameError),
     #[error("target segment duration {0} s is outside 1-10 s")]
     BadTarget(f64),
     #[error("no inputs given")]
@@ -34,7 +34,7 @@ pub enum PackageError {
 }
 
 pub struct Options {
-    pub title: String,
+    pub title: nearcast_common::Name,
     /// The origin store: the title lands in `store/{title}/`.
     pub store: PathBuf,
     /// Target segment duration in seconds (1-10).
@@ -45,9 +45,6 @@ pub struct Options {
 
 /// Packages `inputs` (one or more MP4 renditions of one title).
 pub fn package(inputs: &[PathBuf], opts: &Options) -> Result<TitleIndex, PackageError> {
-    if !nearcast_common::is_plain_name(opts.title.as_bytes()) {
-        return Err(PackageError::BadTitle(opts.title.clone()));
-    }
     if !(1.0..=10.0).contains(&opts.target) {
         return Err(PackageError::BadTarget(opts.target));
     }
@@ -230,6 +227,8 @@ fn rendition(track: &Track, name: &str, segments: Vec<SegmentInfo>) -> Rendition
 
 /// Writes and fsyncs one file, returning its index entry.
 fn write_file(dir: &Path, rel: &str, data: &[u8]) -> Result<FileEntry, PackageError> {
+    // A name that could not be served is refused before it is written.
+    nearcast_common::TitlePath::new(rel)?;
     let path = dir.join(rel);
     let err = |source| PackageError::Write {
         path: path.clone(),
@@ -238,8 +237,9 @@ fn write_file(dir: &Path, rel: &str, data: &[u8]) -> Result<FileEntry, PackageEr
     let mut f = File::create(&path).map_err(err)?;
     f.write_all(data).map_err(err)?;
     f.sync_all().map_err(err)?;
+    let path = nearcast_common::TitlePath::new(rel)?;
     Ok(FileEntry {
-        path: rel.to_string(),
+        path,
         size: data.len() as u64,
         sha256: crate::index::sha256_hex(data),
     })

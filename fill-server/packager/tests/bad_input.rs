@@ -128,6 +128,6 @@ fn every_bad_input_is_refused_and_the_store_is_untouched() {
         }
     }
     let (ok, err) = package(&store, "../escape", &good_fast);
-    assert!(!ok && err.contains("title name"), "{err}");
+    assert!(!ok && err.contains("not a plain name"), "{err}");
     assert_eq!(snapshot(&store), before);
 }

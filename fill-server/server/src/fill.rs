@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use nearcast_common::manifest::FillManifest;
-use nearcast_common::Grant;
+use nearcast_common::{Grant, Name};
 
 use crate::app::App;
 use nearcast_packager::index::INDEX_FILE;
@@ -28,7 +28,7 @@ pub enum FillError {
 
 /// Every title in the origin store with a readable index. A title whose
 /// index cannot be read is left out (and logged): it cannot be verified.
-pub fn load_titles(origin: &Path) -> BTreeMap<String, TitleIndex> {
+pub fn load_titles(origin: &Path) -> BTreeMap<Name, TitleIndex> {
     let mut out = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir(origin) else {
         return out;
@@ -43,8 +43,8 @@ pub fn load_titles(origin: &Path) -> BTreeMap<String, TitleIndex> {
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice::<TitleIndex>(&b).map_err(|e| e.to_string()))
         {
-            Ok(index) if index.title == name => {
-                out.insert(name, index);
+            Ok(index) if index.title == name.as_str() => {
+                out.insert(index.title.clone(), index);
             }
             Ok(_) => tracing::warn!(path = %path.display(), "index names another title"),
             Err(e) => tracing::warn!(path = %path.display(), error = %e, "unreadable title index"),

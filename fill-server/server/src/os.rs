@@ -34,9 +34,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OsError + '_ {
 
 /// Where release `release`'s bundle lives.
 pub fn path(dir: &Path, release: &str) -> Result<PathBuf, OsError> {
-    if !nearcast_common::is_plain_name(release.as_bytes()) {
-        return Err(OsError::BadName(release.to_string()));
-    }
+    let release = nearcast_common::Name::new(release).map_err(|e| OsError::BadName(e.to_string()))?;
     Ok(dir.join(format!("{release}.bundle")))
 }
 
@@ -50,7 +48,7 @@ pub fn store(dir: &Path, release: &str, body: &[u8]) -> Result<Manifest, OsError
     let m = header.manifest;
     if m.version != release {
         return Err(OsError::WrongRelease {
-            got: m.version,
+            got: m.version.to_string(),
             want: release.to_string(),
         });
     }

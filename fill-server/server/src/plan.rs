@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nearcast_common::manifest::{FillManifest, ManifestFile, ManifestTitle};
-use nearcast_common::sha256_hex;
+use nearcast_common::{sha256_hex, Name};
 use nearcast_packager::TitleIndex;
 
 use crate::predict::Forecast;
@@ -27,7 +27,7 @@ pub struct Slot {
     pub peer_url: String,
     /// Titles it holds and can hand to peers now (its last inventory
     /// report; empty while it is down).
-    pub holds: BTreeSet<String>,
+    pub holds: BTreeSet<Name>,
 }
 
 #[derive(Clone, Debug)]
@@ -49,7 +49,7 @@ pub fn plan_site(
     day: i64,
     slots: &[Slot],
     ranking: &[Forecast],
-    titles: &BTreeMap<String, TitleIndex>,
+    titles: &BTreeMap<Name, TitleIndex>,
     origin_url: &str,
     p: &PlanParams,
 ) -> Vec<FillManifest> {
@@ -151,27 +151,31 @@ fn version(m: &FillManifest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn n(s: &str) -> Name {
+        Name::new(s).unwrap()
+    }
     use nearcast_packager::index::FileEntry;
 
     fn index(title: &str, size: u64) -> TitleIndex {
         TitleIndex {
-            title: title.into(),
+            title: n(title),
             version: 1,
             duration_secs: 10.0,
             target_duration_secs: 4.0,
             renditions: Vec::new(),
             files: vec![FileEntry {
-                path: "720p/seg-00001.m4s".into(),
+                path: nearcast_common::TitlePath::new("720p/seg-00001.m4s").unwrap(),
                 size,
                 sha256: sha256_hex(title.as_bytes()),
             }],
         }
     }
 
-    fn setup(n_titles: usize, size: u64) -> (Vec<Forecast>, BTreeMap<String, TitleIndex>) {
+    fn setup(n_titles: usize, size: u64) -> (Vec<Forecast>, BTreeMap<Name, TitleIndex>) {
         let ranking: Vec<Forecast> = (0..n_titles)
             .map(|i| Forecast {
-                title: format!("t{i:03}"),
+                title: n(&format!("t{i:03}")),
                 bytes: 1e9 / (i as f64 + 1.0),
             })
             .collect();
@@ -278,7 +282,7 @@ mod tests {
     fn peers_that_hold_a_title_come_before_the_origin() {
         let (ranking, titles) = setup(3, 10);
         let mut a = slot("a", 100);
-        a.holds.insert("t000".into());
+        a.holds.insert(Name::new("t000").unwrap());
         let plans = plan_site(
             "s",
             1,
@@ -297,19 +301,19 @@ mod tests {
     #[test]
     fn oversize_titles_are_skipped_and_smaller_ones_still_fit() {
         let mut titles = BTreeMap::new();
-        titles.insert("huge".to_string(), index("huge", 500));
-        titles.insert("small".to_string(), index("small", 50));
+        titles.insert(n("huge"), index("huge", 500));
+        titles.insert(n("small"), index("small", 50));
         let ranking = vec![
             Forecast {
-                title: "huge".into(),
+                title: n("huge"),
                 bytes: 10.0,
             },
             Forecast {
-                title: "unpackaged".into(),
+                title: n("unpackaged"),
                 bytes: 9.0,
             },
             Forecast {
-                title: "small".into(),
+                title: n("small"),
                 bytes: 1.0,
             },
         ];

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use nearcast_common::Name;
 use serde::Deserialize;
 
 use crate::predict::DailyBytes;
@@ -23,7 +24,7 @@ pub struct PlayLogError {
 #[derive(Deserialize)]
 struct Play {
     time: u64,
-    title: String,
+    title: Name,
     client: String,
     bytes: u64,
 }
@@ -39,7 +40,7 @@ pub struct Summary {
 /// Parses `text` (JSON Lines when a line starts with `{`, CSV otherwise;
 /// a CSV header line is skipped) into daily rows.
 pub fn parse(text: &str, view: &View) -> Result<(Vec<DailyBytes>, Summary), PlayLogError> {
-    let mut sums: BTreeMap<(i64, String, String), u64> = BTreeMap::new();
+    let mut sums: BTreeMap<(i64, String, Name), u64> = BTreeMap::new();
     let mut summary = Summary::default();
     let isps: std::collections::BTreeSet<&str> = view.boxes.iter().map(|b| b.isp.as_str()).collect();
     for (i, raw) in text.lines().enumerate() {
@@ -59,16 +60,13 @@ pub fn parse(text: &str, view: &View) -> Result<(Vec<DailyBytes>, Summary), Play
                 time: time
                     .parse()
                     .map_err(|_| bad(format!("time '{time}' is not unix seconds")))?,
-                title: title.to_string(),
+                title: Name::new(*title).map_err(|e| bad(e.to_string()))?,
                 client: client.to_string(),
                 bytes: bytes
                     .parse()
                     .map_err(|_| bad(format!("bytes '{bytes}' is not a number")))?,
             }
         };
-        if play.title.is_empty() || play.title.contains('/') {
-            return Err(bad(format!("bad title '{}'", play.title)));
-        }
         summary.plays += 1;
         let isp = match play.client.parse::<IpAddr>() {
             Ok(ip) => view.prefixes.lookup(ip).map(|(_, isp)| isp.clone()),

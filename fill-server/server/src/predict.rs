@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use nearcast_common::Name;
+
 /// One day's bytes of one title in one ISP (play logs and appliance
 /// reports are summed into these).
 #[derive(Clone, Debug, PartialEq)]
@@ -16,14 +18,14 @@ pub struct DailyBytes {
     /// Days since 1970-01-01 (UTC).
     pub day: i64,
     pub isp: String,
-    pub title: String,
+    pub title: Name,
     pub bytes: u64,
 }
 
 /// An announced release: from `day` on, a title expected to be popular.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Release {
-    pub title: String,
+    pub title: Name,
     /// `None`: every ISP that appears in the history given to `predict`
     /// (a caller planning for one ISP names it instead).
     #[serde(default)]
@@ -64,7 +66,7 @@ impl Default for ModelParams {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Forecast {
-    pub title: String,
+    pub title: Name,
     pub bytes: f64,
 }
 
@@ -77,7 +79,7 @@ pub fn predict(
     p: &ModelParams,
 ) -> BTreeMap<String, Vec<Forecast>> {
     // isp → title → day → bytes, within the window.
-    let mut series: BTreeMap<&str, BTreeMap<&str, BTreeMap<i64, u64>>> = BTreeMap::new();
+    let mut series: BTreeMap<&str, BTreeMap<&Name, BTreeMap<i64, u64>>> = BTreeMap::new();
     for r in history.iter().filter(|r| r.day < day && r.day >= day - p.window_days) {
         *series
             .entry(&r.isp)
@@ -92,7 +94,7 @@ pub fn predict(
         let mut ranked: Vec<Forecast> = titles
             .iter()
             .map(|(title, days)| Forecast {
-                title: title.to_string(),
+                title: (*title).clone(),
                 bytes: level(days, day, p) * trend(days, day, p),
             })
             .collect();
@@ -174,11 +176,15 @@ fn trend(days: &BTreeMap<i64, u64>, day: i64, p: &ModelParams) -> f64 {
 mod tests {
     use super::*;
 
+    fn n(s: &str) -> Name {
+        Name::new(s).unwrap()
+    }
+
     fn rec(day: i64, isp: &str, title: &str, bytes: u64) -> DailyBytes {
         DailyBytes {
             day,
             isp: isp.into(),
-            title: title.into(),
+            title: n(title),
             bytes,
         }
     }
@@ -236,7 +242,7 @@ mod tests {
             }
         }
         let rel = |day| Release {
-            title: "premiere".into(),
+            title: n("premiere"),
             isp: None,
             day,
             boost: 1.5,

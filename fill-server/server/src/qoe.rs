@@ -46,7 +46,7 @@ impl QoeKind {
 pub struct QoeEvent {
     /// The player's session (random, per page load).
     pub session: String,
-    pub title: String,
+    pub title: nearcast_common::Name,
     pub kind: QoeKind,
     /// ms since the page loaded.
     pub at_ms: u64,
@@ -65,9 +65,7 @@ impl QoeEvent {
     /// Short printable fields only: the events come from anyone.
     pub fn is_valid(&self) -> bool {
         let short = |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic());
-        short(&self.session)
-            && nearcast_common::is_plain_name(self.title.as_bytes())
-            && self.host.as_deref().is_none_or(short)
+        short(&self.session) && self.host.as_deref().is_none_or(short)
     }
 }
 
@@ -158,7 +156,7 @@ mod tests {
     fn ev(session: &str, kind: QoeKind, at_ms: u64, value: Option<u64>) -> QoeEvent {
         QoeEvent {
             session: session.into(),
-            title: "t".into(),
+            title: nearcast_common::Name::new("t").unwrap(),
             kind,
             at_ms,
             value,
@@ -201,11 +199,13 @@ mod tests {
     fn validation() {
         let good = ev("a", QoeKind::Startup, 1, Some(1));
         assert!(good.is_valid());
-        assert!(!QoeEvent {
-            title: "../x".into(),
-            ..good.clone()
-        }
-        .is_valid());
+        let tricky = serde_json::to_string(&good)
+            .unwrap()
+            .replace(r#""title":"t""#, r#""title":"../x""#);
+        assert!(
+            serde_json::from_str::<QoeEvent>(&tricky).is_err(),
+            "a path trick in the title"
+        );
         assert!(!QoeEvent {
             session: "a b".into(),
             ..good.clone()

@@ -406,9 +406,17 @@ fn refusals(backend: &Backend) {
         .0,
         400
     );
-    // Steering path tricks.
-    let (st, _) = call(s.addr, "GET", "/v1/steer?title=../etc&file=passwd", &[], b"");
-    assert_eq!(st, 400);
+    // Steering path tricks, in the title or the file.
+    for q in [
+        "title=../etc&file=passwd",
+        "title=movie&file=../../etc/passwd",
+        "title=movie&file=a/b/c",
+        "title=movie&file=",
+        "title=.h&file=f",
+    ] {
+        let (st, body) = call(s.addr, "GET", &format!("/v1/steer?{q}"), &[], b"");
+        assert_eq!(st, 400, "{q}: {body}");
+    }
     // The failed imports changed nothing: box-1 is still steered to.
     assert_eq!(
         steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
@@ -490,7 +498,7 @@ fn manifests_follow_play_logs_and_peers(backend: &Backend) {
         .map(|f| sample.join(f))
         .collect();
     let opts = nearcast_packager::Options {
-        title: "sample".into(),
+        title: nearcast_common::Name::new("sample").unwrap(),
         store: root.join("origin"),
         target: 4.0,
         progress: false,
@@ -777,7 +785,7 @@ fn os_updates(backend: &Backend) {
     let signer = ApplianceKey::generate_pkcs8().unwrap();
     let rootfs = b"a squashfs image, as far as this test cares".to_vec();
     let manifest = nearcast_common::bundle::Manifest {
-        version: "2".into(),
+        version: nearcast_common::Name::new("2").unwrap(),
         key_id: "dev".into(),
         rootfs_size: rootfs.len() as u64,
         rootfs_sha256: nearcast_common::sha256_hex(&rootfs),

@@ -375,7 +375,7 @@ fn os_error(e: crate::os::OsError) -> Resp {
 
 #[derive(Deserialize)]
 struct Enrollment {
-    id: String,
+    id: nearcast_common::Name,
     public_key: String,
 }
 
@@ -410,7 +410,7 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
         }
         (&Method::POST, ["appliances"]) => match parse::<Enrollment>(&body) {
             // The id names the box's pathway in players' manifests.
-            Ok(e) if !nearcast_common::is_plain_name(e.id.as_bytes()) || e.id == play::ORIGIN => error(
+            Ok(e) if e.id == play::ORIGIN => error(
                 StatusCode::BAD_REQUEST,
                 "an appliance id is letters, digits, '.', '_' and '-', and not 'origin'",
             ),
@@ -426,7 +426,7 @@ async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Re
             Err(refusal) => refusal.into_response(),
         },
         (&Method::POST, ["releases"]) => match parse::<crate::predict::Release>(&body) {
-            Ok(r) if r.boost.is_finite() && r.boost > 0.0 && nearcast_common::is_plain_name(r.title.as_bytes()) => {
+            Ok(r) if r.boost.is_finite() && r.boost > 0.0 => {
                 write(app, Changed::Nothing, move |a| {
                     a.store
                         .add_release(&r)
@@ -523,17 +523,16 @@ fn steer(app: &App, query: &str, client: IpAddr) -> Resp {
         return error(StatusCode::BAD_REQUEST, "title is required");
     };
     let file = query_param(query, "file").unwrap_or("master.m3u8");
-    if nearcast_common::is_plain_name(title.as_bytes()) && !app.has_title(title) {
+    let (title, file) = match (nearcast_common::Name::new(title), nearcast_common::TitlePath::new(file)) {
+        (Ok(t), Ok(f)) => (t, f),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if !app.has_title(&title) {
         return error(StatusCode::NOT_FOUND, format!("no title '{title}'"));
     }
-    match app
+    let answer = app
         .view()
-        .steer(&app.key, client, title, file, now(), app.config.url_ttl_secs)
-    {
-        Ok(answer) => {
-            app.metrics.steered(answer.urls.len() > 1);
-            reply(StatusCode::OK, answer)
-        }
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
-    }
+        .steer(&app.key, client, &title, &file, now(), app.config.url_ttl_secs);
+    app.metrics.steered(answer.urls.len() > 1);
+    reply(StatusCode::OK, answer)
 }

@@ -15,12 +15,12 @@
 use std::net::IpAddr;
 
 use hyper::StatusCode;
-use nearcast_common::{is_plain_name, Grant, TOKEN_PARAM};
+use nearcast_common::{Name, TOKEN_PARAM};
 
 use super::{error, now, query_param, Resp};
 use crate::app::App;
 use crate::playback;
-use crate::steer::client_prefix;
+use crate::steer::grant;
 
 /// The origin's pathway id (no appliance may take it).
 pub const ORIGIN: &str = "origin";
@@ -28,8 +28,9 @@ pub const ORIGIN: &str = "origin";
 const STEERING_TTL_SECS: u64 = 10;
 
 pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
-    if !rest.iter().all(|s| is_plain_name(s.as_bytes())) {
-        return error(StatusCode::BAD_REQUEST, "bad title or file name");
+    // The names enter here: each segment checked once.
+    if let Some(Err(e)) = rest.iter().map(|s| Name::new(*s)).find(Result::is_err) {
+        return error(StatusCode::BAD_REQUEST, e);
     }
     match rest {
         [title, "master.m3u8"] => {
@@ -60,12 +61,8 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
         [title, "manifest.mpd"] => {
             let view = app.view();
             let (_, boxes) = view.candidates(client, title, now(), view.max_appliances);
-            let bases: Vec<String> = boxes
-                .iter()
-                .map(|b| b.url.as_str())
-                .chain([view.origin_url.as_str()])
-                .map(|u| format!("{}/c/{title}/", u.trim_end_matches('/')))
-                .collect();
+            let dir = format!("/c/{title}/");
+            let bases: Vec<String> = view.urls(&boxes, &dir).collect();
             let Some(text) = read(app, &[title, "manifest.mpd"]) else {
                 return error(StatusCode::NOT_FOUND, format!("no title '{title}'"));
             };
@@ -79,12 +76,7 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
                 return error(StatusCode::FORBIDDEN, e);
             }
             let view = app.view();
-            let via = query_param(query, "via").unwrap_or(ORIGIN);
-            let base = view
-                .boxes
-                .iter()
-                .find(|b| b.id == via)
-                .map_or(view.origin_url.as_str(), |b| b.url.as_str());
+            let base = view.url_of(query_param(query, "via").unwrap_or(ORIGIN));
             let Some(text) = read(app, &[title, rendition, "index.m3u8"]) else {
                 return error(StatusCode::NOT_FOUND, format!("no playlist {path}"));
             };
@@ -112,11 +104,8 @@ fn pathways(app: &App, client: IpAddr, title: &str, current: Option<&str>) -> Ve
 }
 
 fn title_token(app: &App, title: &str, client: IpAddr) -> String {
-    let grant = Grant {
-        expires: now() + app.config.url_ttl_secs,
-        client_prefix: client_prefix(client),
-    };
-    app.key.sign(&format!("/c/{title}/"), &grant)
+    app.key
+        .sign(&format!("/c/{title}/"), &grant(client, now(), app.config.url_ttl_secs))
 }
 
 fn read(app: &App, parts: &[&str]) -> Option<String> {

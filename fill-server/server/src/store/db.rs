@@ -27,6 +27,11 @@ impl Value {
         }
     }
 
+    /// A stored title or name, checked like one that came in.
+    pub fn name(&self) -> Result<nearcast_common::Name, StoreError> {
+        nearcast_common::Name::new(self.text()?).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
     pub fn opt_text(&self) -> Result<Option<String>, StoreError> {
         match self {
             Value::Null => Ok(None),
@@ -57,6 +62,12 @@ impl From<String> for Value {
 impl From<&String> for Value {
     fn from(s: &String) -> Self {
         Value::Text(s.clone())
+    }
+}
+
+impl From<&nearcast_common::Name> for Value {
+    fn from(n: &nearcast_common::Name) -> Self {
+        Value::Text(n.to_string())
     }
 }
 

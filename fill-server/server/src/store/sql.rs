@@ -345,7 +345,7 @@ impl<D: Db> Store for SqlStore<D> {
                     let kind = r[2].text()?;
                     Ok(QoeEvent {
                         session: r[0].text()?,
-                        title: r[1].text()?,
+                        title: r[1].name()?,
                         kind: QoeKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("QoE kind {kind}")))?,
                         at_ms: r[3].int()? as u64,
                         value: u64::try_from(r[4].int()?).ok(),
@@ -372,7 +372,7 @@ impl<D: Db> Store for SqlStore<D> {
                 Ok(DailyBytes {
                     day: r[0].int()?,
                     isp: r[1].text()?,
-                    title: r[2].text()?,
+                    title: r[2].name()?,
                     bytes: r[3].int()? as u64,
                 })
             })
@@ -408,7 +408,7 @@ impl<D: Db> Store for SqlStore<D> {
             .map(|r| {
                 let isp = r[1].text()?;
                 Ok(Release {
-                    title: r[0].text()?,
+                    title: r[0].name()?,
                     isp: (!isp.is_empty()).then_some(isp),
                     day: r[2].int()?,
                     boost: r[3].int()? as f64 / 1000.0,
