@@ -54,10 +54,7 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    nearcast_common::logging::init("info");
     let cli = Cli::parse();
     let config = build_config(cli)?;
     raise_fd_limit();

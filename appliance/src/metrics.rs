@@ -1,10 +1,11 @@
 //! Serving counters, one set per worker so the hot path never shares a
 //! cache line; the admin listener sums them into Prometheus text.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
+
+use nearcast_common::prometheus::{Exposition, Kind};
 
 use crate::http::Status;
 use crate::store::Disks;
@@ -43,24 +44,20 @@ impl Histogram {
     }
 
     /// Writes the sum of `parts` (same bounds) as `name{labels,le=…}`.
-    fn render<'a>(out: &mut String, name: &str, labels: &str, parts: impl Iterator<Item = &'a Histogram> + Clone) {
+    fn render<'a>(
+        page: &mut Exposition,
+        name: &str,
+        labels: &[(&str, &str)],
+        parts: impl Iterator<Item = &'a Histogram> + Clone,
+    ) {
         let Some(first) = parts.clone().next() else {
             return;
         };
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for i in 0..=first.bounds.len() {
-            cumulative += parts.clone().map(|h| h.counts[i].load(Relaxed)).sum::<u64>();
-            let le = first.bounds.get(i).map_or("+Inf".to_string(), |b| b.to_string());
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
-        }
+        let counts: Vec<u64> = (0..=first.bounds.len())
+            .map(|i| parts.clone().map(|h| h.counts[i].load(Relaxed)).sum())
+            .collect();
         let secs = parts.map(|h| h.sum_us.load(Relaxed)).sum::<u64>() as f64 / 1e6;
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {secs}\n{name}_count{braces} {cumulative}");
+        page.histogram(name, labels, first.bounds, &counts, secs);
     }
 }
 
@@ -203,15 +200,6 @@ impl WorkerMetrics {
     }
 }
 
-/// A Prometheus label value: backslash, quote and newline escaped.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-fn help(out: &mut String, name: &str, kind: &str, text: &str) {
-    let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
-}
-
 /// Sums one counter over the workers.
 fn sum(workers: &[Arc<WorkerMetrics>], f: impl Fn(&WorkerMetrics) -> u64) -> u64 {
     workers.iter().map(|w| f(w)).sum()
@@ -219,52 +207,45 @@ fn sum(workers: &[Arc<WorkerMetrics>], f: impl Fn(&WorkerMetrics) -> u64) -> u64
 
 /// Prometheus text exposition of all workers' counters.
 pub fn render(workers: &[Arc<WorkerMetrics>], disks: &Disks) -> String {
-    let mut out = String::with_capacity(8192);
-    help(
-        &mut out,
+    let mut page = Exposition::new();
+    page.family(
         "nearcast_requests_total",
-        "counter",
+        Kind::Counter,
         "Responses sent, by status code.",
     );
     for s in Status::ALL {
         let n = sum(workers, |w| w.requests[s.index()].load(Relaxed));
-        let _ = writeln!(out, "nearcast_requests_total{{code=\"{}\"}} {n}", s.code());
+        page.sample("nearcast_requests_total", &[("code", &s.code().to_string())], n);
     }
     for (name, text, v) in counters(workers) {
-        help(&mut out, name, "counter", text);
-        let _ = writeln!(out, "{name} {v}");
+        page.single(name, Kind::Counter, text, v);
     }
-    let gauges = [
-        (
-            "nearcast_connections_active",
-            "Open client connections.",
-            workers.iter().map(|w| w.active()).sum::<i64>(),
-        ),
-        (
-            "nearcast_read_buffers_in_use",
-            "Disk read buffers held by connections (all workers).",
-            workers.iter().map(|w| w.buffers_in_use.load(Relaxed)).sum(),
-        ),
-    ];
-    for (name, text, v) in gauges {
-        help(&mut out, name, "gauge", text);
-        let _ = writeln!(out, "{name} {v}");
-    }
-    render_by_kind(&mut out, workers);
-    render_disks(&mut out, workers, disks);
-    help(
-        &mut out,
+    page.single(
+        "nearcast_connections_active",
+        Kind::Gauge,
+        "Open client connections.",
+        workers.iter().map(|w| w.active()).sum::<i64>(),
+    );
+    page.single(
+        "nearcast_read_buffers_in_use",
+        Kind::Gauge,
+        "Disk read buffers held by connections (all workers).",
+        workers.iter().map(|w| w.buffers_in_use.load(Relaxed)).sum::<i64>(),
+    );
+    render_by_kind(&mut page, workers);
+    render_disks(&mut page, workers, disks);
+    page.family(
         "nearcast_request_duration_seconds",
-        "histogram",
+        Kind::Histogram,
         "Time from a complete request head to the last byte sent.",
     );
     Histogram::render(
-        &mut out,
+        &mut page,
         "nearcast_request_duration_seconds",
-        "",
+        &[],
         workers.iter().map(|w| &w.latency),
     );
-    out
+    page.finish()
 }
 
 /// The plain counters: name, help, value.
@@ -304,65 +285,61 @@ fn counters(w: &[Arc<WorkerMetrics>]) -> [(&'static str, &'static str, u64); 6] 
 }
 
 /// Counters split by one label: TLS mode, body source.
-fn render_by_kind(out: &mut String, workers: &[Arc<WorkerMetrics>]) {
-    help(
-        out,
+fn render_by_kind(page: &mut Exposition, workers: &[Arc<WorkerMetrics>]) {
+    page.family(
         "nearcast_tls_connections_total",
-        "counter",
+        Kind::Counter,
         "TLS connections past the handshake, by where their records are encrypted.",
     );
-    for (i, mode) in ["userspace", "kernel"].iter().enumerate() {
+    for (i, mode) in ["userspace", "kernel"].into_iter().enumerate() {
         let n = sum(workers, |w| w.tls_modes[i].load(Relaxed));
-        let _ = writeln!(out, "nearcast_tls_connections_total{{mode=\"{mode}\"}} {n}");
+        page.sample("nearcast_tls_connections_total", &[("mode", mode)], n);
     }
-    help(
-        out,
+    page.family(
         "nearcast_body_bytes_total",
-        "counter",
+        Kind::Counter,
         "Body bytes sent, by where they came from: straight from the page cache, or read from disk first.",
     );
-    let (cache, disk) = (
-        sum(workers, |w| w.from_cache.load(Relaxed)),
-        sum(workers, |w| w.from_disk.load(Relaxed)),
-    );
-    let _ = writeln!(out, "nearcast_body_bytes_total{{source=\"page_cache\"}} {cache}");
-    let _ = writeln!(out, "nearcast_body_bytes_total{{source=\"disk\"}} {disk}");
+    let cache = sum(workers, |w| w.from_cache.load(Relaxed));
+    let disk = sum(workers, |w| w.from_disk.load(Relaxed));
+    page.sample("nearcast_body_bytes_total", &[("source", "page_cache")], cache);
+    page.sample("nearcast_body_bytes_total", &[("source", "disk")], disk);
 }
 
 /// One per-disk series: name, type, help, and the value for disk `i`.
-type Series<'a> = (&'a str, &'a str, &'a str, &'a dyn Fn(usize) -> u64);
+type Series<'a> = (&'a str, Kind, &'a str, &'a dyn Fn(usize) -> u64);
 
-fn render_disks(out: &mut String, workers: &[Arc<WorkerMetrics>], disks: &Disks) {
+fn render_disks(page: &mut Exposition, workers: &[Arc<WorkerMetrics>], disks: &Disks) {
     let per_disk =
         |i: usize, f: &dyn Fn(&DiskMetrics) -> u64| workers.iter().filter_map(|w| w.disks.get(i)).map(f).sum::<u64>();
-    let labels: Vec<String> = disks
+    let labels: Vec<(String, String)> = disks
         .roots()
         .iter()
         .enumerate()
-        .map(|(i, root)| format!("disk=\"{i}\",path=\"{}\"", label(&root.display().to_string())))
+        .map(|(i, root)| (i.to_string(), root.display().to_string()))
         .collect();
     let series: [Series; 5] = [
         (
             "nearcast_disk_sent_bytes_total",
-            "counter",
+            Kind::Counter,
             "Body bytes served from each disk.",
             &|i| per_disk(i, &|d| d.sent_bytes.load(Relaxed)),
         ),
         (
             "nearcast_disk_read_bytes_total",
-            "counter",
+            Kind::Counter,
             "Bytes read from each disk into read buffers.",
             &|i| per_disk(i, &|d| d.read_bytes.load(Relaxed)),
         ),
         (
             "nearcast_disk_read_errors_total",
-            "counter",
+            Kind::Counter,
             "Reads that failed on each disk (EIO and the like).",
             &|i| disks.read_errors(i),
         ),
         (
             "nearcast_disk_read_queue_depth",
-            "gauge",
+            Kind::Gauge,
             "Reads waiting or in flight on each disk.",
             &|i| {
                 workers
@@ -375,28 +352,32 @@ fn render_disks(out: &mut String, workers: &[Arc<WorkerMetrics>], disks: &Disks)
         ),
         (
             "nearcast_disk_failed",
-            "gauge",
+            Kind::Gauge,
             "1 while a disk is out of service.",
             &|i| u64::from(disks.is_failed(i)),
         ),
     ];
     for (name, kind, text, value) in series {
-        help(out, name, kind, text);
-        for (i, l) in labels.iter().enumerate() {
-            let _ = writeln!(out, "{name}{{{l}}} {}", value(i));
+        page.family(name, kind, text);
+        for (i, (disk, path)) in labels.iter().enumerate() {
+            page.sample(name, &[("disk", disk), ("path", path)], value(i));
         }
     }
-    help(
-        out,
+    page.family(
         "nearcast_disk_read_seconds",
-        "histogram",
+        Kind::Histogram,
         "Time from submitting a disk read to its completion.",
     );
-    for (i, l) in labels.iter().enumerate() {
+    for (i, (disk, path)) in labels.iter().enumerate() {
         let parts = workers
             .iter()
             .filter_map(move |w| w.disks.get(i))
             .map(|d| &d.read_latency);
-        Histogram::render(out, "nearcast_disk_read_seconds", l, parts);
+        Histogram::render(
+            page,
+            "nearcast_disk_read_seconds",
+            &[("disk", disk), ("path", path)],
+            parts,
+        );
     }
 }

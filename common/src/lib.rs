@@ -8,10 +8,13 @@ pub mod appliance;
 pub mod bundle;
 pub mod control;
 pub mod digest;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod manifest;
 pub mod names;
 pub mod prefix;
 pub mod prefix_table;
+pub mod prometheus;
 pub mod request_auth;
 pub mod token;
 
@@ -20,3 +23,11 @@ pub use names::{is_plain_name, Name, NameError, TitlePath};
 pub use prefix::{IpPrefix, PrefixError};
 pub use prefix_table::PrefixTable;
 pub use token::{Grant, Keyring, SigningKey, TokenError, TOKEN_PARAM};
+
+/// Seconds since 1970-01-01 UTC (0 if the clock is before it): the one
+/// clock every part stamps heartbeats, tokens and logs with.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -12,6 +12,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use nearcast_common::prometheus::{Exposition, Kind};
+
 use crate::agent::Agent;
 use crate::window::local_seconds_of_day;
 
@@ -42,16 +44,27 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
-fn bgp_metrics(agent: &Agent) -> String {
-    let Some(s) = &agent.bgp else {
-        return String::new();
-    };
-    format!(
-        "# HELP nearcast_agent_bgp_established 1 while the BGP session is up.\n# TYPE nearcast_agent_bgp_established gauge\nnearcast_agent_bgp_established {}\n\
-         # HELP nearcast_agent_bgp_prefixes Prefixes learned from the ISP's router.\n# TYPE nearcast_agent_bgp_prefixes gauge\nnearcast_agent_bgp_prefixes {}\n",
-        u8::from(s.state() == nearcast_bgp::SessionState::Established),
-        s.table_len()
-    )
+/// The agent's `/metrics` page: the fill, the hardware, BGP.
+pub fn metrics(agent: &Agent) -> String {
+    let mut page = Exposition::new();
+    agent.progress.render(&mut page, agent.inventory.titles().len());
+    page.append(&agent.hardware.render());
+    if let Some(s) = &agent.bgp {
+        let up = u8::from(s.state() == nearcast_bgp::SessionState::Established);
+        page.single(
+            "nearcast_agent_bgp_established",
+            Kind::Gauge,
+            "1 while the BGP session is up.",
+            up,
+        );
+        page.single(
+            "nearcast_agent_bgp_prefixes",
+            Kind::Gauge,
+            "Prefixes learned from the ISP's router.",
+            s.table_len(),
+        );
+    }
+    page.finish()
 }
 
 pub fn status(agent: &Agent) -> crate::progress::Status {
@@ -64,11 +77,7 @@ pub fn status(agent: &Agent) -> crate::progress::Status {
 async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let json = "application/json";
     Ok(match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => respond(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            agent.progress.render(agent.inventory.titles().len()) + &agent.hardware.render() + &bgp_metrics(&agent),
-        ),
+        (&Method::GET, "/metrics") => respond(StatusCode::OK, "text/plain; version=0.0.4", metrics(&agent)),
         (&Method::GET, "/status") => respond(
             StatusCode::OK,
             json,

@@ -5,6 +5,7 @@ use hyper::body::Bytes;
 use nearcast_common::control::{Heartbeat, HeartbeatReply, Inventory, Registration};
 use nearcast_common::manifest::FillManifest;
 use nearcast_common::request_auth::ApplianceKey;
+use nearcast_common::unix_now;
 
 use crate::http::{fetch_small, HttpError};
 
@@ -20,12 +21,6 @@ pub struct FillServer {
     base: String,
     id: String,
     key: ApplianceKey,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl FillServer {

@@ -2,12 +2,12 @@
 //! heartbeat (as a `FillReport`), the operator's `status` and `/metrics`.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use nearcast_common::control::{FillFailure, FillReport};
+use nearcast_common::prometheus::{Exposition, Kind};
 use serde::{Deserialize, Serialize};
 
 /// Failures kept for the report, newest last.
@@ -172,85 +172,75 @@ impl Progress {
         }
     }
 
-    /// Prometheus text for the agent's `/metrics`.
-    pub fn render(&self, titles: usize) -> String {
+    /// The agent's fill metrics, into the `/metrics` page.
+    pub fn render(&self, page: &mut Exposition, titles: usize) {
+        use Kind::{Counter, Gauge};
         let r = self.report();
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
-        };
-        metric(
+        page.single(
             "nearcast_agent_fill_running",
-            "gauge",
+            Gauge,
             "1 while a fill runs.",
-            &[("", u64::from(r.running))],
+            u8::from(r.running),
         );
-        metric(
+        let state = |name: &str, help: &str, total: u64, done: u64, page: &mut Exposition| {
+            page.family(name, Gauge, help)
+                .sample(name, &[("state", "total")], total)
+                .sample(name, &[("state", "done")], done);
+        };
+        state(
             "nearcast_agent_fill_files",
-            "gauge",
             "Files of the current manifest.",
-            &[("{state=\"total\"}", r.files_total), ("{state=\"done\"}", r.files_done)],
+            r.files_total,
+            r.files_done,
+            page,
         );
-        metric(
+        state(
             "nearcast_agent_fill_bytes",
-            "gauge",
             "Bytes of the current manifest.",
-            &[("{state=\"total\"}", r.bytes_total), ("{state=\"done\"}", r.bytes_done)],
+            r.bytes_total,
+            r.bytes_done,
+            page,
         );
-        metric(
+        page.single(
             "nearcast_agent_fill_rate_bytes_per_second",
-            "gauge",
+            Gauge,
             "Download rate of the current run.",
-            &[("", r.rate_bytes_per_sec)],
+            r.rate_bytes_per_sec,
         );
-        metric(
-            "nearcast_agent_filled_bytes_total",
-            "counter",
-            "Bytes of files placed, by source.",
-            &[
-                ("{source=\"peer\"}", self.from_peers.load(Relaxed)),
-                ("{source=\"origin\"}", self.from_origin.load(Relaxed)),
-            ],
-        );
-        metric(
-            "nearcast_agent_files_placed_total",
-            "counter",
-            "Verified files placed.",
-            &[("", self.files_placed.load(Relaxed))],
-        );
-        metric(
-            "nearcast_agent_checksum_failures_total",
-            "counter",
-            "Downloads refused for a SHA-256 mismatch.",
-            &[("", self.checksum_failures.load(Relaxed))],
-        );
-        metric(
-            "nearcast_agent_source_failures_total",
-            "counter",
-            "Downloads a source could not complete.",
-            &[("", self.source_failures.load(Relaxed))],
-        );
-        metric(
-            "nearcast_agent_titles_evicted_total",
-            "counter",
-            "Titles evicted.",
-            &[("", self.titles_evicted.load(Relaxed))],
-        );
-        metric(
-            "nearcast_agent_fill_runs_total",
-            "counter",
-            "Fill runs finished.",
-            &[("", self.runs_completed.load(Relaxed))],
-        );
-        metric(
-            "nearcast_agent_titles",
-            "gauge",
-            "Complete titles held.",
-            &[("", titles as u64)],
-        );
-        out
+        let placed = "nearcast_agent_filled_bytes_total";
+        page.family(placed, Counter, "Bytes of files placed, by source.")
+            .sample(placed, &[("source", "peer")], self.from_peers.load(Relaxed))
+            .sample(placed, &[("source", "origin")], self.from_origin.load(Relaxed));
+        let counters = [
+            (
+                "nearcast_agent_files_placed_total",
+                "Verified files placed.",
+                &self.files_placed,
+            ),
+            (
+                "nearcast_agent_checksum_failures_total",
+                "Downloads refused for a SHA-256 mismatch.",
+                &self.checksum_failures,
+            ),
+            (
+                "nearcast_agent_source_failures_total",
+                "Downloads a source could not complete.",
+                &self.source_failures,
+            ),
+            (
+                "nearcast_agent_titles_evicted_total",
+                "Titles evicted.",
+                &self.titles_evicted,
+            ),
+            (
+                "nearcast_agent_fill_runs_total",
+                "Fill runs finished.",
+                &self.runs_completed,
+            ),
+        ];
+        for (name, help, n) in counters {
+            page.single(name, Counter, help, n.load(Relaxed));
+        }
+        page.single("nearcast_agent_titles", Gauge, "Complete titles held.", titles);
     }
 }

@@ -112,9 +112,7 @@ impl Window {
 
 /// Seconds after local midnight now, by the system's time zone.
 pub fn local_seconds_of_day() -> u32 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as libc::time_t;
+    let now = nearcast_common::unix_now() as libc::time_t;
     // SAFETY: localtime_r writes only into `tm`, which outlives the call.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let ok = unsafe { !libc::localtime_r(&now, &mut tm).is_null() };

@@ -53,10 +53,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    nearcast_common::logging::init("warn");
     let (dir, boxes) = match Cli::parse().command {
         Command::Demo { dir, boxes } => (dir, boxes),
         Command::Qemu { image, dir, kvm, keep } => return qemu::run(&image, &dir, kvm, keep),

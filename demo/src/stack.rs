@@ -346,11 +346,7 @@ impl Stack {
     }
 }
 
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use nearcast_common::unix_now;
 
 /// A fresh random URL-token secret for this stack.
 fn random_secret() -> anyhow::Result<[u8; 32]> {

@@ -4,8 +4,6 @@
 //! the panel, and acts on the disks' (no new fill on a degraded disk; a
 //! failed one leaves serving and the inventory).
 
-use std::fmt::Write as _;
-
 use nearcast_common::control::Health;
 use serde::{Deserialize, Serialize};
 
@@ -178,54 +176,68 @@ impl Report {
     /// Prometheus text: states as codes (0 ok, 1 filling, 2 degraded,
     /// 3 updating, 4 failed) and the readings behind them.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "# HELP nearcast_hw_state Box state (0 ok, 1 filling, 2 degraded, 3 updating, 4 failed).\n# TYPE nearcast_hw_state gauge\nnearcast_hw_state {}", code(self.state));
-        let _ = writeln!(out, "# HELP nearcast_hw_disk_state Disk state (0 ok, 2 degraded, 4 failed).\n# TYPE nearcast_hw_disk_state gauge");
+        use nearcast_common::prometheus::{Exposition, Kind::Gauge};
+        let mut page = Exposition::new();
+        page.single(
+            "nearcast_hw_state",
+            Gauge,
+            "Box state (0 ok, 1 filling, 2 degraded, 3 updating, 4 failed).",
+            code(self.state),
+        );
+        let name = "nearcast_hw_disk_state";
+        page.family(name, Gauge, "Disk state (0 ok, 2 degraded, 4 failed).");
         for (i, d) in self.disks.iter().enumerate() {
             if let Some(d) = d {
-                let _ = writeln!(
-                    out,
-                    "nearcast_hw_disk_state{{disk=\"{i}\",device=\"{}\"}} {}",
-                    d.reading.device,
-                    code(d.state)
+                page.sample(
+                    name,
+                    &[("disk", &i.to_string()), ("device", &d.reading.device)],
+                    code(d.state),
                 );
             }
         }
-        let _ = writeln!(out, "# HELP nearcast_hw_disk_temperature_celsius Disk temperature.\n# TYPE nearcast_hw_disk_temperature_celsius gauge");
-        for (i, d) in self.disks.iter().enumerate() {
-            if let Some(t) = d.as_ref().and_then(|d| d.reading.temperature_c) {
-                let _ = writeln!(out, "nearcast_hw_disk_temperature_celsius{{disk=\"{i}\"}} {t}");
-            }
-        }
-        let _ = writeln!(out, "# HELP nearcast_hw_disk_media_errors Media errors the disk reports.\n# TYPE nearcast_hw_disk_media_errors gauge");
-        for (i, d) in self.disks.iter().enumerate() {
-            if let Some(e) = d.as_ref().and_then(|d| d.reading.media_errors) {
-                let _ = writeln!(out, "nearcast_hw_disk_media_errors{{disk=\"{i}\"}} {e}");
+        type Reading = fn(&DiskReading) -> Option<i64>;
+        let readings: [(&str, &str, Reading); 2] = [
+            ("nearcast_hw_disk_temperature_celsius", "Disk temperature.", |r| {
+                r.temperature_c.map(i64::from)
+            }),
+            ("nearcast_hw_disk_media_errors", "Media errors the disk reports.", |r| {
+                r.media_errors.and_then(|e| i64::try_from(e).ok())
+            }),
+        ];
+        for (name, help, value) in readings {
+            page.family(name, Gauge, help);
+            for (i, d) in self.disks.iter().enumerate() {
+                if let Some(v) = d.as_ref().and_then(|d| value(&d.reading)) {
+                    page.sample(name, &[("disk", &i.to_string())], v);
+                }
             }
         }
         if let Some(l) = &self.link {
-            let _ = writeln!(out, "# HELP nearcast_hw_link_up NIC carrier.\n# TYPE nearcast_hw_link_up gauge\nnearcast_hw_link_up{{iface=\"{}\"}} {}", l.iface, u8::from(l.carrier));
+            let iface = [("iface", l.iface.as_str())];
+            page.family("nearcast_hw_link_up", Gauge, "NIC carrier.").sample(
+                "nearcast_hw_link_up",
+                &iface,
+                u8::from(l.carrier),
+            );
             if let Some(s) = l.speed_mbps {
-                let _ = writeln!(out, "# HELP nearcast_hw_link_speed_mbps NIC speed.\n# TYPE nearcast_hw_link_speed_mbps gauge\nnearcast_hw_link_speed_mbps{{iface=\"{}\"}} {s}", l.iface);
+                page.family("nearcast_hw_link_speed_mbps", Gauge, "NIC speed.").sample(
+                    "nearcast_hw_link_speed_mbps",
+                    &iface,
+                    s,
+                );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP nearcast_hw_sensor hwmon readings (°C or RPM).\n# TYPE nearcast_hw_sensor gauge"
-        );
+        let name = "nearcast_hw_sensor";
+        page.family(name, Gauge, "hwmon readings (°C or RPM).");
         for s in &self.sensors {
             let kind = if s.kind == SensorKind::Fan {
                 "fan"
             } else {
                 "temperature"
             };
-            let _ = writeln!(
-                out,
-                "nearcast_hw_sensor{{chip=\"{}\",label=\"{}\",kind=\"{kind}\"}} {}",
-                s.chip, s.label, s.value
-            );
+            page.sample(name, &[("chip", &s.chip), ("label", &s.label), ("kind", kind)], s.value);
         }
-        out
+        page.finish()
     }
 }
 

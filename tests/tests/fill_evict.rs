@@ -52,10 +52,7 @@ fn a_title_that_falls_out_of_the_manifest_is_evicted() {
     let disk = &stack.boxes[0].disk;
     assert!(!disk.join("other").exists() && !disk.join(".nearcast/titles/other.json").exists());
     assert!(disk.join(TITLE).join("master.m3u8").is_file());
-    assert!(agent
-        .progress
-        .render(1)
-        .contains("nearcast_agent_titles_evicted_total 1\n"));
+    assert!(nearcast_agent::admin::metrics(&agent).contains("nearcast_agent_titles_evicted_total 1\n"));
     let all: serde_json::Value =
         serde_json::from_str(&stack.admin("GET", "/v1/admin/appliances", "").unwrap()).unwrap();
     assert_eq!(all[0]["inventory"]["titles"], serde_json::json!([TITLE]));
@@ -92,6 +89,6 @@ fn a_title_repackaged_at_the_origin_is_refilled() {
         let bytes = std::fs::read(stack.boxes[0].disk.join(TITLE).join(&f.path)).unwrap();
         assert_eq!(nearcast_common::sha256_hex(&bytes), f.sha256, "{}", f.path);
     }
-    assert!(agent.progress.render(1).contains("nearcast_agent_files_placed_total"));
+    assert!(nearcast_agent::admin::metrics(&agent).contains("nearcast_agent_files_placed_total"));
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use nearcast_common::{Grant, SigningKey};
 
@@ -17,12 +17,7 @@ pub fn key() -> SigningKey {
     SigningKey::from_hex(KEY_ID, KEY_HEX).unwrap()
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+pub use nearcast_common::unix_now;
 
 /// `path?token=…` valid for a minute for any client.
 pub fn signed(path: &str) -> String {

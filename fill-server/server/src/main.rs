@@ -18,10 +18,7 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    nearcast_common::logging::init("info");
     let cli = Cli::parse();
     let text = std::fs::read_to_string(&cli.config).with_context(|| format!("reading {}", cli.config.display()))?;
     let config: Config = toml::from_str(&text).with_context(|| format!("parsing {}", cli.config.display()))?;

@@ -1,7 +1,6 @@
 //! The fill server's Prometheus metrics: requests by route and status
 //! class, steering outcomes, and the size and health of the fleet view.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::steer::View;
@@ -49,23 +48,27 @@ impl Metrics {
     }
 
     pub fn render(&self, view: &View, now: u64) -> String {
-        let mut out = String::from("# HELP nearcast_fill_requests_total Requests by route and status class.\n# TYPE nearcast_fill_requests_total counter\n");
+        use nearcast_common::prometheus::{Exposition, Kind};
+        let mut page = Exposition::new();
+        let name = "nearcast_fill_requests_total";
+        page.family(name, Kind::Counter, "Requests by route and status class.");
         for (r, (_, route)) in ROUTES.iter().enumerate() {
             for (c, class) in CLASSES.iter().enumerate() {
-                let n = self.requests[r][c].load(Relaxed);
-                let _ = writeln!(
-                    out,
-                    "nearcast_fill_requests_total{{route=\"{route}\",code=\"{class}\"}} {n}"
+                page.sample(
+                    name,
+                    &[("route", route), ("code", class)],
+                    self.requests[r][c].load(Relaxed),
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP nearcast_fill_steered_total Steering answers by their best target.\n# TYPE nearcast_fill_steered_total counter\n\
-             nearcast_fill_steered_total{{target=\"appliance\"}} {}\nnearcast_fill_steered_total{{target=\"origin\"}} {}",
-            self.steered_to_appliance.load(Relaxed),
-            self.steered_to_origin.load(Relaxed)
-        );
+        let name = "nearcast_fill_steered_total";
+        page.family(name, Kind::Counter, "Steering answers by their best target.")
+            .sample(
+                name,
+                &[("target", "appliance")],
+                self.steered_to_appliance.load(Relaxed),
+            )
+            .sample(name, &[("target", "origin")], self.steered_to_origin.load(Relaxed));
         let fresh = view
             .boxes
             .iter()
@@ -85,8 +88,8 @@ impl Metrics {
             ),
         ];
         for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+            page.single(name, Kind::Gauge, help, v);
         }
-        out
+        page.finish()
     }
 }

@@ -5,10 +5,10 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use nearcast_common::request_auth::ApplianceKey;
-use nearcast_common::{Keyring, SigningKey};
+use nearcast_common::{unix_now, Keyring, SigningKey};
 use nearcast_fill_server::app::App;
 use nearcast_fill_server::config::Config;
 use nearcast_fill_server::store::{PgStore, SqliteStore, Store};
@@ -152,12 +152,11 @@ fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String
     )
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
 fn signed(addr: SocketAddr, key: &ApplianceKey, id: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let headers: Vec<(&str, String)> = key.sign(id, method, path, now(), body.as_bytes()).into_iter().collect();
+    let headers: Vec<(&str, String)> = key
+        .sign(id, method, path, unix_now(), body.as_bytes())
+        .into_iter()
+        .collect();
     call(addr, method, path, &headers, body.as_bytes())
 }
 
@@ -245,10 +244,20 @@ fn enrolled_appliances_are_steered_to_with_signed_urls(backend: &Backend) {
     let token = urls[0].split("token=").nth(1).unwrap();
     let ring = Keyring::new(vec![SigningKey::from_hex("k1", KEY_HEX).unwrap()]);
     assert!(ring
-        .verify("/c/movie/master.m3u8", token, "198.51.101.99".parse().unwrap(), now())
+        .verify(
+            "/c/movie/master.m3u8",
+            token,
+            "198.51.101.99".parse().unwrap(),
+            unix_now()
+        )
         .is_ok());
     assert!(ring
-        .verify("/c/movie/master.m3u8", token, "198.51.100.1".parse().unwrap(), now())
+        .verify(
+            "/c/movie/master.m3u8",
+            token,
+            "198.51.100.1".parse().unwrap(),
+            unix_now()
+        )
         .is_err());
     // Other ISP, unknown prefix, or a title the box lacks: origin only.
     for (client, title) in [
@@ -345,14 +354,14 @@ fn refusals(backend: &Backend) {
     assert_eq!((st, body.contains("another appliance")), (403, true), "{body}");
     // A replayed request from long ago.
     let old: Vec<(&str, String)> = key
-        .sign("box-1", "POST", path, now() - 3600, hb.as_bytes())
+        .sign("box-1", "POST", path, unix_now() - 3600, hb.as_bytes())
         .into_iter()
         .collect();
     let (st, body) = call(s.addr, "POST", path, &old, hb.as_bytes());
     assert_eq!((st, body.contains("more than")), (403, true), "{body}");
     // A body changed after signing.
     let mut h: Vec<(&str, String)> = key
-        .sign("box-1", "POST", path, now(), hb.as_bytes())
+        .sign("box-1", "POST", path, unix_now(), hb.as_bytes())
         .into_iter()
         .collect();
     h.push(("x-extra", "1".into()));
@@ -518,7 +527,7 @@ fn manifests_follow_play_logs_and_peers(backend: &Backend) {
     assert!(m.titles.is_empty());
     // An announced release for another ISP changes nothing; one for every
     // ISP puts the unplayed title in the manifest.
-    let today = now() / 86_400;
+    let today = unix_now() / 86_400;
     let manifest_titles = || {
         let (_, body) = signed(s.addr, &key1, "box-1", "GET", "/v1/appliances/box-1/manifest", "");
         serde_json::from_str::<nearcast_common::manifest::FillManifest>(&body)
@@ -539,7 +548,7 @@ fn manifests_follow_play_logs_and_peers(backend: &Backend) {
         400
     );
     // Play logs make "sample" popular in isp-a (yesterday).
-    let t = now() - 86_400;
+    let t = unix_now() - 86_400;
     let log = format!("time,title,client,bytes\n{t},sample,198.51.100.7,5000000\n{t},sample,198.51.100.8,4000000\n{t},sample,192.0.2.1,1\n");
     let (st, body) = admin(s.addr, "POST", "/v1/admin/playlogs", &log);
     assert_eq!(st, 200);
@@ -613,9 +622,9 @@ fn manifests_follow_play_logs_and_peers(backend: &Backend) {
     let ring = Keyring::new(vec![SigningKey::from_hex("k1", KEY_HEX).unwrap()]);
     let any_client: std::net::IpAddr = "203.0.113.9".parse().unwrap();
     let path = format!("/c/sample/{}", t0.files[0].path);
-    assert!(ring.verify(&path, &t0.token, any_client, now()).is_ok());
+    assert!(ring.verify(&path, &t0.token, any_client, unix_now()).is_ok());
     assert!(ring
-        .verify("/c/other/master.m3u8", &t0.token, any_client, now())
+        .verify("/c/other/master.m3u8", &t0.token, any_client, unix_now())
         .is_err());
     let (st, _) = signed(s.addr, &key2, "box-2", "GET", "/v1/appliances/box-1/manifest", "");
     assert_eq!(st, 403);
@@ -639,7 +648,7 @@ fn the_origin_serves_steered_urls_with_the_same_token_check() {
     // The URL steering signs for the origin, fetched as the client.
     let ring_key = SigningKey::from_hex("k1", KEY_HEX).unwrap();
     let grant = nearcast_common::Grant {
-        expires: now() + 60,
+        expires: unix_now() + 60,
         client_prefix: Some("127.0.0.0/24".parse().unwrap()),
     };
     let token = ring_key.sign("/c/movie/master.m3u8", &grant);
@@ -833,7 +842,7 @@ fn os_updates(backend: &Backend) {
     // A box not running the image is never told to update.
     assert_eq!(beat(""), serde_json::Value::Null);
     let headers: Vec<(&str, String)> = key
-        .sign("box-1", "GET", "/v1/appliances/box-1/os", now(), b"")
+        .sign("box-1", "GET", "/v1/appliances/box-1/os", unix_now(), b"")
         .into_iter()
         .collect();
     let (st, got) = call_bytes(s.addr, "GET", "/v1/appliances/box-1/os", &headers, b"");

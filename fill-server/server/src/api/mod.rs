@@ -8,12 +8,12 @@ mod qoe;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use nearcast_common::request_auth::{Signed, HEADER_ID, HEADER_SIGNATURE, HEADER_TIME};
+use nearcast_common::unix_now;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -34,10 +34,6 @@ const DASHBOARD_PAGE: &[u8] = include_bytes!("../../player/dashboard.html");
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
 type Resp = Response<Full<Bytes>>;
-
-pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 fn reply(status: StatusCode, body: impl serde::Serialize) -> Resp {
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -129,7 +125,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         (&Method::GET, ["dashboard"]) => fixed("text/html; charset=utf-8", DASHBOARD_PAGE),
         (&Method::GET, ["metrics"]) => Response::builder()
             .header("content-type", "text/plain; version=0.0.4")
-            .body(Full::new(Bytes::from(app.metrics.render(&app.view(), now()))))
+            .body(Full::new(Bytes::from(app.metrics.render(&app.view(), unix_now()))))
             .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "metrics")),
         (&Method::GET, ["v1", "play", rest @ ..]) => {
             let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
@@ -208,7 +204,7 @@ async fn authenticate(app: &Arc<App>, id: &str, s: &Signed<'_>) -> Result<(), Re
             format!("appliance '{id}' is not enrolled"),
         ));
     };
-    s.verify(&key, now())
+    s.verify(&key, unix_now())
         .map_err(|e| Refusal::new(StatusCode::FORBIDDEN, e))
 }
 
@@ -250,7 +246,7 @@ async fn write_parsed<T: DeserializeOwned + Send + 'static>(
 
 async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body: Bytes) -> Resp {
     let id = id.to_string();
-    let t = now();
+    let t = unix_now();
     match (method, action) {
         (&Method::POST, "register") => {
             write_parsed(app, Changed::Fleet, &body, move |a, r: Registration| {
@@ -532,7 +528,7 @@ fn steer(app: &App, query: &str, client: IpAddr) -> Resp {
     }
     let answer = app
         .view()
-        .steer(&app.key, client, &title, &file, now(), app.config.url_ttl_secs);
+        .steer(&app.key, client, &title, &file, unix_now(), app.config.url_ttl_secs);
     app.metrics.steered(answer.urls.len() > 1);
     reply(StatusCode::OK, answer)
 }

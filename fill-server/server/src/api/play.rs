@@ -15,9 +15,9 @@
 use std::net::IpAddr;
 
 use hyper::StatusCode;
-use nearcast_common::{Name, TOKEN_PARAM};
+use nearcast_common::{unix_now, Name, TOKEN_PARAM};
 
-use super::{error, now, query_param, Resp};
+use super::{error, query_param, Resp};
 use crate::app::App;
 use crate::playback;
 use crate::steer::grant;
@@ -60,7 +60,7 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
         }
         [title, "manifest.mpd"] => {
             let view = app.view();
-            let (_, boxes) = view.candidates(client, title, now(), view.max_appliances);
+            let (_, boxes) = view.candidates(client, title, unix_now(), view.max_appliances);
             let dir = format!("/c/{title}/");
             let bases: Vec<String> = view.urls(&boxes, &dir).collect();
             let Some(text) = read(app, &[title, "manifest.mpd"]) else {
@@ -72,7 +72,7 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
         [title, rendition, "index.m3u8"] => {
             let token = query_param(query, TOKEN_PARAM).unwrap_or("");
             let path = format!("/c/{title}/{rendition}/index.m3u8");
-            if let Err(e) = app.keyring.verify(&path, token, client, now()) {
+            if let Err(e) = app.keyring.verify(&path, token, client, unix_now()) {
                 return error(StatusCode::FORBIDDEN, e);
             }
             let view = app.view();
@@ -93,7 +93,7 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
 /// client; a box that failed or stopped heartbeating drops out.
 fn pathways(app: &App, client: IpAddr, title: &str, current: Option<&str>) -> Vec<String> {
     let view = app.view();
-    let (_, boxes) = view.candidates(client, title, now(), view.max_appliances);
+    let (_, boxes) = view.candidates(client, title, unix_now(), view.max_appliances);
     let mut ids: Vec<String> = boxes.iter().map(|b| b.id.clone()).collect();
     if let Some(i) = current.and_then(|c| ids.iter().position(|id| id == c)) {
         let id = ids.remove(i);
@@ -104,8 +104,10 @@ fn pathways(app: &App, client: IpAddr, title: &str, current: Option<&str>) -> Ve
 }
 
 fn title_token(app: &App, title: &str, client: IpAddr) -> String {
-    app.key
-        .sign(&format!("/c/{title}/"), &grant(client, now(), app.config.url_ttl_secs))
+    app.key.sign(
+        &format!("/c/{title}/"),
+        &grant(client, unix_now(), app.config.url_ttl_secs),
+    )
 }
 
 fn read(app: &App, parts: &[&str]) -> Option<String> {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use hyper::body::Bytes;
 use hyper::StatusCode;
+use nearcast_common::unix_now;
 
-use super::{error, now, parse, reply, store_error, Resp};
+use super::{error, parse, reply, store_error, Resp};
 use crate::app::App;
 use crate::qoe::{summarize, QoeEvent, MAX_EVENTS};
 
@@ -37,7 +38,7 @@ pub async fn post(app: Arc<App>, body: Bytes, client: std::net::IpAddr) -> Resp 
     }
     let store = app.store.clone();
     let n = events.len();
-    match tokio::task::spawn_blocking(move || store.add_qoe(&events, now())).await {
+    match tokio::task::spawn_blocking(move || store.add_qoe(&events, unix_now())).await {
         Ok(Ok(())) => reply(StatusCode::OK, serde_json::json!({ "stored": n })),
         Ok(Err(e)) => store_error(e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
@@ -61,7 +62,7 @@ pub async fn summary(app: Arc<App>, query: &str) -> Resp {
     let hours: u64 = super::query_param(query, "hours")
         .and_then(|h| h.parse().ok())
         .unwrap_or(24);
-    let since = now().saturating_sub(hours * 3600);
+    let since = unix_now().saturating_sub(hours * 3600);
     match tokio::task::spawn_blocking(move || summary_since(&app, since)).await {
         Ok(Ok(s)) => reply(StatusCode::OK, s),
         Ok(Err(e)) => store_error(e),
@@ -72,7 +73,7 @@ pub async fn summary(app: Arc<App>, query: &str) -> Resp {
 /// Everything the dashboard page draws (QoE of the last 24 hours).
 pub async fn dashboard(app: Arc<App>) -> Resp {
     let result = tokio::task::spawn_blocking(move || {
-        let t = now();
+        let t = unix_now();
         let qoe = summary_since(&app, t.saturating_sub(24 * 3600))?;
         let snap = app.store.snapshot()?;
         Ok::<_, crate::store::StoreError>(crate::dashboard::build(
