@@ -7,7 +7,7 @@ mod support;
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,11 +18,8 @@ use support::*;
 
 /// A directory on the build disk (a real block device, unlike a tmpfs
 /// /tmp would be), fresh for this test.
-fn disk_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("disk-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn disk_dir(name: &str) -> TempDir {
+    TempDir::within(Path::new(env!("CARGO_TARGET_TMPDIR")), &format!("disk-{name}"))
 }
 
 /// Writes the file durably, so that dropping it from the cache works.
@@ -82,7 +79,7 @@ fn cold_and_hot(name: &str, disk_io: &str) {
         evict(&disk);
         let clients: Vec<_> = (0..12u64)
             .map(|c| {
-                let (files, http, dir) = (files.clone(), app.http, dir.clone());
+                let (files, http, dir) = (files.clone(), app.http, dir.to_path_buf());
                 std::thread::spawn(move || {
                     let mut stream: Box<dyn ReadWrite> = if c % 3 == 0 {
                         Box::new(tls_connect(&dir, https))
@@ -116,8 +113,8 @@ fn cold_and_hot(name: &str, disk_io: &str) {
         from_disk > 1e6 && from_cache > 1e6,
         "disk {from_disk}, cache {from_cache}"
     );
-    assert!(app.metric("nearcast_disk_read_bytes_total{disk=\"0\"") >= from_disk);
-    assert!(app.metric("nearcast_disk_read_seconds_count{disk=\"0\"") > 0.0);
+    assert!(app.metric("nearcast_disk_read_bytes_total{disk=\"0\"}") >= from_disk);
+    assert!(app.metric("nearcast_disk_read_seconds_count{disk=\"0\"}") > 0.0);
     // Buffered reads leave a file in the page cache; O_DIRECT ones do not,
     // until the file is asked for again (of the same worker: one
     // connection).
@@ -142,7 +139,7 @@ fn cold_and_hot(name: &str, disk_io: &str) {
     // Every buffer came back (the gauge is refreshed each 200 ms tick).
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(app.metric("nearcast_read_buffers_in_use"), 0.0);
-    assert_eq!(app.metric("nearcast_disk_read_queue_depth{disk=\"0\""), 0.0);
+    assert_eq!(app.metric("nearcast_disk_read_queue_depth{disk=\"0\"}"), 0.0);
 }
 
 /// The fraction of `path`'s pages in the page cache (this test runs as
@@ -347,9 +344,9 @@ fn eio_ends_only_that_response_and_counts_against_the_disk() {
     // Others are untouched: another file of the failing disk, another disk.
     assert_eq!(sha256(&app.get(&signed("/c/t/r/good.m4s")).body), sha256(&good));
     assert_eq!(sha256(&app.get(&signed("/c/t/r/other.m4s")).body), sha256(&other));
-    let errors = app.metric("nearcast_disk_read_errors_total{disk=\"0\"");
+    let errors = app.metric("nearcast_disk_read_errors_total{disk=\"0\"}");
     assert!(errors >= 4.0, "read errors counted: {errors}");
-    assert_eq!(app.metric("nearcast_disk_read_errors_total{disk=\"1\""), 0.0);
+    assert_eq!(app.metric("nearcast_disk_read_errors_total{disk=\"1\"}"), 0.0);
     assert!(app.metric("nearcast_requests_total{code=\"500\"}") >= 2.0);
     assert!(fs.reads() > 0);
     drop(app);

@@ -19,7 +19,7 @@ fn fixture(name: &str) -> Fixture {
     write_file(&d2.join("t/720p/init.mp4"), 1000, 2);
     std::fs::write(d2.join("t/master.m3u8"), "#EXTM3U\n").unwrap();
     write_file(&d2.join("t/720p/empty.vtt"), 0, 3);
-    let app = Appliance::start(&dir, &[d1, d2], "");
+    let app = Appliance::start(&dir, &[d1, d2], "").owning(dir);
     Fixture { app, seg }
 }
 
@@ -100,16 +100,16 @@ fn head_types_and_disks() {
     assert_eq!(f.app.get(&signed("/c/t/720p/missing.m4s")).status, 404);
     assert_eq!(f.app.get("/favicon.ico").status, 404);
     // Per-disk byte counters: HEAD sent no body bytes from disk 0, a GET does.
-    assert_eq!(f.app.metric("nearcast_disk_sent_bytes_total{disk=\"0\""), 0.0);
+    assert_eq!(f.app.metric("nearcast_disk_sent_bytes_total{disk=\"0\"}"), 0.0);
     assert_eq!(f.app.get(&p).body, f.seg);
     assert_eq!(
         f.app
-            .metric_at_least("nearcast_disk_sent_bytes_total{disk=\"0\"", 100_000.0),
+            .metric_at_least("nearcast_disk_sent_bytes_total{disk=\"0\"}", 100_000.0),
         100_000.0
     );
     assert!(
         f.app
-            .metric_at_least("nearcast_disk_sent_bytes_total{disk=\"1\"", 1008.0)
+            .metric_at_least("nearcast_disk_sent_bytes_total{disk=\"1\"}", 1008.0)
             >= 1008.0
     );
 }
@@ -218,7 +218,7 @@ fn bytes_served_per_title_for_the_agent() {
     assert_eq!(body, "{\"t\":100018}\n");
     // The typed status the agent reads says the same, and names the disks.
     let status: nearcast_common::appliance::ApplianceStatus =
-        serde_json::from_str(f.app.admin_call("GET", "/status").split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        serde_json::from_str(&f.app.admin_call("GET", "/status").text()).unwrap();
     assert!(status.serving);
     assert_eq!(status.titles.get("t"), Some(&100_018));
     assert_eq!(status.disks.len(), 2);
@@ -231,17 +231,17 @@ fn a_failed_disk_answers_404_at_once_and_the_others_serve_on() {
     let on_disk1 = signed("/c/t/720p/seg-1.m4s");
     let on_disk2 = signed("/c/t/720p/init.mp4");
     assert_eq!(f.app.get(&on_disk1).status, 200);
-    assert!(f.app.admin_call("GET", "/disks/0/fail").starts_with("HTTP/1.1 405"));
-    assert!(f.app.admin_call("POST", "/disks/9/fail").starts_with("HTTP/1.1 404"));
-    assert!(f.app.admin_call("POST", "/disks/0/explode").starts_with("HTTP/1.1 404"));
-    assert!(f.app.admin_call("POST", "/disks/0/fail").starts_with("HTTP/1.1 200"));
+    assert_eq!(f.app.admin_call("GET", "/disks/0/fail").status, 405);
+    assert_eq!(f.app.admin_call("POST", "/disks/9/fail").status, 404);
+    assert_eq!(f.app.admin_call("POST", "/disks/0/explode").status, 404);
+    assert_eq!(f.app.admin_call("POST", "/disks/0/fail").status, 200);
     let t0 = std::time::Instant::now();
     assert_eq!(f.app.get(&on_disk1).status, 404, "cached before, out now");
     assert!(t0.elapsed() < std::time::Duration::from_secs(1));
     assert_eq!(f.app.get(&on_disk2).status, 200);
-    assert_eq!(f.app.metric("nearcast_disk_failed{disk=\"0\""), 1.0);
-    assert!(f.app.admin_call("POST", "/disks/0/restore").starts_with("HTTP/1.1 200"));
+    assert_eq!(f.app.metric("nearcast_disk_failed{disk=\"0\"}"), 1.0);
+    assert_eq!(f.app.admin_call("POST", "/disks/0/restore").status, 200);
     let back = f.app.get(&on_disk1);
     assert_eq!((back.status, back.body.len()), (200, f.seg.len()));
-    assert_eq!(f.app.metric("nearcast_disk_failed{disk=\"0\""), 0.0);
+    assert_eq!(f.app.metric("nearcast_disk_failed{disk=\"0\"}"), 0.0);
 }

@@ -30,7 +30,7 @@ fn sigterm_drains_in_flight_responses_then_exits() {
     let mut idle_r = BufReader::new(idle.try_clone().unwrap());
     assert_eq!(read_response(&mut idle_r, false).unwrap().status, 206);
 
-    unsafe { libc::kill(app.pid(), libc::SIGTERM) };
+    app.signal_term();
     std::thread::sleep(Duration::from_millis(600));
     // The idle connection is closed; new connections are refused.
     assert!(read_response(&mut idle_r, false).is_none());

@@ -17,7 +17,7 @@ fn start(name: &str, extra: &str) -> (Appliance, Vec<u8>) {
     let dir = temp_dir(name);
     let disk = dir.join("disk");
     let seg = write_file(&disk.join("t/720p/seg-1.m4s"), 50_000, 9);
-    (Appliance::start(&dir, &[disk], extra), seg)
+    (Appliance::start(&dir, &[disk], extra).owning(dir), seg)
 }
 
 fn with_token(token: &str) -> String {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::Name;
 
+/// The appliance's `GET /status` answer.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ApplianceStatus {
     /// False while it drains (SIGTERM) and, on the agent's side, when it
@@ -27,6 +28,7 @@ pub struct ApplianceStatus {
 /// One content disk as the serving engine sees it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServingDisk {
+    /// The disk's content root, as configured.
     pub path: String,
     /// Taken out of service (by the agent, through the admin listener).
     pub failed: bool,

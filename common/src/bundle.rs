@@ -19,10 +19,12 @@ use serde::{Deserialize, Serialize};
 use crate::digest::hex;
 use crate::token::decode_hex;
 
+/// A bundle's first bytes.
 pub const MAGIC: &[u8; 18] = b"NEARCAST-BUNDLE-1\n";
 /// Signed bytes start with this, so a bundle signature can never be
 /// mistaken for any other signature made with the same key.
 pub const SIGNING_CONTEXT: &[u8] = b"nearcast-bundle-v1\n";
+/// The largest manifest a box reads (it is a few hundred bytes).
 pub const MAX_MANIFEST: usize = 64 * 1024;
 const SIG_LEN: usize = 64;
 
@@ -35,29 +37,51 @@ pub struct Manifest {
     pub version: crate::Name,
     /// Names the public key that verifies the signature.
     pub key_id: String,
+    /// Bytes of rootfs after the header.
     pub rootfs_size: u64,
     /// Lowercase hex SHA-256 of the rootfs bytes.
     pub rootfs_sha256: String,
 }
 
+/// Why a bundle is refused (or could not be made).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BundleError {
+    /// It does not start with [`MAGIC`].
     #[error("not a Nearcast update bundle (bad magic)")]
     BadMagic,
+    /// The manifest is longer than [`MAX_MANIFEST`].
     #[error("bundle manifest is {0} bytes, more than allowed")]
     ManifestTooLarge(usize),
+    /// The manifest is not the JSON a [`Manifest`] is.
     #[error("bundle manifest is malformed: {0}")]
     BadManifest(String),
+    /// Signed by a key the box does not trust.
     #[error("bundle is signed with key '{0}', which this box does not trust")]
     UnknownKey(String),
+    /// The signature does not verify with the named key.
     #[error("bundle signature does not verify")]
     BadSignature,
+    /// Fewer rootfs bytes than the manifest names.
     #[error("bundle ends after {got} of {want} rootfs bytes")]
-    Truncated { got: u64, want: u64 },
+    Truncated {
+        /// Bytes there were.
+        got: u64,
+        /// Bytes the manifest names.
+        want: u64,
+    },
+    /// More rootfs bytes than the manifest names.
     #[error("bundle has more than the {0} rootfs bytes its manifest names")]
     TooLong(u64),
+    /// The rootfs is not the one that was signed.
     #[error("rootfs hash {got} differs from the signed {want}")]
-    HashMismatch { got: String, want: String },
+    HashMismatch {
+        /// SHA-256 of the bytes received.
+        got: String,
+        /// SHA-256 the manifest names.
+        want: String,
+    },
+    /// The signing key is unusable; ring's reason (a fixed string: ring
+    /// errors carry no further cause).
     #[error("signing key: {0}")]
     Key(String),
 }
@@ -65,15 +89,18 @@ pub enum BundleError {
 /// A parsed bundle header; `len` is where the rootfs starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// The signed manifest.
     pub manifest: Manifest,
     raw_manifest: Vec<u8>,
     signature: Vec<u8>,
+    /// Header bytes: the rootfs starts here.
     pub len: usize,
 }
 
 /// A public key a box trusts for updates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrustedKey {
+    /// The key id manifests name.
     pub id: crate::Name,
     /// 32 bytes.
     pub public: Vec<u8>,
@@ -170,6 +197,7 @@ pub struct RootfsCheck {
 }
 
 impl RootfsCheck {
+    /// A check for the rootfs `m` names.
     pub fn new(m: &Manifest) -> RootfsCheck {
         RootfsCheck {
             want_size: m.rootfs_size,

@@ -11,28 +11,41 @@ use crate::names::Name;
 /// What an appliance says about itself when it registers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Registration {
+    /// The site (a rack in one ISP) it is installed at.
     pub site: String,
     /// Base URL players and peers reach it at.
     pub url: String,
+    /// Content bytes it may hold, over all its disks.
     pub capacity_bytes: u64,
+    /// Its content disks' names.
     #[serde(default)]
     pub disks: Vec<String>,
 }
 
+/// A box's or a disk's state, worst last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
+    /// Serving, nothing wrong.
     Ok,
+    /// Serving while a fill runs.
     Filling,
+    /// Serving with something wrong (a failed disk, a hot chip).
     Degraded,
+    /// Installing or trying an OS update.
     Updating,
+    /// Not to be steered to.
     Failed,
 }
 
+/// One content disk in a heartbeat.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DiskState {
+    /// The disk's name (as in the registration).
     pub name: String,
+    /// Its health; a failed disk's titles leave the inventory.
     pub health: Health,
+    /// Free bytes on it.
     pub free_bytes: u64,
 }
 
@@ -40,12 +53,16 @@ pub struct DiskState {
 /// previous beat.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
+    /// The box's health (the worst that applies).
     pub health: Health,
     /// 0.0 idle … 1.0 saturated.
     pub load: f64,
+    /// Free content bytes over all disks.
     pub free_bytes: u64,
+    /// Each content disk.
     #[serde(default)]
     pub disks: Vec<DiskState>,
+    /// Body bytes served per title since the previous beat (demand).
     #[serde(default)]
     pub bytes_by_title: BTreeMap<Name, u64>,
     /// Where the fill stands (absent from agents that do not fill).
@@ -92,6 +109,7 @@ pub struct HeartbeatReply {
 pub struct BgpSummary {
     /// `idle`, `connect`, `opensent`, `openconfirm` or `established`.
     pub session: String,
+    /// Prefixes learned.
     pub prefixes: u64,
 }
 
@@ -100,29 +118,38 @@ pub struct BgpSummary {
 /// BGP itself carries them, so a full table stays compact.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Routes {
+    /// The session's state, as in [`BgpSummary::session`].
     pub session: String,
+    /// The prefixes, by shared attributes.
     pub groups: Vec<RouteGroup>,
 }
 
+/// Prefixes that share their path attributes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteGroup {
+    /// AS_PATH, nearest AS first (flattened: sets as sequences).
     pub as_path: Vec<u32>,
+    /// NEXT_HOP, where the update had one.
     pub next_hop: Option<std::net::IpAddr>,
     /// (AS, value) pairs.
     #[serde(default)]
     pub communities: Vec<(u16, u16)>,
+    /// The prefixes, as `ADDRESS/LENGTH`.
     pub prefixes: Vec<String>,
 }
 
 impl Routes {
+    /// Every prefix of every group.
     pub fn prefixes(&self) -> impl Iterator<Item = &str> {
         self.groups.iter().flat_map(|g| g.prefixes.iter().map(String::as_str))
     }
 
+    /// How many prefixes there are.
     pub fn len(&self) -> usize {
         self.groups.iter().map(|g| g.prefixes.len()).sum()
     }
 
+    /// No prefixes at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -150,10 +177,15 @@ impl Heartbeat {
 pub struct FillReport {
     /// Manifest version being filled (empty before the first manifest).
     pub manifest_version: String,
+    /// A fill is running now.
     pub running: bool,
+    /// Files of the manifest.
     pub files_total: u64,
+    /// Files held and verified.
     pub files_done: u64,
+    /// Bytes of the manifest.
     pub bytes_total: u64,
+    /// Bytes held and verified.
     pub bytes_done: u64,
     /// Download rate over the last seconds, bytes per second.
     pub rate_bytes_per_sec: u64,
@@ -162,16 +194,22 @@ pub struct FillReport {
     pub failures: Vec<FillFailure>,
 }
 
+/// A file the fill could not place.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FillFailure {
+    /// Its title.
     pub title: String,
+    /// Its path in the title.
     pub path: String,
+    /// Why, for the operator (`sha256 mismatch`, `disk is full`, …).
     pub reason: String,
 }
 
 /// The titles an appliance holds, complete and verified.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Inventory {
+    /// Changes whenever the titles do.
     pub version: String,
+    /// The titles held.
     pub titles: Vec<Name>,
 }

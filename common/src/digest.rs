@@ -1,6 +1,7 @@
 //! SHA-256 as lowercase hex: how every Nearcast part names file contents
 //! (title index, fill manifests, inventory checks).
 
+/// Lowercase hex SHA-256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
 }

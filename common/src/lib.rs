@@ -4,6 +4,8 @@
 //! lives here; steering and the box's BGP speaker both match addresses to
 //! prefixes, so the prefix types live here too. No I/O.
 
+#![warn(missing_docs)]
+
 pub mod appliance;
 pub mod bundle;
 pub mod control;

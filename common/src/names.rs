@@ -29,8 +29,10 @@ pub fn is_plain_name(name: &[u8]) -> bool {
 /// A name that breaks the rule, for the message that says why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
+    /// Not a [`Name`].
     #[error("'{0}' is not a plain name (1 to {MAX_NAME} of A-Z a-z 0-9 . _ -, not starting with a dot)")]
     Name(String),
+    /// Not a [`TitlePath`].
     #[error("'{0}' is not a file of a title (rendition/file or file, each a plain name)")]
     Path(String),
 }
@@ -41,6 +43,7 @@ pub enum NameError {
 pub struct Name(Box<str>);
 
 impl Name {
+    /// `name`, if it obeys the rule.
     pub fn new(name: impl Into<String>) -> Result<Name, NameError> {
         let name = name.into();
         if is_plain_name(name.as_bytes()) {
@@ -50,6 +53,7 @@ impl Name {
         }
     }
 
+    /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -61,6 +65,7 @@ impl Name {
 pub struct TitlePath(Box<str>);
 
 impl TitlePath {
+    /// `path`, if it is one or two plain names joined by `/`.
     pub fn new(path: impl Into<String>) -> Result<TitlePath, NameError> {
         let path = path.into();
         let parts: Vec<&str> = path.split('/').collect();
@@ -71,6 +76,7 @@ impl TitlePath {
         }
     }
 
+    /// The path as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -14,12 +14,22 @@ pub struct IpPrefix {
     len: u8,
 }
 
+/// Why text is not a prefix.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PrefixError {
+    /// Not `ADDRESS/LENGTH`.
     #[error("'{0}' is not an IP prefix (expected ADDRESS/LENGTH)")]
     Syntax(String),
+    /// A length past the family's bits.
     #[error("prefix length {len} is too long for {family} (at most {max})")]
-    Length { len: u8, family: &'static str, max: u8 },
+    Length {
+        /// The length given.
+        len: u8,
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+        /// The family's bits.
+        max: u8,
+    },
 }
 
 impl IpPrefix {
@@ -36,10 +46,12 @@ impl IpPrefix {
         })
     }
 
+    /// The network address (host bits zero).
     pub fn addr(&self) -> IpAddr {
         self.addr
     }
 
+    /// The prefix length in bits.
     pub fn len(&self) -> u8 {
         self.len
     }

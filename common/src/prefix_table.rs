@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use crate::prefix::{canonical, IpPrefix};
 
+/// Values by IP prefix, looked up by longest match.
 #[derive(Debug, Clone)]
 pub struct PrefixTable<T> {
     v4: Family<u32, T>,
@@ -86,6 +87,7 @@ fn mask6(addr: u128, len: u8) -> u128 {
 }
 
 impl<T> PrefixTable<T> {
+    /// An empty table.
     pub fn new() -> Self {
         Self::default()
     }
@@ -98,6 +100,7 @@ impl<T> PrefixTable<T> {
         }
     }
 
+    /// Removes `prefix` (exactly that one); returns its value.
     pub fn remove(&mut self, prefix: &IpPrefix) -> Option<T> {
         match prefix.addr() {
             IpAddr::V4(a) => self.v4.remove(prefix.len(), u32::from(a)),
@@ -122,10 +125,12 @@ impl<T> PrefixTable<T> {
         IpPrefix::new(canonical(ip), len).ok().map(|p| (p, v))
     }
 
+    /// How many prefixes it holds.
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
     }
 
+    /// It holds none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

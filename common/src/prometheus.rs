@@ -9,8 +9,11 @@ use std::fmt::{Display, Write};
 /// A metric family's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// Only goes up (until a restart).
     Counter,
+    /// Goes up and down.
     Gauge,
+    /// Buckets, a sum and a count.
     Histogram,
 }
 
@@ -43,6 +46,7 @@ fn escape_label(v: &str, out: &mut String) {
 }
 
 impl Exposition {
+    /// An empty page.
     pub fn new() -> Exposition {
         Exposition {
             out: String::with_capacity(4096),
@@ -111,6 +115,7 @@ impl Exposition {
         self
     }
 
+    /// The page's text.
     pub fn finish(self) -> String {
         self.out
     }

@@ -19,22 +19,37 @@ use ring::signature::{self, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use crate::digest::{hex, sha256_hex};
 use crate::token::decode_hex;
 
+/// The header naming the appliance that signed.
 pub const HEADER_ID: &str = "x-nearcast-appliance";
+/// The header with the signing time (unix seconds).
 pub const HEADER_TIME: &str = "x-nearcast-time";
+/// The header with the Ed25519 signature (hex).
 pub const HEADER_SIGNATURE: &str = "x-nearcast-signature";
 /// How far a request's time may be from the server's clock.
 pub const MAX_SKEW_SECS: u64 = 300;
 
+/// Why a signed request is refused (or a key unusable).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
+    /// A header is absent.
     #[error("missing header {0}")]
     Missing(&'static str),
+    /// A header or the public key is not what it should be.
     #[error("malformed {0}")]
     Malformed(&'static str),
+    /// Signed too long ago or too far ahead (a replay, or a bad clock).
     #[error("request time {time} is more than {MAX_SKEW_SECS} s from now ({now})")]
-    Stale { time: u64, now: u64 },
+    Stale {
+        /// The request's time.
+        time: u64,
+        /// The verifier's.
+        now: u64,
+    },
+    /// The signature does not verify with the appliance's key.
     #[error("signature does not verify")]
     BadSignature,
+    /// A key is unusable; ring's reason (a fixed string: ring errors carry
+    /// no further cause) or what is wrong with the public key's text.
     #[error("key: {0}")]
     Key(String),
 }
@@ -52,6 +67,7 @@ impl ApplianceKey {
             .map_err(|e| AuthError::Key(e.to_string()))
     }
 
+    /// The key stored as PKCS#8 `der`.
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, AuthError> {
         Ed25519KeyPair::from_pkcs8(der)
             .map(|pair| ApplianceKey { pair })
@@ -83,13 +99,17 @@ fn message(id: &str, method: &str, path: &str, time: u64, body: &[u8]) -> String
 
 /// A received request's parts, as the headers and request line give them.
 pub struct Signed<'a> {
+    /// The `x-nearcast-appliance` value.
     pub id: &'a str,
+    /// The request method.
     pub method: &'a str,
+    /// The request target's path and query.
     pub path: &'a str,
     /// Raw `x-nearcast-time` value.
     pub time: &'a str,
     /// Raw `x-nearcast-signature` value.
     pub signature: &'a str,
+    /// The request body.
     pub body: &'a [u8],
 }
 

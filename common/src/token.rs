@@ -31,24 +31,44 @@ const MAC_LEN: usize = 32;
 pub const MIN_SECRET_LEN: usize = 16;
 const MAX_KEY_ID_LEN: usize = 32;
 
+/// Why a token is refused, or a key cannot be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
+    /// The request has none.
     #[error("no token")]
     Missing,
+    /// Not `key-expires-prefix-mac`.
     #[error("token is malformed")]
     Malformed,
+    /// Signed with a key the verifier does not hold.
     #[error("token names unknown key '{0}'")]
     UnknownKey(String),
+    /// The MAC does not match (forged, or for another path).
     #[error("token signature does not match")]
     BadSignature,
+    /// Past its time.
     #[error("token expired at {expired_at} (now {now})")]
-    Expired { expired_at: u64, now: u64 },
+    Expired {
+        /// When it expired (unix seconds).
+        expired_at: u64,
+        /// The verifier's clock.
+        now: u64,
+    },
+    /// Granted to clients of another prefix.
     #[error("token is bound to {prefix}, client is {client}")]
-    WrongClient { prefix: IpPrefix, client: IpAddr },
+    WrongClient {
+        /// The prefix it is granted to.
+        prefix: IpPrefix,
+        /// The client that presented it.
+        client: IpAddr,
+    },
+    /// A key id that breaks the rule.
     #[error("key id '{0}' must be 1-32 characters of A-Z, a-z, 0-9 or _")]
     BadKeyId(String),
+    /// A secret shorter than [`MIN_SECRET_LEN`].
     #[error("key secret must be at least {MIN_SECRET_LEN} bytes")]
     ShortSecret,
+    /// A secret that is not hex (names the key).
     #[error("key secret is not hex: {0}")]
     SecretNotHex(String),
 }
@@ -57,7 +77,9 @@ pub enum TokenError {
 /// inside `client_prefix`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
+    /// Unix seconds after which it is refused.
     pub expires: u64,
+    /// Clients it is good for; `None`: any.
     pub client_prefix: Option<IpPrefix>,
 }
 
@@ -68,6 +90,7 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
+    /// Key `id` with `secret` (at least [`MIN_SECRET_LEN`] bytes).
     pub fn new(id: &str, secret: &[u8]) -> Result<Self, TokenError> {
         let id_ok =
             !id.is_empty() && id.len() <= MAX_KEY_ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
@@ -89,6 +112,7 @@ impl SigningKey {
         SigningKey::new(id, &secret)
     }
 
+    /// The key's id (tokens name it).
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -125,14 +149,17 @@ pub struct Keyring {
 }
 
 impl Keyring {
+    /// A ring of `keys` (two during a rotation).
     pub fn new(keys: Vec<SigningKey>) -> Self {
         Keyring { keys }
     }
 
+    /// It holds no key (the appliance then checks no tokens).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
+    /// The key named `id`.
     pub fn get(&self, id: &str) -> Option<&SigningKey> {
         self.keys.iter().find(|k| k.id == id)
     }

@@ -24,8 +24,11 @@ pub enum HttpError {
     },
     #[error("{url}: cannot connect: {source}")]
     Connect { url: String, source: std::io::Error },
-    #[error("{url}: {reason}")]
-    Protocol { url: String, reason: String },
+    #[error("{url}: {source}")]
+    Protocol {
+        url: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{url}: no answer within {HEAD_TIMEOUT:?}")]
     Timeout { url: String },
     #[error("{url}: {status}: {body}")]
@@ -83,9 +86,9 @@ pub async fn send(
     body: Bytes,
 ) -> Result<Response<Incoming>, HttpError> {
     let u = Target::parse(url)?;
-    let proto = |reason: String| HttpError::Protocol {
+    let proto = |e: Box<dyn std::error::Error + Send + Sync>| HttpError::Protocol {
         url: url.to_string(),
-        reason,
+        source: e,
     };
     let exchange = async {
         let stream = tokio::net::TcpStream::connect((u.host.as_str(), u.port))
@@ -97,7 +100,7 @@ pub async fn send(
         let _ = stream.set_nodelay(true);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| proto(e.to_string()))?;
+            .map_err(|e| proto(e.into()))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended");
@@ -111,8 +114,8 @@ pub async fn send(
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        let req = req.body(Full::new(body)).map_err(|e| proto(e.to_string()))?;
-        sender.send_request(req).await.map_err(|e| proto(e.to_string()))
+        let req = req.body(Full::new(body)).map_err(|e| proto(e.into()))?;
+        sender.send_request(req).await.map_err(|e| proto(e.into()))
     };
     tokio::time::timeout(HEAD_TIMEOUT, exchange)
         .await
@@ -127,9 +130,9 @@ pub async fn fetch_small(method: &str, url: &str, headers: &[(&str, String)], bo
     let bytes = Limited::new(resp.into_body(), MAX_SMALL_BODY)
         .collect()
         .await
-        .map_err(|e| HttpError::Protocol {
+        .map_err(|source| HttpError::Protocol {
             url: url.to_string(),
-            reason: e.to_string(),
+            source,
         })?
         .to_bytes();
     if !status.is_success() {

@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn led_class_and_gpio_files() {
-        let root = std::env::temp_dir().join(format!("nearcast-led-{}", std::process::id()));
+        let root = nearcast_testkit::TempDir::new("led");
         let led_dir = root.join("sys/class/leds/status:green");
         std::fs::create_dir_all(&led_dir).unwrap();
         std::fs::write(led_dir.join("max_brightness"), "255\n").unwrap();
@@ -184,6 +184,5 @@ mod tests {
         let mut button = Button::new(&host, 17);
         assert!(button.is_low().unwrap(), "pressed");
         assert!(Button::new(&host, 18).is_high().is_err());
-        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -260,8 +260,7 @@ mod tests {
 
     #[test]
     fn disk_and_box_states_follow_the_readings() {
-        let root = std::env::temp_dir().join(format!("nearcast-hw-monitor-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = nearcast_testkit::TempDir::new("hw-monitor");
         let sim = Sim::new(&root);
         let nvme = sim.nvme(0, &healthy()).unwrap();
         sim.sata("sdb", "running", 0, 35).unwrap();
@@ -331,13 +330,11 @@ mod tests {
         // A corrupt health log is a failed read, not a crash.
         std::fs::write(root.join("dev/nvme0"), b"short").unwrap();
         assert_eq!(states(&m.poll(Health::Ok))[0], Some(Health::Failed));
-        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
     fn link_down_or_a_hot_chip() {
-        let root = std::env::temp_dir().join(format!("nearcast-hw-link-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = nearcast_testkit::TempDir::new("hw-link");
         let sim = Sim::new(&root);
         sim.nic("eth0", true, 25_000).unwrap();
         sim.hwmon(0, "coretemp", &[99.0], &[]).unwrap();
@@ -355,7 +352,6 @@ mod tests {
             Health::Failed,
             "trouble outranks activity"
         );
-        let _ = std::fs::remove_dir_all(&root);
     }
 }
 

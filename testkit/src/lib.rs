@@ -1,4 +1,7 @@
-//! What Nearcast's tests (and the QEMU dev box) share. Faults are made with the real kernel, not
+//! What Nearcast's tests (and the QEMU dev box) share: one HTTP/1.1
+//! client ([`http`]), one Prometheus reader ([`metrics`]), scratch
+//! directories that a green run leaves behind clean ([`temp`]), test
+//! certificates ([`tls`]), and faults made with the real kernel, not
 //! mocked: a disk that fails or crawls is a FUSE filesystem served by the
 //! test process itself ([`faultfs`]), and a slow disk is the real disk
 //! behind a cgroup v1 blkio throttle ([`cgroup`]). Both need root, as the
@@ -6,7 +9,12 @@
 
 pub mod cgroup;
 pub mod faultfs;
+pub mod http;
+pub mod metrics;
+pub mod temp;
 pub mod tls;
+
+pub use temp::TempDir;
 
 use std::path::Path;
 

@@ -21,11 +21,7 @@ pub fn assert_plays(url: &str) {
     assert!(out.status.success() && err.trim().is_empty(), "{url}: {err}");
 }
 
-/// The value of one series (`name{labels}` as printed) in Prometheus text.
-pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-}
+pub use nearcast_testkit::metrics::metric;
 
 /// The workspace's built `control-agent`, beside this test binary
 /// (`cargo build --workspace --bins` first, as `scripts/test` does).
@@ -123,22 +119,8 @@ pub fn curl_get(url: &str) -> (u16, Vec<u8>) {
 /// One GET over a fresh connection (no curl process, for load loops): the
 /// status code, or 0 when no answer came.
 pub fn quick_status(addr: SocketAddr, target: &str) -> u16 {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
-        .is_err()
-    {
-        return 0;
-    }
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    std::str::from_utf8(out.get(9..12).unwrap_or_default())
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    let req = nearcast_testkit::http::request_bytes("GET", target, &[], b"");
+    nearcast_testkit::http::try_send(addr, &req).map_or(0, |r| r.status)
 }
 
 /// Width and height of a PNG, from its header; `None` if it is not a PNG.

@@ -12,6 +12,7 @@ use nearcast::stack::{Ports, Stack, TITLE};
 use nearcast_agent::config::BgpConfig;
 use nearcast_bgp::bird::{Bird, BOX_ADDRESS, BOX_AS, ROUTER_AS};
 use nearcast_e2e::AgentProcess;
+use nearcast_testkit::TempDir;
 
 fn steer_for(stack: &Stack, client: &str) -> Vec<String> {
     let out = Command::new("curl")
@@ -33,8 +34,7 @@ fn wait(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn clients_in_prefixes_the_router_announces_are_steered_to_the_box() {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-bgp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("e2e-bgp");
     let v4 = vec!["198.51.100.0/24".to_string(), "203.0.113.0/24".to_string()];
     let v6 = vec!["2001:db8:100::/48".to_string()];
     let bird = Bird::start("e2e", &v4, &v6).expect("bird2 installed (scripts/test installs it)");
@@ -88,5 +88,4 @@ fn clients_in_prefixes_the_router_announces_are_steered_to_the_box() {
     assert!(steer_for(&stack, "203.0.113.200")[0].starts_with(&box_url));
     drop(agent);
     stack.boxes[0].stop_appliance();
-    let _ = std::fs::remove_dir_all(&root);
 }

@@ -12,18 +12,18 @@
 //! drives a Chromium that decodes video, and two at once on two cores
 //! would starve each other into rebuffering.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use nearcast::stack::{Ports, Stack, ADMIN_TOKEN, TITLE};
 use nearcast_appliance::config::Config as ApplianceConfig;
 use nearcast_e2e::{curl_get, metric, png_size, AgentProcess, Browser};
+use nearcast_testkit::TempDir;
 
 /// A stack with one box that holds the sample title and is steered to,
 /// its appliance set up by `tune`.
-fn serving(name: &str, tune: impl FnOnce(&mut ApplianceConfig)) -> (Stack, AgentProcess, PathBuf) {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+/// The scratch directory comes first, so it is dropped after the stack.
+fn serving(name: &str, tune: impl FnOnce(&mut ApplianceConfig)) -> (TempDir, Stack, AgentProcess) {
+    let root = TempDir::new(&format!("e2e-{name}"));
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
     stack.make_popular(TITLE, 10).unwrap();
     stack.add_box_with(|_| {}, tune).unwrap();
@@ -38,7 +38,7 @@ fn serving(name: &str, tune: impl FnOnce(&mut ApplianceConfig)) -> (Stack, Agent
         assert!(std::time::Instant::now() < deadline, "the box never became steerable");
         std::thread::sleep(Duration::from_millis(100));
     }
-    (stack, agent, root)
+    (root, stack, agent)
 }
 
 /// Height of the top rendition of the sample title.
@@ -46,7 +46,7 @@ const TOP: u64 = 360;
 
 #[test]
 fn the_player_page_plays_from_the_appliance_and_reports_qoe() {
-    let (mut stack, agent, root) = serving("browser", |_| {});
+    let (_root, mut stack, agent) = serving("browser", |_| {});
     let box_metrics =
         || String::from_utf8(curl_get(&format!("http://{}/metrics", stack.boxes[0].admin_addr)).1).unwrap();
     let sent_before = metric(&box_metrics(), "nearcast_sent_bytes_total").unwrap_or(0.0);
@@ -124,7 +124,7 @@ fn the_player_page_plays_from_the_appliance_and_reports_qoe() {
     let page = browser.screenshot_png(None);
     let (w, h) = png_size(&page).expect("a PNG of the window");
     assert!(w == 1280 && h > 600, "the whole viewport: {w}x{h}");
-    let shot = std::env::temp_dir().join("nearcast-dashboard.png");
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("nearcast-dashboard.png");
     std::fs::write(&shot, &page).unwrap();
     eprintln!("dashboard screenshot: {}", shot.display());
     let table = browser.screenshot_png(Some("#fleet"));
@@ -133,13 +133,12 @@ fn the_player_page_plays_from_the_appliance_and_reports_qoe() {
     drop(browser);
     drop(agent);
     stack.boxes[0].stop_appliance();
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn the_player_switches_down_when_the_box_caps_each_connection() {
     // 160 kbit/s per connection: below the top rendition's video alone.
-    let (mut stack, agent, root) = serving("browser-cap", |c| c.rate_limit.kbit_per_connection = 160);
+    let (_root, mut stack, agent) = serving("browser-cap", |c| c.rate_limit.kbit_per_connection = 160);
     let browser = Browser::start();
     browser.goto(&format!("{}/player?title={TITLE}&buffer=8", stack.fill_url));
     browser.wait_for(
@@ -165,12 +164,11 @@ fn the_player_switches_down_when_the_box_caps_each_connection() {
     drop(browser);
     drop(agent);
     stack.boxes[0].stop_appliance();
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn the_player_carries_on_from_the_origin_when_its_box_stops() {
-    let (mut stack, agent, root) = serving("browser-failover", |_| {});
+    let (_root, mut stack, agent) = serving("browser-failover", |_| {});
     let browser = Browser::start();
     // A short buffer, so the player is still fetching when the box goes.
     browser.goto(&format!("{}/player?title={TITLE}&buffer=6", stack.fill_url));
@@ -216,5 +214,4 @@ fn the_player_carries_on_from_the_origin_when_its_box_stops() {
     assert!(summary["by_host"][&origin].as_u64().unwrap_or(0) > 0, "{summary}");
     drop(browser);
     drop(agent);
-    let _ = std::fs::remove_dir_all(&root);
 }

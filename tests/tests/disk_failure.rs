@@ -18,6 +18,7 @@ use nearcast_e2e::{curl_get, metric, quick_status, AgentProcess};
 use nearcast_hardware::nvme::HealthLog;
 use nearcast_hardware::sim::Sim;
 use nearcast_testkit::faultfs::{Fault, FaultFs};
+use nearcast_testkit::TempDir;
 
 const TITLES: [&str; 3] = [TITLE, "second", "third"];
 
@@ -55,8 +56,7 @@ fn steered_to_box(stack: &Stack, title: &str) -> bool {
 fn a_failed_disk_leaves_serving_and_a_replaced_one_is_refilled() {
     // A fixed root keeps the disks' names, and so where the rendezvous
     // hashing puts the titles, the same on every run.
-    let root = std::env::temp_dir().join("nearcast-e2e-disks");
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::fixed("e2e-disks");
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
     for (i, t) in TITLES.iter().enumerate() {
         if *t != TITLE {
@@ -213,13 +213,11 @@ fn a_failed_disk_leaves_serving_and_a_replaced_one_is_refilled() {
     assert_eq!(quick_status(box_addr, target), 200);
     drop(agent);
     stack.boxes[0].stop_appliance();
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn a_disk_whose_reads_fail_is_degraded_and_serves_on() {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-eio-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("e2e-eio");
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
     stack.make_popular(TITLE, 30).unwrap();
     let fs = FaultFs::mount(&root.join("backing"), &root.join("box-1/fuse")).expect("mount the FUSE test disk");
@@ -270,5 +268,4 @@ fn a_disk_whose_reads_fail_is_degraded_and_serves_on() {
     drop(agent);
     stack.boxes[0].stop_appliance();
     drop(fs);
-    let _ = std::fs::remove_dir_all(&root);
 }

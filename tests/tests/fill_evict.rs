@@ -7,6 +7,7 @@ use std::time::Duration;
 use nearcast::stack::{Ports, Stack, TITLE};
 use nearcast_agent::fill::{fill_once, Outcome};
 use nearcast_agent::Agent;
+use nearcast_testkit::TempDir;
 
 /// Registers with the box's current config, fetches its manifest and
 /// fills it; the titles held after.
@@ -27,8 +28,7 @@ fn register_and_fill(rt: &tokio::runtime::Runtime, config: nearcast_agent::Confi
 
 #[test]
 fn a_title_that_falls_out_of_the_manifest_is_evicted() {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-evict-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("e2e-evict");
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
     let other_index = stack.package_copy("other").unwrap();
     let title_bytes: u64 = other_index.files.iter().map(|f| f.size).sum();
@@ -56,13 +56,11 @@ fn a_title_that_falls_out_of_the_manifest_is_evicted() {
     let all: serde_json::Value =
         serde_json::from_str(&stack.admin("GET", "/v1/admin/appliances", "").unwrap()).unwrap();
     assert_eq!(all[0]["inventory"]["titles"], serde_json::json!([TITLE]));
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn a_title_repackaged_at_the_origin_is_refilled() {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-repack-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("e2e-repack");
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
     stack.make_popular(TITLE, 10).unwrap();
     stack.add_box(|_| {}).unwrap();
@@ -90,5 +88,4 @@ fn a_title_repackaged_at_the_origin_is_refilled() {
         assert_eq!(nearcast_common::sha256_hex(&bytes), f.sha256, "{}", f.path);
     }
     assert!(nearcast_agent::admin::metrics(&agent).contains("nearcast_agent_files_placed_total"));
-    let _ = std::fs::remove_dir_all(&root);
 }

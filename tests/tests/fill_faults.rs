@@ -16,6 +16,7 @@ use std::time::Duration;
 use nearcast::stack::{Ports, Stack, TITLE};
 use nearcast_common::sha256_hex;
 use nearcast_e2e::{curl_get, metric, AgentProcess};
+use nearcast_testkit::TempDir;
 
 /// path → (size, sha256) from the origin's title index.
 fn index(stack: &Stack) -> BTreeMap<String, (u64, String)> {
@@ -97,8 +98,7 @@ fn check_box(stack: &Stack, i: usize, index: &BTreeMap<String, (u64, String)>) -
 
 #[test]
 fn sigkill_at_random_moments_never_exposes_a_partial_file_and_the_fill_completes() {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("e2e-crash");
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
     stack.make_popular(TITLE, 10).unwrap();
     // Slow enough (~2 MB at 400 kB/s) to be caught part-way many times.
@@ -148,7 +148,6 @@ fn sigkill_at_random_moments_never_exposes_a_partial_file_and_the_fill_completes
         .unwrap()
         .count();
     assert_eq!(parts, 0);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 fn flip_byte(path: &Path) {
@@ -165,8 +164,7 @@ fn agent_metric(agent: &AgentProcess, series: &str) -> f64 {
 
 #[test]
 fn corrupt_copies_are_refused_retried_elsewhere_and_reported() {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-badsrc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("e2e-badsrc");
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
     stack.make_popular(TITLE, 10).unwrap();
     let index = index(&stack);
@@ -242,7 +240,6 @@ fn corrupt_copies_are_refused_retried_elsewhere_and_reported() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// A tmpfs mounted for the test, unmounted when dropped.
@@ -275,11 +272,11 @@ impl Drop for Tmpfs {
 fn a_disk_that_fills_up_stops_that_disk_not_the_fill() {
     // A fixed root keeps the disks' names, and so the rendezvous pick,
     // the same on every run: the roomy-looking disk is tried first.
-    let root = std::env::temp_dir().join("nearcast-e2e-fulldisk");
+    let leftover = std::env::temp_dir().join("nearcast-e2e-fulldisk");
     for d in ["big", "small"] {
-        let _ = std::process::Command::new("umount").arg(root.join(d)).status();
+        let _ = std::process::Command::new("umount").arg(leftover.join(d)).status();
     }
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::fixed("e2e-fulldisk");
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
     stack.make_popular(TITLE, 10).unwrap();
     let index = index(&stack);
@@ -314,5 +311,4 @@ fn a_disk_that_fills_up_stops_that_disk_not_the_fill() {
     drop(agent);
     stack.boxes[0].stop_appliance();
     drop((big, small));
-    let _ = std::fs::remove_dir_all(&root);
 }

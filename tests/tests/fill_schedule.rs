@@ -11,6 +11,7 @@ use nearcast_agent::fill::{fill_once, Outcome};
 use nearcast_agent::window::Window;
 use nearcast_agent::Agent;
 use nearcast_e2e::{agent_binary, curl_get, metric, AgentProcess};
+use nearcast_testkit::TempDir;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -43,8 +44,7 @@ fn cli(config: &std::path::Path, args: &[&str]) -> (bool, String) {
 
 #[test]
 fn outside_the_window_it_waits_and_fill_now_runs_under_the_cap() {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-window-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("e2e-window");
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
     stack.make_popular(TITLE, 10).unwrap();
     let cap = 500_000;
@@ -84,13 +84,11 @@ fn outside_the_window_it_waits_and_fill_now_runs_under_the_cap() {
     // The bucket allows one second of burst, then `cap` per second.
     let floor = Duration::from_secs_f64((bytes - cap) as f64 / cap as f64);
     assert!(took >= floor, "{bytes} bytes in {took:?} breaks the {cap} B/s cap");
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn a_run_cut_off_by_the_window_resumes_with_ranges() {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-resume-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("e2e-resume");
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
     stack.make_popular(TITLE, 10).unwrap();
     stack.add_box(|c| c.bandwidth_bytes_per_sec = 400_000).unwrap();
@@ -117,5 +115,4 @@ fn a_run_cut_off_by_the_window_resumes_with_ranges() {
     let origin = String::from_utf8(curl_get(&format!("http://{}/metrics", stack.origin.admin_addr)).1).unwrap();
     let resumed = metric(&origin, "nearcast_requests_total{code=\"206\"}").unwrap_or(0.0);
     assert!(resumed >= 1.0, "the cut-off downloads resumed with ranges: {origin}");
-    let _ = std::fs::remove_dir_all(&root);
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use nearcast::stack::{Ports, Stack, TITLE};
 use nearcast_common::sha256_hex;
 use nearcast_e2e::{assert_plays, curl_get, metric, AgentProcess};
+use nearcast_testkit::TempDir;
 
 const HEARTBEAT_TIMEOUT: u64 = 4;
 
@@ -51,8 +52,7 @@ fn time_until_unsteered(stack: &Stack, url_prefix: &str) -> Duration {
 
 #[test]
 fn two_boxes_fill_peer_first_and_players_are_steered_to_them() {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-fill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("e2e-fill");
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, HEARTBEAT_TIMEOUT).unwrap();
     stack.make_popular(TITLE, 100).unwrap();
     let index: serde_json::Value =
@@ -173,5 +173,4 @@ fn two_boxes_fill_peer_first_and_players_are_steered_to_them() {
     assert!(took <= Duration::from_secs(HEARTBEAT_TIMEOUT + 2), "{took:?}");
     assert_eq!(steer(&stack).len(), 1, "only the origin is left");
     drop(agent1);
-    let _ = std::fs::remove_dir_all(&root);
 }

@@ -20,6 +20,7 @@ use nearcast::stack::{Ports, Stack, TITLE};
 use nearcast_image::build::{signing_key, write_bundle};
 use nearcast_image::qemu::Accel;
 use nearcast_image::{build, build_slot, BuildOptions};
+use nearcast_testkit::TempDir;
 
 const ID: &str = "qemu-1";
 
@@ -142,8 +143,7 @@ fn flip_last_byte(path: &Path) {
 
 #[test]
 fn image_boots_serves_and_updates_safely() {
-    let root = std::env::temp_dir().join(format!("nearcast-image-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("image-e2e");
     let os_dir = root.join("os");
     let base = BuildOptions {
         out: os_dir.clone(),
@@ -351,5 +351,4 @@ fn image_boots_serves_and_updates_safely() {
 
     drop(qbox);
     stack.origin.shutdown();
-    let _ = std::fs::remove_dir_all(&root);
 }

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use nearcast::stack::{Ports, Stack, TITLE};
 use nearcast_e2e::AgentProcess;
+use nearcast_testkit::TempDir;
 
 #[test]
 fn an_agent_registers_heartbeats_and_fills_through_an_ipv6_fill_server() {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-ipv6-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("e2e-ipv6");
     let mut stack = Stack::start_with(&root, Ports::EPHEMERAL, 30, |c| {
         c.listen = "[::1]:0".parse().unwrap();
     })
@@ -25,5 +25,4 @@ fn an_agent_registers_heartbeats_and_fills_through_an_ipv6_fill_server() {
     assert!(me["last_heartbeat"].as_u64().is_some_and(|t| t > 0), "{me}");
     drop(agent);
     stack.boxes[0].stop_appliance();
-    let _ = std::fs::remove_dir_all(&root);
 }

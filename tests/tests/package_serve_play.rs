@@ -12,6 +12,7 @@ use nearcast_appliance::Server;
 use nearcast_e2e::{assert_plays, sample_inputs};
 use nearcast_packager::index::sha256_hex;
 use nearcast_packager::{package, Options};
+use nearcast_testkit::TempDir;
 
 fn http_get(addr: std::net::SocketAddr, path: &str) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -29,8 +30,7 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> Vec<u8> {
 
 #[test]
 fn sample_title_is_packaged_served_and_played() {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("e2e");
     let disk = root.join("disk0");
     let index = package(
         &sample_inputs(),

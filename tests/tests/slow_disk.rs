@@ -13,11 +13,11 @@ use nearcast_agent::config::BgpConfig;
 use nearcast_bgp::bird::{Bird, BOX_ADDRESS, BOX_AS, ROUTER_AS};
 use nearcast_e2e::{curl_get, metric, AgentProcess};
 use nearcast_testkit::faultfs::{Fault, FaultFs};
+use nearcast_testkit::TempDir;
 
 #[test]
 fn a_crawling_disk_delays_no_heartbeat_keepalive_or_admin_answer() {
-    let root = std::env::temp_dir().join(format!("nearcast-e2e-slowdisk-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = TempDir::new("e2e-slowdisk");
     let bird = Bird::start("slowdisk", &["198.51.100.0/24".to_string()], &[]).expect("bird2 installed");
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
     stack.make_popular(TITLE, 10).unwrap();
@@ -88,5 +88,4 @@ fn a_crawling_disk_delays_no_heartbeat_keepalive_or_admin_answer() {
     drop(agent);
     stack.boxes[0].stop_appliance();
     drop(fs);
-    let _ = std::fs::remove_dir_all(&root);
 }

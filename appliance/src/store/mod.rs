@@ -253,11 +253,8 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn tempdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("nearcast-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn tempdir(name: &str) -> nearcast_testkit::TempDir {
+        nearcast_testkit::TempDir::new(&format!("store-{name}"))
     }
 
     /// `open`, doing what the worker does when a lookup would block: the
@@ -294,7 +291,7 @@ mod tests {
         std::fs::create_dir_all(b.join("t/r")).unwrap();
         std::fs::write(b.join("t/r/f.m4s"), "v1").unwrap();
         let mut cache = FileCache::new(
-            Disks::new(vec![a.clone(), b.clone()]),
+            Disks::new(vec![a.to_path_buf(), b.to_path_buf()]),
             8,
             Duration::from_millis(100),
             Duration::from_secs(10),
@@ -335,7 +332,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", a.join("t/r/link")).unwrap();
         std::fs::write(a.join("t/r/ok"), "x").unwrap();
         let mut cache = FileCache::new(
-            Disks::new(vec![a.clone()]),
+            Disks::new(vec![a.to_path_buf()]),
             8,
             Duration::from_secs(60),
             Duration::from_secs(10),
@@ -359,7 +356,7 @@ mod tests {
         }
         std::fs::write(a.join("t/r/only-a"), "a").unwrap();
         std::fs::write(b.join("t/r/only-b"), "b").unwrap();
-        let disks = Disks::new(vec![a.clone(), b.clone()]);
+        let disks = Disks::new(vec![a.to_path_buf(), b.to_path_buf()]);
         let mut cache = FileCache::new(disks.clone(), 8, Duration::from_secs(60), Duration::from_secs(10));
         let now = Instant::now();
         assert!(open_now(&mut cache, "t/r/only-a", now).is_ok());
@@ -383,7 +380,7 @@ mod tests {
         std::fs::create_dir_all(a.join("t/r")).unwrap();
         std::fs::write(a.join("t/r/f"), "x").unwrap();
         let window = Duration::from_secs(10);
-        let mut cache = FileCache::new(Disks::new(vec![a]), 8, Duration::from_secs(3600), window);
+        let mut cache = FileCache::new(Disks::new(vec![a.to_path_buf()]), 8, Duration::from_secs(3600), window);
         let t0 = Instant::now();
         assert!(!open_now(&mut cache, "t/r/f", t0).unwrap().asked_again(), "a first ask");
         let f = open_now(&mut cache, "t/r/f", t0 + Duration::from_secs(2)).unwrap();

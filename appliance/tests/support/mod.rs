@@ -2,13 +2,16 @@
 //! with a fresh content store, and speaks HTTP/1.1 to it over plain sockets.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nearcast_common::{Grant, SigningKey};
+pub use nearcast_testkit::http::{self, Response};
+use nearcast_testkit::metrics;
+pub use nearcast_testkit::TempDir;
 
 pub const KEY_ID: &str = "k1";
 pub const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -31,11 +34,9 @@ pub fn signed(path: &str) -> String {
     format!("{path}?token={t}")
 }
 
-pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nearcast-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A scratch directory for one test (see `nearcast_testkit::TempDir`).
+pub fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("test-{name}"))
 }
 
 /// Writes `len` pseudo-random bytes (seeded by `seed`) to `path`.
@@ -64,6 +65,8 @@ pub struct Appliance {
     pub https: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub dir: PathBuf,
+    /// A scratch directory removed only after the process is gone.
+    scratch: Option<TempDir>,
 }
 
 impl Appliance {
@@ -124,58 +127,53 @@ impl Appliance {
             admin: field("admin").unwrap(),
             child,
             dir: dir.to_path_buf(),
+            scratch: None,
         }
     }
 
+    /// Keeps `dir` until this appliance is stopped (for a helper that
+    /// starts it and returns).
+    pub fn owning(mut self, dir: TempDir) -> Appliance {
+        self.scratch = Some(dir);
+        self
+    }
+
     pub fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(self.http).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s
+        http::connect(self.http).unwrap()
     }
 
     pub fn get(&self, target: &str) -> Response {
-        self.request(&format!(
-            "GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-        ))
+        http::get(self.http, target)
     }
 
     /// Sends raw bytes on a fresh connection and reads one response.
     pub fn request(&self, raw: &str) -> Response {
-        let mut s = self.connect();
-        s.write_all(raw.as_bytes()).unwrap();
-        read_response(&mut BufReader::new(s), raw.starts_with("HEAD")).expect("a response")
+        http::send(self.http, raw)
     }
 
     pub fn metrics(&self) -> String {
-        self.admin_call("GET", "/metrics")
+        self.admin_call("GET", "/metrics").text()
     }
 
-    /// One request to the admin listener; the whole answer as text.
-    pub fn admin_call(&self, method: &str, path: &str) -> String {
-        let mut s = TcpStream::connect(self.admin).unwrap();
-        s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
+    /// One request to the admin listener.
+    pub fn admin_call(&self, method: &str, path: &str) -> Response {
+        http::call(self.admin, method, path, &[], b"")
     }
 
-    /// The value of the first metric line that starts with `series`.
-    pub fn metric(&self, series: &str) -> f64 {
+    /// The value of the series `selector` picks (see
+    /// `nearcast_testkit::metrics`).
+    pub fn metric(&self, selector: &str) -> f64 {
         let m = self.metrics();
-        m.lines()
-            .find(|l| l.starts_with(series))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in\n{m}"))
+        metrics::metric(&m, selector).unwrap_or_else(|| panic!("no {selector} in\n{m}"))
     }
 
-    /// Waits (up to 5 s) until `series` reaches at least `want`, and
+    /// Waits (up to 5 s) until `selector` reaches at least `want`, and
     /// returns its value. A response is counted just after its last byte
     /// is handed to the kernel, so a client can see the bytes first.
-    pub fn metric_at_least(&self, series: &str, want: f64) -> f64 {
+    pub fn metric_at_least(&self, selector: &str, want: f64) -> f64 {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
-            let v = self.metric(series);
+            let v = self.metric(selector);
             if v >= want || std::time::Instant::now() > deadline {
                 return v;
             }
@@ -187,8 +185,15 @@ impl Appliance {
         self.child.id() as i32
     }
 
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM (the drain signal) without waiting.
+    pub fn signal_term(&self) {
+        // SAFETY: kill(2) takes plain integers; the pid is our own child,
+        // not yet reaped, so it cannot name another process.
         unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal_term();
         self.child.wait().unwrap()
     }
 
@@ -204,55 +209,16 @@ impl Drop for Appliance {
     }
 }
 
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one response; `None` on a clean EOF before any byte.
+/// Reads one response from a connection the test keeps; `None` on a clean
+/// end before any byte.
 pub fn read_response(r: &mut impl BufRead, head_request: bool) -> Option<Response> {
-    let mut line = String::new();
-    if r.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let status = line.split_whitespace().nth(1)?.parse().ok()?;
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let mut resp = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    let len: usize = resp.header("content-length").map_or(0, |v| v.parse().unwrap());
-    if !head_request && status != 304 {
-        resp.body = vec![0; len];
-        r.read_exact(&mut resp.body).ok()?;
-    }
-    Some(resp)
+    http::read_response(r, head_request).expect("a well-formed response")
 }
 
 /// Lifts this test process's descriptor limit (many client sockets).
 pub fn raise_fd_limit() {
+    // SAFETY: rlimit is plain integers (all-zero is valid), and both calls
+    // only read or write the struct they are given.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
@@ -288,9 +254,7 @@ pub fn client_config(dir: &Path) -> std::sync::Arc<rustls::ClientConfig> {
 /// A TLS stream to `addr` for server name `localhost`.
 pub fn tls_connect(dir: &Path, addr: SocketAddr) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let conn = rustls::ClientConnection::new(client_config(dir), "localhost".try_into().unwrap()).unwrap();
-    let sock = TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    rustls::StreamOwned::new(conn, sock)
+    rustls::StreamOwned::new(conn, http::connect(addr).unwrap())
 }
 
 /// The `[tls]` section for a listener on a free port with `make_cert`'s leaf.

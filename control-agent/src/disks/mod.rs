@@ -304,9 +304,8 @@ mod tests {
 
     #[test]
     fn records_need_their_files() {
-        let root = std::env::temp_dir().join(format!("nearcast-disk-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let disk = Disk::new(root.clone());
+        let root = nearcast_testkit::TempDir::new("disk-test");
+        let disk = Disk::new(root.to_path_buf());
         std::fs::create_dir_all(root.join("t/720p")).unwrap();
         std::fs::write(root.join("t/720p/a.m4s"), b"abc").unwrap();
         let rec = TitleRecord {
@@ -332,15 +331,12 @@ mod tests {
         on_disk(|io, r| io.commit(r));
         on_disk(|io, _| io.evict("t"));
         assert!(disk.run_blocking(|io| io.records()).unwrap().is_empty() && !root.join("t").exists());
-        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
     fn a_download_is_placed_only_when_its_bytes_match() {
-        let root = std::env::temp_dir().join(format!("nearcast-disk-part-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        let disk = Disk::new(root.clone());
+        let root = nearcast_testkit::TempDir::new("disk-part");
+        let disk = Disk::new(root.to_path_buf());
         let sha = nearcast_common::sha256_hex(b"hello world");
         let outcome = disk
             .run_blocking(move |io| {
@@ -370,6 +366,5 @@ mod tests {
             !outcome.2.exists() && !root.join("t/r/g").exists(),
             "a mismatch is never placed"
         );
-        let _ = std::fs::remove_dir_all(&root);
     }
 }

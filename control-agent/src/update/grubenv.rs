@@ -94,14 +94,20 @@ impl GrubEnv {
         let mut block = Vec::with_capacity(SIZE);
         std::fs::File::open(path)
             .and_then(|f| f.take(SIZE as u64 + 1).read_to_end(&mut block))
-            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            .map_err(|source| UpdateError::BootEnvIo {
+                path: path.display().to_string(),
+                source,
+            })?;
         GrubEnv::parse(&block)
     }
 
     /// Overwrites the existing block at `path` in place and syncs it.
     pub fn write(&self, path: &Path) -> Result<(), UpdateError> {
         let block = self.to_block()?;
-        let io = |e: std::io::Error| bad(format!("{}: {e}", path.display()));
+        let io = |source: std::io::Error| UpdateError::BootEnvIo {
+            path: path.display().to_string(),
+            source,
+        };
         let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(io)?;
         if f.metadata().map_err(io)?.len() != SIZE as u64 {
             return Err(bad(format!("{} is not a {SIZE}-byte block", path.display())));
@@ -140,8 +146,7 @@ mod tests {
     /// GRUB's own tool reads what we write and we read what it writes.
     #[test]
     fn agrees_with_grub_editenv() {
-        let dir = std::env::temp_dir().join(format!("nearcast-grubenv-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = nearcast_testkit::TempDir::new("grubenv");
         let file = dir.join("grubenv");
         let ok = Command::new("grub-editenv")
             .arg(&file)
@@ -167,6 +172,5 @@ mod tests {
         std::fs::write(&file, "short").unwrap();
         assert!(env.write(&file).is_err());
         assert_eq!(std::fs::read(&file).unwrap(), b"short");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

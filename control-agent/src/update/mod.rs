@@ -8,10 +8,12 @@
 //! boot used up — starts the old slot. The old slot's agent records the
 //! failure and never tries that release again.
 
+mod error;
 pub mod grubenv;
 pub mod slots;
+mod writer;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,41 +28,10 @@ use crate::appliance::Appliance;
 use crate::bucket::Bucket;
 use crate::config::UpdateConfig;
 use crate::fill_server::FillServer;
+pub use error::UpdateError;
 use grubenv::GrubEnv;
 use slots::Slot;
-
-#[derive(Debug, thiserror::Error)]
-pub enum UpdateError {
-    #[error("boot environment: {0}")]
-    BootEnv(String),
-    #[error("slot: {0}")]
-    Slot(String),
-    #[error(transparent)]
-    Bundle(#[from] BundleError),
-    #[error("bundle is release {got}, not the {want} asked for")]
-    WrongRelease { got: String, want: String },
-    #[error("rootfs of {size} bytes does not fit slot {slot} ({room} bytes)")]
-    TooBig { size: u64, slot: &'static str, room: u64 },
-    #[error("download: {0}")]
-    Download(String),
-    #[error("writing slot {slot}: {reason}")]
-    Write { slot: &'static str, reason: String },
-    #[error("state file {path}: {reason}")]
-    State { path: String, reason: String },
-    #[error("trusted keys: {0}")]
-    Keys(String),
-}
-
-impl UpdateError {
-    /// Errors that say the bundle itself is bad (retrying cannot help),
-    /// as against a download or a disk that failed this time.
-    fn condemns_release(&self) -> bool {
-        matches!(
-            self,
-            UpdateError::Bundle(_) | UpdateError::WrongRelease { .. } | UpdateError::TooBig { .. }
-        )
-    }
-}
+use writer::SlotWriter;
 
 /// Kept on the config partition, shared by both slots.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -96,7 +67,10 @@ pub struct Updater {
 }
 
 fn read_keys(dir: &Path) -> Result<Vec<TrustedKey>, UpdateError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| UpdateError::Keys(format!("{}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|source| UpdateError::Keys {
+        dir: dir.display().to_string(),
+        source,
+    })?;
     let mut keys = Vec::new();
     for e in entries.flatten() {
         let text = std::fs::read_to_string(e.path()).unwrap_or_default();
@@ -147,9 +121,9 @@ impl Updater {
         let mut s = self.state();
         f(&mut s);
         let path = &self.cfg.state_file;
-        let err = |e: std::io::Error| UpdateError::State {
+        let err = |source: std::io::Error| UpdateError::State {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            source,
         };
         let tmp = path.with_extension("tmp");
         let mut file = std::fs::File::create(&tmp).map_err(err)?;
@@ -334,13 +308,13 @@ impl Updater {
             .server
             .os_bundle()
             .await
-            .map_err(|e| UpdateError::Download(e.to_string()))?;
+            .map_err(|e| UpdateError::Download(e.into()))?;
         let mut body = resp.into_body();
         let mut buf: Vec<u8> = Vec::new();
         // Once the header is in and checked: the slot's writer.
         let mut writer: Option<SlotWriter> = None;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| UpdateError::Download(e.to_string()))?;
+            let frame = frame.map_err(|e| UpdateError::Download(e.into()))?;
             let Ok(chunk) = frame.into_data() else { continue };
             self.link.bucket.take(chunk.len() as u64).await;
             if let Some(w) = &mut writer {
@@ -391,92 +365,5 @@ impl Updater {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, UpdateError> + Send + 'static,
 ) -> Result<T, UpdateError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| UpdateError::Write {
-        slot: "?",
-        reason: e.to_string(),
-    })?
-}
-
-/// Writes a slot on a thread of its own: chunks come through a bounded
-/// channel and are hashed as they are written; at the end the slot is
-/// synced and read back.
-struct SlotWriter {
-    chunks: tokio::sync::mpsc::Sender<hyper::body::Bytes>,
-    done: tokio::task::JoinHandle<Result<(), UpdateError>>,
-}
-
-impl SlotWriter {
-    fn start(
-        dev: std::path::PathBuf,
-        slot: &'static str,
-        mut check: RootfsCheck,
-        m: &nearcast_common::bundle::Manifest,
-    ) -> SlotWriter {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<hyper::body::Bytes>(8);
-        let (size, sha) = (m.rootfs_size, m.rootfs_sha256.clone());
-        let done = tokio::task::spawn_blocking(move || {
-            let werr = |e: std::io::Error| UpdateError::Write {
-                slot,
-                reason: e.to_string(),
-            };
-            let mut file = std::fs::OpenOptions::new().write(true).open(&dev).map_err(werr)?;
-            while let Some(chunk) = rx.blocking_recv() {
-                check.update(&chunk)?;
-                file.write_all(&chunk).map_err(werr)?;
-            }
-            check.finish()?;
-            file.sync_all().map_err(werr)?;
-            drop(file);
-            read_back(&dev, size, &sha).map_err(|reason| UpdateError::Write { slot, reason })
-        });
-        SlotWriter { chunks: tx, done }
-    }
-
-    /// Hands a chunk to the writer (waits while it is behind). If the
-    /// writer stopped, its error.
-    async fn write(&mut self, chunk: hyper::body::Bytes) -> Result<(), UpdateError> {
-        if self.chunks.send(chunk).await.is_ok() {
-            return Ok(());
-        }
-        match (&mut self.done).await {
-            Ok(Err(e)) => Err(e),
-            _ => Err(UpdateError::Write {
-                slot: "?",
-                reason: "the slot writer stopped".into(),
-            }),
-        }
-    }
-
-    /// The end of the bundle: the writer's outcome.
-    async fn finish(self) -> Result<(), UpdateError> {
-        drop(self.chunks);
-        self.done.await.map_err(|e| UpdateError::Write {
-            slot: "?",
-            reason: e.to_string(),
-        })?
-    }
-}
-
-/// Reads the first `size` bytes of the slot back and compares them with
-/// the signed hash: what the device holds, not what was sent.
-fn read_back(dev: &Path, size: u64, sha: &str) -> Result<(), String> {
-    let mut f = std::fs::File::open(dev).map_err(|e| e.to_string())?.take(size);
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut chunk = vec![0u8; 1 << 20];
-    let mut got = 0u64;
-    loop {
-        let n = f.read(&mut chunk).map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        got += n as u64;
-        ctx.update(&chunk[..n]);
-    }
-    let hash = nearcast_common::digest::hex(ctx.finish().as_ref());
-    if got != size || hash != sha {
-        return Err(format!(
-            "read back {got} bytes hashing {hash}, wrote {size} hashing {sha}"
-        ));
-    }
-    Ok(())
+    tokio::task::spawn_blocking(f).await?
 }

@@ -55,8 +55,10 @@ pub fn booted(cmdline: &str) -> Option<Slot> {
 /// The device (`{dev}/{name}`) and size in bytes of the partition named
 /// `partname`, from `{sys_block}/*/uevent` and `size`.
 pub fn device(sys_block: &Path, dev: &Path, partname: &str) -> Result<(PathBuf, u64), UpdateError> {
-    let entries =
-        std::fs::read_dir(sys_block).map_err(|e| UpdateError::Slot(format!("{}: {e}", sys_block.display())))?;
+    let entries = std::fs::read_dir(sys_block).map_err(|source| UpdateError::SysBlock {
+        path: sys_block.display().to_string(),
+        source,
+    })?;
     for entry in entries.flatten() {
         let uevent = std::fs::read_to_string(entry.path().join("uevent")).unwrap_or_default();
         if uevent.lines().any(|l| l == format!("PARTNAME={partname}")) {
@@ -85,7 +87,7 @@ mod tests {
 
     #[test]
     fn partitions_found_by_name() {
-        let root = std::env::temp_dir().join(format!("nearcast-slots-{}", std::process::id()));
+        let root = nearcast_testkit::TempDir::new("slots");
         for (name, part, size) in [("vda2", "nearcast-a", "262144"), ("vda3", "nearcast-b", "262144")] {
             let d = root.join("sys").join(name);
             std::fs::create_dir_all(&d).unwrap();
@@ -99,6 +101,5 @@ mod tests {
         let (dev, size) = device(&root.join("sys"), Path::new("/dev"), "nearcast-b").unwrap();
         assert_eq!((dev, size), (PathBuf::from("/dev/vda3"), 128 << 20));
         assert!(device(&root.join("sys"), Path::new("/dev"), "nearcast-c").is_err());
-        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -4,11 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nearcast-pkg-bad-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+use nearcast_testkit::TempDir;
+
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("pkg-bad-{name}"))
 }
 
 fn make_mp4(path: &Path, faststart: bool) {

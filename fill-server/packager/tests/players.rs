@@ -3,16 +3,14 @@
 //! per track, and ffmpeg reads the whole title through master.m3u8 and
 //! manifest.mpd without an error line.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use nearcast_packager::index::{sha256_hex, TitleIndex};
+use nearcast_testkit::TempDir;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nearcast-pkg-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("pkg-{name}"))
 }
 
 /// Runs ffmpeg with `args` (quiet, overwrite) and asserts it worked.

@@ -213,15 +213,17 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn dirs(name: &str) -> (PathBuf, PathBuf) {
-        let d = std::env::temp_dir().join(format!("nearcast-faultfs-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        (d.join("backing"), d.join("mnt"))
+    /// The scratch directory (declared first, so dropped after the mount)
+    /// and the backing and mount directories in it.
+    fn dirs(name: &str) -> (crate::TempDir, PathBuf, PathBuf) {
+        let d = crate::TempDir::new(&format!("faultfs-{name}"));
+        let (backing, mnt) = (d.join("backing"), d.join("mnt"));
+        (d, backing, mnt)
     }
 
     #[test]
     fn passes_files_directories_and_renames_through() {
-        let (backing, mnt) = dirs("rw");
+        let (_dir, backing, mnt) = dirs("rw");
         let fs = FaultFs::mount(&backing, &mnt).unwrap();
         std::fs::create_dir_all(mnt.join("t/r")).unwrap();
         let mut f = File::create(mnt.join("t/r/.tmp")).unwrap();
@@ -252,7 +254,7 @@ mod tests {
 
     #[test]
     fn injects_eio_and_delays() {
-        let (backing, mnt) = dirs("faults");
+        let (_dir, backing, mnt) = dirs("faults");
         std::fs::create_dir_all(&backing).unwrap();
         std::fs::write(backing.join("bad"), vec![7u8; 256 * 1024]).unwrap();
         let fs = FaultFs::mount(&backing, &mnt).unwrap();

@@ -236,8 +236,7 @@ fn kernel_open(info: &Info, record: &[u8]) -> Vec<u8> {
 #[test]
 fn the_kernel_gets_keys_the_peer_agrees_with() {
     use rustls::crypto::ring::cipher_suite::*;
-    let dir = std::env::temp_dir().join(format!("nearcast-ktls-keys-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = nearcast_testkit::TempDir::new("ktls-keys");
     for suite in [
         TLS13_AES_128_GCM_SHA256,
         TLS13_AES_256_GCM_SHA384,

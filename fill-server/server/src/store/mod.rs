@@ -23,8 +23,9 @@ use crate::predict::{DailyBytes, Release};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database driver's error (SQLite or PostgreSQL), kept whole.
     #[error("database: {0}")]
-    Db(String),
+    Db(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("unknown {kind} '{name}'")]
     Unknown { kind: &'static str, name: String },
     #[error("line {line}: {reason}")]

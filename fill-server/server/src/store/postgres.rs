@@ -29,7 +29,7 @@ impl SqlStore<PgDb> {
 }
 
 fn db_err(e: postgres::Error) -> StoreError {
-    StoreError::Db(e.to_string())
+    StoreError::Db(Box::new(e))
 }
 
 fn boxed(params: &[Value]) -> Vec<Box<dyn ToSql + Sync>> {

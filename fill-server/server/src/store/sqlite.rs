@@ -28,7 +28,7 @@ impl SqlStore<SqliteDb> {
 }
 
 fn db_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Db(e.to_string())
+    StoreError::Db(Box::new(e))
 }
 
 /// `$1` → `?1`: SQLite's numbered placeholders.
