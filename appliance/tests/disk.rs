@@ -74,9 +74,30 @@ fn cold_and_hot(name: &str, disk_io: &str) {
         tls_toml(&dir)
     );
     let app = Appliance::start(&dir, std::slice::from_ref(&disk), &extra);
+    rounds_of_cold_and_hot_reads(&app, &dir, &disk, &files);
+    // Both ways were taken: cold bytes read from disk, hot ones from the cache.
+    let from_disk = app.metric("nearcast_body_bytes_total{source=\"disk\"}");
+    let from_cache = app.metric("nearcast_body_bytes_total{source=\"page_cache\"}");
+    assert!(
+        from_disk > 1e6 && from_cache > 1e6,
+        "disk {from_disk}, cache {from_cache}"
+    );
+    assert!(app.metric("nearcast_disk_read_bytes_total{disk=\"0\"}") >= from_disk);
+    assert!(app.metric("nearcast_disk_read_seconds_count{disk=\"0\"}") > 0.0);
+    page_cache_admission(&app, &disk, !disk_io.contains("direct_min_kib = 0"));
+    // Every buffer came back (the gauge is refreshed each 200 ms tick).
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(app.metric("nearcast_read_buffers_in_use"), 0.0);
+    assert_eq!(app.metric("nearcast_disk_read_queue_depth{disk=\"0\"}"), 0.0);
+}
+
+/// Three rounds, each after evicting the disk's files: 12 clients (every
+/// third over TLS) ask for six files each on one connection; every body
+/// must hash as written.
+fn rounds_of_cold_and_hot_reads(app: &Appliance, dir: &Path, disk: &Path, files: &Arc<Vec<(String, Vec<u8>)>>) {
     let https = app.https.unwrap();
     for round in 0..3u64 {
-        evict(&disk);
+        evict(disk);
         let clients: Vec<_> = (0..12u64)
             .map(|c| {
                 let (files, http, dir) = (files.clone(), app.http, dir.to_path_buf());
@@ -106,22 +127,15 @@ fn cold_and_hot(name: &str, disk_io: &str) {
             c.join().unwrap();
         }
     }
-    // Both ways were taken: cold bytes read from disk, hot ones from the cache.
-    let from_disk = app.metric("nearcast_body_bytes_total{source=\"disk\"}");
-    let from_cache = app.metric("nearcast_body_bytes_total{source=\"page_cache\"}");
-    assert!(
-        from_disk > 1e6 && from_cache > 1e6,
-        "disk {from_disk}, cache {from_cache}"
-    );
-    assert!(app.metric("nearcast_disk_read_bytes_total{disk=\"0\"}") >= from_disk);
-    assert!(app.metric("nearcast_disk_read_seconds_count{disk=\"0\"}") > 0.0);
-    // Buffered reads leave a file in the page cache; O_DIRECT ones do not,
-    // until the file is asked for again (of the same worker: one
-    // connection).
+}
+
+/// Buffered reads leave a file in the page cache; O_DIRECT ones (`direct`)
+/// do not, until the file is asked for again (of the same worker: one
+/// connection).
+fn page_cache_admission(app: &Appliance, disk: &Path, direct: bool) {
     let fresh = disk.join("t/r/fresh.m4s");
     let data = write_synced(&fresh, 3 << 20, 99);
     evict(&fresh);
-    let direct = !disk_io.contains("direct_min_kib = 0");
     let mut conn = app.connect();
     for ask in 1..=2 {
         let r = get_on(&mut conn, "/c/t/r/fresh.m4s", None);
@@ -136,10 +150,6 @@ fn cold_and_hot(name: &str, disk_io: &str) {
             );
         }
     }
-    // Every buffer came back (the gauge is refreshed each 200 ms tick).
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(app.metric("nearcast_read_buffers_in_use"), 0.0);
-    assert_eq!(app.metric("nearcast_disk_read_queue_depth{disk=\"0\"}"), 0.0);
 }
 
 /// The fraction of `path`'s pages in the page cache (this test runs as

@@ -134,10 +134,12 @@ pub fn png_size(png: &[u8]) -> Option<(u32, u32)> {
 
 /// Headless Chromium driven through chromedriver (Debian's `chromium` and
 /// `chromium-driver`), over the W3C WebDriver protocol with curl. Quit
-/// when dropped.
+/// when dropped; Chromium's profile and scratch directories live in a temp
+/// dir of its own, removed with it.
 pub struct Browser {
     driver: Child,
     base: String,
+    _tmp: nearcast_testkit::TempDir,
 }
 
 impl Browser {
@@ -146,8 +148,10 @@ impl Browser {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
+        let tmp = nearcast_testkit::TempDir::new(&format!("chromium-{port}"));
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .env("TMPDIR", tmp.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -174,6 +178,7 @@ impl Browser {
         Browser {
             driver,
             base: format!("{root}/session/{id}"),
+            _tmp: tmp,
         }
     }
 
@@ -265,4 +270,20 @@ fn webdriver(method: &str, url: &str, body: &serde_json::Value) -> serde_json::V
         .unwrap_or_else(|_| panic!("WebDriver {url}: {}", String::from_utf8_lossy(&out.stdout)));
     assert!(v["value"].get("error").is_none(), "WebDriver {url}: {v}");
     v
+}
+
+/// The agent's BGP session to the test BIRD (`nearcast_bgp::bird`), as the
+/// box's config would name it, with hold time `hold_time` seconds.
+pub fn bgp_to(bird: &nearcast_bgp::bird::Bird, hold_time: u16) -> nearcast_agent::config::BgpConfig {
+    use nearcast_bgp::bird::{BOX_ADDRESS, BOX_AS, ROUTER_AS};
+    nearcast_agent::config::BgpConfig {
+        neighbor: bird.address(),
+        local_address: Some(BOX_ADDRESS.into()),
+        local_as: BOX_AS,
+        peer_as: ROUTER_AS,
+        router_id: std::net::Ipv4Addr::new(192, 0, 2, 1),
+        hold_time,
+        max_prefixes: 1000,
+        md5_password: None,
+    }
 }

@@ -4,14 +4,12 @@
 //! an address no imported prefix covers — and stops once the router
 //! withdraws the prefix.
 
-use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nearcast::stack::{Ports, Stack, TITLE};
-use nearcast_agent::config::BgpConfig;
-use nearcast_bgp::bird::{Bird, BOX_ADDRESS, BOX_AS, ROUTER_AS};
-use nearcast_e2e::AgentProcess;
+use nearcast_bgp::bird::Bird;
+use nearcast_e2e::{bgp_to, AgentProcess};
 use nearcast_testkit::TempDir;
 
 fn steer_for(stack: &Stack, client: &str) -> Vec<String> {
@@ -40,20 +38,7 @@ fn clients_in_prefixes_the_router_announces_are_steered_to_the_box() {
     let bird = Bird::start("e2e", &v4, &v6).expect("bird2 installed (scripts/test installs it)");
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
     stack.make_popular(TITLE, 10).unwrap();
-    stack
-        .add_box(|c| {
-            c.bgp = Some(BgpConfig {
-                neighbor: bird.address(),
-                local_address: Some(BOX_ADDRESS.into()),
-                local_as: BOX_AS,
-                peer_as: ROUTER_AS,
-                router_id: Ipv4Addr::new(192, 0, 2, 1),
-                hold_time: 9,
-                max_prefixes: 1000,
-                md5_password: None,
-            })
-        })
-        .unwrap();
+    stack.add_box(|c| c.bgp = Some(bgp_to(&bird, 9))).unwrap();
     let agent = AgentProcess::start(&stack.boxes[0].agent_config);
     agent.wait_for_run(Duration::from_secs(60));
     let box_url = format!("http://{}/", stack.boxes[0].http_addr);

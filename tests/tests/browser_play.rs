@@ -96,9 +96,15 @@ fn the_player_page_plays_from_the_appliance_and_reports_qoe() {
     assert_eq!(summary["rebuffer_ratio"], 0.0);
     let host = stack.boxes[0].http_addr.to_string();
     assert!(summary["by_host"][&host].as_u64().unwrap_or(0) > 0, "{summary}");
+    dashboard_shows_the_playback(&stack, &browser);
+    drop(browser);
+    drop(agent);
+    stack.boxes[0].stop_appliance();
+}
 
-    // The operators' dashboard: the fleet table lists the box, its bytes
-    // served (from heartbeats) and the site's hit ratio from this playback.
+/// The operators' dashboard: the fleet table lists the box, its bytes
+/// served (from heartbeats) and the site's hit ratio from this playback.
+fn dashboard_shows_the_playback(stack: &Stack, browser: &Browser) {
     browser.goto(&format!("{}/dashboard#token={ADMIN_TOKEN}", stack.fill_url));
     browser.wait_for(
         "dashboard with bytes served",
@@ -130,9 +136,6 @@ fn the_player_page_plays_from_the_appliance_and_reports_qoe() {
     let table = browser.screenshot_png(Some("#fleet"));
     let (w, h) = png_size(&table).expect("a PNG of the fleet table");
     assert!(w >= 600 && h >= 40, "the fleet table shows a header and a row: {w}x{h}");
-    drop(browser);
-    drop(agent);
-    stack.boxes[0].stop_appliance();
 }
 
 #[test]

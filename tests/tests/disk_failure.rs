@@ -57,7 +57,62 @@ fn a_failed_disk_leaves_serving_and_a_replaced_one_is_refilled() {
     // A fixed root keeps the disks' names, and so where the rendezvous
     // hashing puts the titles, the same on every run.
     let root = TempDir::fixed("e2e-disks");
-    let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
+    let (mut stack, sim, disks) = three_disk_box(&root);
+    let agent = AgentProcess::start(&stack.boxes[0].agent_config);
+    let s = agent.wait_for_run(Duration::from_secs(60));
+    assert_eq!(s["titles"].as_array().map(Vec::len), Some(3), "{s}");
+    let disk_of = |t: &str| disks.iter().position(|d| d.join(t).is_dir()).unwrap();
+    let failing = disk_of(TITLE);
+    let (lost, kept): (Vec<&str>, Vec<&str>) = TITLES.iter().partition(|t| disk_of(t) == failing);
+    assert!(!kept.is_empty(), "every title landed on one disk");
+
+    let load = Load::start(&stack);
+    std::thread::sleep(Duration::from_millis(500));
+    // The disk's health log turns read-only: failed.
+    sim.nvme(
+        failing as u32,
+        &HealthLog {
+            critical_warning: 0b1000,
+            ..healthy()
+        },
+    )
+    .unwrap();
+    let took = wait_disk_failed(&stack, failing, true);
+    assert!(took <= Duration::from_secs(3), "one heartbeat: {took:?}");
+    load.out.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(1500));
+    let targets = load.targets.clone();
+    assert_served_on(&load.finish(), &lost, &kept);
+    assert_reported_failed(&stack, &agent, failing, &lost, &kept);
+
+    // Replaced: a healthy, empty disk. It returns to service and the next
+    // fill puts the lost titles back.
+    std::fs::remove_dir_all(&disks[failing]).unwrap();
+    std::fs::create_dir_all(&disks[failing]).unwrap();
+    sim.nvme(failing as u32, &healthy()).unwrap();
+    wait_disk_failed(&stack, failing, false);
+    let (code, _) = curl_get(&format!("http://{}/fill", agent.admin));
+    assert_eq!(code, 405, "fill needs POST");
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "-X", "POST", &format!("http://{}/fill", agent.admin)])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    wait_until("the next fill refills the lost titles", Duration::from_secs(30), || {
+        let inv = box_inventory(&stack);
+        TITLES.iter().all(|t| inv.contains(&t.to_string()))
+    });
+    assert!(steered_to_box(&stack, TITLE));
+    let (_, target) = targets.iter().find(|(t, _)| *t == TITLE).unwrap();
+    assert_eq!(quick_status(stack.boxes[0].http_addr, target), 200);
+    drop(agent);
+    stack.boxes[0].stop_appliance();
+}
+
+/// A stack with the three titles and one box over three disks, each with
+/// a simulated NVMe device.
+fn three_disk_box(root: &TempDir) -> (Stack, Sim, Vec<std::path::PathBuf>) {
+    let mut stack = Stack::start(root, Ports::EPHEMERAL, 30).unwrap();
     for (i, t) in TITLES.iter().enumerate() {
         if *t != TITLE {
             stack.package_copy(t).unwrap();
@@ -77,74 +132,91 @@ fn a_failed_disk_leaves_serving_and_a_replaced_one_is_refilled() {
             c.hardware.devices = (0..3).map(|i| format!("nvme{i}n1")).collect();
         })
         .unwrap();
-    let agent = AgentProcess::start(&stack.boxes[0].agent_config);
-    let s = agent.wait_for_run(Duration::from_secs(60));
-    assert_eq!(s["titles"].as_array().map(Vec::len), Some(3), "{s}");
-    let disk_of = |t: &str| disks.iter().position(|d| d.join(t).is_dir()).unwrap();
-    let failing = disk_of(TITLE);
-    let (lost, kept): (Vec<&str>, Vec<&str>) = TITLES.iter().partition(|t| disk_of(t) == failing);
-    assert!(!kept.is_empty(), "every title landed on one disk");
+    (stack, sim, disks)
+}
 
-    // Load: every file of every title, over and over, from two clients.
-    let box_addr = stack.boxes[0].http_addr;
-    let mut targets = Vec::new();
-    for t in TITLES {
-        let index: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(stack.config.origin_store.join(t).join("index.json")).unwrap())
-                .unwrap();
-        let token = stack.title_token(t).unwrap();
-        for f in index["files"].as_array().unwrap() {
-            targets.push((t, format!("/c/{t}/{}?token={token}", f["path"].as_str().unwrap())));
+/// Waits until the appliance's `nearcast_disk_failed` for `disk` reads
+/// `failed`; returns how long that took.
+fn wait_disk_failed(stack: &Stack, disk: usize, failed: bool) -> Duration {
+    let series = format!("nearcast_disk_failed{{disk=\"{disk}\"");
+    let value = if failed { " 1" } else { " 0" };
+    wait_until("the appliance's disk state", Duration::from_secs(5), || {
+        String::from_utf8(curl_get(&format!("http://{}/metrics", stack.boxes[0].admin_addr)).1)
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with(&series) && l.ends_with(value))
+    })
+}
+
+/// One request's outcome: title, status, latency, sent after the disk was
+/// out.
+type Outcome = (&'static str, u16, Duration, bool);
+
+/// Load: every file of every title, over and over, from two clients.
+struct Load {
+    targets: Arc<Vec<(&'static str, String)>>,
+    stop: Arc<AtomicBool>,
+    /// Set once the disk is out: requests after it are marked.
+    out: Arc<AtomicBool>,
+    log: Arc<Mutex<Vec<Outcome>>>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(stack: &Stack) -> Load {
+        let box_addr = stack.boxes[0].http_addr;
+        let mut targets = Vec::new();
+        for t in TITLES {
+            let index: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(stack.config.origin_store.join(t).join("index.json")).unwrap())
+                    .unwrap();
+            let token = stack.title_token(t).unwrap();
+            for f in index["files"].as_array().unwrap() {
+                targets.push((t, format!("/c/{t}/{}?token={token}", f["path"].as_str().unwrap())));
+            }
+        }
+        let targets = Arc::new(targets);
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let out = Arc::new(AtomicBool::new(false));
+        let clients = (0..2)
+            .map(|c| {
+                let (targets, stop, log, out) = (targets.clone(), stop.clone(), log.clone(), out.clone());
+                std::thread::spawn(move || {
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    let mut i = c;
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && i < 200_000 {
+                        let (title, target) = &targets[i % targets.len()];
+                        let was_out = out.load(Ordering::Relaxed);
+                        let t0 = Instant::now();
+                        let code = quick_status(box_addr, target);
+                        log.lock().unwrap().push((*title, code, t0.elapsed(), was_out));
+                        i += 2;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            targets,
+            stop,
+            out,
+            log,
+            clients,
         }
     }
-    let targets = Arc::new(targets);
-    let stop = Arc::new(AtomicBool::new(false));
-    // (title, status, latency, after the disk was out)
-    let log = Arc::new(Mutex::new(Vec::<(&str, u16, Duration, bool)>::new()));
-    let out = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..2)
-        .map(|c| {
-            let (targets, stop, log, out) = (targets.clone(), stop.clone(), log.clone(), out.clone());
-            std::thread::spawn(move || {
-                let deadline = Instant::now() + Duration::from_secs(30);
-                let mut i = c;
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && i < 200_000 {
-                    let (title, target) = &targets[i % targets.len()];
-                    let was_out = out.load(Ordering::Relaxed);
-                    let t0 = Instant::now();
-                    let code = quick_status(box_addr, target);
-                    log.lock().unwrap().push((title, code, t0.elapsed(), was_out));
-                    i += 2;
-                }
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    // The disk's health log turns read-only: failed.
-    sim.nvme(
-        failing as u32,
-        &HealthLog {
-            critical_warning: 0b1000,
-            ..healthy()
-        },
-    )
-    .unwrap();
-    let series = format!("nearcast_disk_failed{{disk=\"{failing}\"");
-    let appliance_metrics =
-        || String::from_utf8(curl_get(&format!("http://{}/metrics", stack.boxes[0].admin_addr)).1).unwrap();
-    let took = wait_until("the appliance takes the disk out", Duration::from_secs(5), || {
-        appliance_metrics()
-            .lines()
-            .any(|l| l.starts_with(&series) && l.ends_with(" 1"))
-    });
-    assert!(took <= Duration::from_secs(3), "one heartbeat: {took:?}");
-    out.store(true, Ordering::Relaxed);
-    std::thread::sleep(Duration::from_millis(1500));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
+
+    fn finish(self) -> Vec<Outcome> {
+        self.stop.store(true, Ordering::Relaxed);
+        for c in self.clients {
+            c.join().unwrap();
+        }
+        std::mem::take(&mut *self.log.lock().unwrap())
     }
-    let log = log.lock().unwrap();
+}
+
+/// The healthy disks served every request; the failed disk's files got
+/// fast 404s once it was out.
+fn assert_served_on(log: &[Outcome], lost: &[&str], kept: &[&str]) {
     let kept_requests: Vec<_> = log.iter().filter(|(t, ..)| kept.contains(t)).collect();
     assert!(
         kept_requests.len() > 50,
@@ -162,19 +234,22 @@ fn a_failed_disk_leaves_serving_and_a_replaced_one_is_refilled() {
         assert_eq!(*code, 404, "{t} after the disk was out");
         assert!(*latency < Duration::from_millis(500), "a fast 404: {latency:?}");
     }
+}
 
-    // The fill server hears of it: the lost titles leave the inventory and
-    // steering; the kept ones stay.
+/// The fill server hears of it: the lost titles leave the inventory and
+/// steering, the kept ones stay; the disk is failed in the heartbeat and
+/// in the agent's metrics.
+fn assert_reported_failed(stack: &Stack, agent: &AgentProcess, failing: usize, lost: &[&str], kept: &[&str]) {
     wait_until(
         "inventory drops the failed disk's titles",
         Duration::from_secs(10),
         || {
-            let inv = box_inventory(&stack);
+            let inv = box_inventory(stack);
             lost.iter().all(|t| !inv.contains(&t.to_string())) && kept.iter().all(|t| inv.contains(&t.to_string()))
         },
     );
-    assert!(!steered_to_box(&stack, TITLE));
-    assert!(steered_to_box(&stack, kept[0]));
+    assert!(!steered_to_box(stack, TITLE));
+    assert!(steered_to_box(stack, kept[0]));
     let all: serde_json::Value =
         serde_json::from_str(&stack.admin("GET", "/v1/admin/appliances", "").unwrap()).unwrap();
     assert_eq!(
@@ -186,33 +261,6 @@ fn a_failed_disk_leaves_serving_and_a_replaced_one_is_refilled() {
     let agent_metrics = String::from_utf8(curl_get(&format!("http://{}/metrics", agent.admin)).1).unwrap();
     let disk_state = format!("nearcast_hw_disk_state{{disk=\"{failing}\",device=\"nvme{failing}n1\"}}");
     assert_eq!(metric(&agent_metrics, &disk_state), Some(4.0));
-
-    // Replaced: a healthy, empty disk. It returns to service and the next
-    // fill puts the lost titles back.
-    std::fs::remove_dir_all(&disks[failing]).unwrap();
-    std::fs::create_dir_all(&disks[failing]).unwrap();
-    sim.nvme(failing as u32, &healthy()).unwrap();
-    wait_until("the appliance restores the disk", Duration::from_secs(5), || {
-        appliance_metrics()
-            .lines()
-            .any(|l| l.starts_with(&series) && l.ends_with(" 0"))
-    });
-    let (code, _) = curl_get(&format!("http://{}/fill", agent.admin));
-    assert_eq!(code, 405, "fill needs POST");
-    let out = std::process::Command::new("curl")
-        .args(["-sf", "-X", "POST", &format!("http://{}/fill", agent.admin)])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    wait_until("the next fill refills the lost titles", Duration::from_secs(30), || {
-        let inv = box_inventory(&stack);
-        TITLES.iter().all(|t| inv.contains(&t.to_string()))
-    });
-    assert!(steered_to_box(&stack, TITLE));
-    let (_, target) = targets.iter().find(|(t, _)| *t == TITLE).unwrap();
-    assert_eq!(quick_status(box_addr, target), 200);
-    drop(agent);
-    stack.boxes[0].stop_appliance();
 }
 
 #[test]

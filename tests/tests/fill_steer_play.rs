@@ -55,9 +55,37 @@ fn two_boxes_fill_peer_first_and_players_are_steered_to_them() {
     let root = TempDir::new("e2e-fill");
     let mut stack = Stack::start(&root, Ports::EPHEMERAL, HEARTBEAT_TIMEOUT).unwrap();
     stack.make_popular(TITLE, 100).unwrap();
+    let files = origin_files(&root);
+    stack.add_box(|_| {}).unwrap();
+    stack.add_box(|_| {}).unwrap();
+    let (agent1, mut agent2) = fill_peer_first(&stack, &files);
+    let box_urls = steered_to_both_boxes(&stack);
+    plays_through_both_boxes(&stack, &files);
+
+    // Box 1's appliance stops: its agent reports it failed at the next
+    // beat and steering leaves it, well within the heartbeat timeout.
+    let box1 = box_urls[0].clone();
+    stack.boxes[0].stop_appliance();
+    let took = time_until_unsteered(&stack, &box1);
+    assert!(took <= Duration::from_secs(HEARTBEAT_TIMEOUT), "{took:?}");
+    let urls = steer(&stack);
+    assert!(urls[0].starts_with(&box_urls[1]), "box 2 takes the clients: {urls:?}");
+
+    // Box 2's agent dies: no more heartbeats; steering leaves the box once
+    // its last beat (at most a beat before the kill) is older than the
+    // timeout.
+    agent2.kill();
+    let took = time_until_unsteered(&stack, &box_urls[1]);
+    assert!(took <= Duration::from_secs(HEARTBEAT_TIMEOUT + 2), "{took:?}");
+    assert_eq!(steer(&stack).len(), 1, "only the origin is left");
+    drop(agent1);
+}
+
+/// The origin index's files: (path, size, sha256).
+fn origin_files(root: &TempDir) -> Vec<(String, u64, String)> {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("origin/sample/index.json")).unwrap()).unwrap();
-    let files: Vec<(String, u64, String)> = index["files"]
+    index["files"]
         .as_array()
         .unwrap()
         .iter()
@@ -68,17 +96,18 @@ fn two_boxes_fill_peer_first_and_players_are_steered_to_them() {
                 f["sha256"].as_str().unwrap().to_string(),
             )
         })
-        .collect();
-    let title_bytes: u64 = files.iter().map(|f| f.1).sum();
-    stack.add_box(|_| {}).unwrap();
-    stack.add_box(|_| {}).unwrap();
+        .collect()
+}
 
-    // Box 1 fills from the origin, then box 2 from box 1.
+/// Box 1 fills from the origin, then box 2 from box 1: the origin serves
+/// each file once.
+fn fill_peer_first(stack: &Stack, files: &[(String, u64, String)]) -> (AgentProcess, AgentProcess) {
+    let title_bytes: u64 = files.iter().map(|f| f.1).sum();
     let agent1 = AgentProcess::start(&stack.boxes[0].agent_config);
     let s1 = agent1.wait_for_run(Duration::from_secs(60));
     assert_eq!(s1["fill"]["failures"], serde_json::json!([]), "{s1}");
     assert_eq!(s1["titles"], serde_json::json!([TITLE]));
-    let mut agent2 = AgentProcess::start(&stack.boxes[1].agent_config);
+    let agent2 = AgentProcess::start(&stack.boxes[1].agent_config);
     let s2 = agent2.wait_for_run(Duration::from_secs(60));
     assert_eq!(s2["titles"], serde_json::json!([TITLE]), "{s2}");
     assert_eq!(s2["fill"]["files_done"].as_u64(), Some(files.len() as u64));
@@ -95,11 +124,15 @@ fn two_boxes_fill_peer_first_and_players_are_steered_to_them() {
         "the origin served each file once"
     );
     assert_eq!(metric(&origin, "nearcast_requests_total{code=\"206\"}"), Some(0.0));
+    (agent1, agent2)
+}
 
-    // The fill server knows both boxes hold the title (inventory reports).
+/// The fill server knows both boxes hold the title (inventory reports):
+/// steering names both, then the origin. Returns the boxes' base URLs.
+fn steered_to_both_boxes(stack: &Stack) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let urls = loop {
-        let urls = steer(&stack);
+        let urls = steer(stack);
         if urls.len() == 3 || Instant::now() > deadline {
             break urls;
         }
@@ -112,11 +145,15 @@ fn two_boxes_fill_peer_first_and_players_are_steered_to_them() {
         "{urls:?}"
     );
     assert!(urls[2].starts_with(&format!("http://{}/", stack.origin.http_addr)));
+    box_urls
+}
 
-    // Every file of every rendition, steered one by one, from each box
-    // named: the origin's bytes.
-    for (path, size, sha) in &files {
-        let urls = steer_file(&stack, path);
+/// Every file of every rendition, steered one by one, from each box named:
+/// the origin's bytes; a real player through the rewritten manifests; the
+/// bytes served reach the fill server in the next heartbeats.
+fn plays_through_both_boxes(stack: &Stack, files: &[(String, u64, String)]) {
+    for (path, size, sha) in files {
+        let urls = steer_file(stack, path);
         assert_eq!(urls.len(), 3, "{path}: {urls:?}");
         for url in &urls[..2] {
             let (code, body) = curl_get(url);
@@ -155,22 +192,4 @@ fn two_boxes_fill_peer_first_and_players_are_steered_to_them() {
             .sum();
         std::thread::sleep(Duration::from_millis(50));
     }
-
-    // Box 1's appliance stops: its agent reports it failed at the next
-    // beat and steering leaves it, well within the heartbeat timeout.
-    let box1 = box_urls[0].clone();
-    stack.boxes[0].stop_appliance();
-    let took = time_until_unsteered(&stack, &box1);
-    assert!(took <= Duration::from_secs(HEARTBEAT_TIMEOUT), "{took:?}");
-    let urls = steer(&stack);
-    assert!(urls[0].starts_with(&box_urls[1]), "box 2 takes the clients: {urls:?}");
-
-    // Box 2's agent dies: no more heartbeats; steering leaves the box once
-    // its last beat (at most a beat before the kill) is older than the
-    // timeout.
-    agent2.kill();
-    let took = time_until_unsteered(&stack, &box_urls[1]);
-    assert!(took <= Duration::from_secs(HEARTBEAT_TIMEOUT + 2), "{took:?}");
-    assert_eq!(steer(&stack).len(), 1, "only the origin is left");
-    drop(agent1);
 }

@@ -161,49 +161,12 @@ fn image_boots_serves_and_updates_safely() {
     println!("image: {:.1} MiB compressed", size as f64 / (1 << 20) as f64);
     assert!(size <= 64 << 20, "compressed image is {size} bytes, over 64 MiB");
 
-    // Release 2: good. Release 3: its appliance cannot start.
-    let (rootfs2, bundle2) = build_slot(&BuildOptions {
-        version: "2".into(),
-        ..base.clone()
-    })
-    .unwrap();
-    let broken = root.join("broken-appliance");
-    std::fs::write(&broken, "#!/bin/sh\necho 'appliance: cannot start'\nexit 1\n").unwrap();
-    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (_, bundle3) = build_slot(&BuildOptions {
-        version: "3".into(),
-        appliance: broken,
-        ..base.clone()
-    })
-    .unwrap();
-    // Release 4: signed, then one rootfs byte changed. Release 5: signed
-    // by a key the box does not trust, under the trusted key's name.
-    let key = signing_key(&base.signing_key).unwrap();
-    let bundle4 = os_dir.join("nearcast-4.bundle");
-    write_bundle(&rootfs2, "4", "dev", &key, &bundle4).unwrap();
-    flip_last_byte(&bundle4);
-    let other = signing_key(&root.join("other.key")).unwrap();
-    let bundle5 = os_dir.join("nearcast-5.bundle");
-    write_bundle(&rootfs2, "5", "dev", &other, &bundle5).unwrap();
-
     let mut stack = Stack::start_with(&root.join("stack"), Ports::EPHEMERAL, 60, |c| {
         c.origin_url = from_guest(&c.origin_url);
     })
     .unwrap();
     stack.make_popular(TITLE, 100).unwrap();
-    for (release, bundle) in [("2", &bundle2), ("3", &bundle3), ("4", &bundle4), ("5", &bundle5)] {
-        stack
-            .admin_bytes(
-                "PUT",
-                &format!("/v1/admin/os/{release}"),
-                std::fs::read(bundle).unwrap(),
-            )
-            .unwrap();
-    }
-    // A bundle uploaded under another release's name is refused.
-    assert!(stack
-        .admin_bytes("PUT", "/v1/admin/os/6", std::fs::read(&bundle2).unwrap())
-        .is_err());
+    upload_releases(&stack, &root, &base);
 
     let opts = QemuOptions {
         accel: Accel::Tcg,
@@ -223,7 +186,64 @@ fn image_boots_serves_and_updates_safely() {
     stack.wait_title(ID, TITLE, Duration::from_secs(120)).unwrap();
     let n = stack.check_segment(&qbox.url()).unwrap();
     println!("segment: {n} bytes from the box, same as the origin's");
-    // HTTPS: the image kernel's TLS takes every AES-GCM session.
+    serves_https_in_kernel_tls(&stack, &qbox);
+    wait_os(&stack, &qbox, "release 1 on slot A", Duration::from_secs(30), |os| {
+        on(os, "1", "A")
+    });
+
+    refuses_bad_bundles(&stack, &qbox);
+    rolls_back_a_release_that_cannot_start(&stack, &qbox);
+    survives_a_power_cut_mid_write(&stack, &mut qbox);
+    commits_and_keeps_a_good_release(&stack, &mut qbox);
+
+    drop(qbox);
+    stack.origin.shutdown();
+}
+
+/// Builds and uploads releases 2 (good), 3 (its appliance cannot start),
+/// 4 (signed, then one rootfs byte changed) and 5 (signed by a key the box
+/// does not trust, under the trusted key's name).
+fn upload_releases(stack: &Stack, root: &Path, base: &BuildOptions) {
+    let os_dir = &base.out;
+    let (rootfs2, bundle2) = build_slot(&BuildOptions {
+        version: "2".into(),
+        ..base.clone()
+    })
+    .unwrap();
+    let broken = root.join("broken-appliance");
+    std::fs::write(&broken, "#!/bin/sh\necho 'appliance: cannot start'\nexit 1\n").unwrap();
+    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_, bundle3) = build_slot(&BuildOptions {
+        version: "3".into(),
+        appliance: broken,
+        ..base.clone()
+    })
+    .unwrap();
+    let key = signing_key(&base.signing_key).unwrap();
+    let bundle4 = os_dir.join("nearcast-4.bundle");
+    write_bundle(&rootfs2, "4", "dev", &key, &bundle4).unwrap();
+    flip_last_byte(&bundle4);
+    let other = signing_key(&root.join("other.key")).unwrap();
+    let bundle5 = os_dir.join("nearcast-5.bundle");
+    write_bundle(&rootfs2, "5", "dev", &other, &bundle5).unwrap();
+    for (release, bundle) in [("2", &bundle2), ("3", &bundle3), ("4", &bundle4), ("5", &bundle5)] {
+        stack
+            .admin_bytes(
+                "PUT",
+                &format!("/v1/admin/os/{release}"),
+                std::fs::read(bundle).unwrap(),
+            )
+            .unwrap();
+    }
+    // A bundle uploaded under another release's name is refused.
+    assert!(stack
+        .admin_bytes("PUT", "/v1/admin/os/6", std::fs::read(&bundle2).unwrap())
+        .is_err());
+}
+
+/// HTTPS: the image kernel's TLS takes every AES-GCM session; ChaCha20
+/// stays in rustls.
+fn serves_https_in_kernel_tls(stack: &Stack, qbox: &QemuBox) {
     for tls in [
         &["--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_GCM_SHA256"][..],
         &["--tlsv1.3", "--tls13-ciphers", "TLS_AES_256_GCM_SHA384"],
@@ -243,7 +263,7 @@ fn image_boots_serves_and_updates_safely() {
         ],
         &["--tlsv1.3", "--tls13-ciphers", "TLS_CHACHA20_POLY1305_SHA256"],
     ] {
-        check_https(&stack, &qbox, tls);
+        check_https(stack, qbox, tls);
     }
     let metrics = stack.get(&format!("{}/metrics", qbox.admin_url())).unwrap();
     let tls_sessions = |mode: &str| {
@@ -256,59 +276,55 @@ fn image_boots_serves_and_updates_safely() {
     assert_eq!(tls_sessions("kernel"), Some(8), "{metrics}");
     assert_eq!(tls_sessions("userspace"), Some(2), "ChaCha20 stays in rustls");
     println!("HTTPS: 8 sessions in kernel TLS, 2 in rustls, all bytes the origin's");
-    wait_os(&stack, &qbox, "release 1 on slot A", Duration::from_secs(30), |os| {
-        on(os, "1", "A")
-    });
+}
 
+/// Untrusted key and tampered rootfs: refused, no reboot, still serving.
+fn refuses_bad_bundles(stack: &Stack, qbox: &QemuBox) {
     // Unsigned (untrusted key): refused before a byte is written.
-    set_target(&stack, "5");
-    wait_os(
-        &stack,
-        &qbox,
-        "untrusted bundle refused",
-        Duration::from_secs(60),
-        |os| failed(os, "5") && on(os, "1", "A"),
-    );
-    assert!(os_state(&stack)["update"].as_str().unwrap().contains("signature"));
+    set_target(stack, "5");
+    wait_os(stack, qbox, "untrusted bundle refused", Duration::from_secs(60), |os| {
+        failed(os, "5") && on(os, "1", "A")
+    });
+    assert!(os_state(stack)["update"].as_str().unwrap().contains("signature"));
 
     // Tampered rootfs: refused when the hash does not match.
-    set_target(&stack, "4");
-    wait_os(
-        &stack,
-        &qbox,
-        "tampered bundle refused",
-        Duration::from_secs(90),
-        |os| failed(os, "4") && on(os, "1", "A"),
-    );
-    assert!(os_state(&stack)["update"].as_str().unwrap().contains("hash"));
-    assert_eq!(boots(&qbox), ["A"], "a refused bundle must not reboot the box");
+    set_target(stack, "4");
+    wait_os(stack, qbox, "tampered bundle refused", Duration::from_secs(90), |os| {
+        failed(os, "4") && on(os, "1", "A")
+    });
+    assert!(os_state(stack)["update"].as_str().unwrap().contains("hash"));
+    assert_eq!(boots(qbox), ["A"], "a refused bundle must not reboot the box");
     stack.check_segment(&qbox.url()).unwrap();
+}
 
-    // An update whose appliance cannot start: trial boot on B, health
-    // check fails, back on A by itself.
-    set_target(&stack, "3");
+/// An update whose appliance cannot start: trial boot on B, health check
+/// fails, back on A by itself.
+fn rolls_back_a_release_that_cannot_start(stack: &Stack, qbox: &QemuBox) {
+    set_target(stack, "3");
     wait_os(
-        &stack,
-        &qbox,
+        stack,
+        qbox,
         "broken release rolled back",
         Duration::from_secs(400),
         |os| failed(os, "3") && on(os, "1", "A"),
     );
-    assert!(os_state(&stack)["update"].as_str().unwrap().contains("health check"));
-    assert_eq!(boots(&qbox), ["A", "B", "A"]);
+    assert!(os_state(stack)["update"].as_str().unwrap().contains("health check"));
+    assert_eq!(boots(qbox), ["A", "B", "A"]);
     assert!(qbox.vm.serial().contains("appliance: cannot start"));
+}
 
-    // Power cut while release 2 is being written: the box boots slot A.
-    set_target(&stack, "2");
+/// Power cut while release 2 is being written: the box boots slot A.
+fn survives_a_power_cut_mid_write(stack: &Stack, qbox: &mut QemuBox) {
+    set_target(stack, "2");
     let count = |qbox: &QemuBox, line: &str| qbox.vm.serial().matches(line).count();
-    let started = count(&qbox, "installing an OS update");
-    let installed = count(&qbox, "installed; rebooting on trial");
+    let started = count(qbox, "installing an OS update");
+    let installed = count(qbox, "installed; rebooting on trial");
     qbox.vm
         .wait_serial("installing an OS update", started + 1, Duration::from_secs(60))
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
-        count(&qbox, "installed; rebooting on trial"),
+        count(qbox, "installed; rebooting on trial"),
         installed,
         "the write ended before the power cut"
     );
@@ -317,15 +333,18 @@ fn image_boots_serves_and_updates_safely() {
         .wait_http(&format!("{}/healthz", qbox.admin_url()), Duration::from_secs(180))
         .unwrap();
     assert_eq!(
-        boots(&qbox),
+        boots(qbox),
         ["A", "B", "A", "A"],
         "after the power cut the box boots slot A"
     );
+}
 
-    // Release 2 is still the target: installed, trial boot, committed.
+/// Release 2 is still the target: installed, trial boot, committed, and
+/// committed means kept: another power cycle boots B again.
+fn commits_and_keeps_a_good_release(stack: &Stack, qbox: &mut QemuBox) {
     wait_os(
-        &stack,
-        &qbox,
+        stack,
+        qbox,
         "release 2 committed on slot B",
         Duration::from_secs(300),
         |os| on(os, "2", "B") && os["update"] == "committed 2",
@@ -333,22 +352,18 @@ fn image_boots_serves_and_updates_safely() {
     stack.wait_title(ID, TITLE, Duration::from_secs(60)).unwrap();
     stack.check_segment(&qbox.url()).unwrap();
 
-    // Committed means kept: another power cycle boots B again.
-    let beat_before = last_heartbeat(&stack);
+    let beat_before = last_heartbeat(stack);
     qbox.power_cycle().unwrap();
     stack
         .wait_http(&format!("{}/healthz", qbox.admin_url()), Duration::from_secs(180))
         .unwrap();
-    assert_eq!(boots(&qbox), ["A", "B", "A", "A", "B", "B"]);
+    assert_eq!(boots(qbox), ["A", "B", "A", "A", "B", "B"]);
     wait_os(
-        &stack,
-        &qbox,
+        stack,
+        qbox,
         "still release 2 after a power cycle",
         Duration::from_secs(60),
-        |os| on(os, "2", "B") && last_heartbeat(&stack) > beat_before,
+        |os| on(os, "2", "B") && last_heartbeat(stack) > beat_before,
     );
     stack.check_segment(&qbox.url()).unwrap();
-
-    drop(qbox);
-    stack.origin.shutdown();
 }

@@ -5,13 +5,11 @@
 //! keepalive every second) never drops, and its admin listener answers at
 //! once: the agent's disk work runs on the disk's own thread.
 
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use nearcast::stack::{Ports, Stack, TITLE};
-use nearcast_agent::config::BgpConfig;
-use nearcast_bgp::bird::{Bird, BOX_ADDRESS, BOX_AS, ROUTER_AS};
-use nearcast_e2e::{curl_get, metric, AgentProcess};
+use nearcast_bgp::bird::Bird;
+use nearcast_e2e::{bgp_to, curl_get, metric, AgentProcess};
 use nearcast_testkit::faultfs::{Fault, FaultFs};
 use nearcast_testkit::TempDir;
 
@@ -27,16 +25,7 @@ fn a_crawling_disk_delays_no_heartbeat_keepalive_or_admin_answer() {
         .add_box(|c| {
             c.disks = vec![fs.path().to_path_buf()];
             c.concurrency = 4;
-            c.bgp = Some(BgpConfig {
-                neighbor: bird.address(),
-                local_address: Some(BOX_ADDRESS.into()),
-                local_as: BOX_AS,
-                peer_as: ROUTER_AS,
-                router_id: Ipv4Addr::new(192, 0, 2, 1),
-                hold_time: 3,
-                max_prefixes: 1000,
-                md5_password: None,
-            })
+            c.bgp = Some(bgp_to(&bird, 3))
         })
         .unwrap();
     let agent = AgentProcess::start(&stack.boxes[0].agent_config);

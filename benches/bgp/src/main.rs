@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use nearcast_bgp::bird::{Bird, BOX_ADDRESS, BOX_AS, ROUTER_AS};
 use nearcast_bgp::{Neighbor, SessionState, Speaker};
 use nearcast_common::control::{Health, Heartbeat, Inventory, Registration};
+use nearcast_common::{unix_now, Name};
 
 fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -24,6 +25,19 @@ fn main() {
     let n4: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let n6: u128 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let db = args.get(3).cloned().unwrap_or_else(|| "bgp-bench.db".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (bird, speaker) = learn(&rt, n4, n6);
+    seed(&speaker, &db);
+    drop(bird);
+}
+
+/// Starts BIRD with the generated table, peers with it and prints how long
+/// the table took and what it cost; BIRD is returned to keep it running.
+fn learn(rt: &tokio::runtime::Runtime, n4: u32, n6: u128) -> (Bird, std::sync::Arc<Speaker>) {
     // 1.0.0.0/24 upward, and 2a00:0:i::/48.
     let v4: Vec<String> = (0..n4)
         .map(|i| format!("{}/24", Ipv4Addr::from((1u32 << 24) + i * 256)))
@@ -34,11 +48,6 @@ fn main() {
     let t = Instant::now();
     let bird = Bird::start("bench", &v4, &v6).expect("bird2 installed");
     let before = rss_kib("VmRSS:");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let speaker = Speaker::new(Neighbor {
         address: bird.address(),
         local_address: Some(BOX_ADDRESS.into()),
@@ -82,16 +91,16 @@ fn main() {
         before as f64 / 1024.0,
         after as f64 / 1024.0
     );
+    (bird, speaker)
+}
 
-    // The fill server's view of it: one box holding `bench`, with the table.
+/// The fill server's view of it: one box holding `bench`, with the table.
+fn seed(speaker: &Speaker, db: &str) {
     let t = Instant::now();
     let mut routes = speaker.report();
     routes.session = "established".into();
-    let store = nearcast_fill_server::store::open(&db).expect("database");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let store = nearcast_fill_server::store::open(db).expect("database");
+    let now = unix_now();
     store.add_isp("isp-bgp", &[64999]).unwrap();
     store.add_site("site-bgp", "isp-bgp").unwrap();
     store.enroll("box-bgp", &"00".repeat(32)).unwrap();
@@ -115,7 +124,7 @@ fn main() {
             "box-bgp",
             &Inventory {
                 version: "1".into(),
-                titles: vec!["bench".into()],
+                titles: vec![Name::new("bench").expect("a plain name")],
             },
         )
         .unwrap();
@@ -125,5 +134,4 @@ fn main() {
         routes.groups.len(),
         t.elapsed().as_secs_f64()
     );
-    drop(bird);
 }

@@ -17,6 +17,7 @@ mod trace;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use nearcast_common::names::{Name, TitlePath};
 use nearcast_fill_server::plan::{plan_site, PlanParams, Slot};
 use nearcast_fill_server::predict::{predict, DailyBytes, ModelParams, Release};
 use nearcast_packager::index::FileEntry;
@@ -45,10 +46,10 @@ fn isp(i: usize) -> String {
 }
 
 fn predictive(cat: &[Title], plays: &[Play], p: &Params, cap: u64) -> Score {
-    let titles: BTreeMap<String, TitleIndex> = cat
+    let titles: BTreeMap<Name, TitleIndex> = cat
         .iter()
         .map(|t| {
-            let files = vec![FileEntry { path: "all.m4s".into(), size: t.size, sha256: String::new() }];
+            let files = vec![FileEntry { path: TitlePath::new("all.m4s").expect("a plain path"), size: t.size, sha256: String::new() }];
             let idx = TitleIndex {
                 title: t.name.clone(),
                 version: 1,

@@ -3,6 +3,8 @@
 //! with new releases (announced the day before) entering near the top.
 //! Each ISP has its own taste: the same catalogue, its own jitter.
 
+
+use nearcast_common::Name;
 /// A small deterministic generator (xorshift*), so runs are reproducible.
 pub struct Rng(u64);
 
@@ -26,7 +28,7 @@ impl Rng {
 
 #[derive(Clone, Debug)]
 pub struct Title {
-    pub name: String,
+    pub name: Name,
     pub size: u64,
     /// Day it becomes watchable (negative: back catalogue).
     pub release: i64,
@@ -67,7 +69,7 @@ pub fn catalogue(p: &Params, rng: &mut Rng) -> Vec<Title> {
                 ((k / p.releases_per_day) as i64, 1 + (rng.next() % 50) as usize)
             };
             Title {
-                name: format!("t{i:05}"),
+                name: Name::new(format!("t{i:05}")).expect("a plain name"),
                 size,
                 release,
                 appeal: 1.0 / (rank as f64).powf(p.zipf),

@@ -70,6 +70,86 @@ enum End {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const OPEN_HOLD: Duration = Duration::from_secs(240);
 
+/// What the session loop does after a message.
+enum Step {
+    Continue,
+    /// Send a KEEPALIVE (the answer to the peer's OPEN).
+    SendKeepalive,
+    /// Send this NOTIFICATION and end.
+    Fail(BgpError),
+    End(End),
+}
+
+/// What a timer check found.
+enum Due {
+    HoldExpired,
+    Keepalive,
+    Nothing,
+}
+
+/// One session's hold and keepalive timers and what the OPENs agreed.
+struct Timers {
+    hold: Duration,
+    hold_deadline: Instant,
+    keepalive_every: Option<Duration>,
+    next_keepalive: Instant,
+    /// The peer speaks four-octet AS numbers (RFC 6793).
+    four_octet: bool,
+}
+
+impl Timers {
+    /// Before the peer's OPEN: the large hold time RFC 4271 suggests.
+    fn opening(now: Instant) -> Timers {
+        Timers {
+            hold: OPEN_HOLD,
+            hold_deadline: now + OPEN_HOLD,
+            keepalive_every: None,
+            next_keepalive: now,
+            four_octet: false,
+        }
+    }
+
+    /// A message arrived: the hold timer restarts.
+    fn heard(&mut self, now: Instant) {
+        self.hold_deadline = now + self.hold;
+    }
+
+    /// The OPENs agreed on hold time `agreed` seconds (0: no timers), and
+    /// the first KEEPALIVE goes out now.
+    fn agree(&mut self, agreed: u16, now: Instant) {
+        self.hold = if agreed == 0 {
+            Duration::from_secs(u64::MAX / 4)
+        } else {
+            Duration::from_secs(u64::from(agreed))
+        };
+        self.keepalive_every = (agreed > 0).then(|| Duration::from_secs(u64::from(agreed / 3).max(1)));
+        self.hold_deadline = now + self.hold;
+        self.next_keepalive = now + self.keepalive_every.unwrap_or(self.hold);
+    }
+
+    /// When the loop must wake even if nothing arrives.
+    fn wake(&self) -> Instant {
+        match self.keepalive_every {
+            Some(_) => self.hold_deadline.min(self.next_keepalive),
+            None => self.hold_deadline,
+        }
+    }
+
+    /// What is due at `now`; a keepalive found due is rescheduled.
+    fn due(&mut self, now: Instant) -> Due {
+        if now >= self.hold_deadline {
+            return Due::HoldExpired;
+        }
+        match self.keepalive_every {
+            Some(every) if now >= self.next_keepalive => {
+                self.next_keepalive = now + every;
+                Due::Keepalive
+            }
+            _ => Due::Nothing,
+        }
+    }
+}
+
 impl SessionState {
     pub fn name(self) -> &'static str {
         match self {
@@ -183,30 +263,32 @@ impl Speaker {
         Ok(stream)
     }
 
-    async fn session(&self) -> End {
-        let mut stream = match self.connect().await {
-            Ok(s) => s,
-            Err(e) => return End::Peer(format!("connect: {e}")),
-        };
+    /// The OPEN we send: both unicast families, four-octet AS numbers.
+    fn our_open(&self) -> Open {
         let n = &self.neighbor;
-        let ours = Open {
+        Open {
             asn: n.local_as,
             hold_time: n.hold_time,
             router_id: n.router_id,
             families: vec![(AFI_IPV4, SAFI_UNICAST), (AFI_IPV6, SAFI_UNICAST)],
             four_octet_as: true,
+        }
+    }
+
+    /// One session: its socket I/O and timers; what each message means is
+    /// decided by `on_message`.
+    async fn session(&self) -> End {
+        let mut stream = match self.connect().await {
+            Ok(s) => s,
+            Err(e) => return End::Peer(format!("connect: {e}")),
         };
-        if let Err(e) = stream.write_all(&ours.encode()).await {
+        if let Err(e) = stream.write_all(&self.our_open().encode()).await {
             return End::Peer(format!("send OPEN: {e}"));
         }
         self.set_state(SessionState::OpenSent);
         let mut buf: Vec<u8> = Vec::with_capacity(2 * wire::MAX_LEN);
         let mut chunk = vec![0u8; wire::MAX_LEN];
-        let mut hold = OPEN_HOLD;
-        let mut hold_deadline = Instant::now() + hold;
-        let mut keepalive_every: Option<Duration> = None;
-        let mut next_keepalive = Instant::now();
-        let mut four_octet = false;
+        let mut t = Timers::opening(Instant::now());
         loop {
             // Every complete message in the buffer first.
             loop {
@@ -216,92 +298,96 @@ impl Speaker {
                     Err(e) => return self.fail(&mut stream, e).await,
                 };
                 buf.drain(..len);
-                hold_deadline = Instant::now() + hold;
-                let state = self.state();
-                let fsm = |what: &str| BgpError::new(5, 0, &[], format!("{what} in state {state:?}"));
-                match (kind, state) {
-                    (wire::OPEN, SessionState::OpenSent) => {
-                        let theirs = match Open::parse(&body) {
-                            Ok(o) => o,
-                            Err(e) => return self.fail(&mut stream, e).await,
-                        };
-                        if theirs.asn != n.peer_as {
-                            let e = BgpError::open(2, format!("peer AS {} is not {}", theirs.asn, n.peer_as));
-                            return self.fail(&mut stream, e).await;
-                        }
-                        four_octet = theirs.four_octet_as;
-                        let agreed = theirs.hold_time.min(n.hold_time);
-                        hold = if agreed == 0 {
-                            Duration::from_secs(u64::MAX / 4)
-                        } else {
-                            Duration::from_secs(u64::from(agreed))
-                        };
-                        keepalive_every = (agreed > 0).then(|| Duration::from_secs(u64::from(agreed / 3).max(1)));
-                        hold_deadline = Instant::now() + hold;
+                t.heard(Instant::now());
+                match self.on_message(kind, &body, &mut t) {
+                    Step::Continue => {}
+                    Step::SendKeepalive => {
                         if let Err(e) = stream.write_all(&wire::keepalive()).await {
                             return End::Peer(format!("send KEEPALIVE: {e}"));
                         }
-                        next_keepalive = Instant::now() + keepalive_every.unwrap_or(hold);
-                        self.set_state(SessionState::OpenConfirm);
                     }
-                    (wire::KEEPALIVE, SessionState::OpenConfirm) => {
-                        self.sessions.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(neighbor = %n.address, "BGP session established");
-                        self.set_state(SessionState::Established);
-                    }
-                    (wire::KEEPALIVE, SessionState::Established) => {}
-                    (wire::UPDATE, SessionState::Established) => {
-                        let u = match update::parse(&body, four_octet) {
-                            Ok(u) => u,
-                            Err(e) => return self.fail(&mut stream, e).await,
-                        };
-                        let size = self.rib.lock().unwrap_or_else(|p| p.into_inner()).size_after(&u);
-                        if size > n.max_prefixes {
-                            let mut data = AFI_IPV4.to_be_bytes().to_vec();
-                            data.push(SAFI_UNICAST);
-                            data.extend_from_slice(&(n.max_prefixes as u32).to_be_bytes());
-                            let e = BgpError::new(6, 1, &data, format!("more than {} prefixes", n.max_prefixes));
-                            return self.fail(&mut stream, e).await;
-                        }
-                        self.rib.lock().unwrap_or_else(|p| p.into_inner()).apply(&u);
-                        self.changed.notify_waiters();
-                    }
-                    (wire::ROUTE_REFRESH, SessionState::Established) => {}
-                    (wire::NOTIFICATION, _) => {
-                        return End::Peer(format!("received {}", wire::describe_notification(&body)))
-                    }
-                    (wire::OPEN, _) => return self.fail(&mut stream, fsm("OPEN")).await,
-                    (wire::UPDATE, _) => return self.fail(&mut stream, fsm("UPDATE")).await,
-                    _ => return self.fail(&mut stream, fsm("unexpected message")).await,
+                    Step::Fail(e) => return self.fail(&mut stream, e).await,
+                    Step::End(end) => return end,
                 }
             }
-            let wake = if keepalive_every.is_some() {
-                hold_deadline.min(next_keepalive)
-            } else {
-                hold_deadline
-            };
             tokio::select! {
                 read = stream.read(&mut chunk) => match read {
                     Ok(0) => return End::Peer("peer closed the connection".into()),
                     Ok(k) => buf.extend_from_slice(&chunk[..k]),
                     Err(e) => return End::Peer(format!("read: {e}")),
                 },
-                _ = tokio::time::sleep_until(wake) => {
-                    let now = Instant::now();
-                    if now >= hold_deadline {
+                _ = tokio::time::sleep_until(t.wake()) => match t.due(Instant::now()) {
+                    Due::HoldExpired => {
                         return self.fail(&mut stream, BgpError::new(4, 0, &[], "hold timer expired")).await;
                     }
-                    if let Some(every) = keepalive_every {
-                        if now >= next_keepalive {
-                            if let Err(e) = stream.write_all(&wire::keepalive()).await {
-                                return End::Peer(format!("send KEEPALIVE: {e}"));
-                            }
-                            next_keepalive = now + every;
+                    Due::Keepalive => {
+                        if let Err(e) = stream.write_all(&wire::keepalive()).await {
+                            return End::Peer(format!("send KEEPALIVE: {e}"));
                         }
                     }
-                }
+                    Due::Nothing => {}
+                },
             }
         }
+    }
+
+    /// What one received message does to the session (RFC 4271 §8): the
+    /// state and timers change here; the caller does the I/O.
+    fn on_message(&self, kind: u8, body: &[u8], t: &mut Timers) -> Step {
+        let n = &self.neighbor;
+        let state = self.state();
+        let fsm = |what: &str| Step::Fail(BgpError::new(5, 0, &[], format!("{what} in state {state:?}")));
+        match (kind, state) {
+            (wire::OPEN, SessionState::OpenSent) => {
+                let theirs = match Open::parse(body) {
+                    Ok(o) => o,
+                    Err(e) => return Step::Fail(e),
+                };
+                if theirs.asn != n.peer_as {
+                    return Step::Fail(BgpError::open(
+                        2,
+                        format!("peer AS {} is not {}", theirs.asn, n.peer_as),
+                    ));
+                }
+                t.four_octet = theirs.four_octet_as;
+                t.agree(theirs.hold_time.min(n.hold_time), Instant::now());
+                self.set_state(SessionState::OpenConfirm);
+                Step::SendKeepalive
+            }
+            (wire::KEEPALIVE, SessionState::OpenConfirm) => {
+                self.sessions.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(neighbor = %n.address, "BGP session established");
+                self.set_state(SessionState::Established);
+                Step::Continue
+            }
+            (wire::KEEPALIVE | wire::ROUTE_REFRESH, SessionState::Established) => Step::Continue,
+            (wire::UPDATE, SessionState::Established) => self.on_update(body, t.four_octet),
+            (wire::NOTIFICATION, _) => Step::End(End::Peer(format!("received {}", wire::describe_notification(body)))),
+            (wire::OPEN, _) => fsm("OPEN"),
+            (wire::UPDATE, _) => fsm("UPDATE"),
+            _ => fsm("unexpected message"),
+        }
+    }
+
+    /// An UPDATE applied to the table, unless it would take the table past
+    /// the neighbor's prefix limit (RFC 4486 subcode 1).
+    fn on_update(&self, body: &[u8], four_octet: bool) -> Step {
+        let u = match update::parse(body, four_octet) {
+            Ok(u) => u,
+            Err(e) => return Step::Fail(e),
+        };
+        let max = self.neighbor.max_prefixes;
+        let mut rib = self.rib.lock().unwrap_or_else(|p| p.into_inner());
+        if rib.size_after(&u) > max {
+            let mut data = AFI_IPV4.to_be_bytes().to_vec();
+            data.push(SAFI_UNICAST);
+            data.extend_from_slice(&(max as u32).to_be_bytes());
+            return Step::Fail(BgpError::new(6, 1, &data, format!("more than {max} prefixes")));
+        }
+        rib.apply(&u);
+        drop(rib);
+        self.changed.notify_waiters();
+        Step::Continue
     }
 
     /// Sends `e`'s NOTIFICATION and ends the session.

@@ -11,6 +11,8 @@ use crate::wire::{BgpError, AFI_IPV4, AFI_IPV6, SAFI_UNICAST};
 const ORIGIN: u8 = 1;
 const AS_PATH: u8 = 2;
 const NEXT_HOP: u8 = 3;
+const LOCAL_PREF: u8 = 5;
+const ATOMIC_AGGREGATE: u8 = 6;
 const COMMUNITIES: u8 = 8;
 const MP_REACH: u8 = 14;
 const MP_UNREACH: u8 = 15;
@@ -99,70 +101,15 @@ pub fn parse(body: &[u8], four_octet: bool) -> Result<Update, BgpError> {
     let mut seen = Vec::new();
     let mut a = attrs;
     while !a.is_empty() {
-        let (flags, kind) = match a {
-            [f, k, ..] => (*f, *k),
-            _ => return Err(BgpError::update(5, a, "truncated attribute header")),
-        };
-        let ext = flags & EXTENDED_LEN != 0;
-        let hdr = if ext { 4 } else { 3 };
-        let len = match (ext, a) {
-            (true, [_, _, h, l, ..]) => usize::from(u16::from_be_bytes([*h, *l])),
-            (false, [_, _, l, ..]) => usize::from(*l),
-            _ => return Err(BgpError::update(5, a, "truncated attribute length")),
-        };
+        let (flags, kind, hdr, len) = attribute_header(a)?;
         let whole = a
             .get(..hdr + len)
             .ok_or_else(|| BgpError::update(5, &a[..hdr.min(a.len())], "attribute overruns the list"))?;
-        let v = &whole[hdr..];
         if seen.contains(&kind) {
             return Err(malformed(&format!("attribute {kind} twice")));
         }
         seen.push(kind);
-        let well_known = matches!(kind, ORIGIN | AS_PATH | NEXT_HOP);
-        if well_known && flags & (OPTIONAL | TRANSITIVE) != TRANSITIVE {
-            return Err(BgpError::update(
-                4,
-                whole,
-                format!("flags {flags:#04x} on well-known attribute {kind}"),
-            ));
-        }
-        match kind {
-            ORIGIN => match v {
-                [o @ 0..=2] => u.attrs.origin = *o,
-                [_] => return Err(BgpError::update(6, whole, "invalid ORIGIN")),
-                _ => return Err(BgpError::update(5, whole, "ORIGIN length")),
-            },
-            AS_PATH => u.attrs.as_path = as_path(v, four_octet)?,
-            NEXT_HOP => match v {
-                [a1, b1, c1, d1] => {
-                    let nh = Ipv4Addr::new(*a1, *b1, *c1, *d1);
-                    if nh.is_unspecified() || nh.is_multicast() || nh.is_broadcast() {
-                        return Err(BgpError::update(8, whole, format!("invalid NEXT_HOP {nh}")));
-                    }
-                    u.attrs.next_hop = Some(nh);
-                }
-                _ => return Err(BgpError::update(5, whole, "NEXT_HOP length")),
-            },
-            COMMUNITIES => {
-                if v.len() % 4 != 0 {
-                    return Err(BgpError::update(9, whole, "COMMUNITIES length"));
-                }
-                u.attrs.communities = v
-                    .chunks(4)
-                    .map(|c| (u16::from_be_bytes([c[0], c[1]]), u16::from_be_bytes([c[2], c[3]])))
-                    .collect();
-            }
-            MP_REACH => mp_reach(v, whole, &mut u)?,
-            MP_UNREACH => mp_unreach(v, whole, &mut u)?,
-            _ if flags & OPTIONAL == 0 => {
-                return Err(BgpError::update(
-                    2,
-                    whole,
-                    format!("unrecognized well-known attribute {kind}"),
-                ))
-            }
-            _ => {} // optional attributes we do not use (MED, LOCAL_PREF is well-known discretionary: below)
-        }
+        attribute(flags, kind, whole, &whole[hdr..], four_octet, &mut u)?;
         a = &a[hdr + len..];
     }
     prefixes(nlri, false, &mut u.announced)?;
@@ -179,6 +126,80 @@ pub fn parse(body: &[u8], four_octet: bool) -> Result<Update, BgpError> {
         }
     }
     Ok(u)
+}
+
+/// An attribute's flags, type, header length and value length.
+fn attribute_header(a: &[u8]) -> Result<(u8, u8, usize, usize), BgpError> {
+    let (flags, kind) = match a {
+        [f, k, ..] => (*f, *k),
+        _ => return Err(BgpError::update(5, a, "truncated attribute header")),
+    };
+    let ext = flags & EXTENDED_LEN != 0;
+    let len = match (ext, a) {
+        (true, [_, _, h, l, ..]) => usize::from(u16::from_be_bytes([*h, *l])),
+        (false, [_, _, l, ..]) => usize::from(*l),
+        _ => return Err(BgpError::update(5, a, "truncated attribute length")),
+    };
+    Ok((flags, kind, if ext { 4 } else { 3 }, len))
+}
+
+/// One path attribute (`whole` with its header, `v` its value) into `u`.
+/// Well-known attributes must be flagged transitive and not optional
+/// (RFC 4271 §6.3); unknown optional ones are skipped.
+fn attribute(flags: u8, kind: u8, whole: &[u8], v: &[u8], four_octet: bool, u: &mut Update) -> Result<(), BgpError> {
+    let well_known = matches!(kind, ORIGIN | AS_PATH | NEXT_HOP | LOCAL_PREF | ATOMIC_AGGREGATE);
+    if well_known && flags & (OPTIONAL | TRANSITIVE) != TRANSITIVE {
+        return Err(BgpError::update(
+            4,
+            whole,
+            format!("flags {flags:#04x} on well-known attribute {kind}"),
+        ));
+    }
+    match kind {
+        ORIGIN => match v {
+            [o @ 0..=2] => u.attrs.origin = *o,
+            [_] => return Err(BgpError::update(6, whole, "invalid ORIGIN")),
+            _ => return Err(BgpError::update(5, whole, "ORIGIN length")),
+        },
+        AS_PATH => u.attrs.as_path = as_path(v, four_octet)?,
+        NEXT_HOP => u.attrs.next_hop = Some(next_hop(v, whole)?),
+        // Well-known discretionary: checked, not used (the box does not
+        // choose between paths; it only learns which prefixes are near).
+        LOCAL_PREF if v.len() != 4 => return Err(BgpError::update(5, whole, "LOCAL_PREF length")),
+        ATOMIC_AGGREGATE if !v.is_empty() => return Err(BgpError::update(5, whole, "ATOMIC_AGGREGATE length")),
+        LOCAL_PREF | ATOMIC_AGGREGATE => {}
+        COMMUNITIES => {
+            if !v.len().is_multiple_of(4) {
+                return Err(BgpError::update(9, whole, "COMMUNITIES length"));
+            }
+            u.attrs.communities = v
+                .chunks(4)
+                .map(|c| (u16::from_be_bytes([c[0], c[1]]), u16::from_be_bytes([c[2], c[3]])))
+                .collect();
+        }
+        MP_REACH => mp_reach(v, whole, u)?,
+        MP_UNREACH => mp_unreach(v, whole, u)?,
+        _ if flags & OPTIONAL == 0 => {
+            return Err(BgpError::update(
+                2,
+                whole,
+                format!("unrecognized well-known attribute {kind}"),
+            ))
+        }
+        _ => {} // optional attributes we do not use (MED, AGGREGATOR, …)
+    }
+    Ok(())
+}
+
+fn next_hop(v: &[u8], whole: &[u8]) -> Result<Ipv4Addr, BgpError> {
+    let [a, b, c, d] = v else {
+        return Err(BgpError::update(5, whole, "NEXT_HOP length"));
+    };
+    let nh = Ipv4Addr::new(*a, *b, *c, *d);
+    if nh.is_unspecified() || nh.is_multicast() || nh.is_broadcast() {
+        return Err(BgpError::update(8, whole, format!("invalid NEXT_HOP {nh}")));
+    }
+    Ok(nh)
 }
 
 fn as_path(mut v: &[u8], four_octet: bool) -> Result<Vec<u32>, BgpError> {
@@ -314,6 +335,27 @@ mod tests {
         // Two-octet AS paths before the capability.
         let a2 = attr(0x40, AS_PATH, &[2, 1, 0xfd, 0xe8]);
         assert_eq!(as_path(&a2[3..], false).unwrap(), [65000]);
+    }
+
+    #[test]
+    fn well_known_discretionary_attributes_are_accepted() {
+        // LOCAL_PREF (iBGP) and ATOMIC_AGGREGATE (an aggregating router)
+        // were answered with "unrecognized well-known attribute" and a
+        // session reset.
+        let nlri = encode_prefixes(&[p("198.51.100.0/24")]);
+        let mut a = base_attrs();
+        a.extend(attr(0x40, LOCAL_PREF, &[0, 0, 0, 100]));
+        a.extend(attr(0x40, ATOMIC_AGGREGATE, &[]));
+        assert_eq!(
+            parse(&body(&[], &a, &nlri), true).unwrap().announced,
+            [p("198.51.100.0/24")]
+        );
+        let mut bad = base_attrs();
+        bad.extend(attr(0x40, LOCAL_PREF, &[0, 100]));
+        assert_eq!(parse(&body(&[], &bad, &nlri), true).unwrap_err().subcode, 5);
+        let mut optional = base_attrs();
+        optional.extend(attr(0xc0, ATOMIC_AGGREGATE, &[]));
+        assert_eq!(parse(&body(&[], &optional, &nlri), true).unwrap_err().subcode, 4);
     }
 
     #[test]

@@ -57,44 +57,8 @@ fn malformed_messages_get_their_notification_and_a_clean_reset() {
         .unwrap();
     rt.spawn(speaker.clone().run());
 
-    // (what the router sends, the NOTIFICATION code/subcode expected)
-    let good_update = {
-        // ORIGIN IGP, AS_PATH [64500], NEXT_HOP, NLRI 198.51.100.0/24
-        let attrs = [
-            0x40, 1, 1, 0, 0x40, 2, 6, 2, 1, 0, 0, 0xfb, 0xf4, 0x40, 3, 4, 192, 0, 2, 1,
-        ];
-        let mut b = vec![0, 0, 0, attrs.len() as u8];
-        b.extend_from_slice(&attrs);
-        b.extend_from_slice(&[24, 198, 51, 100]);
-        wire::frame(wire::UPDATE, &b)
-    };
-    let mut bad_origin = good_update.clone();
-    bad_origin[wire::HEADER_LEN + 7] = 9; // ORIGIN value 9
-    let mut bad_marker = wire::keepalive();
-    bad_marker[3] = 0;
-    let cases: Vec<(&str, Vec<u8>, (u8, u8))> = vec![
-        ("bad marker", bad_marker, (1, 1)),
-        ("unknown message type", wire::frame(9, &[]), (1, 3)),
-        ("invalid ORIGIN", bad_origin, (3, 6)),
-        (
-            "prefix longer than /32",
-            wire::frame(wire::UPDATE, &[0, 0, 0, 0, 33, 1, 2, 3, 4, 5]),
-            (3, 10),
-        ),
-        (
-            "OPEN when established",
-            Open {
-                asn: 64500,
-                hold_time: 30,
-                router_id: Ipv4Addr::new(192, 0, 2, 254),
-                families: vec![],
-                four_octet_as: true,
-            }
-            .encode(),
-            (5, 0),
-        ),
-    ];
-    for (what, garbage, (code, subcode)) in cases {
+    let good_update = good_update();
+    for (what, garbage, (code, subcode)) in garbage(&good_update) {
         let mut s = establish(&l);
         // A good route first: it must not survive the bad session.
         s.write_all(&good_update).unwrap();
@@ -121,4 +85,45 @@ fn malformed_messages_get_their_notification_and_a_clean_reset() {
     }
     // And it keeps reconnecting: one more clean session.
     let _s = establish(&l);
+}
+
+/// ORIGIN IGP, AS_PATH [64500], NEXT_HOP, NLRI 198.51.100.0/24.
+fn good_update() -> Vec<u8> {
+    let attrs = [
+        0x40, 1, 1, 0, 0x40, 2, 6, 2, 1, 0, 0, 0xfb, 0xf4, 0x40, 3, 4, 192, 0, 2, 1,
+    ];
+    let mut b = vec![0, 0, 0, attrs.len() as u8];
+    b.extend_from_slice(&attrs);
+    b.extend_from_slice(&[24, 198, 51, 100]);
+    wire::frame(wire::UPDATE, &b)
+}
+
+/// What the router sends, and the NOTIFICATION code/subcode expected.
+fn garbage(good_update: &[u8]) -> Vec<(&'static str, Vec<u8>, (u8, u8))> {
+    let mut bad_origin = good_update.to_vec();
+    bad_origin[wire::HEADER_LEN + 7] = 9; // ORIGIN value 9
+    let mut bad_marker = wire::keepalive();
+    bad_marker[3] = 0;
+    vec![
+        ("bad marker", bad_marker, (1, 1)),
+        ("unknown message type", wire::frame(9, &[]), (1, 3)),
+        ("invalid ORIGIN", bad_origin, (3, 6)),
+        (
+            "prefix longer than /32",
+            wire::frame(wire::UPDATE, &[0, 0, 0, 0, 33, 1, 2, 3, 4, 5]),
+            (3, 10),
+        ),
+        (
+            "OPEN when established",
+            Open {
+                asn: 64500,
+                hold_time: 30,
+                router_id: Ipv4Addr::new(192, 0, 2, 254),
+                families: vec![],
+                four_octet_as: true,
+            }
+            .encode(),
+            (5, 0),
+        ),
+    ]
 }

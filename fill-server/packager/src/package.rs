@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cmaf::{init_segment, media_segment, plan, plan_segments};
+use crate::cmaf::{init_segment, media_segment, plan, plan_segments, SegmentPlan};
 use crate::index::{FileEntry, RenditionEntry, TitleIndex, INDEX_FILE};
 use crate::manifest::{dash, hls};
 use crate::mp4::{Movie, Mp4Error, Track, TrackKind};
@@ -130,16 +130,7 @@ fn write_title(
         .iter()
         .map(|(m, t, _)| movies[*m].tracks[*t].samples.len() as u64)
         .sum();
-    let bar = if opts.progress {
-        ProgressBar::new(total)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:40}] {percent:>3}% {pos}/{len} samples, eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(total, opts.progress);
     // Video first: audio follows the first video track's boundaries.
     let mut follow: Option<Vec<f64>> = None;
     let mut files: Vec<FileEntry> = Vec::new();
@@ -151,50 +142,11 @@ fn write_title(
         if track.kind == TrackKind::Video && follow.is_none() {
             follow = Some(plan::boundaries(track, &segments));
         }
-        let rdir = dir.join(name);
-        std::fs::create_dir_all(&rdir).map_err(|source| PackageError::Write {
-            path: rdir.clone(),
-            error: source,
-        })?;
-        files.push(write_file(dir, &format!("{name}/{INIT_FILE}"), &init_segment(track))?);
-        let mut infos = Vec::with_capacity(segments.len());
-        for (i, range) in segments.iter().enumerate() {
-            let samples = &track.samples[range.clone()];
-            let data = media_segment(movie, (i + 1) as u32, samples).map_err(|problem| PackageError::Input {
-                path: movie.path.clone(),
-                problem,
-            })?;
-            let file = segment_file(i + 1);
-            let entry = write_file(dir, &format!("{name}/{file}"), &data)?;
-            infos.push(SegmentInfo {
-                file,
-                start: samples[0].dts,
-                duration: samples.iter().map(|s| u64::from(s.duration)).sum(),
-                bytes: entry.size,
-            });
-            files.push(entry);
-            bar.inc(samples.len() as u64);
-        }
+        let infos = write_segments(movie, track, name, &segments, dir, &mut files, &bar)?;
         renditions.push(rendition(track, name, infos));
     }
     bar.finish_and_clear();
-    for r in &renditions {
-        files.push(write_file(
-            dir,
-            &format!("{}/{MEDIA_PLAYLIST}", r.name),
-            hls::media_playlist(r).as_bytes(),
-        )?);
-    }
-    files.push(write_file(
-        dir,
-        MASTER_PLAYLIST,
-        hls::multivariant_playlist(&renditions).as_bytes(),
-    )?);
-    files.push(write_file(
-        dir,
-        DASH_MANIFEST,
-        dash::mpd(&renditions, opts.target).as_bytes(),
-    )?);
+    write_manifests(&renditions, dir, opts.target, &mut files)?;
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let index = TitleIndex {
         title: opts.title.clone(),
@@ -211,6 +163,86 @@ fn write_title(
     write_file(dir, INDEX_FILE, &json)?;
     sync_dir(dir)?;
     Ok(index)
+}
+
+/// A bar on the terminal over `total` samples, or a hidden one.
+fn progress_bar(total: u64, shown: bool) -> ProgressBar {
+    let bar = if shown {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {percent:>3}% {pos}/{len} samples, eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// One rendition's init segment and media segments, written under
+/// `dir/name/` (each added to `files`); what the playlists need of them.
+fn write_segments(
+    movie: &Movie,
+    track: &Track,
+    name: &str,
+    segments: &SegmentPlan,
+    dir: &Path,
+    files: &mut Vec<FileEntry>,
+    bar: &ProgressBar,
+) -> Result<Vec<SegmentInfo>, PackageError> {
+    let rdir = dir.join(name);
+    std::fs::create_dir_all(&rdir).map_err(|source| PackageError::Write {
+        path: rdir.clone(),
+        error: source,
+    })?;
+    files.push(write_file(dir, &format!("{name}/{INIT_FILE}"), &init_segment(track))?);
+    let mut infos = Vec::with_capacity(segments.len());
+    for (i, range) in segments.iter().enumerate() {
+        let samples = &track.samples[range.clone()];
+        let data = media_segment(movie, (i + 1) as u32, samples).map_err(|problem| PackageError::Input {
+            path: movie.path.clone(),
+            problem,
+        })?;
+        let file = segment_file(i + 1);
+        let entry = write_file(dir, &format!("{name}/{file}"), &data)?;
+        infos.push(SegmentInfo {
+            file,
+            start: samples[0].dts,
+            duration: samples.iter().map(|s| u64::from(s.duration)).sum(),
+            bytes: entry.size,
+        });
+        files.push(entry);
+        bar.inc(samples.len() as u64);
+    }
+    Ok(infos)
+}
+
+/// The media playlists, the multivariant playlist and the MPD.
+fn write_manifests(
+    renditions: &[Rendition],
+    dir: &Path,
+    target: f64,
+    files: &mut Vec<FileEntry>,
+) -> Result<(), PackageError> {
+    for r in renditions {
+        files.push(write_file(
+            dir,
+            &format!("{}/{MEDIA_PLAYLIST}", r.name),
+            hls::media_playlist(r).as_bytes(),
+        )?);
+    }
+    files.push(write_file(
+        dir,
+        MASTER_PLAYLIST,
+        hls::multivariant_playlist(renditions).as_bytes(),
+    )?);
+    files.push(write_file(
+        dir,
+        DASH_MANIFEST,
+        dash::mpd(renditions, target).as_bytes(),
+    )?);
+    Ok(())
 }
 
 fn rendition(track: &Track, name: &str, segments: Vec<SegmentInfo>) -> Rendition {

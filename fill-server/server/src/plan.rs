@@ -55,68 +55,15 @@ pub fn plan_site(
 ) -> Vec<FillManifest> {
     let mut slots: Vec<&Slot> = slots.iter().collect();
     slots.sort_by(|a, b| a.id.cmp(&b.id));
-    let Some(smallest) = slots.iter().map(|s| s.capacity_bytes).min() else {
-        return Vec::new();
-    };
-    let head_limit = (smallest as f64 * p.head_fraction) as u64;
-    let mut free: Vec<u64> = slots.iter().map(|s| s.capacity_bytes).collect();
-    // (slot index, rank, title, replicated)
-    let mut placed: Vec<(usize, u32, &Forecast, bool)> = Vec::new();
-    let mut head_used = 0u64;
-    let mut in_head = true;
-    for (rank, f) in ranking.iter().enumerate() {
-        let Some(index) = titles.get(&f.title) else {
-            continue; // not packaged (yet): nothing to fill
-        };
-        let size: u64 = index.files.iter().map(|x| x.size).sum();
-        let rank = rank as u32 + 1;
-        if in_head && head_used + size <= head_limit && free.iter().all(|&room| room >= size) {
-            head_used += size;
-            for (i, room) in free.iter_mut().enumerate() {
-                *room -= size;
-                placed.push((i, rank, f, true));
-            }
-            continue;
-        }
-        in_head = false;
-        let mut order: Vec<usize> = (0..slots.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(score(&f.title, &slots[i].id)));
-        if let Some(&i) = order.iter().find(|&&i| free[i] >= size) {
-            free[i] -= size;
-            placed.push((i, rank, f, false));
-        }
-    }
+    let (placed, free) = place(&slots, ranking, titles, p);
     slots
         .iter()
         .enumerate()
         .map(|(i, slot)| {
             let mut entries: Vec<ManifestTitle> = placed
                 .iter()
-                .filter(|(s, ..)| *s == i)
-                .map(|&(_, rank, f, replicated)| {
-                    let peers: Vec<String> = slots
-                        .iter()
-                        .filter(|o| o.id != slot.id && o.holds.contains(&f.title))
-                        .map(|o| o.peer_url.clone())
-                        .collect();
-                    ManifestTitle {
-                        rank,
-                        title: f.title.clone(),
-                        predicted_bytes: f.bytes.max(0.0).round() as u64,
-                        replicated,
-                        files: titles[&f.title]
-                            .files
-                            .iter()
-                            .map(|x| ManifestFile {
-                                path: x.path.clone(),
-                                size: x.size,
-                                sha256: x.sha256.clone(),
-                                sources: peers.iter().cloned().chain([origin_url.to_string()]).collect(),
-                            })
-                            .collect(),
-                        token: String::new(),
-                    }
-                })
+                .filter(|pl| pl.slot == i)
+                .map(|pl| manifest_title(&slots, slot, pl, titles, origin_url))
                 .collect();
             entries.sort_by_key(|e| e.rank);
             let mut m = FillManifest {
@@ -132,6 +79,104 @@ pub fn plan_site(
             m
         })
         .collect()
+}
+
+/// A title placed on one appliance.
+struct Placement<'a> {
+    /// Index into the sorted slots.
+    slot: usize,
+    rank: u32,
+    forecast: &'a Forecast,
+    /// In the head, on every appliance of the site.
+    replicated: bool,
+}
+
+/// Places the ranking: the head (while it fits in `head_fraction` of the
+/// smallest appliance) on every appliance, then each title of the tail on
+/// the first appliance by rendezvous score with room for it. Returns the
+/// placements and each slot's room left.
+fn place<'a>(
+    slots: &[&Slot],
+    ranking: &'a [Forecast],
+    titles: &BTreeMap<Name, TitleIndex>,
+    p: &PlanParams,
+) -> (Vec<Placement<'a>>, Vec<u64>) {
+    let mut free: Vec<u64> = slots.iter().map(|s| s.capacity_bytes).collect();
+    let Some(&smallest) = free.iter().min() else {
+        return (Vec::new(), free);
+    };
+    let head_limit = (smallest as f64 * p.head_fraction) as u64;
+    let mut placed = Vec::new();
+    let mut head_used = 0u64;
+    let mut in_head = true;
+    for (rank, forecast) in ranking.iter().enumerate() {
+        let Some(index) = titles.get(&forecast.title) else {
+            continue; // not packaged (yet): nothing to fill
+        };
+        let size: u64 = index.files.iter().map(|x| x.size).sum();
+        let rank = rank as u32 + 1;
+        if in_head && head_used + size <= head_limit && free.iter().all(|&room| room >= size) {
+            head_used += size;
+            for (slot, room) in free.iter_mut().enumerate() {
+                *room -= size;
+                placed.push(Placement {
+                    slot,
+                    rank,
+                    forecast,
+                    replicated: true,
+                });
+            }
+            continue;
+        }
+        in_head = false;
+        let mut order: Vec<usize> = (0..slots.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(score(&forecast.title, &slots[i].id)));
+        if let Some(&slot) = order.iter().find(|&&i| free[i] >= size) {
+            free[slot] -= size;
+            placed.push(Placement {
+                slot,
+                rank,
+                forecast,
+                replicated: false,
+            });
+        }
+    }
+    (placed, free)
+}
+
+/// The manifest entry of one placement on `slot`: every file, from the
+/// site's peers that hold the title, then the origin.
+fn manifest_title(
+    slots: &[&Slot],
+    slot: &Slot,
+    pl: &Placement,
+    titles: &BTreeMap<Name, TitleIndex>,
+    origin_url: &str,
+) -> ManifestTitle {
+    let title = &pl.forecast.title;
+    let sources: Vec<String> = slots
+        .iter()
+        .filter(|o| o.id != slot.id && o.holds.contains(title))
+        .map(|o| o.peer_url.clone())
+        .chain([origin_url.to_string()])
+        .collect();
+    ManifestTitle {
+        rank: pl.rank,
+        title: title.clone(),
+        predicted_bytes: pl.forecast.bytes.max(0.0).round() as u64,
+        replicated: pl.replicated,
+        files: titles[title]
+            .files
+            .iter()
+            .map(|x| ManifestFile {
+                path: x.path.clone(),
+                size: x.size,
+                sha256: x.sha256.clone(),
+                sources: sources.clone(),
+            })
+            .collect(),
+        token: String::new(),
+    }
 }
 
 /// Rendezvous score of `title` on appliance `id`.

@@ -275,16 +275,14 @@ mod tests {
         SigningKey::new("k1", &[9; 32]).unwrap()
     }
 
+    /// `view.steer` for `client` asking for `title`'s `file`, now.
+    fn ask(view: &View, client: &str, title: &str, file: &str) -> Answer {
+        view.steer(&key(), client.parse().unwrap(), &n(title), &p(file), NOW, 60)
+    }
+
     #[test]
     fn healthy_boxes_of_the_clients_isp_least_loaded_first_origin_last() {
-        let a = view().steer(
-            &key(),
-            "198.51.101.7".parse().unwrap(),
-            &n("movie"),
-            &p("master.m3u8"),
-            NOW,
-            60,
-        );
+        let a = ask(&view(), "198.51.101.7", "movie", "master.m3u8");
         assert_eq!(a.isp.as_deref(), Some("isp-a"));
         let hosts: Vec<&str> = a.urls.iter().map(|u| u.split("/c/").next().unwrap()).collect();
         assert_eq!(
@@ -296,23 +294,9 @@ mod tests {
             ]
         );
         // The title filter applies; an unknown client gets the origin only.
-        let s = view().steer(
-            &key(),
-            "2001:db8::5".parse().unwrap(),
-            &n("show"),
-            &p("master.m3u8"),
-            NOW,
-            60,
-        );
+        let s = ask(&view(), "2001:db8::5", "show", "master.m3u8");
         assert_eq!(s.urls.len(), 2);
-        let none = view().steer(
-            &key(),
-            "192.0.2.1".parse().unwrap(),
-            &n("movie"),
-            &p("manifest.mpd"),
-            NOW,
-            60,
-        );
+        let none = ask(&view(), "192.0.2.1", "movie", "manifest.mpd");
         assert_eq!((none.isp, none.urls.len()), (None, 1));
     }
 
@@ -320,14 +304,7 @@ mod tests {
     fn answers_name_at_most_max_appliances_then_the_origin() {
         let mut v = view();
         v.max_appliances = 1;
-        let a = v.steer(
-            &key(),
-            "198.51.101.7".parse().unwrap(),
-            &n("movie"),
-            &p("master.m3u8"),
-            NOW,
-            60,
-        );
+        let a = ask(&v, "198.51.101.7", "movie", "master.m3u8");
         let hosts: Vec<&str> = a.urls.iter().map(|u| u.split("/c/").next().unwrap()).collect();
         assert_eq!(hosts, ["http://a2.example:8080", "http://origin.example"]);
     }

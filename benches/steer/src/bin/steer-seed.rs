@@ -3,8 +3,7 @@
 //! one site per ISP, and appliances enrolled, registered, heartbeating
 //! (time = now) and holding the title `bench`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use nearcast_common::{unix_now, Name};
 use nearcast_fill_server::store::{Health, Heartbeat, Inventory, Registration, SqliteStore, Store};
 
 const ISPS: u32 = 50;
@@ -24,7 +23,7 @@ fn main() {
     let t = std::time::Instant::now();
     let count = store.import_prefixes(&nearcast_steer_bench::table(n, ISPS)).unwrap();
     eprintln!("imported {count} prefixes in {:.1} s", t.elapsed().as_secs_f64());
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = unix_now();
     for b in 0..boxes {
         let id = format!("box-{b}");
         store.enroll(&id, &"00".repeat(32)).unwrap();
@@ -42,7 +41,7 @@ fn main() {
                 &id,
                 &Inventory {
                     version: "1".into(),
-                    titles: vec!["bench".into()],
+                    titles: vec![Name::new("bench").expect("a plain name")],
                 },
             )
             .unwrap();

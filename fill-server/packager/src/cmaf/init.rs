@@ -9,6 +9,7 @@ use crate::mp4::{Track, TrackKind};
 /// Every output track is track 1 of its own init segment.
 pub const TRACK_ID: u32 = 1;
 
+/// The init segment of track `t`.
 pub fn init_segment(t: &Track) -> Vec<u8> {
     let mut w = BoxWriter::new();
     w.open(b"ftyp").bytes(b"iso6").u32(0);
@@ -43,6 +44,24 @@ pub fn init_segment(t: &Track) -> Vec<u8> {
         w.u64(0).u64(t.media_time as u64).u16(1).u16(0);
         w.close().close();
     }
+    mdia(&mut w, t);
+    w.close(); // trak
+    w.open(b"mvex")
+        .open_full(b"trex", 0, 0)
+        .u32(TRACK_ID)
+        .u32(1)
+        .u32(0)
+        .u32(0)
+        .u32(0);
+    w.close().close();
+    w.close(); // moov
+    w.finish()
+}
+
+/// `mdia`: the timescale and language, the handler, and the sample
+/// description with empty tables (the samples are in the fragments).
+fn mdia(w: &mut BoxWriter, t: &Track) {
+    let video = t.kind == TrackKind::Video;
     w.open(b"mdia");
     w.open_full(b"mdhd", 0, 0).u32(0).u32(0).u32(t.timescale).u32(0);
     w.u16(pack_language(&t.language)).u16(0).close();
@@ -81,17 +100,6 @@ pub fn init_segment(t: &Track) -> Vec<u8> {
     w.close(); // stbl
     w.close(); // minf
     w.close(); // mdia
-    w.close(); // trak
-    w.open(b"mvex")
-        .open_full(b"trex", 0, 0)
-        .u32(TRACK_ID)
-        .u32(1)
-        .u32(0)
-        .u32(0)
-        .u32(0);
-    w.close().close();
-    w.close(); // moov
-    w.finish()
 }
 
 fn pack_language(lang: &str) -> u16 {

@@ -156,7 +156,7 @@ fn aac_config(esds: &[u8]) -> Option<(String, Option<u16>)> {
     let oti = *dc.first()?;
     let mut d = dc.get(13..)?;
     let (tag, dsi) = descriptor(&mut d)?;
-    if tag != 0x05 {
+    if tag != 0x05 || dsi.is_empty() {
         return Some((format!("mp4a.{oti:x}"), None));
     }
     let bits = dsi.iter().take(8).fold(0u64, |acc, &b| acc << 8 | u64::from(b)) << (8 * (8 - dsi.len().min(8)));
@@ -221,5 +221,10 @@ mod tests {
         ];
         assert_eq!(aac_config(&esds).unwrap(), ("mp4a.40.2".to_string(), Some(2)));
         assert!(aac_config(&[0, 0, 0, 0, 0x03]).is_none());
+        // An empty AudioSpecificConfig (found by the mp4 fuzz target: the
+        // bit reader shifted by 64) names the object type indication only.
+        let mut empty = esds;
+        empty[25] = 0;
+        assert_eq!(aac_config(&empty).unwrap(), ("mp4a.40".to_string(), None));
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod boxes;
 pub mod codec;
+mod tables;
 pub mod track;
 
 use std::fs::File;
@@ -71,29 +72,8 @@ impl Movie {
     pub fn open(path: &Path) -> Result<Movie, Mp4Error> {
         let file = File::open(path)?;
         let len = file.metadata()?.len();
-        if len == 0 {
-            return Err(Mp4Error::Empty);
-        }
-        let moov = read_moov(&file, len)?;
-        let moov = boxes::BoxRef {
-            kind: *b"moov",
-            body: &moov,
-        };
-        if moov.child(b"mvex").is_some() {
-            return Err(Mp4Error::Fragmented);
-        }
-        let mut tracks = Vec::new();
-        for b in moov.children() {
-            let b = b?;
-            if &b.kind == b"trak" {
-                if let Some(t) = Track::parse(&b, len)? {
-                    tracks.push(t);
-                }
-            }
-        }
-        if tracks.is_empty() {
-            return Err(Mp4Error::NotMp4("no video or audio track".into()));
-        }
+        let moov = find_moov(|buf, at| file.read_exact_at(buf, at), len)?;
+        let tracks = tracks(&moov, len)?;
         Ok(Movie {
             path: path.to_path_buf(),
             file,
@@ -111,15 +91,44 @@ impl Movie {
     }
 }
 
-/// Walks the top-level boxes (reading only their headers) and returns the
-/// body of `moov`, wherever it is (before or after `mdat`).
-fn read_moov(file: &File, len: u64) -> Result<Vec<u8>, Mp4Error> {
+/// The video and audio tracks of a `moov` body from a file of `file_len`
+/// bytes (the bound every sample must lie within).
+pub fn tracks(moov: &[u8], file_len: u64) -> Result<Vec<Track>, Mp4Error> {
+    let moov = boxes::BoxRef {
+        kind: *b"moov",
+        body: moov,
+    };
+    if moov.child(b"mvex").is_some() {
+        return Err(Mp4Error::Fragmented);
+    }
+    let mut tracks = Vec::new();
+    for b in moov.children() {
+        let b = b?;
+        if &b.kind == b"trak" {
+            if let Some(t) = Track::parse(&b, file_len)? {
+                tracks.push(t);
+            }
+        }
+    }
+    if tracks.is_empty() {
+        return Err(Mp4Error::NotMp4("no video or audio track".into()));
+    }
+    Ok(tracks)
+}
+
+/// Walks the top-level boxes of a file of `len` bytes (reading only their
+/// headers, through `read_at(buf, offset)`) and returns the body of
+/// `moov`, wherever it is (before or after `mdat`).
+pub fn find_moov(read_at: impl Fn(&mut [u8], u64) -> std::io::Result<()>, len: u64) -> Result<Vec<u8>, Mp4Error> {
+    if len == 0 {
+        return Err(Mp4Error::Empty);
+    }
     let mut offset = 0u64;
     let mut first = true;
     while offset < len {
         let mut head = [0u8; 16];
         let want = (len - offset).min(16) as usize;
-        file.read_exact_at(&mut head[..want], offset)?;
+        read_at(&mut head[..want], offset)?;
         let (kind, header, size) = match boxes::parse_header(&head[..want], u64::MAX) {
             Ok(h) => h,
             Err(_) if first => return Err(Mp4Error::NotMp4("no box structure at the start".into())),
@@ -148,7 +157,7 @@ fn read_moov(file: &File, len: u64) -> Result<Vec<u8>, Mp4Error> {
                 return Err(Mp4Error::Unsupported(format!("moov of {body_len} bytes")));
             }
             let mut body = vec![0u8; body_len as usize];
-            file.read_exact_at(&mut body, offset + header as u64)?;
+            read_at(&mut body, offset + header as u64)?;
             return Ok(body);
         }
         if &kind == b"moof" {

@@ -1,6 +1,6 @@
-//! One track: header facts, codec, edit list, and the sample tables
-//! (stts, ctts, stss, stsz, stsc, stco/co64) expanded into samples with
-//! file offsets, decode times and composition offsets.
+//! One track: header facts, codec, edit list, and its samples with file
+//! offsets, decode times and composition offsets (from the sample tables,
+//! `tables.rs`).
 
 use super::boxes::BoxRef;
 use super::codec::{self, Codec};
@@ -70,7 +70,7 @@ impl Track {
             .next()
             .ok_or_else(|| bad(id, "empty sample description"))??;
         let codec = codec::parse(&entry, id)?;
-        let samples = samples(&stbl, id, file_len)?;
+        let samples = super::tables::samples(&stbl, id, file_len)?;
         if kind == TrackKind::Video && !samples.iter().any(|s| s.sync) {
             return Err(Mp4Error::NoKeyframe { track: id });
         }
@@ -147,129 +147,6 @@ fn edit_media_time(trak: &BoxRef) -> Result<i64, Mp4Error> {
         }
     }
     Ok(0)
-}
-
-fn samples(stbl: &BoxRef, id: u32, file_len: u64) -> Result<Vec<Sample>, Mp4Error> {
-    // Sizes.
-    let (_, _, mut r) = stbl.need(b"stsz")?.full()?;
-    let fixed = r.u32()?;
-    let sizes: Vec<u32> = if fixed == 0 {
-        (0..r.count(4)?).map(|_| r.u32()).collect::<Result<_, _>>()?
-    } else {
-        let n = r.u32()? as usize;
-        if (n as u64).saturating_mul(u64::from(fixed)) > file_len {
-            return Err(bad(id, "stsz describes more bytes than the file has"));
-        }
-        vec![fixed; n]
-    };
-    let n = sizes.len();
-    // Decode times.
-    let (_, _, mut r) = stbl.need(b"stts")?.full()?;
-    let mut durations = Vec::with_capacity(n);
-    for _ in 0..r.count(8)? {
-        let (count, delta) = (r.u32()? as usize, r.u32()?);
-        if durations.len() + count > n {
-            return Err(bad(id, "stts covers more samples than stsz"));
-        }
-        durations.extend(std::iter::repeat_n(delta, count));
-    }
-    if durations.len() != n {
-        return Err(bad(id, &format!("stts covers {} samples, stsz {n}", durations.len())));
-    }
-    // Composition offsets.
-    let mut cts = vec![0i32; n];
-    if let Some(ctts) = stbl.child(b"ctts") {
-        let (v, _, mut r) = ctts.full()?;
-        let mut i = 0;
-        for _ in 0..r.count(8)? {
-            let count = r.u32()? as usize;
-            let raw = r.u32()?;
-            let off = if v == 0 {
-                raw.min(i32::MAX as u32) as i32
-            } else {
-                raw as i32
-            };
-            for c in cts.iter_mut().skip(i).take(count) {
-                *c = off;
-            }
-            i += count;
-        }
-    }
-    // Keyframes.
-    let mut sync = vec![true; n];
-    if let Some(stss) = stbl.child(b"stss") {
-        sync.iter_mut().for_each(|s| *s = false);
-        let (_, _, mut r) = stss.full()?;
-        for _ in 0..r.count(4)? {
-            let k = r.u32()? as usize;
-            if k == 0 || k > n {
-                return Err(bad(id, &format!("stss names sample {k} of {n}")));
-            }
-            sync[k - 1] = true;
-        }
-    }
-    // Chunk offsets.
-    let offsets: Vec<u64> = if let Some(co64) = stbl.child(b"co64") {
-        let (_, _, mut r) = co64.full()?;
-        (0..r.count(8)?).map(|_| r.u64()).collect::<Result<_, _>>()?
-    } else {
-        let (_, _, mut r) = stbl.need(b"stco")?.full()?;
-        (0..r.count(4)?)
-            .map(|_| r.u32().map(u64::from))
-            .collect::<Result<_, _>>()?
-    };
-    // Samples per chunk.
-    let (_, _, mut r) = stbl.need(b"stsc")?.full()?;
-    let runs: Vec<(usize, usize)> = (0..r.count(12)?)
-        .map(|_| {
-            let first = r.u32()? as usize;
-            let per = r.u32()? as usize;
-            r.skip(4)?;
-            Ok((first, per))
-        })
-        .collect::<Result<_, Mp4Error>>()?;
-    let mut out = Vec::with_capacity(n);
-    let mut dts = 0u64;
-    let mut i = 0usize;
-    for (run, &(first, per)) in runs.iter().enumerate() {
-        if first == 0 || (run > 0 && first <= runs[run - 1].0) {
-            return Err(bad(id, "stsc chunks are not increasing"));
-        }
-        let end_chunk = runs.get(run + 1).map_or(offsets.len(), |r| r.0 - 1).min(offsets.len());
-        for &chunk_offset in offsets.iter().take(end_chunk).skip(first - 1) {
-            let mut pos = chunk_offset;
-            for _ in 0..per {
-                if i >= n {
-                    break;
-                }
-                let end = pos + u64::from(sizes[i]);
-                if end > file_len {
-                    return Err(Mp4Error::PastEnd {
-                        track: id,
-                        sample: i,
-                        start: pos,
-                        end,
-                        len: file_len,
-                    });
-                }
-                out.push(Sample {
-                    offset: pos,
-                    size: sizes[i],
-                    dts,
-                    duration: durations[i],
-                    cts_offset: cts[i],
-                    sync: sync[i],
-                });
-                dts += u64::from(durations[i]);
-                pos = end;
-                i += 1;
-            }
-        }
-    }
-    if out.len() != n {
-        return Err(bad(id, &format!("chunks hold {} samples, stsz {n}", out.len())));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! signed with the appliance's key, and steering for players. JSON in and
 //! out; every refusal says why in a JSON `error`.
 
+mod admin;
+mod appliance;
 mod play;
 mod qoe;
 
@@ -15,11 +17,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use nearcast_common::request_auth::{Signed, HEADER_ID, HEADER_SIGNATURE, HEADER_TIME};
 use nearcast_common::unix_now;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 use crate::app::{App, Changed};
 use crate::metrics::Route;
-use crate::store::{Heartbeat, Inventory, Registration, StoreError};
+use crate::store::StoreError;
 
 /// The API's OpenAPI 3 document (committed as `fill-server/server/openapi.json`).
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -94,6 +95,17 @@ fn host_ok(parts: &hyper::http::request::Parts) -> bool {
     }
 }
 
+/// The metrics label of a path.
+fn route_of(segs: &[&str]) -> Route {
+    match segs {
+        ["v1", "steer"] => Route::Steer,
+        ["v1", "play", ..] => Route::Play,
+        ["v1", "appliances", ..] => Route::Appliance,
+        ["v1", "admin", ..] => Route::Admin,
+        _ => Route::Other,
+    }
+}
+
 /// Serves one request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Infallible> {
     let (parts, body) = req.into_parts();
@@ -110,13 +122,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let path = parts.uri.path().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let route = match segs.as_slice() {
-        ["v1", "steer"] => Route::Steer,
-        ["v1", "play", ..] => Route::Play,
-        ["v1", "appliances", ..] => Route::Appliance,
-        ["v1", "admin", ..] => Route::Admin,
-        _ => Route::Other,
-    };
+    let route = route_of(&segs);
     let resp = match (&parts.method, segs.as_slice()) {
         (&Method::GET, ["healthz"]) => reply(StatusCode::OK, serde_json::json!({ "status": "ok" })),
         (&Method::GET, ["openapi.json"]) => fixed("application/json", OPENAPI.as_bytes()),
@@ -148,7 +154,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             } else if parts.method == Method::GET && rest == ["dashboard"] {
                 qoe::dashboard(app.clone()).await
             } else {
-                admin(app.clone(), &parts.method, rest, body).await
+                admin::route(app.clone(), &parts.method, rest, body).await
             }
         }
         (method, ["v1", "appliances", id, action]) => {
@@ -161,9 +167,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
                 signature: header(HEADER_SIGNATURE).unwrap_or(""),
                 body: &body,
             };
-            match authenticate(&app, id, &signed).await {
+            match appliance::authenticate(&app, id, &signed).await {
                 Err(refusal) => refusal.into_response(),
-                Ok(()) => appliance(app.clone(), method, id, action, body).await,
+                Ok(()) => appliance::route(app.clone(), method, id, action, body).await,
             }
         }
         _ => error(StatusCode::NOT_FOUND, format!("no route for {} {path}", parts.method)),
@@ -178,34 +184,6 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         );
     }
     Ok(resp)
-}
-
-/// The appliance named in the path must be the one that signed, with its
-/// enrolled key.
-async fn authenticate(app: &Arc<App>, id: &str, s: &Signed<'_>) -> Result<(), Refusal> {
-    if s.id != id {
-        return Err(Refusal::new(
-            StatusCode::FORBIDDEN,
-            "request signed for another appliance",
-        ));
-    }
-    let store = app.store.clone();
-    let owned = id.to_string();
-    let key = tokio::task::spawn_blocking(move || store.public_key(&owned))
-        .await
-        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "store failure");
-            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "storage failure")
-        })?;
-    let Some(key) = key else {
-        return Err(Refusal::new(
-            StatusCode::FORBIDDEN,
-            format!("appliance '{id}' is not enrolled"),
-        ));
-    };
-    s.verify(&key, unix_now())
-        .map_err(|e| Refusal::new(StatusCode::FORBIDDEN, e))
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
@@ -231,6 +209,18 @@ async fn write(
     }
 }
 
+/// Runs a store read off the async threads and answers with its JSON.
+async fn read<T: serde::Serialize + Send + 'static>(
+    app: Arc<App>,
+    f: impl FnOnce(&App) -> Result<T, StoreError> + Send + 'static,
+) -> Resp {
+    match tokio::task::spawn_blocking(move || f(&app)).await {
+        Ok(Ok(v)) => reply(StatusCode::OK, v),
+        Ok(Err(e)) => store_error(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
 /// Parses a JSON body into `T`, then runs `f` with it as a store write.
 async fn write_parsed<T: DeserializeOwned + Send + 'static>(
     app: Arc<App>,
@@ -241,269 +231,6 @@ async fn write_parsed<T: DeserializeOwned + Send + 'static>(
     match parse::<T>(body) {
         Ok(v) => write(app, changed, move |a| f(a, v)).await,
         Err(refusal) => refusal.into_response(),
-    }
-}
-
-async fn appliance(app: Arc<App>, method: &Method, id: &str, action: &str, body: Bytes) -> Resp {
-    let id = id.to_string();
-    let t = unix_now();
-    match (method, action) {
-        (&Method::POST, "register") => {
-            write_parsed(app, Changed::Fleet, &body, move |a, r: Registration| {
-                a.store
-                    .register(&id, &r, t)
-                    .map(|_| serde_json::json!({ "registered": id }))
-            })
-            .await
-        }
-        (&Method::POST, "heartbeat") => match parse::<Heartbeat>(&body) {
-            Ok(hb) => {
-                let changed = Changed::Heartbeat {
-                    id: id.clone(),
-                    at: t,
-                    load: hb.load,
-                    healthy: crate::app::steerable(&hb),
-                };
-                write(app, changed, move |a| {
-                    a.store.heartbeat(&id, &hb, t)?;
-                    a.count_served(&id, &hb);
-                    // Only a box running the image can take an OS update.
-                    let os_update = match &hb.os {
-                        Some(os) => a
-                            .store
-                            .os_target(&id)?
-                            .filter(|r| *r != os.release && !os.failed.contains(r)),
-                        None => None,
-                    };
-                    Ok(serde_json::json!({ "ok": true, "os_update": os_update }))
-                })
-                .await
-            }
-            Err(refusal) => refusal.into_response(),
-        },
-        (&Method::PUT, "inventory") => {
-            write_parsed(app, Changed::Fleet, &body, move |a, inv: Inventory| {
-                a.store
-                    .set_inventory(&id, &inv)
-                    .map(|_| serde_json::json!({ "ok": true }))
-            })
-            .await
-        }
-        (&Method::PUT, "routes") => match parse::<nearcast_common::control::Routes>(&body) {
-            Ok(r) if r.session.len() <= 16 && r.prefixes().all(|p| p.parse::<nearcast_common::IpPrefix>().is_ok()) => {
-                write(app, Changed::Bgp, move |a| {
-                    a.store
-                        .set_routes(&id, &r, t)
-                        .map(|_| serde_json::json!({ "prefixes": r.len() }))
-                })
-                .await
-            }
-            Ok(_) => error(
-                StatusCode::BAD_REQUEST,
-                "routes need a short session state and valid prefixes",
-            ),
-            Err(refusal) => refusal.into_response(),
-        },
-        (&Method::GET, "manifest") => {
-            let result = tokio::task::spawn_blocking(move || crate::fill::manifest_for(&app, &id, t)).await;
-            match result {
-                Ok(Ok(m)) => reply(StatusCode::OK, m),
-                Ok(Err(crate::fill::FillError::Store(e))) => store_error(e),
-                Ok(Err(e)) => error(StatusCode::CONFLICT, e),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-            }
-        }
-        (&Method::GET, "os") => {
-            let result = tokio::task::spawn_blocking(move || {
-                let release = app
-                    .store
-                    .os_target(&id)
-                    .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
-                    .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "no OS release is set for this appliance"))?;
-                crate::os::read(&app.config.os_bundles, &release).map_err(|e| match e {
-                    crate::os::OsError::Unknown(_) => Refusal::new(StatusCode::NOT_FOUND, e),
-                    other => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, other),
-                })
-            })
-            .await;
-            match result {
-                Ok(Ok(bytes)) => Response::builder()
-                    .header("content-type", "application/octet-stream")
-                    .body(Full::new(Bytes::from(bytes)))
-                    .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response")),
-                Ok(Err(refusal)) => refusal.into_response(),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-            }
-        }
-        _ => error(StatusCode::NOT_FOUND, format!("no appliance action {method} {action}")),
-    }
-}
-
-#[derive(Deserialize)]
-struct NewIsp {
-    name: String,
-    #[serde(default)]
-    asns: Vec<u32>,
-}
-
-#[derive(Deserialize)]
-struct NewSite {
-    name: String,
-    isp: String,
-}
-
-#[derive(Deserialize)]
-struct OsTarget {
-    release: String,
-}
-
-fn os_error(e: crate::os::OsError) -> Resp {
-    use crate::os::OsError;
-    match e {
-        OsError::Unknown(_) => error(StatusCode::NOT_FOUND, e),
-        OsError::Io { .. } => {
-            tracing::error!(error = %e, "OS bundle store failure");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "storage failure")
-        }
-        _ => error(StatusCode::UNPROCESSABLE_ENTITY, e),
-    }
-}
-
-#[derive(Deserialize)]
-struct Enrollment {
-    id: nearcast_common::Name,
-    public_key: String,
-}
-
-async fn admin(app: Arc<App>, method: &Method, rest: &[&str], body: Bytes) -> Resp {
-    match (method, rest) {
-        (&Method::POST, ["isps"]) => {
-            write_parsed(app, Changed::Routing, &body, move |a, n: NewIsp| {
-                a.store
-                    .add_isp(&n.name, &n.asns)
-                    .map(|_| serde_json::json!({ "isp": n.name }))
-            })
-            .await
-        }
-        (&Method::PUT, ["prefixes"]) => {
-            let Ok(text) = String::from_utf8(body.to_vec()) else {
-                return error(StatusCode::BAD_REQUEST, "prefix list is not UTF-8");
-            };
-            write(app, Changed::Routing, move |a| {
-                a.store
-                    .import_prefixes(&text)
-                    .map(|n| serde_json::json!({ "prefixes": n }))
-            })
-            .await
-        }
-        (&Method::POST, ["sites"]) => {
-            write_parsed(app, Changed::Fleet, &body, move |a, n: NewSite| {
-                a.store
-                    .add_site(&n.name, &n.isp)
-                    .map(|_| serde_json::json!({ "site": n.name }))
-            })
-            .await
-        }
-        (&Method::POST, ["appliances"]) => match parse::<Enrollment>(&body) {
-            // The id names the box's pathway in players' manifests.
-            Ok(e) if e.id == play::ORIGIN => error(
-                StatusCode::BAD_REQUEST,
-                "an appliance id is letters, digits, '.', '_' and '-', and not 'origin'",
-            ),
-            Ok(e) if nearcast_common::token::decode_hex(&e.public_key).is_some_and(|k| k.len() == 32) => {
-                write(app, Changed::Fleet, move |a| {
-                    a.store
-                        .enroll(&e.id, &e.public_key)
-                        .map(|_| serde_json::json!({ "enrolled": e.id }))
-                })
-                .await
-            }
-            Ok(_) => error(StatusCode::BAD_REQUEST, "public_key must be 32 bytes of hex (Ed25519)"),
-            Err(refusal) => refusal.into_response(),
-        },
-        (&Method::POST, ["releases"]) => match parse::<crate::predict::Release>(&body) {
-            Ok(r) if r.boost.is_finite() && r.boost > 0.0 => {
-                write(app, Changed::Nothing, move |a| {
-                    a.store
-                        .add_release(&r)
-                        .map(|_| serde_json::json!({ "release": r.title }))
-                })
-                .await
-            }
-            Ok(_) => error(
-                StatusCode::BAD_REQUEST,
-                "a release needs a plain title and a positive boost",
-            ),
-            Err(refusal) => refusal.into_response(),
-        },
-        (&Method::POST, ["playlogs"]) => {
-            let Ok(text) = String::from_utf8(body.to_vec()) else {
-                return error(StatusCode::BAD_REQUEST, "play log is not UTF-8");
-            };
-            match crate::playlog::parse(&text, &app.view()) {
-                Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
-                Ok((rows, summary)) => {
-                    let summary = serde_json::to_value(summary).unwrap_or_default();
-                    write(app, Changed::Nothing, move |a| {
-                        a.store.add_daily_bytes(&rows).map(|_| summary)
-                    })
-                    .await
-                }
-            }
-        }
-        (&Method::GET, ["bgp"]) => {
-            let store = app.store.clone();
-            let result =
-                tokio::task::spawn_blocking(move || Ok::<_, StoreError>((store.bgp_routes()?, store.snapshot()?)))
-                    .await;
-            match result {
-                Ok(Ok((routes, snap))) => reply(StatusCode::OK, crate::bgp::fleet(&routes, &snap)),
-                Ok(Err(e)) => store_error(e),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-            }
-        }
-        (&Method::PUT, ["os", release]) => {
-            let (dir, release) = (app.config.os_bundles.clone(), release.to_string());
-            match tokio::task::spawn_blocking(move || crate::os::store(&dir, &release, &body)).await {
-                Ok(Ok(m)) => reply(StatusCode::OK, m),
-                Ok(Err(e)) => os_error(e),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-            }
-        }
-        (&Method::GET, ["os"]) => {
-            let dir = app.config.os_bundles.clone();
-            match tokio::task::spawn_blocking(move || crate::os::list(&dir)).await {
-                Ok(list) => reply(StatusCode::OK, list),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-            }
-        }
-        (&Method::PUT, ["appliances", id, "os"]) => match parse::<OsTarget>(&body) {
-            Ok(t) => {
-                let id = id.to_string();
-                match crate::os::path(&app.config.os_bundles, &t.release) {
-                    Ok(p) if p.is_file() => {
-                        write(app, Changed::Nothing, move |a| {
-                            a.store
-                                .set_os_target(&id, &t.release)
-                                .map(|_| serde_json::json!({ "appliance": id, "release": t.release }))
-                        })
-                        .await
-                    }
-                    Ok(_) => os_error(crate::os::OsError::Unknown(t.release)),
-                    Err(e) => os_error(e),
-                }
-            }
-            Err(refusal) => refusal.into_response(),
-        },
-        (&Method::GET, ["appliances"]) => {
-            let store = app.store.clone();
-            match tokio::task::spawn_blocking(move || store.snapshot()).await {
-                Ok(Ok(s)) => reply(StatusCode::OK, s.appliances),
-                Ok(Err(e)) => store_error(e),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-            }
-        }
-        _ => error(StatusCode::NOT_FOUND, "no such admin call"),
     }
 }
 

@@ -8,7 +8,7 @@ use hyper::body::Bytes;
 use hyper::StatusCode;
 use nearcast_common::unix_now;
 
-use super::{error, parse, reply, store_error, Resp};
+use super::{error, parse, read, Resp};
 use crate::app::App;
 use crate::qoe::{summarize, QoeEvent, MAX_EVENTS};
 
@@ -36,13 +36,13 @@ pub async fn post(app: Arc<App>, body: Bytes, client: std::net::IpAddr) -> Resp 
     for e in &mut events {
         e.isp = isp.clone();
     }
-    let store = app.store.clone();
     let n = events.len();
-    match tokio::task::spawn_blocking(move || store.add_qoe(&events, unix_now())).await {
-        Ok(Ok(())) => reply(StatusCode::OK, serde_json::json!({ "stored": n })),
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+    read(app, move |a| {
+        a.store
+            .add_qoe(&events, unix_now())
+            .map(|()| serde_json::json!({ "stored": n }))
+    })
+    .await
 }
 
 /// The host part of a base URL (`http://h:p/…` → `h:p`).
@@ -63,31 +63,22 @@ pub async fn summary(app: Arc<App>, query: &str) -> Resp {
         .and_then(|h| h.parse().ok())
         .unwrap_or(24);
     let since = unix_now().saturating_sub(hours * 3600);
-    match tokio::task::spawn_blocking(move || summary_since(&app, since)).await {
-        Ok(Ok(s)) => reply(StatusCode::OK, s),
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+    read(app, move |a| summary_since(a, since)).await
 }
 
 /// Everything the dashboard page draws (QoE of the last 24 hours).
 pub async fn dashboard(app: Arc<App>) -> Resp {
-    let result = tokio::task::spawn_blocking(move || {
+    read(app, |a| {
         let t = unix_now();
-        let qoe = summary_since(&app, t.saturating_sub(24 * 3600))?;
-        let snap = app.store.snapshot()?;
-        Ok::<_, crate::store::StoreError>(crate::dashboard::build(
+        let qoe = summary_since(a, t.saturating_sub(24 * 3600))?;
+        let snap = a.store.snapshot()?;
+        Ok(crate::dashboard::build(
             &snap,
-            &app.served(),
+            &a.served(),
             qoe,
             t,
-            app.config.heartbeat_timeout_secs,
+            a.config.heartbeat_timeout_secs,
         ))
     })
-    .await;
-    match result {
-        Ok(Ok(d)) => reply(StatusCode::OK, d),
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+    .await
 }

@@ -1,6 +1,7 @@
 //! The player routes and the origin: steered URLs carry tokens the origin
 //! checks, and playlists are refused without the right one.
 
+use nearcast_common::request_auth::ApplianceKey;
 use nearcast_common::{unix_now, SigningKey};
 use nearcast_fill_server::config::Config;
 use nearcast_testkit::TempDir;
@@ -43,17 +44,7 @@ fn the_origin_serves_steered_urls_with_the_same_token_check() {
 
 fn play_routes_refuse_missing_or_foreign_tokens(backend: &Backend) {
     let root = TempDir::new(&format!("fs-playorigin-{}", backend.label()));
-    std::fs::create_dir_all(root.join("origin/movie/360p")).unwrap();
-    std::fs::write(
-        root.join("origin/movie/master.m3u8"),
-        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n360p/index.m3u8\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("origin/movie/360p/index.m3u8"),
-        "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:4,\nseg-00001.m4s\n",
-    )
-    .unwrap();
+    write_movie(&root);
     let s = start_with_origin(backend, "play", 30, Some(root.join("origin")));
     let key = fleet(&s);
     add_box(&s, &key, "box-2", 0.5);
@@ -85,9 +76,32 @@ fn play_routes_refuse_missing_or_foreign_tokens(backend: &Backend) {
         master.contains("PATHWAY-ID=\"box-2\"\n/v1/play/movie/360p/index.m3u8?via=box-2&"),
         "{master}"
     );
+    steering_manifest_orders_pathways(&s, &key, &client);
+    media_playlist_is_bound_to_the_client(&s, media, &client);
+}
+
+/// A two-line master playlist and one media playlist under `root/origin`.
+fn write_movie(root: &TempDir) {
+    std::fs::create_dir_all(root.join("origin/movie/360p")).unwrap();
+    std::fs::write(
+        root.join("origin/movie/master.m3u8"),
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n360p/index.m3u8\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("origin/movie/360p/index.m3u8"),
+        "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:4,\nseg-00001.m4s\n",
+    )
+    .unwrap();
+}
+
+/// The content-steering manifest: least loaded first, a player stays on
+/// its pathway, a failed box's players are moved off it, a client no box
+/// serves gets the origin alone.
+fn steering_manifest_orders_pathways(s: &Server, key: &ApplianceKey, client: &[(&str, String)]) {
     let priority = |current: &str| {
         let target = format!("/v1/play/movie/steering.json{current}");
-        let (st, steering) = call(s.addr, "GET", &target, &client, b"");
+        let (st, steering) = call(s.addr, "GET", &target, client, b"");
         assert_eq!(st, 200, "{steering}");
         let steering: serde_json::Value = serde_json::from_str(&steering).unwrap();
         assert_eq!(steering["VERSION"], 1);
@@ -107,7 +121,7 @@ fn play_routes_refuse_missing_or_foreign_tokens(backend: &Backend) {
         serde_json::json!(["box-2", "box-1", "origin"])
     );
     // Once box-2 reports itself failed, its players are moved off it.
-    heartbeat(&s, &key, "box-2", "failed", 0.5);
+    heartbeat(s, key, "box-2", "failed", 0.5);
     assert_eq!(priority("?_HLS_pathway=box-2"), serde_json::json!(["box-1", "origin"]));
     // A client no box serves gets the origin alone.
     let (_, steering) = call(
@@ -118,7 +132,13 @@ fn play_routes_refuse_missing_or_foreign_tokens(backend: &Backend) {
         b"",
     );
     assert!(steering.contains(r#""PATHWAY-PRIORITY":["origin"]"#), "{steering}");
-    let (st, list) = call(s.addr, "GET", media, &client, b"");
+}
+
+/// The media playlist names the box's URLs with tokens, and is refused to
+/// another /24, without a token or with a forged one; unknown titles and
+/// path tricks are refused.
+fn media_playlist_is_bound_to_the_client(s: &Server, media: &str, client: &[(&str, String)]) {
+    let (st, list) = call(s.addr, "GET", media, client, b"");
     assert_eq!(st, 200, "{list}");
     assert!(
         list.contains("\nhttp://box-1.test:8080/c/movie/360p/seg-00001.m4s?token="),
@@ -132,16 +152,16 @@ fn play_routes_refuse_missing_or_foreign_tokens(backend: &Backend) {
     let other = [("x-forwarded-for", "198.51.101.7".to_string())];
     assert_eq!(call(s.addr, "GET", media, &other, b"").0, 403);
     assert_eq!(
-        call(s.addr, "GET", "/v1/play/movie/360p/index.m3u8?via=box-1", &client, b"").0,
+        call(s.addr, "GET", "/v1/play/movie/360p/index.m3u8?via=box-1", client, b"").0,
         403
     );
     let forged = media.replace("token=k1-", "token=k1-1");
-    assert_eq!(call(s.addr, "GET", &forged, &client, b"").0, 403);
+    assert_eq!(call(s.addr, "GET", &forged, client, b"").0, 403);
     // Unknown titles and path tricks.
-    assert_eq!(call(s.addr, "GET", "/v1/play/nothing/master.m3u8", &client, b"").0, 404);
-    assert_eq!(call(s.addr, "GET", "/v1/play/../etc/master.m3u8", &client, b"").0, 400);
+    assert_eq!(call(s.addr, "GET", "/v1/play/nothing/master.m3u8", client, b"").0, 404);
+    assert_eq!(call(s.addr, "GET", "/v1/play/../etc/master.m3u8", client, b"").0, 400);
     assert_eq!(
-        call(s.addr, "GET", "/v1/play/movie/%2e%2e/index.m3u8", &client, b"").0,
+        call(s.addr, "GET", "/v1/play/movie/%2e%2e/index.m3u8", client, b"").0,
         400
     );
 }

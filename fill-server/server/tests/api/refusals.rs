@@ -2,14 +2,38 @@
 //! impersonating appliances, replays, tampered bodies, bad admin input and
 //! steering path tricks; none of them changes what is steered.
 
+use nearcast_common::request_auth::ApplianceKey;
 use nearcast_common::unix_now;
 
 use crate::support::*;
 
 fn refusals(backend: &Backend) {
     let s = start(backend, "refuse", 30);
-    // RFC 9112 §3.2: one Host, an authority (IPv6 in brackets); HTTP/1.0
-    // may go without.
+    host_headers(&s);
+    let key = fleet(&s);
+    appliance_requests(&s, &key);
+    admin_requests(&s, &key);
+    // Steering path tricks, in the title or the file.
+    for q in [
+        "title=../etc&file=passwd",
+        "title=movie&file=../../etc/passwd",
+        "title=movie&file=a/b/c",
+        "title=movie&file=",
+        "title=.h&file=f",
+    ] {
+        let (st, body) = call(s.addr, "GET", &format!("/v1/steer?{q}"), &[], b"");
+        assert_eq!(st, 400, "{q}: {body}");
+    }
+    // The failed imports changed nothing: box-1 is still steered to.
+    assert_eq!(
+        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
+        2
+    );
+}
+
+/// RFC 9112 §3.2: one Host, an authority (IPv6 in brackets); HTTP/1.0 may
+/// go without.
+fn host_headers(s: &Server) {
     for (host, want) in [
         ("Host: [::1]:7070\r\n", 200),
         ("Host: ::1:7070\r\n", 400),
@@ -20,7 +44,11 @@ fn refusals(backend: &Backend) {
         assert_eq!(raw_status(s.addr, &req), want, "{host:?}");
     }
     assert_eq!(raw_status(s.addr, "GET /healthz HTTP/1.0\r\n\r\n"), 200);
-    let key = fleet(&s);
+}
+
+/// Unknown or impersonating appliances, replays, tampered or missing
+/// signatures, malformed bodies.
+fn appliance_requests(s: &Server, key: &ApplianceKey) {
     let hb = r#"{"health":"ok","load":0.1,"free_bytes":1}"#;
     let path = "/v1/appliances/box-1/heartbeat";
     // Unknown appliance.
@@ -33,12 +61,7 @@ fn refusals(backend: &Backend) {
     assert_eq!((st, body.contains("signature")), (403, true), "{body}");
     // box-2 (enrolled) speaking for box-1.
     let other = new_key();
-    admin(
-        s.addr,
-        "POST",
-        "/v1/admin/appliances",
-        &format!(r#"{{"id":"box-2","public_key":"{}"}}"#, other.public_hex()),
-    );
+    enroll(s, &other, "box-2");
     let (st, body) = signed(s.addr, &other, "box-2", "POST", path, hb);
     assert_eq!((st, body.contains("another appliance")), (403, true), "{body}");
     // A replayed request from long ago.
@@ -68,11 +91,15 @@ fn refusals(backend: &Backend) {
     // No signature at all.
     assert_eq!(call(s.addr, "POST", path, &[], hb.as_bytes()).0, 403);
     // Malformed JSON, correctly signed.
-    assert_eq!(signed(s.addr, &key, "box-1", "POST", path, "{not json").0, 400);
-    // Registering into a site that does not exist.
+    assert_eq!(signed(s.addr, key, "box-1", "POST", path, "{not json").0, 400);
+}
+
+/// An unknown site, admin calls without the token, bad prefix lines (named
+/// by line) and bad keys.
+fn admin_requests(s: &Server, key: &ApplianceKey) {
     let (st, body) = signed(
         s.addr,
-        &key,
+        key,
         "box-1",
         "POST",
         "/v1/appliances/box-1/register",
@@ -103,22 +130,6 @@ fn refusals(backend: &Backend) {
         )
         .0,
         400
-    );
-    // Steering path tricks, in the title or the file.
-    for q in [
-        "title=../etc&file=passwd",
-        "title=movie&file=../../etc/passwd",
-        "title=movie&file=a/b/c",
-        "title=movie&file=",
-        "title=.h&file=f",
-    ] {
-        let (st, body) = call(s.addr, "GET", &format!("/v1/steer?{q}"), &[], b"");
-        assert_eq!(st, 400, "{q}: {body}");
-    }
-    // The failed imports changed nothing: box-1 is still steered to.
-    assert_eq!(
-        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
-        2
     );
 }
 

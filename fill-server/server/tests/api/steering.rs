@@ -7,6 +7,14 @@ use nearcast_common::{unix_now, Keyring, SigningKey};
 
 use crate::support::*;
 
+/// Whether the appliance would accept `token` for the sample playlist
+/// from `client`.
+fn verifies(token: &str, client: &str) -> bool {
+    let ring = Keyring::new(vec![SigningKey::from_hex("k1", KEY_HEX).unwrap()]);
+    ring.verify("/c/movie/master.m3u8", token, client.parse().unwrap(), unix_now())
+        .is_ok()
+}
+
 fn enrolled_appliances_are_steered_to_with_signed_urls(backend: &Backend) {
     let s = start(backend, "steer", 30);
     fleet(&s);
@@ -27,23 +35,8 @@ fn enrolled_appliances_are_steered_to_with_signed_urls(backend: &Backend) {
     assert!(urls[1].starts_with("http://origin.test/c/movie/master.m3u8?token="));
     // The appliance accepts the token for this client's /24 only.
     let token = urls[0].split("token=").nth(1).unwrap();
-    let ring = Keyring::new(vec![SigningKey::from_hex("k1", KEY_HEX).unwrap()]);
-    assert!(ring
-        .verify(
-            "/c/movie/master.m3u8",
-            token,
-            "198.51.101.99".parse().unwrap(),
-            unix_now()
-        )
-        .is_ok());
-    assert!(ring
-        .verify(
-            "/c/movie/master.m3u8",
-            token,
-            "198.51.100.1".parse().unwrap(),
-            unix_now()
-        )
-        .is_err());
+    assert!(verifies(token, "198.51.101.99"));
+    assert!(!verifies(token, "198.51.100.1"));
     // Other ISP, unknown prefix, or a title the box lacks: origin only.
     for (client, title) in [
         ("203.0.113.5", "movie"),
@@ -95,65 +88,24 @@ fn enrolled_appliances_are_steered_to_with_signed_urls(backend: &Backend) {
 fn a_silent_or_failed_box_leaves_the_answers(backend: &Backend) {
     let s = start(backend, "silent", 2);
     let key = fleet(&s);
-    assert_eq!(
-        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
-        2
-    );
+    let answers = || steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len();
+    let beat = |hb: &str| signed(s.addr, &key, "box-1", "POST", "/v1/appliances/box-1/heartbeat", hb);
+    let inventory = |inv: &str| signed(s.addr, &key, "box-1", "PUT", "/v1/appliances/box-1/inventory", inv);
+    assert_eq!(answers(), 2);
     std::thread::sleep(Duration::from_millis(3100));
-    assert_eq!(
-        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
-        1,
-        "timed out"
-    );
+    assert_eq!(answers(), 1, "timed out");
     // Beating again brings it back.
-    let ok = r#"{"health":"ok","load":0.2,"free_bytes":1}"#;
-    signed(s.addr, &key, "box-1", "POST", "/v1/appliances/box-1/heartbeat", ok);
-    assert_eq!(
-        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
-        2
-    );
+    beat(r#"{"health":"ok","load":0.2,"free_bytes":1}"#);
+    assert_eq!(answers(), 2);
     // A failed disk alone keeps the box in (its titles leave with the next
     // inventory); a box that reports itself failed is out at once.
-    let failed_disk =
-        r#"{"health":"degraded","load":0.2,"free_bytes":1,"disks":[{"name":"d0","health":"failed","free_bytes":0}]}"#;
-    signed(
-        s.addr,
-        &key,
-        "box-1",
-        "POST",
-        "/v1/appliances/box-1/heartbeat",
-        failed_disk,
-    );
-    assert_eq!(
-        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
-        2
-    );
-    signed(
-        s.addr,
-        &key,
-        "box-1",
-        "PUT",
-        "/v1/appliances/box-1/inventory",
-        r#"{"version":"v2","titles":[]}"#,
-    );
-    assert_eq!(
-        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
-        1
-    );
-    signed(
-        s.addr,
-        &key,
-        "box-1",
-        "PUT",
-        "/v1/appliances/box-1/inventory",
-        r#"{"version":"v3","titles":["movie"]}"#,
-    );
-    let failed = r#"{"health":"failed","load":0.0,"free_bytes":1}"#;
-    signed(s.addr, &key, "box-1", "POST", "/v1/appliances/box-1/heartbeat", failed);
-    assert_eq!(
-        steer(s.addr, "198.51.100.1", "movie")["urls"].as_array().unwrap().len(),
-        1
-    );
+    beat(r#"{"health":"degraded","load":0.2,"free_bytes":1,"disks":[{"name":"d0","health":"failed","free_bytes":0}]}"#);
+    assert_eq!(answers(), 2);
+    inventory(r#"{"version":"v2","titles":[]}"#);
+    assert_eq!(answers(), 1);
+    inventory(r#"{"version":"v3","titles":["movie"]}"#);
+    beat(r#"{"health":"failed","load":0.0,"free_bytes":1}"#);
+    assert_eq!(answers(), 1);
 }
 
 on_both_stores!(

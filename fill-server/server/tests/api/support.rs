@@ -210,14 +210,19 @@ pub fn fleet(s: &Server) -> ApplianceKey {
 /// Enrolls, registers and heartbeats appliance `id` (at site s1, with
 /// `load`), holding "movie".
 pub fn add_box(s: &Server, key: &ApplianceKey, id: &str, load: f64) {
-    let enroll = format!(r#"{{"id":"{id}","public_key":"{}"}}"#, key.public_hex());
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/appliances", &enroll).0, 200);
+    enroll(s, key, id);
     let reg = format!(r#"{{"site":"s1","url":"http://{id}.test:8080","capacity_bytes":1000000}}"#);
     let path = |call: &str| format!("/v1/appliances/{id}/{call}");
     assert_eq!(signed(s.addr, key, id, "POST", &path("register"), &reg).0, 200);
     heartbeat(s, key, id, "ok", load);
     let inv = r#"{"version":"v1","titles":["movie"]}"#;
     assert_eq!(signed(s.addr, key, id, "PUT", &path("inventory"), inv).0, 200);
+}
+
+/// Enrolls appliance `id` with `key`'s public half.
+pub fn enroll(s: &Server, key: &ApplianceKey, id: &str) {
+    let enroll = format!(r#"{{"id":"{id}","public_key":"{}"}}"#, key.public_hex());
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/appliances", &enroll).0, 200);
 }
 
 pub fn heartbeat(s: &Server, key: &ApplianceKey, id: &str, health: &str, load: f64) {
