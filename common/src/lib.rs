@@ -8,6 +8,7 @@
 
 pub mod appliance;
 pub mod bundle;
+pub mod clock;
 pub mod control;
 pub mod digest;
 #[cfg(feature = "logging")]

@@ -208,10 +208,11 @@ impl Keyring {
     }
 }
 
-/// The title folder `/c/{title}/` of a content path `/c/{title}/…`, which
-/// a title-wide token is signed for.
+/// The title folder `/c/{title}/` of a content path `/c/{title}/…` (or
+/// the event folder `/l/{event}/` of a live path), which a title-wide
+/// token is signed for.
 pub fn title_scope(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix("/c/")?;
+    let rest = path.strip_prefix("/c/").or_else(|| path.strip_prefix("/l/"))?;
     let end = rest.find('/')?;
     (end > 0 && end + 1 < rest.len()).then(|| &path[..3 + end + 1])
 }
@@ -232,8 +233,8 @@ fn mac(key: &hmac::Key, id: &str, exp: &str, prefix: &str, path: &[u8]) -> hmac:
 }
 
 /// Compares without an early exit, so timing does not reveal how many
-/// leading bytes of a forged tag were right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// leading bytes of a forged tag (or secret) were right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -389,7 +390,8 @@ mod tests {
         let c = client("192.0.2.1");
         assert_eq!(title_scope(PATH), Some("/c/big-buck/"));
         assert_eq!(title_scope("/c/t/master.m3u8"), Some("/c/t/"));
-        for p in ["/c/", "/c/t", "/c/t/", "/x/t/f", "/c//f"] {
+        assert_eq!(title_scope("/l/match/video/4.1.m4s"), Some("/l/match/"));
+        for p in ["/c/", "/c/t", "/c/t/", "/x/t/f", "/c//f", "/l/ev/", "/l//f"] {
             assert_eq!(title_scope(p), None, "{p}");
         }
         let t = k.sign("/c/big-buck/", &grant(None));

@@ -6,6 +6,7 @@
 pub mod cmaf;
 pub mod index;
 pub mod ladder;
+pub mod live;
 pub mod manifest;
 pub mod mp4;
 pub mod package;

@@ -27,6 +27,8 @@ pub struct App {
     pub keyring: Keyring,
     pub trusted_proxies: Vec<IpPrefix>,
     pub metrics: crate::metrics::Metrics,
+    /// Live events (in memory; see `live`).
+    pub live: Arc<crate::live::Live>,
     view: RwLock<Arc<View>>,
     /// Bytes each appliance reported serving since this server started.
     served: Mutex<BTreeMap<String, u64>>,
@@ -68,6 +70,7 @@ impl App {
             keyring,
             trusted_proxies,
             metrics: Default::default(),
+            live: Default::default(),
             view: RwLock::new(Arc::new(View::default())),
             writer: Mutex::new(()),
             titles_seen: RwLock::new(HashMap::new()),

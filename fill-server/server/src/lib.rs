@@ -10,6 +10,7 @@ pub mod bgp;
 pub mod config;
 pub mod dashboard;
 pub mod fill;
+pub mod live;
 pub mod metrics;
 pub mod origin;
 pub mod os;

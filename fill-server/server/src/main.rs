@@ -33,11 +33,21 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
+        let live_listen = app.config.live_listen;
+        let live = tokio::net::TcpListener::bind(live_listen)
+            .await
+            .with_context(|| format!("listening on {live_listen}"))?;
         println!(
-            "nearcast-fill-server ready http={} origin={}",
+            "nearcast-fill-server ready http={} origin={} live={}",
             listener.local_addr()?,
-            origin.http_addr
+            origin.http_addr,
+            live.local_addr()?
         );
+        tokio::spawn(nearcast_fill_server::live::serve(
+            live,
+            app.clone(),
+            std::future::pending(),
+        ));
         nearcast_fill_server::server::serve(listener, app, async {
             let _ = tokio::signal::ctrl_c().await;
         })

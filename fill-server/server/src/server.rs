@@ -1,6 +1,8 @@
 //! The accept loop: one hyper HTTP/1.1 connection task per client.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use hyper::service::service_fn;
@@ -47,6 +49,19 @@ pub struct Background {
 /// runtime with two workers), for embedding beside other parts: the
 /// one-machine demo and the tests.
 pub fn spawn_background(app: Arc<App>, listen: SocketAddr) -> std::io::Result<Background> {
+    spawn_with(listen, "nearcast-fill-server", move |listener, stopped| {
+        serve(listener, app, stopped)
+    })
+}
+
+/// Binds `listen` and runs `serve(listener, stopped)` on a thread named
+/// `name` with its own two-worker runtime, until the returned value is
+/// dropped.
+pub fn spawn_with<F, S>(listen: SocketAddr, name: &str, serve: S) -> std::io::Result<Background>
+where
+    S: FnOnce(TcpListener, Pin<Box<dyn Future<Output = ()> + Send>>) -> F + Send + 'static,
+    F: Future<Output = ()>,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -54,12 +69,13 @@ pub fn spawn_background(app: Arc<App>, listen: SocketAddr) -> std::io::Result<Ba
     let listener = rt.block_on(TcpListener::bind(listen))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
-        .name("nearcast-fill-server".into())
-        .spawn(move || {
-            rt.block_on(serve(listener, app, async {
+    std::thread::Builder::new().name(name.into()).spawn(move || {
+        rt.block_on(serve(
+            listener,
+            Box::pin(async {
                 let _ = stopped.await;
-            }))
-        })?;
+            }),
+        ))
+    })?;
     Ok(Background { addr, _stop: stop })
 }

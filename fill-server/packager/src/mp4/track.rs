@@ -42,6 +42,25 @@ pub struct Track {
 impl Track {
     /// Parses a `trak`; `None` for tracks that are neither video nor audio.
     pub fn parse(trak: &BoxRef, file_len: u64) -> Result<Option<Track>, Mp4Error> {
+        let Some(mut track) = Track::describe(trak)? else {
+            return Ok(None);
+        };
+        let id = track.id;
+        let stbl = trak.need(b"mdia")?.need(b"minf")?.need(b"stbl")?;
+        let samples = super::tables::samples(&stbl, id, file_len)?;
+        if track.kind == TrackKind::Video && !samples.iter().any(|s| s.sync) {
+            return Err(Mp4Error::NoKeyframe { track: id });
+        }
+        if samples.first().is_some_and(|s| !s.sync) {
+            return Err(bad(id, "the first sample is not a keyframe"));
+        }
+        track.samples = samples;
+        Ok(Some(track))
+    }
+
+    /// A `trak`'s header facts and codec without its samples: all a
+    /// fragmented file's init segment has (its samples come in fragments).
+    pub fn describe(trak: &BoxRef) -> Result<Option<Track>, Mp4Error> {
         let (v, _, mut r) = trak.need(b"tkhd")?.full()?;
         r.skip(if v == 1 { 16 } else { 8 })?;
         let id = r.u32()?;
@@ -70,13 +89,6 @@ impl Track {
             .next()
             .ok_or_else(|| bad(id, "empty sample description"))??;
         let codec = codec::parse(&entry, id)?;
-        let samples = super::tables::samples(&stbl, id, file_len)?;
-        if kind == TrackKind::Video && !samples.iter().any(|s| s.sync) {
-            return Err(Mp4Error::NoKeyframe { track: id });
-        }
-        if samples.first().is_some_and(|s| !s.sync) {
-            return Err(bad(id, "the first sample is not a keyframe"));
-        }
         Ok(Some(Track {
             id,
             kind,
@@ -85,7 +97,7 @@ impl Track {
             codec,
             sample_entry: (entry.kind, entry.body.to_vec()),
             media_time: edit_media_time(trak)?,
-            samples,
+            samples: Vec::new(),
         }))
     }
 

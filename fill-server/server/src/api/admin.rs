@@ -98,6 +98,22 @@ pub(super) async fn route(app: Arc<App>, method: &Method, rest: &[&str], body: B
         (&Method::GET, ["os"]) => read(app, |a| Ok(crate::os::list(&a.config.os_bundles))).await,
         (&Method::PUT, ["appliances", id, "os"]) => set_os(app, id, &body).await,
         (&Method::GET, ["appliances"]) => read(app, |a| a.store.snapshot().map(|s| s.appliances)).await,
+        (&Method::POST, ["live"]) => match parse::<crate::live::EventSpec>(&body) {
+            Err(refusal) => refusal.into_response(),
+            Ok(spec) => {
+                let name = spec.name.clone();
+                match app.live.create(spec) {
+                    Ok(()) => reply(StatusCode::OK, serde_json::json!({ "event": name })),
+                    Err(e @ crate::live::LiveError::Exists(_)) => error(StatusCode::CONFLICT, e),
+                    Err(e) => error(StatusCode::BAD_REQUEST, e),
+                }
+            }
+        },
+        (&Method::GET, ["live"]) => reply(StatusCode::OK, app.live.list()),
+        (&Method::POST, ["live", name, "end"]) if app.live.end(name) => {
+            reply(StatusCode::OK, serde_json::json!({ "ended": name }))
+        }
+        (&Method::POST, ["live", name, "end"]) => error(StatusCode::NOT_FOUND, format!("no live event '{name}'")),
         _ => error(StatusCode::NOT_FOUND, "no such admin call"),
     }
 }

@@ -235,7 +235,7 @@ async fn write_parsed<T: DeserializeOwned + Send + 'static>(
 }
 
 /// The value of `name` in a query string (as sent, not percent-decoded).
-fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+pub(crate) fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     query
         .split('&')
         .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))

@@ -105,7 +105,8 @@ fn openapi_is_served_and_every_documented_route_exists() {
                 .replace("{title}", "t")
                 .replace("{rendition}", "r")
                 .replace("{id}", "box-1")
-                .replace("{release}", "r1");
+                .replace("{release}", "r1")
+                .replace("{name}", "n");
             let (_, body) = call(s.addr, &method.to_uppercase(), &concrete, &[], b"");
             for unrouted in ["no route", "no such", "no appliance action"] {
                 assert!(
@@ -116,7 +117,7 @@ fn openapi_is_served_and_every_documented_route_exists() {
             checked += 1;
         }
     }
-    assert!(checked >= 18, "{checked} operations");
+    assert!(checked >= 21, "{checked} operations");
 }
 
 on_both_stores!(bgp_routes_are_checked_stored_and_shown);

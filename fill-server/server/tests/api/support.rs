@@ -35,8 +35,11 @@ macro_rules! on_both_stores {
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// The live door: ingest and `/l/`.
+    pub live: SocketAddr,
     pub store: Arc<dyn Store>,
     _bg: nearcast_fill_server::server::Background,
+    _live: nearcast_fill_server::server::Background,
     /// Dropped last: the server's files.
     _dir: TempDir,
 }
@@ -125,11 +128,14 @@ pub fn start_with_origin(
         ..Config::default()
     };
     let app = Arc::new(App::new(store.clone(), config).unwrap());
+    let live = nearcast_fill_server::live::spawn_background(app.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let bg = nearcast_fill_server::server::spawn_background(app, "127.0.0.1:0".parse().unwrap()).unwrap();
     Server {
         addr: bg.addr,
+        live: live.addr,
         store,
         _bg: bg,
+        _live: live,
         _dir: dir,
     }
 }

@@ -1,0 +1,590 @@
+//! One rendition of a live event as it is ingested: its init segments
+//! (one per encoder epoch), and a sliding window of segments, each the
+//! bytes the encoder sent for it, cut into LL-HLS parts of about the part
+//! target. A fragment is published only once its `moof` and `mdat` are
+//! whole and checked; a refused one leaves the track as it was.
+
+use std::collections::VecDeque;
+
+use super::fragment::{moof_timing, Timing, TopBox};
+use super::init::LiveInit;
+use super::IngestError;
+
+/// Limits and targets for one track.
+#[derive(Clone, Debug)]
+pub struct TrackOptions {
+    /// LL-HLS part target, seconds.
+    pub part_target: f64,
+    /// Segments older than this behind the newest are dropped, seconds.
+    pub window_secs: f64,
+    /// The most bytes one segment may hold.
+    pub max_segment_bytes: usize,
+    /// The most bytes the whole window may hold (oldest dropped first).
+    pub max_window_bytes: usize,
+}
+
+impl Default for TrackOptions {
+    fn default() -> Self {
+        TrackOptions {
+            part_target: 0.5,
+            window_secs: 2.0 * 3600.0,
+            max_segment_bytes: 64 << 20,
+            max_window_bytes: 1 << 30,
+        }
+    }
+}
+
+/// A byte range of its segment: one or more whole fragments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Part {
+    pub start: usize,
+    pub end: usize,
+    /// Decode time of its first sample, track timescale.
+    pub base: u64,
+    pub duration: u64,
+    /// Starts with a sync sample (`INDEPENDENT=YES`).
+    pub independent: bool,
+    /// No more fragments will join it.
+    pub complete: bool,
+}
+
+/// One segment: the bytes of one encoder segment, as received.
+#[derive(Clone, Debug)]
+pub struct Segment {
+    /// Media sequence number (ours, not the encoder's file number).
+    pub msn: u64,
+    /// Which init segment decodes it.
+    pub epoch: u32,
+    pub data: Vec<u8>,
+    pub parts: Vec<Part>,
+    pub base: u64,
+    pub duration: u64,
+    pub complete: bool,
+    /// Timing jumped or the encoder changed before it.
+    pub discontinuity: bool,
+    /// Wall clock of its first sample, Unix seconds.
+    pub wall: f64,
+}
+
+/// What a call made visible to players.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Published {
+    Nothing,
+    /// A fragment joined segment `msn`.
+    Fragment {
+        msn: u64,
+    },
+    /// Segment `msn` is whole.
+    Segment {
+        msn: u64,
+    },
+}
+
+/// One rendition's live state.
+pub struct LiveTrack {
+    opts: TrackOptions,
+    inits: VecDeque<(u32, LiveInit)>,
+    segments: VecDeque<Segment>,
+    next_msn: u64,
+    /// The next fragment starts a new segment.
+    new_segment: bool,
+    /// An init arrived since the last fragment: time may restart.
+    fresh_epoch: bool,
+    /// Boxes since the last fragment (`styp`, `prft`, …, then `moof`).
+    pending: Vec<u8>,
+    moof: Option<Timing>,
+    /// The last fragment's (base, end) decode times.
+    last: Option<(u64, u64)>,
+    /// (wall clock, media seconds) of one sample: program date times.
+    anchor: Option<(f64, f64)>,
+    /// Discontinuities of segments that left the window.
+    dropped_discontinuities: u64,
+}
+
+impl LiveTrack {
+    pub fn new(init: LiveInit, opts: TrackOptions) -> LiveTrack {
+        LiveTrack {
+            opts,
+            inits: VecDeque::from([(0, init)]),
+            segments: VecDeque::new(),
+            next_msn: 0,
+            new_segment: true,
+            fresh_epoch: true,
+            pending: Vec::new(),
+            moof: None,
+            last: None,
+            anchor: None,
+            dropped_discontinuities: 0,
+        }
+    }
+
+    pub fn options(&self) -> &TrackOptions {
+        &self.opts
+    }
+
+    /// The newest init segment.
+    pub fn init(&self) -> &LiveInit {
+        let (_, init) = self.inits.back().expect("a track has an init");
+        init
+    }
+
+    /// The init segment of `epoch`, while a segment in the window uses it.
+    pub fn init_of(&self, epoch: u32) -> Option<&LiveInit> {
+        self.inits.iter().find(|(e, _)| *e == epoch).map(|(_, i)| i)
+    }
+
+    pub fn timescale(&self) -> u32 {
+        self.init().track.timescale
+    }
+
+    /// A new init from the encoder (a restart, or a backup encoder). It
+    /// must decode like the current one; time may restart after it.
+    pub fn set_init(&mut self, init: LiveInit) -> Result<(), IngestError> {
+        let current = self.init();
+        if !current.compatible(&init) {
+            return Err(IngestError::CodecChanged {
+                was: current.codec().to_string(),
+                now: init.codec().to_string(),
+            });
+        }
+        if current.bytes != init.bytes {
+            let epoch = self.inits.back().map_or(0, |(e, _)| e + 1);
+            self.inits.push_back((epoch, init));
+        }
+        self.fresh_epoch = true;
+        Ok(())
+    }
+
+    /// The encoder starts its next segment (a new upload).
+    pub fn begin_segment(&mut self) {
+        self.close_open_segment();
+        self.pending.clear();
+        self.moof = None;
+    }
+
+    /// The upload of the current segment ended well.
+    pub fn end_segment(&mut self) -> Result<Published, IngestError> {
+        if self.moof.is_some() {
+            return Err(IngestError::Unpaired("moof".into()));
+        }
+        Ok(self.close_open_segment())
+    }
+
+    /// The upload failed: what was published stays, the rest is dropped.
+    pub fn abort(&mut self) -> Published {
+        self.pending.clear();
+        self.moof = None;
+        self.close_open_segment()
+    }
+
+    /// Takes one top-level box of the current segment's upload, received
+    /// at wall clock `now` (Unix seconds).
+    pub fn push(&mut self, b: TopBox, now: f64) -> Result<Published, IngestError> {
+        match &b.kind {
+            b"moof" => {
+                if self.moof.is_some() {
+                    return Err(IngestError::Unpaired("moof".into()));
+                }
+                let init = self.init();
+                let t = moof_timing(b.body()?, init.track.id, &init.defaults)?;
+                self.check_time(&t)?;
+                self.pending.extend_from_slice(&b.bytes);
+                self.moof = Some(t);
+                Ok(Published::Nothing)
+            }
+            b"mdat" => {
+                let Some(t) = self.moof else {
+                    return Err(IngestError::Unpaired("mdat".into()));
+                };
+                let have = b.body()?.len() as u64;
+                if have < t.data_len {
+                    return Err(IngestError::ShortMdat { have, need: t.data_len });
+                }
+                self.pending.extend_from_slice(&b.bytes);
+                let published = self.append_fragment(t, now)?;
+                self.moof = None;
+                Ok(published)
+            }
+            kind @ (b"ftyp" | b"moov") => Err(IngestError::Unpaired(String::from_utf8_lossy(kind).into_owned())),
+            kind if self.moof.is_some() => Err(IngestError::Unpaired(String::from_utf8_lossy(kind).into_owned())),
+            _ => {
+                self.pending.extend_from_slice(&b.bytes);
+                Ok(Published::Nothing)
+            }
+        }
+    }
+
+    /// The segments in the window, oldest first.
+    pub fn segments(&self) -> &VecDeque<Segment> {
+        &self.segments
+    }
+
+    pub fn segment(&self, msn: u64) -> Option<&Segment> {
+        let first = self.segments.front()?.msn;
+        self.segments.get(usize::try_from(msn.checked_sub(first)?).ok()?)
+    }
+
+    /// `EXT-X-DISCONTINUITY-SEQUENCE`: the discontinuities before the
+    /// first segment in the window, its own included (its tag is not
+    /// written).
+    pub fn discontinuity_sequence(&self) -> u64 {
+        self.dropped_discontinuities + self.segments.front().map_or(0, |s| u64::from(s.discontinuity))
+    }
+
+    /// Seconds of `ticks` in the track's timescale.
+    pub fn secs(&self, ticks: u64) -> f64 {
+        ticks as f64 / f64::from(self.timescale())
+    }
+
+    /// Refuses a fragment that repeats, goes back or jumps inside a segment.
+    fn check_time(&self, t: &Timing) -> Result<(), IngestError> {
+        let Some((last_base, end)) = self.last else {
+            return Ok(());
+        };
+        if self.fresh_epoch {
+            return Ok(());
+        }
+        if t.base == last_base {
+            return Err(IngestError::Duplicate { at: t.base });
+        }
+        if t.base < end {
+            return Err(IngestError::BackInTime {
+                at: t.base,
+                expected: end,
+            });
+        }
+        if t.base > end + t.duration / u64::from(t.samples.max(1)) && !self.new_segment {
+            return Err(IngestError::JumpInSegment {
+                at: t.base,
+                expected: end,
+            });
+        }
+        Ok(())
+    }
+
+    fn append_fragment(&mut self, t: Timing, now: f64) -> Result<Published, IngestError> {
+        let limit = self.opts.max_segment_bytes;
+        let open = self.segments.back().filter(|s| !s.complete && !self.new_segment);
+        if open.map_or(0, |s| s.data.len()) + self.pending.len() > limit {
+            return Err(IngestError::SegmentTooLarge { limit });
+        }
+        if self.new_segment || self.segments.back().is_none_or(|s| s.complete) {
+            self.start_segment(&t, now)?;
+        }
+        let part_target = self.opts.part_target;
+        let frag_secs = self.secs(t.duration);
+        let timescale = self.timescale();
+        let bytes = std::mem::take(&mut self.pending);
+        let seg = self.segments.back_mut().expect("a segment was just started");
+        let start = seg.data.len();
+        seg.data.extend_from_slice(&bytes);
+        seg.duration += t.duration;
+        match seg.parts.last_mut().filter(|p| !p.complete) {
+            Some(p) => {
+                p.end = seg.data.len();
+                p.duration += t.duration;
+            }
+            None => seg.parts.push(Part {
+                start,
+                end: seg.data.len(),
+                base: t.base,
+                duration: t.duration,
+                independent: t.starts_with_sync,
+                complete: false,
+            }),
+        }
+        let part = seg.parts.last_mut().expect("a part was just added");
+        if part.duration as f64 / f64::from(timescale) + frag_secs / 2.0 >= part_target {
+            part.complete = true;
+        }
+        let msn = seg.msn;
+        self.last = Some((t.base, t.base + t.duration));
+        self.fresh_epoch = false;
+        self.trim();
+        Ok(Published::Fragment { msn })
+    }
+
+    /// Opens segment `next_msn` for fragment `t`. Video segments must
+    /// start with a keyframe.
+    fn start_segment(&mut self, t: &Timing, now: f64) -> Result<(), IngestError> {
+        if !t.starts_with_sync {
+            return Err(IngestError::NoKeyframe { at: t.base });
+        }
+        let contiguous = self.last.is_some_and(|(_, end)| {
+            let slack = t.duration / u64::from(t.samples.max(1));
+            t.base >= end && t.base <= end + slack
+        });
+        let base_secs = self.secs(t.base);
+        if !contiguous || self.anchor.is_none() {
+            // The first sample was captured about one fragment before it
+            // arrived here.
+            self.anchor = Some((now - self.secs(t.duration), base_secs));
+        }
+        let (wall0, media0) = self.anchor.expect("anchored above");
+        let epoch = self.inits.back().map_or(0, |(e, _)| *e);
+        self.segments.push_back(Segment {
+            msn: self.next_msn,
+            epoch,
+            data: Vec::new(),
+            parts: Vec::new(),
+            base: t.base,
+            duration: 0,
+            complete: false,
+            discontinuity: self.last.is_some() && !contiguous,
+            wall: wall0 + (base_secs - media0),
+        });
+        self.next_msn += 1;
+        self.new_segment = false;
+        Ok(())
+    }
+
+    fn close_open_segment(&mut self) -> Published {
+        self.new_segment = true;
+        match self.segments.back_mut() {
+            Some(seg) if !seg.complete => {
+                seg.complete = true;
+                if let Some(p) = seg.parts.last_mut() {
+                    p.complete = true;
+                }
+                Published::Segment { msn: seg.msn }
+            }
+            _ => Published::Nothing,
+        }
+    }
+
+    /// Drops the oldest segments past the window (in time or bytes), and
+    /// the init segments no segment uses any more.
+    fn trim(&mut self) {
+        // By wall clock: media time may restart with a new encoder.
+        let timescale = f64::from(self.timescale());
+        let end = |s: &Segment| s.wall + s.duration as f64 / timescale;
+        let newest_end = self.segments.back().map_or(0.0, end);
+        let mut bytes: usize = self.segments.iter().map(|s| s.data.len()).sum();
+        while self.segments.len() > 1 {
+            let too_old = newest_end - end(&self.segments[0]) > self.opts.window_secs;
+            if !too_old && bytes <= self.opts.max_window_bytes {
+                break;
+            }
+            bytes -= self.segments[0].data.len();
+            if let Some(gone) = self.segments.pop_front() {
+                self.dropped_discontinuities += u64::from(gone.discontinuity);
+            }
+        }
+        let oldest_epoch = self.segments.front().map_or(u32::MAX, |s| s.epoch);
+        while self.inits.len() > 1 && self.inits[0].0 < oldest_epoch {
+            self.inits.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::super::fragment::tests::{bx, moof};
+    use super::super::init::Defaults;
+    use super::*;
+    use crate::mp4::{Codec, Track, TrackKind};
+
+    /// A video init for track 1 at timescale 1000 (30 ms samples below).
+    pub(crate) fn init(codec: &str) -> LiveInit {
+        LiveInit {
+            track: Track {
+                id: 1,
+                kind: TrackKind::Video,
+                timescale: 1000,
+                language: "und".into(),
+                codec: Codec {
+                    fourcc: *b"avc1",
+                    string: codec.into(),
+                    width: 320,
+                    height: 180,
+                    channels: 0,
+                    sample_rate: 0,
+                },
+                sample_entry: (*b"avc1", Vec::new()),
+                media_time: 0,
+                samples: Vec::new(),
+            },
+            defaults: Defaults::default(),
+            bytes: codec.as_bytes().to_vec(),
+        }
+    }
+
+    /// Pushes one fragment (moof + mdat) of 5 samples of 100 ms from
+    /// `base`: half a second.
+    pub(crate) fn fragment(t: &mut LiveTrack, base: u64, sync: bool, now: f64) -> Result<Published, IngestError> {
+        let m = moof(base, 5, 100, 4, sync);
+        t.push(
+            TopBox {
+                kind: *b"moof",
+                bytes: m,
+            },
+            now,
+        )?;
+        t.push(
+            TopBox {
+                kind: *b"mdat",
+                bytes: bx(b"mdat", &[1; 20]),
+            },
+            now,
+        )
+    }
+
+    /// Pushes a 2 s segment of four half-second fragments from `base`.
+    pub(crate) fn segment(t: &mut LiveTrack, base: u64, now: f64) {
+        t.begin_segment();
+        t.push(
+            TopBox {
+                kind: *b"styp",
+                bytes: bx(b"styp", b"cmfs"),
+            },
+            now,
+        )
+        .unwrap();
+        for k in 0..4 {
+            fragment(t, base + 500 * k, k == 0, now).unwrap();
+        }
+        t.end_segment().unwrap();
+    }
+
+    #[test]
+    fn fragments_become_parts_and_segments_keep_the_bytes_sent() {
+        let mut t = LiveTrack::new(init("avc1.64001f"), TrackOptions::default());
+        segment(&mut t, 0, 100.0);
+        t.begin_segment();
+        assert_eq!(
+            fragment(&mut t, 2000, true, 101.0).unwrap(),
+            Published::Fragment { msn: 1 }
+        );
+        let s0 = t.segment(0).unwrap();
+        assert!(s0.complete);
+        assert_eq!(s0.duration, 2000);
+        assert_eq!(s0.parts.len(), 4);
+        assert!(s0.parts.iter().all(|p| p.complete && p.duration == 500));
+        assert!(s0.parts[0].independent && !s0.parts[1].independent);
+        // Parts tile the segment, the styp in the first.
+        assert_eq!(s0.parts[0].start, 0);
+        assert!(s0.parts.windows(2).all(|w| w[0].end == w[1].start));
+        assert_eq!(s0.parts[3].end, s0.data.len());
+        assert_eq!(&s0.data[4..8], b"styp");
+        // The program date time: the first sample was captured one
+        // fragment before it arrived.
+        assert!((s0.wall - 99.5).abs() < 1e-9);
+        let s1 = t.segment(1).unwrap();
+        assert!(!s1.complete && s1.parts[0].complete);
+        assert!((s1.wall - 101.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn repeats_time_travel_and_jumps_are_refused_and_change_nothing() {
+        let mut t = LiveTrack::new(init("avc1.64001f"), TrackOptions::default());
+        segment(&mut t, 0, 10.0);
+        t.begin_segment();
+        fragment(&mut t, 2000, true, 11.0).unwrap();
+        let before = t.segment(1).unwrap().data.len();
+        assert!(matches!(
+            fragment(&mut t, 2000, false, 11.0),
+            Err(IngestError::Duplicate { at: 2000 })
+        ));
+        t.abort();
+        t.begin_segment();
+        assert!(matches!(
+            fragment(&mut t, 1000, true, 11.0),
+            Err(IngestError::BackInTime {
+                at: 1000,
+                expected: 2500
+            })
+        ));
+        t.abort();
+        t.begin_segment();
+        fragment(&mut t, 2500, true, 11.0).unwrap();
+        assert!(matches!(
+            fragment(&mut t, 9000, false, 11.0),
+            Err(IngestError::JumpInSegment { at: 9000, .. })
+        ));
+        assert_eq!(t.segment(1).unwrap().data.len(), before, "segment 1 kept what it had");
+        assert_eq!(t.segment(2).unwrap().parts.len(), 1);
+        // A segment must open on a keyframe; an mdat needs its moof and
+        // enough bytes; no moov inside a segment.
+        t.abort();
+        t.begin_segment();
+        assert!(matches!(
+            fragment(&mut t, 3000, false, 12.0),
+            Err(IngestError::NoKeyframe { at: 3000 })
+        ));
+        t.abort();
+        t.begin_segment();
+        let mdat = || TopBox {
+            kind: *b"mdat",
+            bytes: bx(b"mdat", &[0; 4]),
+        };
+        assert!(matches!(t.push(mdat(), 12.0), Err(IngestError::Unpaired(_))));
+        t.push(
+            TopBox {
+                kind: *b"moof",
+                bytes: moof(3000, 5, 100, 4, true),
+            },
+            12.0,
+        )
+        .unwrap();
+        assert!(matches!(
+            t.push(mdat(), 12.0),
+            Err(IngestError::ShortMdat { have: 4, need: 20 })
+        ));
+        t.abort();
+        let moov = TopBox {
+            kind: *b"moov",
+            bytes: bx(b"moov", &[]),
+        };
+        assert!(matches!(t.push(moov, 12.0), Err(IngestError::Unpaired(_))));
+        assert_eq!(t.segments().len(), 3);
+    }
+
+    #[test]
+    fn a_new_encoder_may_restart_time_with_a_discontinuity_but_not_change_codec() {
+        let mut t = LiveTrack::new(init("avc1.64001f"), TrackOptions::default());
+        segment(&mut t, 0, 10.0);
+        assert!(matches!(
+            t.set_init(init("avc1.640028")),
+            Err(IngestError::CodecChanged { .. })
+        ));
+        let mut same = init("avc1.64001f");
+        same.bytes.push(0); // new parameter sets, same codec
+        t.set_init(same).unwrap();
+        segment(&mut t, 0, 30.0);
+        let s = t.segment(1).unwrap();
+        assert!(s.discontinuity);
+        assert_eq!(s.epoch, 1);
+        assert!((s.wall - 29.5).abs() < 1e-9, "re-anchored at the restart");
+        assert!(t.init_of(0).is_some() && t.init_of(1).is_some());
+        // Without a new init, time cannot restart.
+        t.begin_segment();
+        assert!(matches!(
+            fragment(&mut t, 0, true, 31.0),
+            Err(IngestError::BackInTime { .. })
+        ));
+    }
+
+    #[test]
+    fn the_window_drops_old_segments_by_time_and_bytes() {
+        let opts = TrackOptions {
+            window_secs: 6.0,
+            ..TrackOptions::default()
+        };
+        let mut t = LiveTrack::new(init("avc1.64001f"), opts);
+        for k in 0..10 {
+            segment(&mut t, 2000 * k, 10.0 + 2.0 * k as f64);
+        }
+        assert_eq!(t.segments().front().unwrap().msn, 6, "6 s behind the newest");
+        let per = t.segment(9).unwrap().data.len();
+        let opts = TrackOptions {
+            max_window_bytes: 3 * per,
+            ..TrackOptions::default()
+        };
+        let mut t = LiveTrack::new(init("avc1.64001f"), opts);
+        for k in 0..10 {
+            segment(&mut t, 2000 * k, 10.0 + 2.0 * k as f64);
+        }
+        assert_eq!(t.segments().len(), 3);
+        assert!(t.segments().iter().map(|s| s.data.len()).sum::<usize>() <= 3 * per);
+    }
+}

@@ -1,0 +1,126 @@
+//! The live listener: routes, the response body (whole, or streamed while
+//! a part is still being ingested), and the accept loop.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use nearcast_common::{unix_now, TOKEN_PARAM};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::{ingest, publish};
+use crate::app::App;
+
+/// A live response body: all of it, or chunks as they are ingested. A
+/// streamed body that fails ends the connection without its last chunk,
+/// so the client never takes a cut part for a whole one.
+pub enum LiveBody {
+    Full(Option<Bytes>),
+    Stream(mpsc::Receiver<std::io::Result<Bytes>>),
+}
+
+impl Body for LiveBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Frame<Bytes>>>> {
+        match &mut *self {
+            LiveBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            LiveBody::Stream(rx) => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, LiveBody::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            LiveBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            LiveBody::Full(None) => SizeHint::with_exact(0),
+            LiveBody::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+pub type LiveResp = Response<LiveBody>;
+
+/// A plain-text answer (errors say why).
+pub fn text(status: StatusCode, body: impl Into<String>) -> LiveResp {
+    let body: String = body.into();
+    let mut r = Response::new(LiveBody::Full((!body.is_empty()).then(|| Bytes::from(body))));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", hyper::header::HeaderValue::from_static("text/plain"));
+    r
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<LiveResp, Infallible> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut resp = match (&parts.method, segs.as_slice()) {
+        (&Method::PUT | &Method::POST, ["ingest", rest @ ..]) => ingest::ingest(&app.live, rest, body).await,
+        (&Method::GET | &Method::HEAD, ["l", rest @ ..]) => {
+            let token = crate::api::query_param(&query, TOKEN_PARAM).unwrap_or("");
+            match app.keyring.verify(&path, token, peer.ip(), unix_now()) {
+                Err(e) => text(StatusCode::FORBIDDEN, e.to_string()),
+                Ok(_) => publish::get(&app.live, rest, &query).await,
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, format!("no route for {} {path}", parts.method)),
+    };
+    if parts.method == Method::HEAD {
+        *resp.body_mut() = LiveBody::Full(None);
+    }
+    // Players on other origins read the live manifests and media.
+    resp.headers_mut().insert(
+        "access-control-allow-origin",
+        hyper::header::HeaderValue::from_static("*"),
+    );
+    Ok(resp)
+}
+
+/// Serves the live door (ingest and `/l/`) on `listener` until `stop`
+/// resolves.
+pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live accept failed");
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(app.clone(), req, peer));
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                tracing::debug!(error = %e, %peer, "live connection ended with an error");
+            }
+        });
+    }
+}
+
+/// The live door on `listen` from a thread and runtime of its own (the
+/// demo and the tests); dropped, it stops.
+pub fn spawn_background(app: Arc<App>, listen: SocketAddr) -> std::io::Result<crate::server::Background> {
+    crate::server::spawn_with(listen, "nearcast-live", move |listener, stopped| {
+        serve(listener, app, stopped)
+    })
+}

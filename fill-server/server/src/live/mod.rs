@@ -1,0 +1,206 @@
+//! Live events at the origin: the registry of events the operator created,
+//! each with its tracks as the encoder pushes them (`ingest`), and what
+//! players read (`publish`): LL-HLS playlists with blocking reload, parts
+//! and segments served while they are written. Served on a listener of its
+//! own (`http`), because a part in progress is a streamed body.
+//!
+//! State is in memory, one mutex per event held only to copy bytes or
+//! render a playlist; every change bumps the event's `watch` version, which
+//! blocked reloads and followers of a part in progress wait on.
+
+mod http;
+mod ingest;
+mod publish;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use nearcast_common::Name;
+use nearcast_packager::live::{LiveTrack, TrackOptions};
+use serde::{Deserialize, Serialize};
+
+pub use http::{serve, spawn_background};
+
+/// What the operator creates (`POST /v1/admin/live`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    pub name: Name,
+    /// The encoder puts it in the ingest URL: `/ingest/{event}/{secret}/…`.
+    pub secret: String,
+    /// The encoder's segment length, seconds.
+    #[serde(default = "default_segment")]
+    pub segment_secs: f64,
+    /// LL-HLS part target, seconds.
+    #[serde(default = "default_part")]
+    pub part_target: f64,
+    /// How far back players may seek, seconds.
+    #[serde(default = "default_window")]
+    pub window_secs: f64,
+    /// Renditions (tracks) the encoder may push.
+    #[serde(default = "default_renditions")]
+    pub max_renditions: usize,
+}
+
+fn default_segment() -> f64 {
+    2.0
+}
+fn default_part() -> f64 {
+    0.5
+}
+fn default_window() -> f64 {
+    2.0 * 3600.0
+}
+fn default_renditions() -> usize {
+    8
+}
+
+/// Why an event cannot be created.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("an event named '{0}' exists")]
+    Exists(Name),
+    #[error("the ingest secret must be 16 to 128 URL-safe characters (letters, digits, '-', '_')")]
+    BadSecret,
+    #[error("{0}")]
+    BadSpec(&'static str),
+}
+
+/// One event: its spec, tracks and change counter.
+pub struct Event {
+    pub spec: EventSpec,
+    state: Mutex<EventState>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+/// An event's tracks, by rendition name.
+pub(crate) struct EventState {
+    pub tracks: BTreeMap<Name, LiveTrack>,
+    pub ended: bool,
+    /// When the encoder last delivered a box.
+    pub last_ingest: Option<Instant>,
+    /// Uploads in progress (bounded per event).
+    pub uploads: usize,
+}
+
+impl Event {
+    pub(crate) fn state(&self) -> MutexGuard<'_, EventState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes everyone waiting for this event to change.
+    pub(crate) fn bump(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub(crate) fn track_options(&self) -> TrackOptions {
+        TrackOptions {
+            part_target: self.spec.part_target,
+            window_secs: self.spec.window_secs,
+            ..TrackOptions::default()
+        }
+    }
+}
+
+/// An event as `GET /v1/admin/live` lists it.
+#[derive(Debug, Serialize)]
+pub struct EventStatus {
+    pub name: Name,
+    pub ended: bool,
+    /// Seconds since the encoder last delivered, if it ever did.
+    pub ingest_idle_secs: Option<f64>,
+    pub tracks: Vec<TrackStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrackStatus {
+    pub rendition: Name,
+    pub codec: String,
+    pub segments: usize,
+    /// The newest segment's media sequence number.
+    pub last_msn: Option<u64>,
+}
+
+/// Every live event.
+#[derive(Default)]
+pub struct Live {
+    events: RwLock<BTreeMap<Name, Arc<Event>>>,
+}
+
+impl Live {
+    pub fn create(&self, spec: EventSpec) -> Result<(), LiveError> {
+        let s = &spec.secret;
+        if !(16..=128).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(LiveError::BadSecret);
+        }
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !positive(spec.segment_secs) || !positive(spec.part_target) || spec.part_target > spec.segment_secs {
+            return Err(LiveError::BadSpec(
+                "segment_secs and part_target must be positive, the part no longer than the segment",
+            ));
+        }
+        if !positive(spec.window_secs) || spec.max_renditions == 0 {
+            return Err(LiveError::BadSpec("window_secs and max_renditions must be positive"));
+        }
+        let mut events = self.events.write().unwrap_or_else(|p| p.into_inner());
+        if events.contains_key(&spec.name) {
+            return Err(LiveError::Exists(spec.name));
+        }
+        let event = Event {
+            spec: spec.clone(),
+            state: Mutex::new(EventState {
+                tracks: BTreeMap::new(),
+                ended: false,
+                last_ingest: None,
+                uploads: 0,
+            }),
+            changed: tokio::sync::watch::channel(0).0,
+        };
+        events.insert(spec.name, Arc::new(event));
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Event>> {
+        self.events.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    /// Ends an event: playlists get `EXT-X-ENDLIST`, ingest is refused.
+    pub fn end(&self, name: &str) -> bool {
+        let Some(event) = self.get(name) else {
+            return false;
+        };
+        event.state().ended = true;
+        event.bump();
+        true
+    }
+
+    pub fn list(&self) -> Vec<EventStatus> {
+        let events = self.events.read().unwrap_or_else(|p| p.into_inner());
+        events
+            .values()
+            .map(|e| {
+                let st = e.state();
+                EventStatus {
+                    name: e.spec.name.clone(),
+                    ended: st.ended,
+                    ingest_idle_secs: st.last_ingest.map(|t| t.elapsed().as_secs_f64()),
+                    tracks: st
+                        .tracks
+                        .iter()
+                        .map(|(r, t)| TrackStatus {
+                            rendition: r.clone(),
+                            codec: t.init().codec().to_string(),
+                            segments: t.segments().len(),
+                            last_msn: t.segments().back().map(|s| s.msn),
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,250 @@
+//! A live event at the origin, with Debian's ffmpeg as the encoder: it
+//! pushes H.264 + AAC over HTTP PUT with chunked uploads (its DASH muxer,
+//! low-latency streaming, 2 s segments of 0.5 s fragments) and, through
+//! its tee muxer, writes the very same bytes to files here. A player-like
+//! client follows the video playlist with blocking reloads; afterwards
+//! every published segment is compared with the encoder's file, the parts
+//! with the segment, and ffmpeg reads the ended event through the
+//! multivariant playlist. Bad ingest is refused without touching what was
+//! published.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nearcast_common::{unix_now, Grant, SigningKey};
+use nearcast_testkit::{http, TempDir};
+
+use crate::support::*;
+
+const SECRET: &str = "ingest-secret-0123456789";
+
+/// A title-wide token for the event, for any client.
+fn token() -> String {
+    let key = SigningKey::from_hex("k1", KEY_HEX).unwrap();
+    key.sign(
+        "/l/match/",
+        &Grant {
+            expires: unix_now() + 600,
+            client_prefix: None,
+        },
+    )
+}
+
+/// ffmpeg pushing `secs` of a test ladder to the ingest at `live`, and the
+/// same output to `dir`.
+fn encoder(live: SocketAddr, dir: &Path, secs: u32) -> Child {
+    let dash = "f=dash:streaming=1:ldash=1:seg_duration=2:frag_type=duration:frag_duration=0.5:\
+                use_template=1:use_timeline=0:adaptation_sets=id=0\\,streams=v id=1\\,streams=a";
+    let outputs = format!(
+        "[{dash}:method=PUT:http_persistent=1]http://{live}/ingest/match/{SECRET}/manifest.mpd|[{dash}]{}/manifest.mpd",
+        dir.display()
+    );
+    let (v, a) = (
+        format!("testsrc2=size=320x180:rate=30:duration={secs}"),
+        format!("sine=frequency=440:sample_rate=48000:duration={secs}"),
+    );
+    Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i", &v, "-f", "lavfi", "-i", &a,
+        ])
+        .args([
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-g",
+            "60",
+            "-keyint_min",
+            "60",
+            "-sc_threshold",
+            "0",
+            "-b:v",
+            "300k",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+        ])
+        .args(["-f", "tee", &outputs])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg installed")
+}
+
+fn get(live: SocketAddr, path: &str) -> http::Response {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    http::get(live, &format!("{path}{sep}token={}", token()))
+}
+
+/// Follows the video playlist with blocking reloads for each next part,
+/// for `secs`; returns how long each held reload took and how many parts
+/// it saw.
+fn follow_parts(live: SocketAddr, secs: u64) -> (Vec<Duration>, usize) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut held = Vec::new();
+    let mut next: Option<(u64, usize)> = None;
+    while Instant::now() < deadline {
+        let path = match next {
+            None => "/l/match/stream0/index.m3u8".to_string(),
+            Some((m, p)) => format!("/l/match/stream0/index.m3u8?_HLS_msn={m}&_HLS_part={p}"),
+        };
+        let t0 = Instant::now();
+        let r = get(live, &path);
+        if r.status != 200 {
+            // Before the encoder's first segment the rendition is unknown.
+            assert!(next.is_none() && r.status == 404, "{path}: {} {}", r.status, r.text());
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let text = r.text();
+        if let Some((m, p)) = next {
+            held.push(t0.elapsed());
+            let name = format!("\"{m}.{p}.m4s?");
+            let whole = format!("\n{m}.m4s?");
+            let next_first = format!("\"{}.0.m4s?", m + 1);
+            assert!(
+                text.contains(&name) || text.contains(&whole) || text.contains(&next_first),
+                "{path} answered without the part:\n{text}"
+            );
+        }
+        let hint = text
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+            .expect("a preload hint");
+        let (m, p) = hint.split_once(".m4s").unwrap().0.split_once('.').unwrap();
+        next = Some((m.parse().unwrap(), p.parse().unwrap()));
+    }
+    let n = held.len();
+    (held, n)
+}
+
+#[test]
+fn an_encoder_pushes_a_live_event_and_players_follow_it_part_by_part() {
+    let s = start(&Backend::Sqlite, "live", 30);
+    let files = TempDir::new("live-encoder");
+    let spec = format!(r#"{{"name":"match","secret":"{SECRET}"}}"#);
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/live", &spec).0, 200);
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/live", &spec).0, 409);
+    let short = r#"{"name":"other","secret":"short"}"#;
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/live", short).0, 400);
+    refusals_before_the_encoder(s.live);
+
+    let ffmpeg = encoder(s.live, &files, 14);
+    let (held, parts) = follow_parts(s.live, 10);
+    let out = ffmpeg.wait_with_output().unwrap();
+    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    let mut sorted = held.clone();
+    sorted.sort();
+    let p95 = sorted[sorted.len() * 95 / 100];
+    eprintln!(
+        "blocking reloads: {parts}, p50 {:?}, p95 {p95:?}, max {:?}",
+        sorted[sorted.len() / 2],
+        sorted.last()
+    );
+    assert!(parts >= 10, "only {parts} parts seen in 10 s");
+    // A part arrives every half second: a reload for the next one is held
+    // about that long, never much longer.
+    assert!(p95 <= Duration::from_millis(900), "p95 {p95:?}");
+
+    let published = segments_match_the_encoder(s.live, &files);
+    assert!(published >= 5, "{published} segments");
+    // More than two segments ahead: refused at once (RFC 8216bis §6.2.5.2).
+    let far = get(
+        s.live,
+        &format!("/l/match/stream0/index.m3u8?_HLS_msn={}", published + 3),
+    );
+    assert_eq!(far.status, 400, "{}", far.text());
+    bad_ingest_changes_nothing(s.live, &files);
+    let (st, list) = admin(s.addr, "GET", "/v1/admin/live", "");
+    assert_eq!(st, 200);
+    assert!(
+        list.contains(r#""rendition":"stream0""#) && list.contains(r#""codec":"mp4a.40.2""#),
+        "{list}"
+    );
+
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/live/match/end", "").0, 200);
+    let playlist = get(s.live, "/l/match/stream0/index.m3u8").text();
+    assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
+    // A real client reads the whole event through the multivariant playlist.
+    let url = format!("http://{}/l/match/master.m3u8?token={}", s.live, token());
+    let read = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i", &url, "-map", "0", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    assert!(read.stderr.is_empty(), "{}", String::from_utf8_lossy(&read.stderr));
+}
+
+/// Wrong secret, unknown event, media before init, no token, far future.
+fn refusals_before_the_encoder(live: SocketAddr) {
+    let put = |path: &str| http::call(live, "PUT", path, &[], b"\0\0\0\x08free").status;
+    assert_eq!(put("/ingest/match/wrong-secret-0123456789/init-stream0.m4s"), 403);
+    assert_eq!(put(&format!("/ingest/nothing/{SECRET}/init-stream0.m4s")), 404);
+    assert_eq!(put(&format!("/ingest/match/{SECRET}/chunk-stream0-00001.m4s")), 409);
+    assert_eq!(put(&format!("/ingest/match/{SECRET}/init-stream0.m4s")), 400, "no moov");
+    assert_eq!(http::get(live, "/l/match/master.m3u8").status, 403);
+}
+
+/// Every segment and part the origin serves is the encoder's bytes.
+/// Returns how many segments were compared.
+fn segments_match_the_encoder(live: SocketAddr, files: &Path) -> usize {
+    let playlist = get(live, "/l/match/stream0/index.m3u8").text();
+    let mut compared = 0;
+    for msn in playlist.lines().filter_map(|l| l.split_once(".m4s?").map(|(m, _)| m)) {
+        let Ok(msn) = msn.parse::<u64>() else {
+            continue; // a part line
+        };
+        let served = get(live, &format!("/l/match/stream0/{msn}.m4s"));
+        assert_eq!(served.status, 200);
+        let file = std::fs::read(files.join(format!("chunk-stream0-{:05}.m4s", msn + 1))).unwrap();
+        assert!(served.body == file, "segment {msn} differs from the encoder's");
+        compared += 1;
+    }
+    // The parts of the newest listed whole segment tile it.
+    let last = compared as u64 - 1;
+    let mut joined = Vec::new();
+    for k in 0.. {
+        let r = get(live, &format!("/l/match/stream0/{last}.{k}.m4s"));
+        if r.status != 200 {
+            break;
+        }
+        joined.extend_from_slice(&r.body);
+    }
+    assert_eq!(joined, get(live, &format!("/l/match/stream0/{last}.m4s")).body);
+    compared
+}
+
+/// Garbage, a repeated old segment, another codec, an oversize box: each
+/// refused with its status, and the published segment 1 is unchanged.
+fn bad_ingest_changes_nothing(live: SocketAddr, files: &Path) {
+    let before = get(live, "/l/match/stream0/1.m4s").body;
+    let put = |file: &str, body: &[u8]| {
+        let r = http::call(live, "PUT", &format!("/ingest/match/{SECRET}/{file}"), &[], body);
+        (r.status, r.text())
+    };
+    let old = std::fs::read(files.join("chunk-stream0-00001.m4s")).unwrap();
+    let (st, why) = put("chunk-stream0-00099.m4s", &old);
+    assert_eq!(st, 409, "{why}");
+    assert!(why.contains("back in time") || why.contains("repeats"), "{why}");
+    let (st, why) = put("chunk-stream0-00100.m4s", b"\0\0\0\x10moofgarbage!");
+    assert_eq!(st, 400, "{why}");
+    let mut huge = 0x4000_0000u32.to_be_bytes().to_vec();
+    huge.extend_from_slice(b"mdat");
+    assert_eq!(put("chunk-stream0-00101.m4s", &huge).0, 413);
+    let audio_init = std::fs::read(files.join("init-stream1.m4s")).unwrap();
+    let (st, why) = put("init-stream0.m4s", &audio_init);
+    assert_eq!(st, 409, "{why}");
+    assert!(why.contains("codec changed"), "{why}");
+    assert!(get(live, "/l/match/stream0/1.m4s").body == before);
+}
