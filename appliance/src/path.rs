@@ -112,31 +112,7 @@ fn percent_decode(seg: &[u8], out: &mut ContentPath) -> Result<(), PathError> {
     Ok(())
 }
 
-/// The value of query parameter `name`, percent-decoded into `out`.
-/// Returns `None` when absent, undecodable or longer than `out`.
-pub fn query_param<'o>(query: &[u8], name: &str, out: &'o mut [u8]) -> Option<&'o str> {
-    let raw = query.split(|&b| b == b'&').find_map(|pair| {
-        let (k, v) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
-        (k == name.as_bytes()).then(|| &v[1..])
-    })?;
-    let mut n = 0;
-    let mut i = 0;
-    while i < raw.len() {
-        let b = match raw[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(raw.get(i + 1..i + 3)?).ok()?;
-                i += 2;
-                u8::from_str_radix(hex, 16).ok()?
-            }
-            b'+' => b' ',
-            b => b,
-        };
-        *out.get_mut(n)? = b;
-        n += 1;
-        i += 1;
-    }
-    std::str::from_utf8(&out[..n]).ok()
-}
+pub use nearcast_common::query::param as query_param;
 
 #[cfg(test)]
 mod tests {
@@ -185,19 +161,5 @@ mod tests {
         }
         let long = format!("/c/t/r/{}", "a".repeat(600));
         assert_eq!(ContentPath::parse(long.as_bytes()).err(), Some(PathError::TooLong));
-    }
-
-    #[test]
-    fn finds_query_params() {
-        let mut buf = [0u8; 64];
-        assert_eq!(
-            query_param(b"a=1&token=k1-5-1.2.3.0%2F24-ab", "token", &mut buf),
-            Some("k1-5-1.2.3.0/24-ab")
-        );
-        assert_eq!(query_param(b"tokenx=1", "token", &mut buf), None);
-        assert_eq!(query_param(b"token=%zz", "token", &mut buf), None);
-        let mut tiny = [0u8; 2];
-        assert_eq!(query_param(b"token=abc", "token", &mut tiny), None);
-        assert_eq!(query_param(b"", "token", &mut buf), None);
     }
 }

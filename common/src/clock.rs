@@ -16,6 +16,14 @@ pub fn iso8601_millis(millis: u64) -> String {
     )
 }
 
+/// The wall clock in seconds since 1970-01-01 UTC, with the fraction (0
+/// if the clock is before it): live timing needs better than seconds.
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Milliseconds since 1970 of `unix_secs` (fractional), 0 if negative.
 pub fn millis_of(unix_secs: f64) -> u64 {
     (unix_secs * 1000.0).round().max(0.0) as u64

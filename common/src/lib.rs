@@ -18,6 +18,7 @@ pub mod names;
 pub mod prefix;
 pub mod prefix_table;
 pub mod prometheus;
+pub mod query;
 pub mod request_auth;
 pub mod token;
 

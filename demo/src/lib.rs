@@ -4,6 +4,7 @@
 //! that fills it. `nearcast demo` runs it; the end-to-end tests build on
 //! it and start the agents as real processes.
 
+pub mod live;
 pub mod qemu_box;
 pub mod stack;
 

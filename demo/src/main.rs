@@ -2,6 +2,7 @@
 //! defaults — the sample title packaged into the origin, the fill server,
 //! two appliances of one site with their agents; the first box fills from
 //! the origin, the second from the first; then it prints URLs that play.
+//! `--live` adds a live event with ffmpeg as its encoder.
 //! Ctrl-C stops everything.
 
 use std::path::PathBuf;
@@ -32,6 +33,10 @@ enum Command {
         /// Appliances in the site.
         #[arg(long, default_value_t = 2)]
         boxes: usize,
+        /// Also run a live event: ffmpeg pushes a test ladder with the wall
+        /// clock burned in, played as LL-HLS and low-latency DASH.
+        #[arg(long)]
+        live: bool,
     },
     /// Boot the OS image in QEMU as a box of a fresh stack: waits until it
     /// serves, lets it fill, fetches a steered segment from it and checks
@@ -52,17 +57,9 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    nearcast_common::logging::init("warn");
-    let (dir, boxes) = match Cli::parse().command {
-        Command::Demo { dir, boxes } => (dir, boxes),
-        Command::Qemu { image, dir, kvm, keep } => return qemu::run(&image, &dir, kvm, keep),
-    };
-    if boxes == 0 {
-        bail!("--boxes must be at least 1");
-    }
-    // Each run starts from an empty fleet; the packaged origin is kept.
-    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+/// Each run starts from an empty fleet; the packaged origin is kept.
+fn clean(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if entry.file_name() != "origin" {
             let p = entry.path();
             let _ = if p.is_dir() {
@@ -72,12 +69,42 @@ fn main() -> anyhow::Result<()> {
             };
         }
     }
+}
+
+/// Starts the demo's live event and waits for its first segments.
+fn start_live(stack: &Stack) -> anyhow::Result<nearcast::live::LiveEncoder> {
+    println!("live: starting ffmpeg as the encoder …");
+    let mut encoder = stack.start_live("live", &nearcast::live::LADDER, None)?;
+    let url = format!("{}/v1/play/live/manifest.mpd", stack.fill_url);
+    for _ in 0..100 {
+        if !encoder.running() {
+            bail!("ffmpeg stopped (is Debian's ffmpeg installed?)");
+        }
+        if stack.get(&url).is_ok() {
+            return Ok(encoder);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("the live event has no segment after 20 s")
+}
+
+fn main() -> anyhow::Result<()> {
+    nearcast_common::logging::init("warn");
+    let (dir, boxes, live) = match Cli::parse().command {
+        Command::Demo { dir, boxes, live } => (dir, boxes, live),
+        Command::Qemu { image, dir, kvm, keep } => return qemu::run(&image, &dir, kvm, keep),
+    };
+    if boxes == 0 {
+        bail!("--boxes must be at least 1");
+    }
+    clean(&dir);
     println!("packaging the sample title and starting the fill server …");
     let mut stack = Stack::start(&dir, Ports::DEMO, 30)?;
     stack.make_popular(TITLE, 500)?;
     for _ in 0..boxes {
         stack.add_box(|_| {})?;
     }
+    let encoder = if live { Some(start_live(&stack)?) } else { None };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -112,6 +139,13 @@ fn main() -> anyhow::Result<()> {
                 "  {}:      curl http://{}/metrics   (agent: curl http://{}/status)",
                 b.id, b.admin_addr, b.agent.admin_listen
             );
+        }
+        if let Some(e) = &encoder {
+            let ev = &e.event;
+            println!("  live (LL-HLS, hls.js in low-latency mode plays it):");
+            println!("live: {fs}/v1/play/{ev}/master.m3u8");
+            println!("    low-latency DASH: {fs}/v1/play/{ev}/manifest.mpd");
+            println!("    in a browser: {fs}/player?title={ev}");
         }
         println!("  Ctrl-C stops everything.");
         println!();

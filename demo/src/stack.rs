@@ -31,6 +31,8 @@ pub struct Ports {
     pub fill: u16,
     pub origin: u16,
     pub origin_admin: u16,
+    /// The live door: encoders' ingest and players' `/l/`.
+    pub live: u16,
     /// Box `i` serves on `box_http + i`, its admin on `box_admin + i` and
     /// its agent's admin on `agent_admin + i`.
     pub box_http: u16,
@@ -44,6 +46,7 @@ impl Ports {
         fill: 0,
         origin: 0,
         origin_admin: 0,
+        live: 0,
         box_http: 0,
         box_admin: 0,
         agent_admin: 0,
@@ -53,6 +56,7 @@ impl Ports {
         fill: 7070,
         origin: 7071,
         origin_admin: 7072,
+        live: 7073,
         box_http: 8080,
         box_admin: 9090,
         agent_admin: 9190,
@@ -100,11 +104,14 @@ impl BoxSide {
 pub struct Stack {
     pub root: PathBuf,
     pub fill_url: String,
+    /// The live door's base URL.
+    pub live_url: String,
     pub origin: Server,
     pub config: FillConfig,
     pub boxes: Vec<BoxSide>,
     ports: Ports,
     _fill: Background,
+    _live: Background,
     /// Runs the stack's own control calls.
     rt: tokio::runtime::Runtime,
 }
@@ -128,19 +135,7 @@ impl Stack {
     ) -> anyhow::Result<Stack> {
         std::fs::create_dir_all(root).with_context(|| root.display().to_string())?;
         let origin_store = root.join("origin");
-        if !origin_store
-            .join(TITLE)
-            .join(nearcast_packager::index::INDEX_FILE)
-            .is_file()
-        {
-            let opts = nearcast_packager::Options {
-                title: nearcast_common::Name::new(TITLE)?,
-                store: origin_store.clone(),
-                target: 4.0,
-                progress: false,
-            };
-            nearcast_packager::package(&sample_inputs(), &opts).context("packaging the sample title")?;
-        }
+        package_sample(&origin_store)?;
         let key_hex = nearcast_common::digest::hex(&random_secret()?);
         let config = FillConfig {
             listen: Ports::at(ports.fill, 0),
@@ -157,25 +152,35 @@ impl Stack {
             ..FillConfig::default()
         };
         let origin = nearcast_fill_server::origin::start_origin(&config).context("starting the origin")?;
+        // The live door listens first: the fill server hands out its URL.
+        let live_listener = std::net::TcpListener::bind(Ports::at(ports.live, 0)).context("the live port")?;
+        let live_addr = live_listener.local_addr()?;
+        drop(live_listener);
         let mut config = FillConfig {
             origin_url: format!("http://{}", origin.http_addr),
             os_bundles: root.join("os-bundles"),
+            live_listen: live_addr,
+            live_url: format!("http://{live_addr}"),
             ..config
         };
         tune(&mut config);
         let store = nearcast_fill_server::store::open(&config.database)?;
         let app = Arc::new(App::new(store, config.clone())?);
+        let live = nearcast_fill_server::live::spawn_background(app.clone(), config.live_listen)
+            .context("starting the live door")?;
         let fill =
             nearcast_fill_server::server::spawn_background(app, config.listen).context("starting the fill server")?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let stack = Stack {
             root: root.to_path_buf(),
             fill_url: format!("http://{}", fill.addr),
+            live_url: format!("http://{}", live.addr),
             origin,
             config,
             boxes: Vec::new(),
             ports,
             _fill: fill,
+            _live: live,
             rt,
         };
         stack.admin(
@@ -349,7 +354,23 @@ impl Stack {
 pub use nearcast_common::unix_now;
 
 /// A fresh random URL-token secret for this stack.
-fn random_secret() -> anyhow::Result<[u8; 32]> {
+/// Packages the sample title into `origin_store` unless it is there.
+fn package_sample(origin_store: &Path) -> anyhow::Result<()> {
+    let index = origin_store.join(TITLE).join(nearcast_packager::index::INDEX_FILE);
+    if index.is_file() {
+        return Ok(());
+    }
+    let opts = nearcast_packager::Options {
+        title: nearcast_common::Name::new(TITLE)?,
+        store: origin_store.to_path_buf(),
+        target: 4.0,
+        progress: false,
+    };
+    nearcast_packager::package(&sample_inputs(), &opts).context("packaging the sample title")?;
+    Ok(())
+}
+
+pub(crate) fn random_secret() -> anyhow::Result<[u8; 32]> {
     let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))

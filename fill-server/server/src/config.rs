@@ -24,6 +24,8 @@ pub struct Config {
     pub origin_admin_listen: SocketAddr,
     /// Live events: encoders push to `/ingest/…`, players read `/l/…`.
     pub live_listen: SocketAddr,
+    /// Base URL of `live_listen` as players reach it.
+    pub live_url: String,
     /// An appliance silent for longer is not steered to.
     pub heartbeat_timeout_secs: u64,
     /// Appliances named in one steering answer at most (the origin follows).
@@ -51,6 +53,7 @@ impl Default for Config {
             origin_listen: ([127, 0, 0, 1], 7071).into(),
             origin_admin_listen: ([127, 0, 0, 1], 7072).into(),
             live_listen: ([127, 0, 0, 1], 7073).into(),
+            live_url: "http://127.0.0.1:7073".into(),
             heartbeat_timeout_secs: 30,
             url_ttl_secs: 3600,
             steer_max_appliances: 4,

@@ -8,6 +8,7 @@ use std::fmt::Write;
 use nearcast_common::clock::{iso8601_millis, millis_of};
 
 use super::track::{LiveTrack, Segment};
+use crate::mp4::TrackKind;
 
 /// Another rendition's newest part, for `EXT-X-RENDITION-REPORT`.
 pub struct Report {
@@ -96,6 +97,61 @@ pub fn part_target(track: &LiveTrack) -> f64 {
         .map(|p| track.secs(p.duration))
         .fold(track.options().part_target, f64::max);
     (longest * 1000.0).ceil() / 1000.0
+}
+
+/// The multivariant playlist of an event's `tracks` (rendition name,
+/// track): every video rendition with all audio ones as its group; audio
+/// renditions as variants when there is no video. Playlist URIs are
+/// `{base}{rendition}/index.m3u8?{query}`. `None` before any track exists.
+pub fn multivariant(tracks: &[(&str, &LiveTrack)], base: &str, query: &str) -> Option<String> {
+    if tracks.is_empty() {
+        return None;
+    }
+    let q = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    let (mut video, audio): (Vec<_>, Vec<_>) = tracks
+        .iter()
+        .partition(|(_, t)| t.init().track.kind == TrackKind::Video);
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for (i, (name, _)) in audio.iter().enumerate() {
+        let default = if i == 0 { "YES" } else { "NO" };
+        let _ = writeln!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{name}\",DEFAULT={default},AUTOSELECT=YES,URI=\"{base}{name}/index.m3u8{q}\""
+        );
+    }
+    let audio_bw = audio.iter().map(|(_, t)| t.peak_bitrate()).max().unwrap_or(0);
+    let audio_codec = audio.first().map(|(_, t)| t.init().codec());
+    video.sort_by_key(|(_, t)| std::cmp::Reverse(t.peak_bitrate()));
+    for (name, t) in &video {
+        let c = &t.init().track.codec;
+        let codecs = match audio_codec {
+            Some(a) => format!("{},{a}", c.string),
+            None => c.string.clone(),
+        };
+        let group = if audio.is_empty() { "" } else { ",AUDIO=\"audio\"" };
+        let _ = writeln!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{codecs}\",RESOLUTION={}x{}{group}\n{base}{name}/index.m3u8{q}",
+            t.peak_bitrate() + audio_bw,
+            c.width,
+            c.height
+        );
+    }
+    if video.is_empty() {
+        for (name, t) in &audio {
+            let _ = writeln!(
+                out,
+                "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"\n{base}{name}/index.m3u8{q}",
+                t.peak_bitrate(),
+                t.init().codec()
+            );
+        }
+    }
+    Some(out)
 }
 
 /// How many segments a delta update leaves out: those older than

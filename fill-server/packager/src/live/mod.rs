@@ -8,6 +8,8 @@
 //! comes from the fragments themselves (`tfdt`, `trun`, `trex`); the
 //! encoder's own manifests are never read.
 
+pub mod dash;
+pub mod encoder;
 mod fragment;
 pub mod hls;
 mod init;

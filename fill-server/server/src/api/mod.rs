@@ -234,6 +234,16 @@ async fn write_parsed<T: DeserializeOwned + Send + 'static>(
     }
 }
 
+/// The URL token of a query string, percent-decoded (players re-encode
+/// queries: hls.js sends a token's `/` as `%2F` once it adds `_HLS_msn`);
+/// empty when there is none.
+pub(crate) fn token_of(query: &str) -> String {
+    let mut buf = [0u8; 512];
+    nearcast_common::query::param(query.as_bytes(), nearcast_common::TOKEN_PARAM, &mut buf)
+        .unwrap_or("")
+        .to_string()
+}
+
 /// The value of `name` in a query string (as sent, not percent-decoded).
 pub(crate) fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     query

@@ -33,6 +33,9 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
         return error(StatusCode::BAD_REQUEST, e);
     }
     match rest {
+        [event, file @ ("master.m3u8" | "manifest.mpd")] if app.live.get(event).is_some() => {
+            live(app, event, file, client)
+        }
         [title, "master.m3u8"] => {
             let pathways = pathways(app, client, title, None);
             let Some(text) = read(app, &[title, "master.m3u8"]) else {
@@ -70,9 +73,9 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
             reply_text("application/dash+xml", playback::mpd(&text, &bases, &q))
         }
         [title, rendition, "index.m3u8"] => {
-            let token = query_param(query, TOKEN_PARAM).unwrap_or("");
+            let token = super::token_of(query);
             let path = format!("/c/{title}/{rendition}/index.m3u8");
-            if let Err(e) = app.keyring.verify(&path, token, client, unix_now()) {
+            if let Err(e) = app.keyring.verify(&path, &token, client, unix_now()) {
                 return error(StatusCode::FORBIDDEN, e);
             }
             let view = app.view();
@@ -84,6 +87,32 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
             hls(playback::media(&text, &base, &format!("{TOKEN_PARAM}={token}")))
         }
         _ => error(StatusCode::NOT_FOUND, "no such play resource"),
+    }
+}
+
+/// A live event's manifest for this player: the live origin's URLs with a
+/// token for the event bound to the player's prefix. (Boxes join with
+/// live on the box.)
+fn live(app: &App, event: &str, file: &str, client: IpAddr) -> Resp {
+    let Some(ev) = app.live.get(event) else {
+        return error(StatusCode::NOT_FOUND, format!("no live event '{event}'"));
+    };
+    let token = app.key.sign(
+        &format!("/l/{event}/"),
+        &grant(client, unix_now(), app.config.url_ttl_secs),
+    );
+    let q = format!("{TOKEN_PARAM}={token}");
+    let live_url = app.config.live_url.trim_end_matches('/');
+    let base = format!("{live_url}/l/{event}/");
+    let answer = if file == "master.m3u8" {
+        ev.master(&base, &q).map(|t| ("application/vnd.apple.mpegurl", t))
+    } else {
+        ev.mpd(Some(&base), &q, &format!("{live_url}/time"))
+            .map(|t| ("application/dash+xml", t))
+    };
+    match answer {
+        Some((ctype, text)) => reply_text(ctype, text),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "the encoder has not started"),
     }
 }
 

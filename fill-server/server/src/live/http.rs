@@ -11,7 +11,7 @@ use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use nearcast_common::{unix_now, TOKEN_PARAM};
+use nearcast_common::unix_now;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -70,11 +70,17 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resu
     let mut resp = match (&parts.method, segs.as_slice()) {
         (&Method::PUT | &Method::POST, ["ingest", rest @ ..]) => ingest::ingest(&app.live, rest, body).await,
         (&Method::GET | &Method::HEAD, ["l", rest @ ..]) => {
-            let token = crate::api::query_param(&query, TOKEN_PARAM).unwrap_or("");
-            match app.keyring.verify(&path, token, peer.ip(), unix_now()) {
+            let token = crate::api::token_of(&query);
+            let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("");
+            match app.keyring.verify(&path, &token, peer.ip(), unix_now()) {
                 Err(e) => text(StatusCode::FORBIDDEN, e.to_string()),
-                Ok(_) => publish::get(&app.live, rest, &query).await,
+                Ok(_) => publish::get(&app.live, rest, &query, host).await,
             }
+        }
+        // The clock DASH players align to (UTCTiming, http-iso).
+        (&Method::GET | &Method::HEAD, ["time"]) => {
+            let now = nearcast_common::clock::millis_of(nearcast_common::clock::now_secs());
+            text(StatusCode::OK, nearcast_common::clock::iso8601_millis(now))
         }
         _ => text(StatusCode::NOT_FOUND, format!("no route for {} {path}", parts.method)),
     };

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::StatusCode;
 use nearcast_common::token::constant_time_eq;
-use nearcast_common::{unix_now, Name};
+use nearcast_common::Name;
 use nearcast_packager::live::{IngestError, LiveInit, LiveTrack, Published, Splitter};
 
 use super::http::{text, LiveResp};
@@ -191,7 +191,7 @@ fn feed(event: &Event, rendition: &Name, split: &mut Splitter, data: &[u8]) -> R
     let mut st = event.state();
     st.last_ingest = Some(Instant::now());
     let track = st.tracks.get_mut(rendition).ok_or(IngestError::NoInit)?;
-    let now = unix_now_f64();
+    let now = nearcast_common::clock::now_secs();
     let mut published = false;
     for b in boxes {
         published |= track.push(b, now)? != Published::Nothing;
@@ -201,13 +201,6 @@ fn feed(event: &Event, rendition: &Name, split: &mut Splitter, data: &[u8]) -> R
         event.bump();
     }
     Ok(())
-}
-
-/// Wall clock in seconds, with the fraction.
-fn unix_now_f64() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(unix_now() as f64, |d| d.as_secs_f64())
 }
 
 /// Logs a refusal and answers with its status.

@@ -17,10 +17,13 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use nearcast_common::Name;
-use nearcast_packager::live::{LiveTrack, TrackOptions};
+use nearcast_packager::live::{dash, hls, LiveTrack, TrackOptions};
 use serde::{Deserialize, Serialize};
 
 pub use http::{serve, spawn_background};
+
+/// The latency the DASH manifest asks players to hold, seconds.
+const TARGET_LATENCY_SECS: f64 = 3.0;
 
 /// What the operator creates (`POST /v1/admin/live`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -96,6 +99,33 @@ impl Event {
 
     pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    /// The multivariant playlist, its URIs `{base}{rendition}/…?{query}`;
+    /// `None` before the encoder's first init segment.
+    pub fn master(&self, base: &str, query: &str) -> Option<String> {
+        let st = self.state();
+        let tracks: Vec<(&str, &LiveTrack)> = st.tracks.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        hls::multivariant(&tracks, base, query)
+    }
+
+    /// The low-latency DASH manifest (segments under `base_url` when
+    /// given, else beside it; `utc` is the clock players align to); `None`
+    /// before the first segment.
+    pub fn mpd(&self, base_url: Option<&str>, query: &str, utc: &str) -> Option<String> {
+        let st = self.state();
+        let tracks: Vec<(&str, &LiveTrack)> = st.tracks.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        dash::mpd(&dash::Mpd {
+            tracks: &tracks,
+            segment_secs: self.spec.segment_secs,
+            part_target: self.spec.part_target,
+            window_secs: self.spec.window_secs,
+            utc_timing: utc,
+            query,
+            base_url,
+            target_latency: TARGET_LATENCY_SECS,
+            now: nearcast_common::clock::now_secs(),
+        })
     }
 
     pub(crate) fn track_options(&self) -> TrackOptions {

@@ -10,7 +10,6 @@ use hyper::{Response, StatusCode};
 use nearcast_common::Name;
 use nearcast_packager::live::hls::{self, Block, Playlist, Report};
 use nearcast_packager::live::LiveTrack;
-use nearcast_packager::mp4::TrackKind;
 use tokio::sync::mpsc;
 
 use super::http::{text, LiveBody, LiveResp};
@@ -22,7 +21,7 @@ use nearcast_common::TOKEN_PARAM;
 const STALL: Duration = Duration::from_secs(10);
 
 /// `rest` is the path after `/l/`.
-pub async fn get(live: &Live, rest: &[&str], query: &str) -> LiveResp {
+pub async fn get(live: &Live, rest: &[&str], query: &str, host: &str) -> LiveResp {
     let Some(event) = rest.first().and_then(|e| live.get(e)) else {
         return text(StatusCode::NOT_FOUND, "no such live event");
     };
@@ -32,6 +31,7 @@ pub async fn get(live: &Live, rest: &[&str], query: &str) -> LiveResp {
         .unwrap_or_default();
     match rest {
         [_, "master.m3u8"] => master(&event, &token),
+        [_, "manifest.mpd"] => manifest(&event, &token, host),
         [_, rendition, file] => {
             let Ok(rendition) = Name::new(*rendition) else {
                 return text(StatusCode::BAD_REQUEST, "bad rendition name");
@@ -57,69 +57,33 @@ fn playlist_resp(body: String) -> LiveResp {
     r
 }
 
-/// Peak bits per second of a track's segments.
-fn bandwidth(t: &LiveTrack) -> u64 {
-    t.segments()
-        .iter()
-        .filter(|s| s.duration > 0)
-        .map(|s| (s.data.len() as f64 * 8.0 / t.secs(s.duration)) as u64)
-        .max()
-        .unwrap_or(1)
-        .max(1)
+/// The multivariant playlist.
+fn master(event: &Event, token: &str) -> LiveResp {
+    match event.master("", token) {
+        Some(text) => playlist_resp(text),
+        None => text(StatusCode::SERVICE_UNAVAILABLE, "the encoder has not started"),
+    }
 }
 
-/// The multivariant playlist: each video rendition with every audio one
-/// as its group.
-fn master(event: &Event, token: &str) -> LiveResp {
-    let q = if token.is_empty() {
-        String::new()
+/// The low-latency DASH manifest.
+fn manifest(event: &Event, token: &str, host: &str) -> LiveResp {
+    let utc = if host.is_empty() {
+        "/time".to_string()
     } else {
-        format!("?{token}")
+        format!("http://{host}/time")
     };
-    let st = event.state();
-    let (video, audio): (Vec<_>, Vec<_>) = st
-        .tracks
-        .iter()
-        .partition(|(_, t)| t.init().track.kind == TrackKind::Video);
-    if video.is_empty() && audio.is_empty() {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "the encoder has not started");
+    match event.mpd(None, token, &utc) {
+        Some(mpd) => mpd_resp(mpd),
+        None => text(StatusCode::SERVICE_UNAVAILABLE, "the encoder has not started"),
     }
-    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    for (i, (name, _)) in audio.iter().enumerate() {
-        let default = if i == 0 { "YES" } else { "NO" };
-        out.push_str(&format!(
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"{name}\",DEFAULT={default},AUTOSELECT=YES,URI=\"{name}/index.m3u8{q}\"\n"
-        ));
-    }
-    let audio_bw = audio.iter().map(|(_, t)| bandwidth(t)).max().unwrap_or(0);
-    let audio_codec = audio.first().map(|(_, t)| t.init().codec().to_string());
-    let mut video = video;
-    video.sort_by_key(|(_, t)| std::cmp::Reverse(bandwidth(t)));
-    for (name, t) in &video {
-        let c = &t.init().track.codec;
-        let codecs = match &audio_codec {
-            Some(a) => format!("{},{a}", c.string),
-            None => c.string.clone(),
-        };
-        let group = if audio.is_empty() { "" } else { ",AUDIO=\"audio\"" };
-        out.push_str(&format!(
-            "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{codecs}\",RESOLUTION={}x{}{group}\n{name}/index.m3u8{q}\n",
-            bandwidth(t) + audio_bw,
-            c.width,
-            c.height
-        ));
-    }
-    if video.is_empty() {
-        // Audio only: each audio rendition is a variant of its own.
-        for (name, t) in &audio {
-            out.push_str(&format!(
-                "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"\n{name}/index.m3u8{q}\n",
-                bandwidth(t),
-                t.init().codec()
-            ));
-        }
-    }
-    playlist_resp(out)
+}
+
+/// An MPD answer (short-lived, like a playlist).
+pub fn mpd_resp(mpd: String) -> LiveResp {
+    let mut r = playlist_resp(mpd);
+    r.headers_mut()
+        .insert("content-type", "application/dash+xml".parse().expect("a header value"));
+    r
 }
 
 /// Waits (at most until `deadline`) for `f` to find an answer in the

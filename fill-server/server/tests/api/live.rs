@@ -10,10 +10,11 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use nearcast_common::{unix_now, Grant, SigningKey};
+use nearcast_packager::live::encoder;
 use nearcast_testkit::{http, TempDir};
 
 use crate::support::*;
@@ -32,54 +33,21 @@ fn token() -> String {
     )
 }
 
-/// ffmpeg pushing `secs` of a test ladder to the ingest at `live`, and the
-/// same output to `dir`.
+/// ffmpeg pushing `secs` of a 180p test ladder to the ingest at `live`,
+/// and the same output to `dir`.
 fn encoder(live: SocketAddr, dir: &Path, secs: u32) -> Child {
-    let dash = "f=dash:streaming=1:ldash=1:seg_duration=2:frag_type=duration:frag_duration=0.5:\
-                use_template=1:use_timeline=0:adaptation_sets=id=0\\,streams=v id=1\\,streams=a";
-    let outputs = format!(
-        "[{dash}:method=PUT:http_persistent=1]http://{live}/ingest/match/{SECRET}/manifest.mpd|[{dash}]{}/manifest.mpd",
-        dir.display()
-    );
-    let (v, a) = (
-        format!("testsrc2=size=320x180:rate=30:duration={secs}"),
-        format!("sine=frequency=440:sample_rate=48000:duration={secs}"),
-    );
-    Command::new("ffmpeg")
-        .args([
-            "-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i", &v, "-f", "lavfi", "-i", &a,
-        ])
-        .args([
-            "-map",
-            "0:v",
-            "-map",
-            "1:a",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g",
-            "60",
-            "-keyint_min",
-            "60",
-            "-sc_threshold",
-            "0",
-            "-b:v",
-            "300k",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-        ])
-        .args(["-f", "tee", &outputs])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg installed")
+    let ingest = format!("http://{live}/ingest/match/{SECRET}");
+    encoder::command(&encoder::Push {
+        ingest: &ingest,
+        rungs: &[encoder::Rung { height: 180, kbps: 300 }],
+        secs: Some(secs),
+        clock: false,
+        copy_to: Some(dir),
+        segment_secs: 2.0,
+        part_secs: 0.5,
+    })
+    .spawn()
+    .expect("ffmpeg installed")
 }
 
 fn get(live: SocketAddr, path: &str) -> http::Response {

@@ -1,0 +1,174 @@
+//! The low-latency DASH manifest of a live event (ISO/IEC 23009-1 with
+//! the DASH-IF low-latency guidelines): a dynamic MPD whose
+//! `SegmentTemplate` numbers segments (`$Number$`, a fixed `@duration`)
+//! as the HLS playlists do, `availabilityTimeOffset` so players ask for a
+//! segment one part after it starts and read it as it is written
+//! (`availabilityTimeComplete="false"`), `UTCTiming` for the players'
+//! clocks and a `ServiceDescription` with the latency to aim for.
+//!
+//! One period from segment 0: an encoder restart with new timing is not
+//! yet a new period (HLS marks it; see docs/live.md).
+
+use std::fmt::Write;
+
+use nearcast_common::clock::{iso8601_millis, millis_of};
+
+use super::track::LiveTrack;
+use crate::mp4::TrackKind;
+
+/// What to render.
+pub struct Mpd<'a> {
+    /// (rendition name, track) of every rendition.
+    pub tracks: &'a [(&'a str, &'a LiveTrack)],
+    /// The encoder's segment length, seconds.
+    pub segment_secs: f64,
+    /// The part (chunk) length, seconds.
+    pub part_target: f64,
+    /// How far back players may seek, seconds.
+    pub window_secs: f64,
+    /// Where players read the time (`urn:mpeg:dash:utc:http-iso:2014`).
+    pub utc_timing: &'a str,
+    /// A query every URL carries (`token=…`), or empty.
+    pub query: &'a str,
+    /// Where the segments are, when not beside the MPD (`<BaseURL>`).
+    pub base_url: Option<&'a str>,
+    /// Latency players should aim for, seconds.
+    pub target_latency: f64,
+    /// Wall clock now, Unix seconds (`publishTime`).
+    pub now: f64,
+}
+
+/// Renders the MPD; `None` until some rendition has its first segment.
+pub fn mpd(m: &Mpd) -> Option<String> {
+    let anchor = m
+        .tracks
+        .iter()
+        .filter_map(|(_, t)| t.origin().map(|o| (t.init().track.kind, o)))
+        .min_by_key(|(kind, _)| *kind != TrackKind::Video)?;
+    let (ast, _) = anchor.1;
+    let q = if m.query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", m.query)
+    };
+    let mut out = String::with_capacity(2048);
+    let _ = write!(
+        out,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+         profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\" type=\"dynamic\" \
+         availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"PT{:.1}S\" \
+         timeShiftBufferDepth=\"PT{:.0}S\" maxSegmentDuration=\"PT{:.1}S\" minBufferTime=\"PT{:.1}S\">\n",
+        iso8601_millis(millis_of(ast)),
+        iso8601_millis(millis_of(m.now)),
+        m.segment_secs,
+        m.window_secs,
+        m.segment_secs,
+        m.part_target * 2.0,
+    );
+    let target = (m.target_latency * 1000.0) as u64;
+    let _ = writeln!(
+        out,
+        "  <ServiceDescription id=\"0\">\n    <Latency referenceId=\"0\" target=\"{target}\" min=\"{}\" max=\"{}\"/>\n    \
+         <PlaybackRate min=\"0.96\" max=\"1.04\"/>\n  </ServiceDescription>",
+        target / 2,
+        target * 2
+    );
+    if let Some(base) = m.base_url {
+        let _ = writeln!(out, "  <BaseURL>{base}</BaseURL>");
+    }
+    out.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        let of_kind: Vec<_> = m.tracks.iter().filter(|(_, t)| t.init().track.kind == kind).collect();
+        if !of_kind.is_empty() {
+            adaptation_set(&mut out, m, kind, &of_kind, &q);
+        }
+    }
+    let _ = write!(
+        out,
+        "  </Period>\n  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>\n</MPD>\n",
+        m.utc_timing
+    );
+    Some(out)
+}
+
+fn adaptation_set(out: &mut String, m: &Mpd, kind: TrackKind, tracks: &[&(&str, &LiveTrack)], q: &str) {
+    let (content, id) = match kind {
+        TrackKind::Video => ("video", 0),
+        TrackKind::Audio => ("audio", 1),
+    };
+    let _ = writeln!(
+        out,
+        "    <AdaptationSet id=\"{id}\" contentType=\"{content}\" mimeType=\"{content}/mp4\" \
+         segmentAlignment=\"true\" startWithSAP=\"1\">"
+    );
+    for (name, t) in tracks {
+        let c = &t.init().track.codec;
+        let size = match kind {
+            TrackKind::Video => format!(" width=\"{}\" height=\"{}\"", c.width, c.height),
+            TrackKind::Audio => format!(" audioSamplingRate=\"{}\"", c.sample_rate),
+        };
+        let _ = writeln!(
+            out,
+            "      <Representation id=\"{name}\" bandwidth=\"{}\" codecs=\"{}\"{size}>",
+            t.peak_bitrate(),
+            c.string
+        );
+        let timescale = t.timescale();
+        let pto = t.origin().map_or(0, |(_, base)| base);
+        let epoch = t.segments().back().map_or(0, |s| s.epoch);
+        let _ = writeln!(
+            out,
+            "        <SegmentTemplate timescale=\"{timescale}\" duration=\"{}\" startNumber=\"0\" \
+             presentationTimeOffset=\"{pto}\" initialization=\"$RepresentationID$/init-{epoch}.mp4{q}\" \
+             media=\"$RepresentationID$/$Number$.m4s{q}\" availabilityTimeOffset=\"{:.3}\" \
+             availabilityTimeComplete=\"false\"/>\n      </Representation>",
+            (m.segment_secs * f64::from(timescale)).round() as u64,
+            m.segment_secs - m.part_target
+        );
+    }
+    out.push_str("    </AdaptationSet>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::track::tests::{init, segment};
+    use super::super::track::{LiveTrack, TrackOptions};
+    use super::*;
+
+    #[test]
+    fn a_dynamic_mpd_numbers_segments_from_the_first() {
+        let mut t = LiveTrack::new(init("avc1.64001f"), TrackOptions::default());
+        let m = |t: &LiveTrack| {
+            mpd(&Mpd {
+                tracks: &[("video", t)],
+                segment_secs: 2.0,
+                part_target: 0.5,
+                window_secs: 7200.0,
+                utc_timing: "http://o/time",
+                query: "token=t",
+                base_url: None,
+                target_latency: 3.0,
+                now: 1_796_130_010.0,
+            })
+        };
+        assert!(m(&t).is_none(), "nothing to play yet");
+        for k in 0..3 {
+            segment(&mut t, 500 + 2000 * k, 1_796_130_000.0 + 2.0 * k as f64);
+        }
+        let text = m(&t).unwrap();
+        for want in [
+            "type=\"dynamic\" availabilityStartTime=\"2026-12-01T12:59:59.500Z\" publishTime=\"2026-12-01T13:00:10.000Z\"",
+            "<Latency referenceId=\"0\" target=\"3000\" min=\"1500\" max=\"6000\"/>",
+            "<Representation id=\"video\" bandwidth=\"",
+            " codecs=\"avc1.64001f\" width=\"320\" height=\"180\">",
+            "<SegmentTemplate timescale=\"1000\" duration=\"2000\" startNumber=\"0\" presentationTimeOffset=\"500\" \
+             initialization=\"$RepresentationID$/init-0.mp4?token=t\" media=\"$RepresentationID$/$Number$.m4s?token=t\" \
+             availabilityTimeOffset=\"1.500\" availabilityTimeComplete=\"false\"/>",
+            "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"http://o/time\"/>",
+        ] {
+            assert!(text.contains(want), "{want}\nnot in\n{text}");
+        }
+        assert!(!text.contains("contentType=\"audio\""));
+    }
+}

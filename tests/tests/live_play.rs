@@ -1,0 +1,137 @@
+//! A live event in real players: Debian's ffmpeg pushes the demo's ladder
+//! (360p and 180p H.264, AAC, the wall clock burned in) into the stack's
+//! live door; headless Chromium plays it with hls.js in low-latency mode
+//! (LL-HLS from `/v1/play/{event}/master.m3u8`) and Shaka Player in
+//! low-latency mode (the LL-DASH MPD from `/v1/play/{event}/manifest.mpd`),
+//! side by side in one page for 30 s after both started (and 5 s to settle,
+//! where only a fatal error fails). In those 30 s neither may stall or
+//! report an error; each one's latency (wall clock minus the playhead's
+//! program date time) is sampled four times a second and its p95 must be
+//! ≤ 3 s.
+//!
+//! One browser run for both players: this file's test is in the browser
+//! group of `.config/nextest.toml` (one Chromium at a time).
+
+use std::path::Path;
+use std::time::Duration;
+
+use nearcast::live::LADDER;
+use nearcast::stack::{Ports, Stack};
+use nearcast_e2e::Browser;
+use nearcast_testkit::TempDir;
+
+fn percentile(samples: &[f64], p: f64) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[((s.len() - 1) as f64 * p).round() as usize]
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Whether every media playlist the master names lists a whole segment.
+fn every_rendition_has_a_segment(master_url: &str) -> bool {
+    let (code, master) = nearcast_e2e::curl_get(master_url);
+    if code != 200 {
+        return false;
+    }
+    let master = String::from_utf8_lossy(&master).into_owned();
+    let uris = master.lines().filter_map(|l| {
+        if l.starts_with("http") {
+            Some(l.to_string())
+        } else {
+            l.split_once("URI=\"")
+                .and_then(|(_, u)| u.split_once('"'))
+                .map(|(u, _)| u.to_string())
+        }
+    });
+    uris.into_iter()
+        .all(|u| String::from_utf8_lossy(&nearcast_e2e::curl_get(&u).1).contains("#EXTINF"))
+}
+
+#[test]
+fn hls_js_and_shaka_play_the_live_event_at_low_latency() {
+    let root = TempDir::new("e2e-live");
+    let stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
+    let mut encoder = stack.start_live("match", &LADDER, Some(120)).unwrap();
+    // Players join once every rendition has a whole segment (joining in
+    // the event's first seconds, hls.js reports its empty playlists).
+    let hls = format!("{}/v1/play/match/master.m3u8", stack.fill_url);
+    let dash = format!("{}/v1/play/match/manifest.mpd", stack.fill_url);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !every_rendition_has_a_segment(&hls) {
+        assert!(encoder.running(), "ffmpeg exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no whole segment in every rendition"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/live.html");
+    assert!(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("web/node_modules/shaka-player")
+            .is_dir(),
+        "Shaka Player is missing: npm ci --prefix tests/web (scripts/test does it)"
+    );
+    let browser = Browser::start();
+    browser.goto(&format!(
+        "file://{}?hls={}&dash={}",
+        page.display(),
+        url_encode(&hls),
+        url_encode(&dash)
+    ));
+    browser.wait_for(
+        "both players start",
+        "return !!(window.results && results.hls && results.shaka && results.hls.started && results.shaka.started)",
+        Duration::from_secs(30),
+    );
+    // Players settle on their target latency in the first seconds; what
+    // counts is the 30 s after.
+    std::thread::sleep(Duration::from_secs(5));
+    let warmup = browser.eval(
+        "const w = JSON.stringify(results); \
+         for (const r of Object.values(results)) { r.latency = []; r.stalls = 0; r.errors = []; } return w",
+    );
+    let warmup = warmup.as_str().unwrap_or("");
+    eprintln!("first 5 s: {warmup}");
+    assert!(!warmup.contains("fatal"), "a player failed while starting: {warmup}");
+    std::thread::sleep(Duration::from_secs(30));
+    let results = browser.eval("return results");
+    assert!(encoder.running(), "ffmpeg stopped early");
+    drop(browser);
+    drop(encoder);
+    let latency = |name: &str| -> Vec<f64> {
+        let samples = results[name]["latency"].as_array().cloned().unwrap_or_default();
+        samples.iter().filter_map(|v| v.as_f64()).collect()
+    };
+    for name in ["hls", "shaka"] {
+        let (r, l) = (&results[name], latency(name));
+        if !l.is_empty() {
+            let (p50, p95) = (percentile(&l, 0.5), percentile(&l, 0.95));
+            eprintln!(
+                "{name}: latency p50 {p50:.0} ms, p95 {p95:.0} ms, stalls {}, errors {}",
+                r["stalls"], r["errors"]
+            );
+        }
+    }
+    for name in ["hls", "shaka"] {
+        let (r, latency) = (&results[name], latency(name));
+        assert!(
+            latency.len() > 80,
+            "{name}: {} latency samples in 30 s: {r}",
+            latency.len()
+        );
+        let (p50, p95) = (percentile(&latency, 0.5), percentile(&latency, 0.95));
+        assert_eq!(r["stalls"], 0, "{name} stalled: {r}");
+        assert_eq!(r["errors"], serde_json::json!([]), "{name}: {r}");
+        assert!(p95 <= 3000.0, "{name}: live latency p95 {p95:.0} ms");
+        assert!(p50 > 300.0, "{name}: {p50} ms is too good to be a real measure");
+    }
+}
