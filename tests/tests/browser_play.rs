@@ -8,9 +8,10 @@
 //! switches down; with the box stopped mid-play it carries on from the
 //! next pathway steering gave it (the origin).
 //!
-//! The tests of this file run one at a time (`.config/nextest.toml`): each
-//! drives a Chromium that decodes video, and two at once on two cores
-//! would starve each other into rebuffering.
+//! The tests of this file are in the `realtime` group of
+//! `.config/nextest.toml` (one at a time with the live tests): each drives
+//! a Chromium that decodes video, and two such tests at once on two cores
+//! starve each other into rebuffering.
 
 use std::time::Duration;
 

@@ -9,8 +9,9 @@
 //! program date time) is sampled four times a second and its p95 must be
 //! ≤ 3 s.
 //!
-//! One browser run for both players: this file's test is in the browser
-//! group of `.config/nextest.toml` (one Chromium at a time).
+//! One browser run for both players: this file's test is in the
+//! `realtime` group of `.config/nextest.toml` (one at a time with the other
+//! browser and live-encoding tests).
 
 use std::path::Path;
 use std::time::Duration;

@@ -61,18 +61,28 @@ pub fn package(inputs: &[PathBuf], opts: &Options) -> Result<TitleIndex, Package
         })
         .collect::<Result<_, _>>()?;
     let chosen = choose_tracks(&movies);
+    write_title_dir(&opts.store, &opts.title, |tmp| write_title(&movies, &chosen, tmp, opts))
+}
+
+/// Runs `write` on a hidden temporary folder of `store`, then renames it
+/// to `store/title` (an older version moved aside, then removed); on an
+/// error the temporary folder is removed and the store is as it was.
+pub fn write_title_dir(
+    store: &Path,
+    title: &str,
+    write: impl FnOnce(&Path) -> Result<TitleIndex, PackageError>,
+) -> Result<TitleIndex, PackageError> {
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
         move |error| PackageError::Write { path, error }
     };
-    std::fs::create_dir_all(&opts.store).map_err(write_err(&opts.store))?;
-    let tmp = opts.store.join(format!(".tmp-{}-{}", opts.title, std::process::id()));
+    std::fs::create_dir_all(store).map_err(write_err(store))?;
+    let tmp = store.join(format!(".tmp-{title}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(write_err(&tmp))?;
-    let result = write_title(&movies, &chosen, &tmp, opts);
-    match result {
+    match write(&tmp) {
         Ok(index) => {
-            publish(&tmp, &opts.store.join(&opts.title)).map_err(write_err(&opts.store))?;
+            publish(&tmp, &store.join(title)).map_err(write_err(store))?;
             Ok(index)
         }
         Err(e) => {
@@ -147,7 +157,6 @@ fn write_title(
     }
     bar.finish_and_clear();
     write_manifests(&renditions, dir, opts.target, &mut files)?;
-    files.sort_by(|a, b| a.path.cmp(&b.path));
     let index = TitleIndex {
         title: opts.title.clone(),
         version: 1,
@@ -156,6 +165,13 @@ fn write_title(
         renditions: renditions.iter().map(RenditionEntry::from).collect(),
         files,
     };
+    write_index(dir, index)
+}
+
+/// Sorts the index's files, writes `index.json` last and syncs the
+/// folders: a title folder is complete once its index is on disk.
+pub fn write_index(dir: &Path, mut index: TitleIndex) -> Result<TitleIndex, PackageError> {
+    index.files.sort_by(|a, b| a.path.cmp(&b.path));
     let json = serde_json::to_vec_pretty(&index).map_err(|e| PackageError::Write {
         path: dir.join(INDEX_FILE),
         error: e.into(),
@@ -258,7 +274,9 @@ fn rendition(track: &Track, name: &str, segments: Vec<SegmentInfo>) -> Rendition
 }
 
 /// Writes and fsyncs one file, returning its index entry.
-fn write_file(dir: &Path, rel: &str, data: &[u8]) -> Result<FileEntry, PackageError> {
+/// Writes `data` to `dir/rel` (synced) and returns its index entry; `rel`
+/// must be a name the origin can serve (`rendition/file`).
+pub fn write_file(dir: &Path, rel: &str, data: &[u8]) -> Result<FileEntry, PackageError> {
     // A name that could not be served is refused before it is written.
     nearcast_common::TitlePath::new(rel)?;
     let path = dir.join(rel);

@@ -124,6 +124,7 @@ fn check_ladder(name: &str, video: &[&str], audio: &[&str], codecs: [&str; 2]) {
             reports: &[],
             ended: true,
             query: "token=t",
+            vod: false,
         });
         for s in segs {
             assert!(text.contains(&format!("\n{}.m4s?token=t\n", s.msn)), "{text}");

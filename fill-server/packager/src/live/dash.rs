@@ -36,6 +36,9 @@ pub struct Mpd<'a> {
     pub target_latency: f64,
     /// Wall clock now, Unix seconds (`publishTime`).
     pub now: f64,
+    /// The archived event as a VOD title: a static MPD of the segments in
+    /// the window, numbered from the first.
+    pub vod: bool,
 }
 
 /// Renders the MPD; `None` until some rendition has its first segment.
@@ -52,6 +55,26 @@ pub fn mpd(m: &Mpd) -> Option<String> {
         format!("?{}", m.query)
     };
     let mut out = String::with_capacity(2048);
+    if m.vod {
+        let total = m
+            .tracks
+            .iter()
+            .map(|(_, t)| t.secs(t.segments().iter().map(|s| s.duration).sum()))
+            .fold(0.0, f64::max);
+        let _ = writeln!(
+            out,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+             profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\" type=\"static\" \
+             mediaPresentationDuration=\"PT{:.3}S\" maxSegmentDuration=\"PT{:.1}S\" minBufferTime=\"PT{:.1}S\">\n  <Period id=\"0\" start=\"PT0S\">",
+            total,
+            m.segment_secs,
+            m.segment_secs
+        );
+        adaptation_sets(&mut out, m, &q);
+        out.push_str("  </Period>\n</MPD>\n");
+        return Some(out);
+    }
     let _ = write!(
         out,
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
@@ -78,18 +101,23 @@ pub fn mpd(m: &Mpd) -> Option<String> {
         let _ = writeln!(out, "  <BaseURL>{base}</BaseURL>");
     }
     out.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
-    for kind in [TrackKind::Video, TrackKind::Audio] {
-        let of_kind: Vec<_> = m.tracks.iter().filter(|(_, t)| t.init().track.kind == kind).collect();
-        if !of_kind.is_empty() {
-            adaptation_set(&mut out, m, kind, &of_kind, &q);
-        }
-    }
+    adaptation_sets(&mut out, m, &q);
     let _ = write!(
         out,
         "  </Period>\n  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>\n</MPD>\n",
         m.utc_timing
     );
     Some(out)
+}
+
+/// The period's adaptation sets: video, then audio.
+fn adaptation_sets(out: &mut String, m: &Mpd, q: &str) {
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        let of_kind: Vec<_> = m.tracks.iter().filter(|(_, t)| t.init().track.kind == kind).collect();
+        if !of_kind.is_empty() {
+            adaptation_set(out, m, kind, &of_kind, q);
+        }
+    }
 }
 
 fn adaptation_set(out: &mut String, m: &Mpd, kind: TrackKind, tracks: &[&(&str, &LiveTrack)], q: &str) {
@@ -115,19 +143,59 @@ fn adaptation_set(out: &mut String, m: &Mpd, kind: TrackKind, tracks: &[&(&str, 
             c.string
         );
         let timescale = t.timescale();
-        let pto = t.origin().map_or(0, |(_, base)| base);
         let epoch = t.segments().back().map_or(0, |s| s.epoch);
-        let _ = writeln!(
-            out,
-            "        <SegmentTemplate timescale=\"{timescale}\" duration=\"{}\" startNumber=\"0\" \
-             presentationTimeOffset=\"{pto}\" initialization=\"$RepresentationID$/init-{epoch}.mp4{q}\" \
-             media=\"$RepresentationID$/$Number$.m4s{q}\" availabilityTimeOffset=\"{:.3}\" \
-             availabilityTimeComplete=\"false\"/>\n      </Representation>",
-            (m.segment_secs * f64::from(timescale)).round() as u64,
-            m.segment_secs - m.part_target
+        let names = format!(
+            "initialization=\"$RepresentationID$/init-{epoch}.mp4{q}\" media=\"$RepresentationID$/$Number$.m4s{q}\""
         );
+        match t.segments().front() {
+            // VOD: the segments kept, each as it is (a rendition may end
+            // a segment earlier than another).
+            Some(first) if m.vod => {
+                let _ = writeln!(
+                    out,
+                    "        <SegmentTemplate timescale=\"{timescale}\" startNumber=\"{}\" presentationTimeOffset=\"{}\" {names}>\n\
+                     {}        </SegmentTemplate>\n      </Representation>",
+                    first.msn,
+                    first.base,
+                    timeline(t)
+                );
+            }
+            // Live: numbered from segment 0 and its decode time.
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "        <SegmentTemplate timescale=\"{timescale}\" duration=\"{}\" startNumber=\"0\" \
+                     presentationTimeOffset=\"{}\" {names} availabilityTimeOffset=\"{:.3}\" \
+                     availabilityTimeComplete=\"false\"/>\n      </Representation>",
+                    (m.segment_secs * f64::from(timescale)).round() as u64,
+                    t.origin().map_or(0, |(_, base)| base),
+                    m.segment_secs - m.part_target
+                );
+            }
+        }
     }
     out.push_str("    </AdaptationSet>\n");
+}
+
+/// A `SegmentTimeline` of the track's segments, equal durations run
+/// together (`@r`).
+fn timeline(t: &LiveTrack) -> String {
+    let mut runs: Vec<(u64, u64, u32)> = Vec::new(); // (t, d, repeats)
+    let mut next = None;
+    for s in t.segments() {
+        match runs.last_mut() {
+            Some((_, d, r)) if *d == s.duration && next == Some(s.base) => *r += 1,
+            _ => runs.push((s.base, s.duration, 0)),
+        }
+        next = Some(s.base + s.duration);
+    }
+    let mut out = String::from("          <SegmentTimeline>\n");
+    for (start, d, r) in runs {
+        let r = if r > 0 { format!(" r=\"{r}\"") } else { String::new() };
+        let _ = writeln!(out, "            <S t=\"{start}\" d=\"{d}\"{r}/>");
+    }
+    out.push_str("          </SegmentTimeline>\n");
+    out
 }
 
 #[cfg(test)]
@@ -150,6 +218,7 @@ mod tests {
                 base_url: None,
                 target_latency: 3.0,
                 now: 1_796_130_010.0,
+                vod: false,
             })
         };
         assert!(m(&t).is_none(), "nothing to play yet");

@@ -30,6 +30,9 @@ pub struct Playlist<'a> {
     pub ended: bool,
     /// A query string every URI carries (`token=…`), or empty.
     pub query: &'a str,
+    /// The archived event as a VOD title: `EXT-X-PLAYLIST-TYPE:VOD`, no
+    /// parts, no low-latency tags (implies `ended`).
+    pub vod: bool,
 }
 
 /// What a blocking reload (`_HLS_msn`, `_HLS_part`) should do now.
@@ -182,13 +185,17 @@ pub fn media_playlist(p: &Playlist) -> String {
     let skipped = if p.skip { skippable(track, skip_until) } else { 0 };
     let mut out = String::with_capacity(256 + 160 * segs.len());
     let version = if skipped > 0 { 9 } else { 6 };
-    let _ = write!(
-        out,
-        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{td}\n\
-         #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip_until:.1},PART-HOLD-BACK={:.3}\n\
-         #EXT-X-PART-INF:PART-TARGET={pt:.3}\n",
-        3.0 * pt
-    );
+    let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{td}");
+    if p.vod {
+        out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+    } else {
+        let _ = write!(
+            out,
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip_until:.1},PART-HOLD-BACK={:.3}\n\
+             #EXT-X-PART-INF:PART-TARGET={pt:.3}\n",
+            3.0 * pt
+        );
+    }
     let q = if p.query.is_empty() {
         String::new()
     } else {
@@ -201,7 +208,7 @@ pub fn media_playlist(p: &Playlist) -> String {
         let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
     }
     // Parts are listed for the last three target durations (§4.4.4.9).
-    let parts_from = span - 3.0 * td as f64;
+    let parts_from = if p.vod { f64::INFINITY } else { span - 3.0 * td as f64 };
     let mut at = 0.0;
     let mut epoch = None;
     for (i, s) in segs.iter().enumerate() {
@@ -218,7 +225,7 @@ pub fn media_playlist(p: &Playlist) -> String {
         }
         at += track.secs(s.duration);
     }
-    if p.ended {
+    if p.ended || p.vod {
         out.push_str("#EXT-X-ENDLIST\n");
     } else {
         let hint = match segs.back() {
@@ -228,7 +235,7 @@ pub fn media_playlist(p: &Playlist) -> String {
         };
         let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{hint}{q}\"");
     }
-    for r in p.reports.iter().filter(|_| !p.ended) {
+    for r in p.reports.iter().filter(|_| !p.ended && !p.vod) {
         let _ = write!(
             out,
             "#EXT-X-RENDITION-REPORT:URI=\"{}{q}\",LAST-MSN={}",
@@ -260,6 +267,9 @@ fn segment_lines(out: &mut String, track: &LiveTrack, s: &Segment, with_parts: b
             out.push('\n');
         }
     }
+    if s.gap {
+        out.push_str("#EXT-X-GAP\n");
+    }
     if s.complete {
         let _ = writeln!(out, "#EXTINF:{:.5},\n{}.m4s{q}", track.secs(s.duration), s.msn);
     }
@@ -283,6 +293,7 @@ mod tests {
             }],
             ended: false,
             query: "",
+            vod: false,
         })
     }
 
@@ -331,10 +342,24 @@ mod tests {
         let mut again = init("avc1.64001f");
         again.bytes.push(1);
         t.set_init(again).unwrap();
-        segment(&mut t, 0, 40.0);
+        segment(&mut t, 0, 12.5);
         let text = render(&t, false);
         assert!(
-            text.contains("0.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-1.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:39.500Z\n"),
+            text.contains("0.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-1.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:12.000Z\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn gaps_are_marked_and_a_restart_is_a_discontinuity() {
+        let mut t = LiveTrack::new(init("avc1.64001f"), TrackOptions::default());
+        segment(&mut t, 0, 10.0);
+        t.set_init(init("avc1.64001f")).unwrap();
+        segment(&mut t, 0, 20.0);
+        let text = render(&t, false);
+        assert_eq!(text.matches("#EXT-X-GAP\n#EXTINF:2.00000,\n").count(), 4, "{text}");
+        assert!(
+            text.contains("#EXT-X-GAP\n#EXTINF:2.00000,\n4.m4s\n#EXT-X-DISCONTINUITY\n"),
             "{text}"
         );
     }

@@ -8,6 +8,7 @@
 //! comes from the fragments themselves (`tfdt`, `trun`, `trex`); the
 //! encoder's own manifests are never read.
 
+pub mod archive;
 pub mod dash;
 pub mod encoder;
 mod fragment;
@@ -50,6 +51,8 @@ pub enum IngestError {
     ShortMdat { have: u64, need: u64 },
     #[error("the segment starting at {at} does not start with a keyframe")]
     NoKeyframe { at: u64 },
+    #[error("the event has ended")]
+    Closed,
     #[error("a segment of more than {limit} bytes")]
     SegmentTooLarge { limit: usize },
 }

@@ -10,6 +10,9 @@ use super::fragment::{moof_timing, Timing, TopBox};
 use super::init::LiveInit;
 use super::IngestError;
 
+/// Gap segments listed for one silence at most (an hour of 2 s segments).
+const MAX_GAP_SEGMENTS: usize = 1800;
+
 /// Limits and targets for one track.
 #[derive(Clone, Debug)]
 pub struct TrackOptions {
@@ -62,6 +65,8 @@ pub struct Segment {
     pub complete: bool,
     /// Timing jumped or the encoder changed before it.
     pub discontinuity: bool,
+    /// No media: the encoder was silent for this long (`EXT-X-GAP`).
+    pub gap: bool,
     /// Wall clock of its first sample, Unix seconds.
     pub wall: f64,
 }
@@ -343,6 +348,9 @@ impl LiveTrack {
         let (wall0, media0) = self.anchor.expect("anchored above");
         let wall = wall0 + (base_secs - media0);
         self.origin.get_or_insert((wall, t.base));
+        if !contiguous {
+            self.fill_gap(wall);
+        }
         let epoch = self.inits.back().map_or(0, |(e, _)| *e);
         self.segments.push_back(Segment {
             msn: self.next_msn,
@@ -353,11 +361,46 @@ impl LiveTrack {
             duration: 0,
             complete: false,
             discontinuity: self.last.is_some() && !contiguous,
+            gap: false,
             wall,
         });
         self.next_msn += 1;
         self.new_segment = false;
         Ok(())
+    }
+
+    /// The encoder was silent from the end of the last segment until
+    /// `wall`: that time is listed as gap segments of the longest segment's
+    /// length (the last one may have been cut short), so sequence numbers
+    /// keep pace with the clock.
+    fn fill_gap(&mut self, wall: f64) {
+        let dur = self.segments.iter().map(|s| s.duration).max().unwrap_or(0);
+        let Some(prev) = self.segments.back() else {
+            return;
+        };
+        let secs = self.secs(dur);
+        if secs <= 0.0 {
+            return;
+        }
+        let mut at = prev.wall + secs;
+        let (epoch, mut base) = (prev.epoch, prev.base + prev.duration);
+        let mut n = 0;
+        while at + secs <= wall + 1e-3 && n < MAX_GAP_SEGMENTS {
+            self.segments.push_back(Segment {
+                msn: self.next_msn,
+                epoch,
+                data: Vec::new(),
+                parts: Vec::new(),
+                base,
+                duration: dur,
+                complete: true,
+                discontinuity: false,
+                gap: true,
+                wall: at,
+            });
+            self.next_msn += 1;
+            (at, base, n) = (at + secs, base + dur, n + 1);
+        }
     }
 
     fn close_open_segment(&mut self) -> Published {

@@ -171,11 +171,11 @@ fn a_new_encoder_may_restart_time_with_a_discontinuity_but_not_change_codec() {
     let mut same = init("avc1.64001f");
     same.bytes.push(0); // new parameter sets, same codec
     t.set_init(same).unwrap();
-    segment(&mut t, 0, 30.0);
+    segment(&mut t, 0, 12.5);
     let s = t.segment(1).unwrap();
     assert!(s.discontinuity);
     assert_eq!(s.epoch, 1);
-    assert!((s.wall - 29.5).abs() < 1e-9, "re-anchored at the restart");
+    assert!((s.wall - 12.0).abs() < 1e-9, "re-anchored at the restart");
     assert!(t.init_of(0).is_some() && t.init_of(1).is_some());
     // Without a new init, time cannot restart.
     t.begin_segment();
@@ -207,4 +207,35 @@ fn the_window_drops_old_segments_by_time_and_bytes() {
     }
     assert_eq!(t.segments().len(), 3);
     assert!(t.segments().iter().map(|s| s.data.len()).sum::<usize>() <= 3 * per);
+}
+
+#[test]
+fn a_silent_encoder_leaves_gap_segments_then_a_discontinuity() {
+    let mut t = LiveTrack::new(init("avc1.64001f"), TrackOptions::default());
+    segment(&mut t, 0, 10.0);
+    // The encoder dies; 8 s later it is back, its clock at 0 again.
+    t.set_init(init("avc1.64001f")).unwrap();
+    segment(&mut t, 0, 20.0);
+    let segs: Vec<(u64, bool, bool)> = t.segments().iter().map(|s| (s.msn, s.gap, s.discontinuity)).collect();
+    assert_eq!(
+        segs,
+        [
+            (0, false, false),
+            (1, true, false),
+            (2, true, false),
+            (3, true, false),
+            (4, true, false),
+            (5, false, true)
+        ]
+    );
+    assert!(t
+        .segments()
+        .iter()
+        .filter(|s| s.gap)
+        .all(|s| s.data.is_empty() && s.complete));
+    assert!((t.segment(5).unwrap().wall - 19.5).abs() < 1e-9);
+    // A restart with no silence (a backup encoder) has no gap.
+    t.set_init(init("avc1.64001f")).unwrap();
+    segment(&mut t, 0, 21.6);
+    assert!(!t.segment(6).unwrap().gap && t.segment(6).unwrap().discontinuity);
 }

@@ -100,6 +100,10 @@ pub(super) async fn route(app: Arc<App>, method: &Method, rest: &[&str], body: B
         (&Method::GET, ["appliances"]) => read(app, |a| a.store.snapshot().map(|s| s.appliances)).await,
         (&Method::POST, ["live"]) => match parse::<crate::live::EventSpec>(&body) {
             Err(refusal) => refusal.into_response(),
+            // The event becomes a title of its name when it ends.
+            Ok(spec) if app.has_title(&spec.name) => {
+                error(StatusCode::CONFLICT, format!("a title named '{}' exists", spec.name))
+            }
             Ok(spec) => {
                 let name = spec.name.clone();
                 match app.live.create(spec) {
@@ -110,10 +114,17 @@ pub(super) async fn route(app: Arc<App>, method: &Method, rest: &[&str], body: B
             }
         },
         (&Method::GET, ["live"]) => reply(StatusCode::OK, app.live.list()),
-        (&Method::POST, ["live", name, "end"]) if app.live.end(name) => {
-            reply(StatusCode::OK, serde_json::json!({ "ended": name }))
-        }
-        (&Method::POST, ["live", name, "end"]) => error(StatusCode::NOT_FOUND, format!("no live event '{name}'")),
+        (&Method::POST, ["live", name, "end"]) => match app.live.end(name) {
+            Some(event) => {
+                let store = app.config.origin_store.clone();
+                tokio::task::spawn_blocking(move || event.archive(&store));
+                reply(
+                    StatusCode::OK,
+                    serde_json::json!({ "ended": name, "archive": "writing" }),
+                )
+            }
+            None => error(StatusCode::NOT_FOUND, format!("no live event '{name}'")),
+        },
         _ => error(StatusCode::NOT_FOUND, "no such admin call"),
     }
 }

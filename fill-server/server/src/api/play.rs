@@ -33,7 +33,8 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
         return error(StatusCode::BAD_REQUEST, e);
     }
     match rest {
-        [event, file @ ("master.m3u8" | "manifest.mpd")] if app.live.get(event).is_some() => {
+        // A live event, until it is archived as a title of its name.
+        [event, file @ ("master.m3u8" | "manifest.mpd")] if app.live.get(event).is_some_and(|e| !e.archived()) => {
             live(app, event, file, client)
         }
         [title, "master.m3u8"] => {

@@ -189,6 +189,9 @@ async fn media(event: &Arc<Event>, rendition: Name, mut body: Incoming) -> LiveR
 fn feed(event: &Event, rendition: &Name, split: &mut Splitter, data: &[u8]) -> Result<(), IngestError> {
     let boxes = split.push(data)?;
     let mut st = event.state();
+    if st.ended {
+        return Err(IngestError::Closed);
+    }
     st.last_ingest = Some(Instant::now());
     let track = st.tracks.get_mut(rendition).ok_or(IngestError::NoInit)?;
     let now = nearcast_common::clock::now_secs();
@@ -212,7 +215,8 @@ fn refuse(event: &Event, rendition: &Name, e: IngestError) -> LiveResp {
         | IngestError::Duplicate { .. }
         | IngestError::BackInTime { .. }
         | IngestError::JumpInSegment { .. }
-        | IngestError::NoInit => StatusCode::CONFLICT,
+        | IngestError::NoInit
+        | IngestError::Closed => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     };
     text(status, e.to_string())

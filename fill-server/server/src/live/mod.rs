@@ -8,6 +8,7 @@
 //! render a playlist; every change bumps the event's `watch` version, which
 //! blocked reloads and followers of a part in progress wait on.
 
+mod archive;
 mod http;
 mod ingest;
 mod publish;
@@ -85,6 +86,17 @@ pub(crate) struct EventState {
     pub last_ingest: Option<Instant>,
     /// Uploads in progress (bounded per event).
     pub uploads: usize,
+    pub archive: Archive,
+}
+
+/// The ended event as a VOD title in the origin store.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Archive {
+    NotYet,
+    Writing,
+    Done,
+    Failed(String),
 }
 
 impl Event {
@@ -125,7 +137,31 @@ impl Event {
             base_url,
             target_latency: TARGET_LATENCY_SECS,
             now: nearcast_common::clock::now_secs(),
+            vod: false,
         })
+    }
+
+    /// Whether the ended event is a VOD title now.
+    pub fn archived(&self) -> bool {
+        self.state().archive == Archive::Done
+    }
+
+    /// Writes the ended event into `store` as a VOD title (blocking),
+    /// recording how it went.
+    pub fn archive(&self, store: &std::path::Path) {
+        self.state().archive = Archive::Writing;
+        let outcome = archive::write(self, store);
+        let mut st = self.state();
+        st.archive = match outcome {
+            Ok(index) => {
+                tracing::info!(event = %self.spec.name, files = index.files.len(), "live event archived as a title");
+                Archive::Done
+            }
+            Err(e) => {
+                tracing::error!(event = %self.spec.name, error = %e, "archiving the live event failed");
+                Archive::Failed(e.to_string())
+            }
+        };
     }
 
     pub(crate) fn track_options(&self) -> TrackOptions {
@@ -142,6 +178,7 @@ impl Event {
 pub struct EventStatus {
     pub name: Name,
     pub ended: bool,
+    pub archive: Archive,
     /// Seconds since the encoder last delivered, if it ever did.
     pub ingest_idle_secs: Option<f64>,
     pub tracks: Vec<TrackStatus>,
@@ -188,6 +225,7 @@ impl Live {
                 ended: false,
                 last_ingest: None,
                 uploads: 0,
+                archive: Archive::NotYet,
             }),
             changed: tokio::sync::watch::channel(0).0,
         };
@@ -200,13 +238,12 @@ impl Live {
     }
 
     /// Ends an event: playlists get `EXT-X-ENDLIST`, ingest is refused.
-    pub fn end(&self, name: &str) -> bool {
-        let Some(event) = self.get(name) else {
-            return false;
-        };
+    /// The caller archives it (`Event::archive`).
+    pub fn end(&self, name: &str) -> Option<Arc<Event>> {
+        let event = self.get(name)?;
         event.state().ended = true;
         event.bump();
-        true
+        Some(event)
     }
 
     pub fn list(&self) -> Vec<EventStatus> {
@@ -218,6 +255,7 @@ impl Live {
                 EventStatus {
                     name: e.spec.name.clone(),
                     ended: st.ended,
+                    archive: st.archive.clone(),
                     ingest_idle_secs: st.last_ingest.map(|t| t.elapsed().as_secs_f64()),
                     tracks: st
                         .tracks

@@ -161,6 +161,7 @@ fn render(st: &EventState, event: &Event, rendition: &Name, track: &LiveTrack, s
         reports: &reports,
         ended: st.ended,
         query: token,
+        vod: false,
     })
 }
 
@@ -190,7 +191,7 @@ enum Slice {
 }
 
 fn slice(track: &LiveTrack, msn: u64, part: Option<usize>, from: usize) -> Slice {
-    let Some(seg) = track.segment(msn) else {
+    let Some(seg) = track.segment(msn).filter(|s| !s.gap) else {
         let newest = track.segments().back().map(|s| s.msn);
         return match newest {
             Some(n) if msn <= n => Slice::Gone,

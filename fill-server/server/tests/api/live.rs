@@ -7,6 +7,9 @@
 //! with the segment, and ffmpeg reads the ended event through the
 //! multivariant playlist. Bad ingest is refused without touching what was
 //! published.
+//!
+//! In the `realtime` group of `.config/nextest.toml`: ffmpeg encodes in
+//! real time, never beside a browser test.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -34,15 +37,15 @@ fn token() -> String {
 }
 
 /// ffmpeg pushing `secs` of a 180p test ladder to the ingest at `live`,
-/// and the same output to `dir`.
-fn encoder(live: SocketAddr, dir: &Path, secs: u32) -> Child {
+/// and the same output to `dir` when given.
+fn encoder(live: SocketAddr, dir: Option<&Path>, secs: u32) -> Child {
     let ingest = format!("http://{live}/ingest/match/{SECRET}");
     encoder::command(&encoder::Push {
         ingest: &ingest,
         rungs: &[encoder::Rung { height: 180, kbps: 300 }],
         secs: Some(secs),
         clock: false,
-        copy_to: Some(dir),
+        copy_to: dir,
         segment_secs: 2.0,
         part_secs: 0.5,
     })
@@ -104,11 +107,15 @@ fn an_encoder_pushes_a_live_event_and_players_follow_it_part_by_part() {
     let spec = format!(r#"{{"name":"match","secret":"{SECRET}"}}"#);
     assert_eq!(admin(s.addr, "POST", "/v1/admin/live", &spec).0, 200);
     assert_eq!(admin(s.addr, "POST", "/v1/admin/live", &spec).0, 409);
-    let short = r#"{"name":"other","secret":"short"}"#;
+    let short = r#"{"name":"another","secret":"short"}"#;
     assert_eq!(admin(s.addr, "POST", "/v1/admin/live", short).0, 400);
+    // An event becomes the title of its name when it ends: names of
+    // titles are taken.
+    let taken = format!(r#"{{"name":"movie","secret":"{SECRET}"}}"#);
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/live", &taken).0, 409);
     refusals_before_the_encoder(s.live);
 
-    let ffmpeg = encoder(s.live, &files, 14);
+    let ffmpeg = encoder(s.live, Some(&files), 14);
     let (held, parts) = follow_parts(s.live, 10);
     let out = ffmpeg.wait_with_output().unwrap();
     assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
@@ -142,6 +149,14 @@ fn an_encoder_pushes_a_live_event_and_players_follow_it_part_by_part() {
     );
 
     assert_eq!(admin(s.addr, "POST", "/v1/admin/live/match/end", "").0, 200);
+    let late = http::call(
+        s.live,
+        "PUT",
+        &format!("/ingest/match/{SECRET}/init-stream0.m4s"),
+        &[],
+        b"",
+    );
+    assert_eq!(late.status, 409, "ingest after the end: {}", late.text());
     let playlist = get(s.live, "/l/match/stream0/index.m3u8").text();
     assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
     // A real client reads the whole event through the multivariant playlist.
@@ -215,4 +230,65 @@ fn bad_ingest_changes_nothing(live: SocketAddr, files: &Path) {
     assert_eq!(st, 409, "{why}");
     assert!(why.contains("codec changed"), "{why}");
     assert!(get(live, "/l/match/stream0/1.m4s").body == before);
+}
+
+#[test]
+fn an_encoder_killed_and_restarted_leaves_a_gap_and_a_discontinuity() {
+    let s = start(&Backend::Sqlite, "live-restart", 30);
+    let spec = format!(r#"{{"name":"match","secret":"{SECRET}"}}"#);
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/live", &spec).0, 200);
+    let mut first = encoder(s.live, None, 60);
+    std::thread::sleep(Duration::from_millis(5300));
+    first.kill().unwrap(); // mid-segment, as a crash would
+    first.wait().unwrap();
+    let before = get(s.live, "/l/match/stream0/index.m3u8").text();
+    assert!(before.contains("\n1.m4s?"), "{before}");
+    std::thread::sleep(Duration::from_secs(5));
+    let second = encoder(s.live, None, 5).wait_with_output().unwrap();
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let text = get(s.live, "/l/match/stream0/index.m3u8").text();
+    // What was published before the crash is still there, unchanged.
+    let untokened = |t: &str| {
+        t.lines()
+            .map(|l| l.split("?token=").next().unwrap_or(l).to_string())
+            .collect::<Vec<_>>()
+    };
+    let now = untokened(&text);
+    for line in untokened(&before)
+        .iter()
+        .filter(|l| l.starts_with("#EXTINF") || (l.ends_with(".m4s") && !l.starts_with('#')))
+    {
+        assert!(now.contains(line), "{line} is gone:\n{text}");
+    }
+    let gaps = text.matches("#EXT-X-GAP").count();
+    assert!(
+        (1..=4).contains(&gaps),
+        "{gaps} gap segments for a ~5 s silence:\n{text}"
+    );
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    let after_restart = text.split("#EXT-X-DISCONTINUITY\n").nth(1).unwrap();
+    let msn = after_restart
+        .lines()
+        .find_map(|l| l.split_once(".m4s?").map(|(m, _)| m.to_string()))
+        .unwrap();
+    let msn = msn.rsplit('"').next().unwrap().split('.').next().unwrap().to_string();
+    let seg = get(s.live, &format!("/l/match/stream0/{msn}.m4s"));
+    assert_eq!(seg.status, 200, "the first segment after the restart");
+    assert_eq!(&seg.body[4..8], b"styp");
+    let gap_msn = text
+        .split("#EXT-X-GAP\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        get(s.live, &format!("/l/match/stream0/{gap_msn}.m4s")).status,
+        404,
+        "a gap has no media"
+    );
 }
