@@ -51,6 +51,8 @@ impl Stack {
         .context("creating the live event")?;
         let ingest = format!("{}/ingest/{event}/{secret}", self.live_url);
         let child = encoder::command(&encoder::Push {
+            codecs: encoder::Codecs::H264Aac,
+            muxer: encoder::Muxer::Dash,
             ingest: &ingest,
             rungs,
             secs,

@@ -41,6 +41,8 @@ fn token() -> String {
 fn encoder(live: SocketAddr, dir: Option<&Path>, secs: u32) -> Child {
     let ingest = format!("http://{live}/ingest/match/{SECRET}");
     encoder::command(&encoder::Push {
+        codecs: encoder::Codecs::H264Aac,
+        muxer: encoder::Muxer::Dash,
         ingest: &ingest,
         rungs: &[encoder::Rung { height: 180, kbps: 300 }],
         secs: Some(secs),
@@ -290,5 +292,74 @@ fn an_encoder_killed_and_restarted_leaves_a_gap_and_a_discontinuity() {
         get(s.live, &format!("/l/match/stream0/{gap_msn}.m4s")).status,
         404,
         "a gap has no media"
+    );
+}
+
+/// Pushes 6 s to event `name` with `codecs` through `muxer` and returns
+/// the event's entry in the admin list and rendition 0's playlist.
+fn push_and_read(
+    s: &Server,
+    name: &str,
+    codecs: encoder::Codecs,
+    muxer: encoder::Muxer,
+) -> (serde_json::Value, String) {
+    let spec = format!(r#"{{"name":"{name}","secret":"{SECRET}"}}"#);
+    assert_eq!(admin(s.addr, "POST", "/v1/admin/live", &spec).0, 200);
+    let ingest = format!("http://{}/ingest/{name}/{SECRET}", s.live);
+    let out = encoder::command(&encoder::Push {
+        codecs,
+        muxer,
+        ingest: &ingest,
+        rungs: &[encoder::Rung { height: 180, kbps: 300 }],
+        secs: Some(6),
+        clock: false,
+        copy_to: None,
+        segment_secs: 2.0,
+        part_secs: 0.5,
+    })
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    let (_, list) = admin(s.addr, "GET", "/v1/admin/live", "");
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let event = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap()
+        .clone();
+    let token = SigningKey::from_hex("k1", KEY_HEX).unwrap().sign(
+        &format!("/l/{name}/"),
+        &Grant {
+            expires: unix_now() + 600,
+            client_prefix: None,
+        },
+    );
+    let playlist = http::get(s.live, &format!("/l/{name}/stream0/index.m3u8?token={token}")).text();
+    (event, playlist)
+}
+
+#[test]
+fn av1_opus_and_the_hls_muxers_uploads_are_taken() {
+    let s = start(&Backend::Sqlite, "live-codecs", 30);
+    let (event, playlist) = push_and_read(&s, "av1", encoder::Codecs::Av1Opus, encoder::Muxer::Dash);
+    let codecs: Vec<&str> = event["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["codec"].as_str())
+        .collect();
+    assert!(codecs[0].starts_with("av01.") && codecs[1] == "opus", "{event}");
+    assert!(playlist.matches("#EXTINF:").count() >= 2, "{playlist}");
+    assert!(playlist.contains("#EXT-X-PART:DURATION=0.5"), "{playlist}");
+    // The HLS muxer uploads whole 2 s segments, one fragment each: a part
+    // per segment, the part target grows to fit.
+    let (event, playlist) = push_and_read(&s, "hlsmux", encoder::Codecs::H264Aac, encoder::Muxer::Hls);
+    assert_eq!(event["tracks"].as_array().unwrap().len(), 2, "{event}");
+    assert!(playlist.matches("#EXTINF:").count() >= 2, "{playlist}");
+    assert!(
+        event["tracks"][0]["codec"].as_str().unwrap().starts_with("avc1."),
+        "{event}"
     );
 }
