@@ -62,8 +62,11 @@ where
     S: FnOnce(TcpListener, Pin<Box<dyn Future<Output = ()> + Send>>) -> F + Send + 'static,
     F: Future<Output = ()>,
 {
+    // Workers named for the server (`{name}-w`, cut to 15 bytes as Linux
+    // keeps it), so its CPU time can be told apart in /proc.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name(format!("{name}-w").chars().take(15).collect::<String>())
         .enable_all()
         .build()?;
     let listener = rt.block_on(TcpListener::bind(listen))?;
