@@ -71,7 +71,7 @@ pub fn mpd(m: &Mpd) -> Option<String> {
             m.segment_secs,
             m.segment_secs
         );
-        adaptation_sets(&mut out, m, &q);
+        adaptation_sets(&mut out, m, &q, None);
         out.push_str("  </Period>\n</MPD>\n");
         return Some(out);
     }
@@ -100,27 +100,72 @@ pub fn mpd(m: &Mpd) -> Option<String> {
     if let Some(base) = m.base_url {
         let _ = writeln!(out, "  <BaseURL>{base}</BaseURL>");
     }
-    out.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
-    adaptation_sets(&mut out, m, &q);
+    // A period per run of continuous timing (an encoder restart starts
+    // one), its start and numbering where the run began; a closed one
+    // ends with its media, before the silence the HLS playlists mark.
+    let (_, anchor_track) = m.tracks.iter().find(|(_, t)| t.init().track.kind == anchor.0)?;
+    let starts = anchor_track.periods();
+    // The encoder is a whole segment late: the period ends with what it
+    // has, so players stop asking for segments that may never come (when
+    // the encoder is back, its segments open the next period).
+    let stalled = anchor_track
+        .segments()
+        .back()
+        .is_some_and(|s| s.complete && m.now > s.wall + anchor_track.secs(s.duration) + m.segment_secs);
+    for (i, p) in starts.iter().enumerate() {
+        let _ = write!(
+            out,
+            "  <Period id=\"p{}\" start=\"PT{:.3}S\"",
+            p.period,
+            (p.wall - ast).max(0.0)
+        );
+        if starts.get(i + 1).is_some() || stalled {
+            let media = anchor_track
+                .segments()
+                .iter()
+                .filter(|s| s.period == p.period && !s.gap);
+            let _ = write!(
+                out,
+                " duration=\"PT{:.3}S\"",
+                anchor_track.secs(media.map(|s| s.duration).sum())
+            );
+        }
+        out.push_str(">\n");
+        adaptation_sets(&mut out, m, &q, Some(p.period));
+        out.push_str("  </Period>\n");
+    }
     let _ = write!(
         out,
-        "  </Period>\n  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>\n</MPD>\n",
+        "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>\n</MPD>\n",
         m.utc_timing
     );
     Some(out)
 }
 
-/// The period's adaptation sets: video, then audio.
-fn adaptation_sets(out: &mut String, m: &Mpd, q: &str) {
+/// A period's adaptation sets: video, then audio (live: the renditions
+/// with media in `period`).
+fn adaptation_sets(out: &mut String, m: &Mpd, q: &str, period: Option<u64>) {
     for kind in [TrackKind::Video, TrackKind::Audio] {
-        let of_kind: Vec<_> = m.tracks.iter().filter(|(_, t)| t.init().track.kind == kind).collect();
+        let of_kind: Vec<_> = m
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.init().track.kind == kind)
+            .filter(|(_, t)| period.is_none_or(|p| t.periods().iter().any(|s| s.period == p)))
+            .collect();
         if !of_kind.is_empty() {
-            adaptation_set(out, m, kind, &of_kind, q);
+            adaptation_set(out, m, kind, &of_kind, q, period);
         }
     }
 }
 
-fn adaptation_set(out: &mut String, m: &Mpd, kind: TrackKind, tracks: &[&(&str, &LiveTrack)], q: &str) {
+fn adaptation_set(
+    out: &mut String,
+    m: &Mpd,
+    kind: TrackKind,
+    tracks: &[&(&str, &LiveTrack)],
+    q: &str,
+    period: Option<u64>,
+) {
     let (content, id) = match kind {
         TrackKind::Video => ("video", 0),
         TrackKind::Audio => ("audio", 1),
@@ -143,7 +188,9 @@ fn adaptation_set(out: &mut String, m: &Mpd, kind: TrackKind, tracks: &[&(&str, 
             c.string
         );
         let timescale = t.timescale();
-        let epoch = t.segments().back().map_or(0, |s| s.epoch);
+        // The init of the period's segments (of the newest, in VOD).
+        let in_period = t.segments().iter().find(|s| period.is_some_and(|p| s.period == p));
+        let epoch = in_period.or(t.segments().back()).map_or(0, |s| s.epoch);
         let names = format!(
             "initialization=\"$RepresentationID$/init-{epoch}.mp4{q}\" media=\"$RepresentationID$/$Number$.m4s{q}\""
         );
@@ -160,15 +207,18 @@ fn adaptation_set(out: &mut String, m: &Mpd, kind: TrackKind, tracks: &[&(&str, 
                     timeline(t)
                 );
             }
-            // Live: numbered from segment 0 and its decode time.
+            // Live: numbered from the period's first segment and its
+            // decode time.
             _ => {
+                let start = t.periods().iter().find(|s| Some(s.period) == period);
                 let _ = writeln!(
                     out,
-                    "        <SegmentTemplate timescale=\"{timescale}\" duration=\"{}\" startNumber=\"0\" \
+                    "        <SegmentTemplate timescale=\"{timescale}\" duration=\"{}\" startNumber=\"{}\" \
                      presentationTimeOffset=\"{}\" {names} availabilityTimeOffset=\"{:.3}\" \
                      availabilityTimeComplete=\"false\"/>\n      </Representation>",
                     (m.segment_secs * f64::from(timescale)).round() as u64,
-                    t.origin().map_or(0, |(_, base)| base),
+                    start.map_or(0, |s| s.msn),
+                    start.map_or(0, |s| s.base),
                     m.segment_secs - m.part_target
                 );
             }
@@ -239,5 +289,53 @@ mod tests {
             assert!(text.contains(want), "{want}\nnot in\n{text}");
         }
         assert!(!text.contains("contentType=\"audio\""));
+    }
+
+    #[test]
+    fn an_encoder_restart_starts_a_period() {
+        let mut t = LiveTrack::new(init("avc1.64001f"), TrackOptions::default());
+        segment(&mut t, 0, 100.0);
+        segment(&mut t, 2000, 102.0);
+        let mut again = init("avc1.64001f");
+        again.bytes.push(1);
+        t.set_init(again).unwrap();
+        // Back 6 s after its last segment ended, its clock at 0.
+        segment(&mut t, 0, 109.5);
+        let text = mpd(&Mpd {
+            tracks: &[("video", &t)],
+            segment_secs: 2.0,
+            part_target: 0.5,
+            window_secs: 7200.0,
+            utc_timing: "http://o/time",
+            query: "",
+            base_url: None,
+            target_latency: 3.0,
+            now: 110.0,
+            vod: false,
+        })
+        .unwrap();
+        let periods: Vec<&str> = text.lines().filter(|l| l.contains("<Period")).collect();
+        assert_eq!(
+            periods,
+            [
+                "  <Period id=\"p0\" start=\"PT0.000S\" duration=\"PT4.000S\">",
+                "  <Period id=\"p1\" start=\"PT9.500S\">"
+            ],
+            "{text}"
+        );
+        // The gap segments (msn 2, 3) are in no period; the restart's
+        // numbering and decode time start the second.
+        assert!(
+            text.contains(
+                "startNumber=\"0\" presentationTimeOffset=\"0\" initialization=\"$RepresentationID$/init-0.mp4\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "startNumber=\"4\" presentationTimeOffset=\"0\" initialization=\"$RepresentationID$/init-1.mp4\""
+            ),
+            "{text}"
+        );
     }
 }

@@ -67,7 +67,20 @@ pub struct Segment {
     pub discontinuity: bool,
     /// No media: the encoder was silent for this long (`EXT-X-GAP`).
     pub gap: bool,
+    /// Which run of continuous timing it belongs to (a DASH period): one
+    /// more after each discontinuity.
+    pub period: u64,
     /// Wall clock of its first sample, Unix seconds.
+    pub wall: f64,
+}
+
+/// Where a run of continuous timing (a DASH period) began: its first
+/// segment's number, decode time and wall clock.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PeriodStart {
+    pub period: u64,
+    pub msn: u64,
+    pub base: u64,
     pub wall: f64,
 }
 
@@ -106,6 +119,8 @@ pub struct LiveTrack {
     dropped_discontinuities: u64,
     /// (wall clock, decode time) of segment 0's first sample.
     origin: Option<(f64, u64)>,
+    /// The runs of continuous timing in the window, oldest first.
+    periods: VecDeque<PeriodStart>,
 }
 
 impl LiveTrack {
@@ -123,6 +138,7 @@ impl LiveTrack {
             anchor: None,
             dropped_discontinuities: 0,
             origin: None,
+            periods: VecDeque::new(),
         }
     }
 
@@ -245,6 +261,11 @@ impl LiveTrack {
         self.origin
     }
 
+    /// The runs of continuous timing (DASH periods) in the window.
+    pub fn periods(&self) -> &VecDeque<PeriodStart> {
+        &self.periods
+    }
+
     /// Peak bits per second over the window's segments (at least 1).
     pub fn peak_bitrate(&self) -> u64 {
         self.segments
@@ -351,6 +372,16 @@ impl LiveTrack {
         if !contiguous {
             self.fill_gap(wall);
         }
+        let discontinuity = self.last.is_some() && !contiguous;
+        let period = self.periods.back().map_or(0, |p| p.period + u64::from(discontinuity));
+        if self.periods.back().is_none_or(|p| p.period != period) {
+            self.periods.push_back(PeriodStart {
+                period,
+                msn: self.next_msn,
+                base: t.base,
+                wall,
+            });
+        }
         let epoch = self.inits.back().map_or(0, |(e, _)| *e);
         self.segments.push_back(Segment {
             msn: self.next_msn,
@@ -360,8 +391,9 @@ impl LiveTrack {
             base: t.base,
             duration: 0,
             complete: false,
-            discontinuity: self.last.is_some() && !contiguous,
+            discontinuity,
             gap: false,
+            period,
             wall,
         });
         self.next_msn += 1;
@@ -383,7 +415,7 @@ impl LiveTrack {
             return;
         }
         let mut at = prev.wall + secs;
-        let (epoch, mut base) = (prev.epoch, prev.base + prev.duration);
+        let (epoch, mut base, period) = (prev.epoch, prev.base + prev.duration, prev.period);
         let mut n = 0;
         while at + secs <= wall + 1e-3 && n < MAX_GAP_SEGMENTS {
             self.segments.push_back(Segment {
@@ -396,6 +428,7 @@ impl LiveTrack {
                 complete: true,
                 discontinuity: false,
                 gap: true,
+                period,
                 wall: at,
             });
             self.next_msn += 1;
@@ -434,6 +467,10 @@ impl LiveTrack {
             if let Some(gone) = self.segments.pop_front() {
                 self.dropped_discontinuities += u64::from(gone.discontinuity);
             }
+        }
+        let oldest_period = self.segments.front().map_or(0, |s| s.period);
+        while self.periods.len() > 1 && self.periods[0].period < oldest_period {
+            self.periods.pop_front();
         }
         let oldest_epoch = self.segments.front().map_or(u32::MAX, |s| s.epoch);
         while self.inits.len() > 1 && self.inits[0].0 < oldest_epoch {
