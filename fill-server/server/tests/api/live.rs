@@ -1,12 +1,14 @@
-//! A live event at the origin, with Debian's ffmpeg as the encoder: it
-//! pushes H.264 + AAC over HTTP PUT with chunked uploads (its DASH muxer,
-//! low-latency streaming, 2 s segments of 0.5 s fragments) and, through
-//! its tee muxer, writes the very same bytes to files here. A player-like
-//! client follows the video playlist with blocking reloads; afterwards
-//! every published segment is compared with the encoder's file, the parts
-//! with the segment, and ffmpeg reads the ended event through the
-//! multivariant playlist. Bad ingest is refused without touching what was
-//! published.
+//! A live event at the origin, with Debian's ffmpeg as the encoder: for a
+//! minute it pushes H.264 + AAC over HTTP PUT with chunked uploads (its
+//! DASH muxer, low-latency streaming, 2 s segments of 0.5 s fragments)
+//! and, through its tee muxer, writes the very same bytes to files here. A
+//! player-like client follows the video playlist with blocking reloads,
+//! then ffmpeg reads the live HLS and the live DASH; afterwards every
+//! published segment is compared with the encoder's file, the parts with
+//! the segment, and ffmpeg reads the ended event through the multivariant
+//! playlist. Bad ingest is refused without touching what was published;
+//! an encoder killed and restarted leaves a gap and a discontinuity; AV1
+//! and Opus, and ffmpeg's HLS muxer, are taken.
 //!
 //! In the `realtime` group of `.config/nextest.toml`: ffmpeg encodes in
 //! real time, never beside a browser test.
@@ -117,8 +119,11 @@ fn an_encoder_pushes_a_live_event_and_players_follow_it_part_by_part() {
     assert_eq!(admin(s.addr, "POST", "/v1/admin/live", &taken).0, 409);
     refusals_before_the_encoder(s.live);
 
-    let ffmpeg = encoder(s.live, Some(&files), 14);
+    // A minute of live: a client follows parts for 10 s, then ffmpeg reads
+    // 8 s of the live HLS and of the live DASH at once.
+    let ffmpeg = encoder(s.live, Some(&files), 60);
     let (held, parts) = follow_parts(s.live, 10);
+    ffmpeg_reads_it_live(s.live);
     let out = ffmpeg.wait_with_output().unwrap();
     assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
     let mut sorted = held.clone();
@@ -169,6 +174,33 @@ fn an_encoder_pushes_a_live_event_and_players_follow_it_part_by_part() {
         .unwrap();
     assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
     assert!(read.stderr.is_empty(), "{}", String::from_utf8_lossy(&read.stderr));
+}
+
+/// ffmpeg, as a player, reads 8 s of the live HLS and of the live DASH
+/// (both at once) without an error line.
+fn ffmpeg_reads_it_live(live: SocketAddr) {
+    let readers: Vec<_> = ["master.m3u8", "manifest.mpd"]
+        .iter()
+        .map(|m| {
+            let url = format!("http://{live}/l/match/{m}?token={}", token());
+            let child = Command::new("ffmpeg")
+                .args([
+                    "-nostdin", "-v", "error", "-i", &url, "-t", "8", "-map", "0", "-f", "null", "-",
+                ])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (m, child)
+        })
+        .collect();
+    for (m, child) in readers {
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && err.trim().is_empty(),
+            "ffmpeg reading the live {m}: {err}"
+        );
+    }
 }
 
 /// Wrong secret, unknown event, media before init, no token, far future.
