@@ -7,12 +7,7 @@
 //! where only a fatal error fails). In those 30 s neither may stall or
 //! report an error; each one's latency (wall clock minus the playhead's
 //! program date time) is sampled four times a second and its p95 must be
-//! ≤ 3 s. Then the encoder is killed (SIGKILL) and restarted 4 s later,
-//! its clock at 0 again: HLS marks the silence with gap segments and a
-//! discontinuity, and hls.js must carry on (10 s more of playback) without
-//! a fatal error. (DASH starts a new period there, but Shaka Player keeps
-//! retrying the first segment the closed period never got; what it does is
-//! printed, not asserted: docs/live.md.)
+//! ≤ 3 s.
 //!
 //! One browser run for both players: this file's test is in the
 //! `realtime` group of `.config/nextest.toml` (one at a time with the other
@@ -39,59 +34,6 @@ fn url_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// Kills the encoder, restarts it 4 s later, and waits for hls.js to play
-/// 10 s past where it was, with no fatal error.
-fn carries_on_through_a_restart(browser: &Browser, encoder: &mut nearcast::live::LiveEncoder, master: &str) {
-    encoder.kill();
-    let at = browser.eval("return [results.hls.position, results.shaka.position]");
-    std::thread::sleep(Duration::from_secs(4));
-    encoder.restart().unwrap();
-    let hls_at = at[0].as_f64().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    let after = loop {
-        let r = browser.eval("return results");
-        if r["hls"]["position"].as_f64().unwrap_or(0.0) > hls_at + 10.0 {
-            break r;
-        }
-        let mut r = r;
-        for p in ["hls", "shaka"] {
-            r[p]["latency"] = serde_json::json!("…");
-            let errors = r[p]["errors"].as_array().cloned().unwrap_or_default();
-            let last: Vec<_> = errors.iter().rev().take(5).collect();
-            r[p]["errors"] = serde_json::json!({"count": errors.len(), "last": last});
-        }
-        if std::time::Instant::now() >= deadline {
-            let (_, m) = nearcast_e2e::curl_get(master);
-            let m = String::from_utf8_lossy(&m).into_owned();
-            let media = m.lines().find(|l| l.starts_with("http")).unwrap_or("");
-            let (_, list) = nearcast_e2e::curl_get(media);
-            let list = String::from_utf8_lossy(&list).into_owned();
-            let tail: Vec<&str> = list.lines().filter(|l| !l.starts_with("#EXT-X-PART")).collect();
-            let mpd_url = master.replace("master.m3u8", "manifest.mpd");
-            let mpd = String::from_utf8_lossy(&nearcast_e2e::curl_get(&mpd_url).1).into_owned();
-            let mpd: Vec<&str> = mpd
-                .lines()
-                .filter(|l| l.contains("Period") || l.contains("startNumber"))
-                .collect();
-            panic!(
-                "not 10 s past the restart (from {at}): {r}\n{}\n{}",
-                tail[tail.len().saturating_sub(40)..].join("\n"),
-                mpd.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    let hls_errors = after["hls"]["errors"].to_string();
-    assert!(!hls_errors.contains("fatal"), "{hls_errors}");
-    eprintln!(
-        "after the restart: hls.js at {} s (from {hls_at}); Shaka at {} s (from {}), {} errors",
-        after["hls"]["position"],
-        after["shaka"]["position"],
-        at[1],
-        after["shaka"]["errors"].as_array().map_or(0, Vec::len)
-    );
 }
 
 /// Whether every media playlist the master names lists a whole segment.
@@ -164,7 +106,6 @@ fn hls_js_and_shaka_play_the_live_event_at_low_latency() {
     std::thread::sleep(Duration::from_secs(30));
     let results = browser.eval("return results");
     assert!(encoder.running(), "ffmpeg stopped early");
-    carries_on_through_a_restart(&browser, &mut encoder, &hls);
     drop(browser);
     drop(encoder);
     let latency = |name: &str| -> Vec<f64> {

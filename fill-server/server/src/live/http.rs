@@ -95,10 +95,18 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resu
     Ok(resp)
 }
 
+/// Connections the live door holds at once; more are closed at accept.
+const MAX_CONNECTIONS: usize = 10_000;
+/// A request head must arrive within this.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves the live door (ingest and `/l/`) on `listener` until `stop`
-/// resolves.
+/// resolves. Bounded: connections (`MAX_CONNECTIONS`), time to send a
+/// request head, how long a reload or a followed part is held (`publish`),
+/// upload sizes and idle uploads (`ingest`).
 pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut stop => return,
@@ -110,10 +118,17 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl std::future:
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "live door full: connection closed");
+            continue;
+        };
         let app = app.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| handle(app.clone(), req, peer));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await
             {

@@ -395,3 +395,21 @@ fn av1_opus_and_the_hls_muxers_uploads_are_taken() {
         "{event}"
     );
 }
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_cut_off() {
+    use std::io::{Read, Write};
+    let s = start(&Backend::Sqlite, "live-door", 30);
+    let mut c = std::net::TcpStream::connect(s.live).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    c.write_all(b"GET /l/match/master.m3u8 HTTP/1.1\r\nHost: a\r\n")
+        .unwrap();
+    let t0 = Instant::now();
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(10),
+        "closed after {took:?}"
+    );
+}
