@@ -16,10 +16,38 @@ pub const LADDER: [Rung; 2] = [Rung { height: 360, kbps: 800 }, Rung { height: 1
 /// A running encoder; dropped, it is killed.
 pub struct LiveEncoder {
     pub event: String,
+    ingest: String,
+    rungs: Vec<Rung>,
+    secs: Option<u32>,
     child: Child,
 }
 
 impl LiveEncoder {
+    fn spawn(ingest: &str, rungs: &[Rung], secs: Option<u32>) -> anyhow::Result<Child> {
+        encoder::command(&encoder::Push {
+            codecs: encoder::Codecs::H264Aac,
+            muxer: encoder::Muxer::Dash,
+            ingest,
+            rungs,
+            secs,
+            clock: true,
+            copy_to: None,
+            segment_secs: 2.0,
+            part_secs: 0.5,
+        })
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .context("starting ffmpeg (Debian's ffmpeg package)")
+    }
+
+    /// A new encoder process pushing into the same event (after `kill`,
+    /// as an operator restarts a crashed one).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.child = LiveEncoder::spawn(&self.ingest, &self.rungs, self.secs)?;
+        Ok(())
+    }
+
     /// Whether ffmpeg is still pushing.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -50,22 +78,12 @@ impl Stack {
         )
         .context("creating the live event")?;
         let ingest = format!("{}/ingest/{event}/{secret}", self.live_url);
-        let child = encoder::command(&encoder::Push {
-            codecs: encoder::Codecs::H264Aac,
-            muxer: encoder::Muxer::Dash,
-            ingest: &ingest,
-            rungs,
-            secs,
-            clock: true,
-            copy_to: None,
-            segment_secs: 2.0,
-            part_secs: 0.5,
-        })
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .context("starting ffmpeg (Debian's ffmpeg package)")?;
+        let child = LiveEncoder::spawn(&ingest, rungs, secs)?;
         Ok(LiveEncoder {
             event: event.to_string(),
+            ingest,
+            rungs: rungs.to_vec(),
+            secs,
             child,
         })
     }

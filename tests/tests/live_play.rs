@@ -7,7 +7,11 @@
 //! where only a fatal error fails). In those 30 s neither may stall or
 //! report an error; each one's latency (wall clock minus the playhead's
 //! program date time) is sampled four times a second and its p95 must be
-//! ≤ 3 s.
+//! ≤ 3 s. Then the encoder is killed (SIGKILL) and restarted 4 s later,
+//! its clock at 0 again: HLS lists the silence as gap segments as it
+//! passes and marks the restart as a discontinuity, DASH closes the period
+//! and starts a new one; both players must carry on (10 s more of
+//! playback) without a fatal error.
 //!
 //! One browser run for both players: this file's test is in the
 //! `realtime` group of `.config/nextest.toml` (one at a time with the other
@@ -34,6 +38,37 @@ fn url_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Kills the encoder, restarts it 4 s later, and waits for both players
+/// to play 10 s past where they were, with no fatal error.
+fn carries_on_through_a_restart(browser: &Browser, encoder: &mut nearcast::live::LiveEncoder) {
+    encoder.kill();
+    let at = browser.eval("return [results.hls.position, results.shaka.position]");
+    std::thread::sleep(Duration::from_secs(4));
+    encoder.restart().unwrap();
+    let from = [at[0].as_f64().unwrap(), at[1].as_f64().unwrap()];
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let after = loop {
+        let r = browser.eval("return results");
+        let past = |name: &str, from: f64| r[name]["position"].as_f64().unwrap_or(0.0) > from + 10.0;
+        if past("hls", from[0]) && past("shaka", from[1]) {
+            break r;
+        }
+        let positions = (&r["hls"]["position"], &r["shaka"]["position"]);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not 10 s past the restart (from {from:?}): hls.js and Shaka at {positions:?}, errors {} / {}",
+            r["hls"]["errors"],
+            r["shaka"]["errors"]
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    eprintln!(
+        "after the restart: hls.js at {} s, Shaka at {} s (from {from:?}); errors {} / {}",
+        after["hls"]["position"], after["shaka"]["position"], after["hls"]["errors"], after["shaka"]["errors"]
+    );
+    assert!(!after.to_string().contains("fatal"), "{after}");
 }
 
 /// Whether every media playlist the master names lists a whole segment.
@@ -106,6 +141,7 @@ fn hls_js_and_shaka_play_the_live_event_at_low_latency() {
     std::thread::sleep(Duration::from_secs(30));
     let results = browser.eval("return results");
     assert!(encoder.running(), "ffmpeg stopped early");
+    carries_on_through_a_restart(&browser, &mut encoder);
     drop(browser);
     drop(encoder);
     let latency = |name: &str| -> Vec<f64> {

@@ -54,27 +54,10 @@ pub fn mpd(m: &Mpd) -> Option<String> {
     } else {
         format!("?{}", m.query)
     };
-    let mut out = String::with_capacity(2048);
     if m.vod {
-        let total = m
-            .tracks
-            .iter()
-            .map(|(_, t)| t.secs(t.segments().iter().map(|s| s.duration).sum()))
-            .fold(0.0, f64::max);
-        let _ = writeln!(
-            out,
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-             <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
-             profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\" type=\"static\" \
-             mediaPresentationDuration=\"PT{:.3}S\" maxSegmentDuration=\"PT{:.1}S\" minBufferTime=\"PT{:.1}S\">\n  <Period id=\"0\" start=\"PT0S\">",
-            total,
-            m.segment_secs,
-            m.segment_secs
-        );
-        adaptation_sets(&mut out, m, &q, None);
-        out.push_str("  </Period>\n</MPD>\n");
-        return Some(out);
+        return Some(vod(m, &q));
     }
+    let mut out = String::with_capacity(2048);
     let _ = write!(
         out,
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
@@ -100,17 +83,54 @@ pub fn mpd(m: &Mpd) -> Option<String> {
     if let Some(base) = m.base_url {
         let _ = writeln!(out, "  <BaseURL>{base}</BaseURL>");
     }
-    // A period per run of continuous timing (an encoder restart starts
-    // one), its start and numbering where the run began; a closed one
-    // ends with its media, before the silence the HLS playlists mark.
     let (_, anchor_track) = m.tracks.iter().find(|(_, t)| t.init().track.kind == anchor.0)?;
+    periods(&mut out, m, &q, anchor_track, ast);
+    let _ = write!(
+        out,
+        "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>\n</MPD>\n",
+        m.utc_timing
+    );
+    Some(out)
+}
+
+/// The archived event's static MPD: one period, each rendition's
+/// segments as a timeline.
+fn vod(m: &Mpd, q: &str) -> String {
+    let mut out = String::with_capacity(2048);
+    let total = m
+        .tracks
+        .iter()
+        .map(|(_, t)| t.secs(t.segments().iter().map(|s| s.duration).sum()))
+        .fold(0.0, f64::max);
+    let _ = writeln!(
+        out,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+         profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\" type=\"static\" \
+         mediaPresentationDuration=\"PT{:.3}S\" maxSegmentDuration=\"PT{:.1}S\" minBufferTime=\"PT{:.1}S\">\n  <Period id=\"0\" start=\"PT0S\">",
+        total,
+        m.segment_secs,
+        m.segment_secs
+    );
+    adaptation_sets(&mut out, m, q, None);
+    out.push_str("  </Period>\n</MPD>\n");
+    out
+}
+
+/// A period per run of continuous timing (an encoder restart starts one),
+/// its start and numbering where the run began (`ast`: the MPD's
+/// availability start); a closed one ends with its media, before the
+/// silence the HLS playlists mark as gaps.
+fn periods(out: &mut String, m: &Mpd, q: &str, anchor_track: &LiveTrack, ast: f64) {
     let starts = anchor_track.periods();
     // The encoder is a whole segment late: the period ends with what it
     // has, so players stop asking for segments that may never come (when
     // the encoder is back, its segments open the next period).
     let stalled = anchor_track
         .segments()
-        .back()
+        .iter()
+        .rev()
+        .find(|s| !s.gap)
         .is_some_and(|s| s.complete && m.now > s.wall + anchor_track.secs(s.duration) + m.segment_secs);
     for (i, p) in starts.iter().enumerate() {
         let _ = write!(
@@ -131,15 +151,9 @@ pub fn mpd(m: &Mpd) -> Option<String> {
             );
         }
         out.push_str(">\n");
-        adaptation_sets(&mut out, m, &q, Some(p.period));
+        adaptation_sets(out, m, q, Some(p.period));
         out.push_str("  </Period>\n");
     }
-    let _ = write!(
-        out,
-        "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>\n</MPD>\n",
-        m.utc_timing
-    );
-    Some(out)
 }
 
 /// A period's adaptation sets: video, then audio (live: the renditions

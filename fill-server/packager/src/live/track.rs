@@ -121,6 +121,9 @@ pub struct LiveTrack {
     origin: Option<(f64, u64)>,
     /// The runs of continuous timing in the window, oldest first.
     periods: VecDeque<PeriodStart>,
+    /// Gap segments were listed while the encoder was silent: whatever it
+    /// sends next starts anew (a discontinuity).
+    gapped: bool,
 }
 
 impl LiveTrack {
@@ -139,6 +142,7 @@ impl LiveTrack {
             dropped_discontinuities: 0,
             origin: None,
             periods: VecDeque::new(),
+            gapped: false,
         }
     }
 
@@ -356,10 +360,12 @@ impl LiveTrack {
         if !t.starts_with_sync {
             return Err(IngestError::NoKeyframe { at: t.base });
         }
-        let contiguous = self.last.is_some_and(|(_, end)| {
-            let slack = t.duration / u64::from(t.samples.max(1));
-            t.base >= end && t.base <= end + slack
-        });
+        let contiguous = !self.gapped
+            && self.last.is_some_and(|(_, end)| {
+                let slack = t.duration / u64::from(t.samples.max(1));
+                t.base >= end && t.base <= end + slack
+            });
+        self.gapped = false;
         let base_secs = self.secs(t.base);
         if !contiguous || self.anchor.is_none() {
             // The first sample was captured about one fragment before it
@@ -401,6 +407,29 @@ impl LiveTrack {
         Ok(())
     }
 
+    /// The clock at `now` (Unix seconds) while the encoder may be silent:
+    /// once the next segment is a whole segment late, the time that passes
+    /// is listed as gap segments, so the playlist moves on and players'
+    /// reloads are answered. Returns whether a gap segment was added.
+    pub fn tick(&mut self, now: f64) -> bool {
+        let Some(last) = self.segments.back().filter(|s| s.complete) else {
+            return false;
+        };
+        let longest = self.segments.iter().map(|s| s.duration).max().unwrap_or(0);
+        let secs = self.secs(longest);
+        if secs <= 0.0 || now < last.wall + self.secs(last.duration) + secs {
+            return false;
+        }
+        let before = self.segments.len();
+        self.fill_gap(now - secs);
+        let added = self.segments.len() > before;
+        self.gapped |= added;
+        if added {
+            self.trim();
+        }
+        added
+    }
+
     /// The encoder was silent from the end of the last segment until
     /// `wall`: that time is listed as gap segments of the longest segment's
     /// length (the last one may have been cut short), so sequence numbers
@@ -414,7 +443,7 @@ impl LiveTrack {
         if secs <= 0.0 {
             return;
         }
-        let mut at = prev.wall + secs;
+        let mut at = prev.wall + self.secs(prev.duration);
         let (epoch, mut base, period) = (prev.epoch, prev.base + prev.duration, prev.period);
         let mut n = 0;
         while at + secs <= wall + 1e-3 && n < MAX_GAP_SEGMENTS {

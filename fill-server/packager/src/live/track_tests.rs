@@ -239,3 +239,21 @@ fn a_silent_encoder_leaves_gap_segments_then_a_discontinuity() {
     segment(&mut t, 0, 21.6);
     assert!(!t.segment(6).unwrap().gap && t.segment(6).unwrap().discontinuity);
 }
+
+#[test]
+fn while_the_encoder_is_silent_the_clock_adds_gap_segments() {
+    let mut t = LiveTrack::new(init("avc1.64001f"), TrackOptions::default());
+    segment(&mut t, 0, 10.0); // 9.5 .. 11.5
+    assert!(!t.tick(12.0) && !t.tick(13.4), "not a whole segment late yet");
+    assert!(t.tick(15.6), "a gap segment for 11.5 .. 13.5");
+    assert_eq!(t.segments().len(), 2);
+    assert!(t.segment(1).unwrap().gap);
+    assert!(!t.tick(15.7));
+    assert!(t.tick(17.5));
+    // The encoder comes back with its clock going on as if nothing
+    // happened: still a discontinuity, after the gaps.
+    segment(&mut t, 2000, 18.0);
+    let back = t.segments().back().unwrap();
+    assert!(back.discontinuity && !back.gap, "{back:?}");
+    assert!(t.segments().iter().filter(|s| s.gap).count() >= 2);
+}

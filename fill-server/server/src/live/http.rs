@@ -107,6 +107,15 @@ const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // The events' clock (gap segments while an encoder is silent).
+    let live = app.live.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            every.tick().await;
+            live.tick(nearcast_common::clock::now_secs());
+        }
+    });
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut stop => return,

@@ -246,6 +246,31 @@ impl Live {
         Some(event)
     }
 
+    /// The clock for every running event: tracks whose encoder is a
+    /// segment late list the passing time as gaps (`LiveTrack::tick`), and
+    /// their waiting players are woken.
+    pub fn tick(&self, now: f64) {
+        let events: Vec<Arc<Event>> = self
+            .events
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for event in events {
+            let changed = {
+                let mut st = event.state();
+                if st.ended {
+                    continue;
+                }
+                st.tracks.values_mut().fold(false, |c, t| t.tick(now) | c)
+            };
+            if changed {
+                event.bump();
+            }
+        }
+    }
+
     pub fn list(&self) -> Vec<EventStatus> {
         let events = self.events.read().unwrap_or_else(|p| p.into_inner());
         events

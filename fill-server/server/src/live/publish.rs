@@ -191,7 +191,17 @@ enum Slice {
 }
 
 fn slice(track: &LiveTrack, msn: u64, part: Option<usize>, from: usize) -> Slice {
-    let Some(seg) = track.segment(msn).filter(|s| !s.gap) else {
+    // A gap segment has no media. Asked for whole (a DASH player whose
+    // template named it before its period was closed) it is an empty
+    // answer, so the player moves on; its parts do not exist.
+    if let Some(seg) = track.segment(msn).filter(|s| s.gap) {
+        return if part.is_none() && seg.complete {
+            Slice::Bytes(Vec::new(), true)
+        } else {
+            Slice::Gone
+        };
+    }
+    let Some(seg) = track.segment(msn) else {
         let newest = track.segments().back().map(|s| s.msn);
         return match newest {
             Some(n) if msn <= n => Slice::Gone,

@@ -277,7 +277,21 @@ fn an_encoder_killed_and_restarted_leaves_a_gap_and_a_discontinuity() {
     first.wait().unwrap();
     let before = get(s.live, "/l/match/stream0/index.m3u8").text();
     assert!(before.contains("\n1.m4s?"), "{before}");
-    std::thread::sleep(Duration::from_secs(5));
+    // While it is silent, the playlist moves on with gap segments, and a
+    // blocking reload for the next segment is answered.
+    let next = before
+        .lines()
+        .filter_map(|l| l.split_once(".m4s?").map(|(m, _)| m))
+        .filter_map(|m| m.parse::<u64>().ok())
+        .max()
+        .unwrap()
+        + 1;
+    let t0 = Instant::now();
+    let held = get(s.live, &format!("/l/match/stream0/index.m3u8?_HLS_msn={next}"));
+    assert_eq!(held.status, 200, "{}", held.text());
+    assert!(held.text().contains("#EXT-X-GAP"), "{}", held.text());
+    eprintln!("a reload during the silence answered after {:?}", t0.elapsed());
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(t0.elapsed()));
     let second = encoder(s.live, None, 5).wait_with_output().unwrap();
     assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
     let text = get(s.live, "/l/match/stream0/index.m3u8").text();
@@ -320,11 +334,11 @@ fn an_encoder_killed_and_restarted_leaves_a_gap_and_a_discontinuity() {
         .next()
         .unwrap()
         .to_string();
-    assert_eq!(
-        get(s.live, &format!("/l/match/stream0/{gap_msn}.m4s")).status,
-        404,
-        "a gap has no media"
-    );
+    // A gap has no media: whole, an empty answer (a DASH template may name
+    // it); its parts do not exist.
+    let gap = get(s.live, &format!("/l/match/stream0/{gap_msn}.m4s"));
+    assert_eq!((gap.status, gap.body.len()), (200, 0), "a gap has no media");
+    assert_eq!(get(s.live, &format!("/l/match/stream0/{gap_msn}.0.m4s")).status, 404);
 }
 
 /// Pushes 6 s to event `name` with `codecs` through `muxer` and returns
