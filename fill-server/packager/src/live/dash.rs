@@ -54,8 +54,9 @@ pub fn mpd(m: &Mpd) -> Option<String> {
     } else {
         format!("?{}", m.query)
     };
+    let (_, anchor_track) = m.tracks.iter().find(|(_, t)| t.init().track.kind == anchor.0)?;
     if m.vod {
-        return Some(vod(m, &q));
+        return Some(vod(m, &q, anchor_track));
     }
     let mut out = String::with_capacity(2048);
     let _ = write!(
@@ -83,7 +84,6 @@ pub fn mpd(m: &Mpd) -> Option<String> {
     if let Some(base) = m.base_url {
         let _ = writeln!(out, "  <BaseURL>{base}</BaseURL>");
     }
-    let (_, anchor_track) = m.tracks.iter().find(|(_, t)| t.init().track.kind == anchor.0)?;
     periods(&mut out, m, &q, anchor_track, ast);
     let _ = write!(
         out,
@@ -93,27 +93,53 @@ pub fn mpd(m: &Mpd) -> Option<String> {
     Some(out)
 }
 
-/// The archived event's static MPD: one period, each rendition's
-/// segments as a timeline.
-fn vod(m: &Mpd, q: &str) -> String {
-    let mut out = String::with_capacity(2048);
-    let total = m
-        .tracks
+/// The archived event's static MPD: a period per run of continuous
+/// timing, back to back (the silences between are left out), each
+/// rendition's segments in it as a timeline.
+fn vod(m: &Mpd, q: &str, anchor_track: &LiveTrack) -> String {
+    let media_secs = |t: &LiveTrack, p: u64| {
+        t.secs(
+            t.segments()
+                .iter()
+                .filter(|s| !s.gap && s.period == p)
+                .map(|s| s.duration)
+                .sum(),
+        )
+    };
+    let runs: Vec<(u64, f64)> = anchor_track
+        .periods()
         .iter()
-        .map(|(_, t)| t.secs(t.segments().iter().map(|s| s.duration).sum()))
-        .fold(0.0, f64::max);
+        .map(|p| {
+            let longest = m
+                .tracks
+                .iter()
+                .map(|(_, t)| media_secs(t, p.period))
+                .fold(0.0, f64::max);
+            (p.period, longest)
+        })
+        .collect();
+    let mut out = String::with_capacity(2048);
     let _ = writeln!(
         out,
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
          profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\" type=\"static\" \
-         mediaPresentationDuration=\"PT{:.3}S\" maxSegmentDuration=\"PT{:.1}S\" minBufferTime=\"PT{:.1}S\">\n  <Period id=\"0\" start=\"PT0S\">",
-        total,
+         mediaPresentationDuration=\"PT{:.3}S\" maxSegmentDuration=\"PT{:.1}S\" minBufferTime=\"PT{:.1}S\">",
+        runs.iter().map(|(_, d)| d).sum::<f64>(),
         m.segment_secs,
         m.segment_secs
     );
-    adaptation_sets(&mut out, m, q, None);
-    out.push_str("  </Period>\n</MPD>\n");
+    let mut start = 0.0;
+    for (period, secs) in runs {
+        let _ = writeln!(
+            out,
+            "  <Period id=\"p{period}\" start=\"PT{start:.3}S\" duration=\"PT{secs:.3}S\">"
+        );
+        adaptation_sets(&mut out, m, q, Some(period));
+        out.push_str("  </Period>\n");
+        start += secs;
+    }
+    out.push_str("</MPD>\n");
     out
 }
 
@@ -208,9 +234,10 @@ fn adaptation_set(
         let names = format!(
             "initialization=\"$RepresentationID$/init-{epoch}.mp4{q}\" media=\"$RepresentationID$/$Number$.m4s{q}\""
         );
-        match t.segments().front() {
-            // VOD: the segments kept, each as it is (a rendition may end
-            // a segment earlier than another).
+        let in_run = |s: &&super::track::Segment| !s.gap && period.is_none_or(|p| s.period == p);
+        match t.segments().iter().find(in_run) {
+            // VOD: the period's segments kept, each as it is (a rendition
+            // may end a segment earlier than another).
             Some(first) if m.vod => {
                 let _ = writeln!(
                     out,
@@ -218,7 +245,7 @@ fn adaptation_set(
                      {}        </SegmentTemplate>\n      </Representation>",
                     first.msn,
                     first.base,
-                    timeline(t)
+                    timeline(t.segments().iter().filter(in_run))
                 );
             }
             // Live: numbered from the period's first segment and its
@@ -243,10 +270,10 @@ fn adaptation_set(
 
 /// A `SegmentTimeline` of the track's segments, equal durations run
 /// together (`@r`).
-fn timeline(t: &LiveTrack) -> String {
+fn timeline<'a>(segments: impl Iterator<Item = &'a super::track::Segment>) -> String {
     let mut runs: Vec<(u64, u64, u32)> = Vec::new(); // (t, d, repeats)
     let mut next = None;
-    for s in t.segments() {
+    for s in segments {
         match runs.last_mut() {
             Some((_, d, r)) if *d == s.duration && next == Some(s.base) => *r += 1,
             _ => runs.push((s.base, s.duration, 0)),
@@ -303,6 +330,51 @@ mod tests {
             assert!(text.contains(want), "{want}\nnot in\n{text}");
         }
         assert!(!text.contains("contentType=\"audio\""));
+    }
+
+    #[test]
+    fn the_archive_mpd_is_static_with_a_period_per_run_and_no_gaps() {
+        let mut t = LiveTrack::new(init("avc1.64001f"), TrackOptions::default());
+        segment(&mut t, 0, 100.0);
+        t.set_init(init("avc1.64001f")).unwrap();
+        segment(&mut t, 0, 107.5); // two gap segments before it
+        assert_eq!(t.segments().iter().filter(|s| s.gap).count(), 2);
+        let text = mpd(&Mpd {
+            tracks: &[("video", &t)],
+            segment_secs: 2.0,
+            part_target: 0.5,
+            window_secs: 0.0,
+            utc_timing: "",
+            query: "",
+            base_url: None,
+            target_latency: 0.0,
+            now: 0.0,
+            vod: true,
+        })
+        .unwrap();
+        assert!(
+            text.contains("type=\"static\" mediaPresentationDuration=\"PT4.000S\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("<Period id=\"p0\" start=\"PT0.000S\" duration=\"PT2.000S\">"),
+            "{text}"
+        );
+        assert!(
+            text.contains("<Period id=\"p1\" start=\"PT2.000S\" duration=\"PT2.000S\">"),
+            "{text}"
+        );
+        // Segment 0, then (after gap segments 1 and 2) segment 3.
+        assert!(
+            text.contains("startNumber=\"0\" presentationTimeOffset=\"0\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("startNumber=\"3\" presentationTimeOffset=\"0\""),
+            "{text}"
+        );
+        assert_eq!(text.matches("<S t=").count(), 2, "{text}");
+        assert!(!text.contains("availabilityTimeOffset"), "{text}");
     }
 
     #[test]
