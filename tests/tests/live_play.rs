@@ -81,6 +81,8 @@ fn every_rendition_has_a_segment(master_url: &str) -> bool {
     let uris = master.lines().filter_map(|l| {
         if l.starts_with("http") {
             Some(l.to_string())
+        } else if !l.starts_with("#EXT-X-MEDIA:") {
+            None
         } else {
             l.split_once("URI=\"")
                 .and_then(|(_, u)| u.split_once('"'))

@@ -92,8 +92,9 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
 }
 
 /// A live event's manifest for this player: the live origin's URLs with a
-/// token for the event bound to the player's prefix. (Boxes join with
-/// live on the box.)
+/// token for the event bound to the player's prefix; the HLS master with
+/// content steering as for VOD (the live door is the one pathway until
+/// boxes carry live).
 fn live(app: &App, event: &str, file: &str, client: IpAddr) -> Resp {
     let Some(ev) = app.live.get(event) else {
         return error(StatusCode::NOT_FOUND, format!("no live event '{event}'"));
@@ -106,7 +107,15 @@ fn live(app: &App, event: &str, file: &str, client: IpAddr) -> Resp {
     let live_url = app.config.live_url.trim_end_matches('/');
     let base = format!("{live_url}/l/{event}/");
     let answer = if file == "master.m3u8" {
-        ev.master(&base, &q).map(|t| ("application/vnd.apple.mpegurl", t))
+        let ids = pathways(app, client, event, None);
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let steering = format!("/v1/play/{event}/steering.json");
+        ev.master("", "").map(|t| {
+            (
+                "application/vnd.apple.mpegurl",
+                playback::master(&t, &base, &q, &ids, &steering),
+            )
+        })
     } else {
         ev.mpd(Some(&base), &q, &format!("{live_url}/time"))
             .map(|t| ("application/dash+xml", t))

@@ -94,13 +94,23 @@ pub async fn ingest(live: &Live, rest: &[&str], body: Incoming) -> LiveResp {
         }
         st.uploads += 1;
     }
-    let resp = match target {
+    let _upload = Upload(&event);
+    match target {
         Target::Manifest => drain(body).await,
         Target::Init(r) => init(&event, r, body).await,
         Target::Media(r) => media(&event, r, body).await,
-    };
-    event.state().uploads -= 1;
-    resp
+    }
+}
+
+/// One upload in progress: counted until it is dropped, however the
+/// handler ends (a dropped connection included).
+struct Upload<'a>(&'a Event);
+
+impl Drop for Upload<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.state();
+        st.uploads = st.uploads.saturating_sub(1);
+    }
 }
 
 /// Reads and drops an encoder manifest (bounded).

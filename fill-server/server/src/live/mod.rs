@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use http::{serve, spawn_background};
 
 /// The latency the DASH manifest asks players to hold, seconds.
-const TARGET_LATENCY_SECS: f64 = 3.0;
+const TARGET_LATENCY_SECS: f64 = 2.5;
 
 /// What the operator creates (`POST /v1/admin/live`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
