@@ -287,3 +287,13 @@ pub fn bgp_to(bird: &nearcast_bgp::bird::Bird, hold_time: u16) -> nearcast_agent
         md5_password: None,
     }
 }
+
+/// `s` percent-encoded for a query value (RFC 3986 unreserved kept).
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -22,22 +22,13 @@ use std::time::Duration;
 
 use nearcast::live::LADDER;
 use nearcast::stack::{Ports, Stack};
-use nearcast_e2e::Browser;
+use nearcast_e2e::{url_encode, Browser};
 use nearcast_testkit::TempDir;
 
 fn percentile(samples: &[f64], p: f64) -> f64 {
     let mut s = samples.to_vec();
     s.sort_by(f64::total_cmp);
     s[((s.len() - 1) as f64 * p).round() as usize]
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Kills the encoder, restarts it 4 s later, and waits for both players

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nearcast::live::LADDER;
 use nearcast::stack::{Ports, Stack};
-use nearcast_e2e::{curl_get, Browser};
+use nearcast_e2e::{curl_get, url_encode, Browser};
 use nearcast_packager::live::encoder::{self, Codecs, Muxer};
 
 pub struct Played {
@@ -19,15 +19,6 @@ pub struct Played {
 
 fn page() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/web/live.html")
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Shaka plays `mpd` for 5 s to settle, then `secs` measured.
