@@ -30,6 +30,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
     pub disk_io: DiskIoConfig,
+    /// Live objects pulled through from upstream (`/l/`).
+    pub live: crate::live::LiveConfig,
 }
 
 /// Reading body bytes that are not in the page cache (per worker).
@@ -151,6 +153,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             rate_limit: RateLimitConfig::default(),
             disk_io: DiskIoConfig::default(),
+            live: crate::live::LiveConfig::default(),
         }
     }
 }
@@ -205,6 +208,8 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("disk_io.buffer_kib must be a multiple of 4 (O_DIRECT reads are 4 KiB aligned)")]
     BufferAlign,
+    #[error("at most {max} worker threads (a live object wakes workers by bit)")]
+    TooManyThreads { max: usize },
 }
 
 impl Config {
@@ -242,6 +247,14 @@ impl Config {
         ];
         if let Some((name, _)) = nonzero.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero(name));
+        }
+        if let Some(name) = self.live.zero_fields() {
+            return Err(ConfigError::Zero(name));
+        }
+        if self.threads() > crate::live::MAX_WORKERS {
+            return Err(ConfigError::TooManyThreads {
+                max: crate::live::MAX_WORKERS,
+            });
         }
         if !self.disk_io.buffer_kib.is_multiple_of(4) {
             return Err(ConfigError::BufferAlign);

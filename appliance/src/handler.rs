@@ -2,7 +2,9 @@
 //! its token, applies conditionals and ranges, and writes the response head.
 //! The body, if any, is returned as a file region for the worker to send.
 //! When the file's lookup would wait on the disk, the decision is to open
-//! it first ([`Decision::Open`]); the worker does, and asks again.
+//! it first ([`Decision::Open`]); the worker does, and asks again. A live
+//! path, once its token is good, is handed to the live side
+//! ([`Decision::Live`]), which answers from the live cache or upstream.
 
 use std::ffi::CString;
 use std::net::IpAddr;
@@ -15,7 +17,8 @@ use nearcast_common::{Keyring, TokenError, TOKEN_PARAM};
 use crate::http::range::{evaluate_range, not_modified, Validators};
 use crate::http::response::content_type;
 use crate::http::{Head, Method, ParseError, RangeOutcome, Request, Status};
-use crate::path::{query_param, ContentPath};
+use crate::live::LiveKey;
+use crate::path::{query_param, ContentPath, Space};
 use crate::store::{FileCache, OpenFile, StoreError};
 
 /// Bytes of a file to send after the head.
@@ -31,6 +34,15 @@ pub enum Decision {
     Reply(Reply),
     /// Open the file first, through io_uring, then decide again.
     Open(OpenAsk),
+    /// A live object: nothing is written yet.
+    Live(LiveAsk),
+}
+
+/// A request for a live object, checked.
+pub struct LiveAsk {
+    pub key: LiveKey,
+    pub head_only: bool,
+    pub keep_alive: bool,
 }
 
 /// An open the worker does for the handler.
@@ -99,6 +111,19 @@ impl Handler {
                 return Decision::Reply(self.error(Status::Forbidden, keep_alive, head_only, out));
             }
         }
+        if path.space() == Space::Live {
+            return match LiveKey::new(&path, req.query) {
+                Ok(key) => Decision::Live(LiveAsk {
+                    key,
+                    head_only,
+                    keep_alive,
+                }),
+                Err(e) => {
+                    tracing::debug!(%peer, path = path.url_path(), error = %e, "refused live request");
+                    Decision::Reply(self.error(Status::BadRequest, keep_alive, head_only, out))
+                }
+            };
+        }
         let file = match self.files.open(path.relative(), now, skip) {
             Ok(f) => f,
             Err(StoreError::NotFound) => {
@@ -155,6 +180,35 @@ impl Handler {
         Decision::Reply(reply(status, body, keep_alive))
     }
 
+    /// The head of a live answer, from what its upstream answered: its
+    /// length when known, else chunked (or neither: to the close).
+    pub fn live_head(
+        &mut self,
+        status: Status,
+        head: &crate::live::object::Head,
+        length: Option<u64>,
+        chunked: bool,
+        keep_alive: bool,
+        out: &mut Vec<u8>,
+    ) {
+        self.date.refresh();
+        let mut h = Head::start(out, status, self.date.get());
+        h.header("Content-Type", head.content_type.as_bytes());
+        if let Some(cc) = &head.cache_control {
+            h.header("Cache-Control", cc.as_bytes());
+        }
+        match (length, chunked) {
+            (Some(n), _) => {
+                h.content_length(n);
+            }
+            (None, true) => {
+                h.header("Transfer-Encoding", b"chunked");
+            }
+            (None, false) => {}
+        }
+        h.finish(keep_alive);
+    }
+
     /// Answers a request that could not be parsed; the connection closes.
     pub fn refuse(&mut self, err: ParseError, out: &mut Vec<u8>) -> Reply {
         let status = match err {
@@ -188,6 +242,8 @@ impl Handler {
             Status::BadRequest => b"bad request\n",
             Status::Forbidden => b"forbidden\n",
             Status::NotFound => b"not found\n",
+            Status::BadGateway => b"no upstream answered\n",
+            Status::Unavailable => b"unavailable\n",
             Status::MethodNotAllowed => b"only GET and HEAD\n",
             Status::UriTooLong => b"request line too long\n",
             Status::HeadersTooLarge => b"request headers too large\n",

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod handler;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod path;
 pub mod server;

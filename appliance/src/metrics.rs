@@ -205,8 +205,8 @@ fn sum(workers: &[Arc<WorkerMetrics>], f: impl Fn(&WorkerMetrics) -> u64) -> u64
     workers.iter().map(|w| f(w)).sum()
 }
 
-/// Prometheus text exposition of all workers' counters.
-pub fn render(workers: &[Arc<WorkerMetrics>], disks: &Disks) -> String {
+/// Prometheus text exposition of all workers' counters and the live side.
+pub fn render(workers: &[Arc<WorkerMetrics>], disks: &Disks, live: &crate::live::LiveShared) -> String {
     let mut page = Exposition::new();
     page.family(
         "nearcast_requests_total",
@@ -234,6 +234,7 @@ pub fn render(workers: &[Arc<WorkerMetrics>], disks: &Disks) -> String {
     );
     render_by_kind(&mut page, workers);
     render_disks(&mut page, workers, disks);
+    live.render(&mut page);
     page.family(
         "nearcast_request_duration_seconds",
         Kind::Histogram,

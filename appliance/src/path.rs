@@ -1,6 +1,7 @@
-//! URL paths of the content store: `/c/{title}/{rendition}/{file}` (and
+//! URL paths the box serves: `/c/{title}/{rendition}/{file}` (and
 //! `/c/{title}/{file}` for title-level files such as the multivariant
-//! playlist).
+//! playlist) from the content store, and `/l/{event}/{rendition}/{file}`
+//! (and `/l/{event}/{file}`) pulled through from upstream.
 //!
 //! Every segment is percent-decoded and then must be a plain name:
 //! `A-Z a-z 0-9 . _ -`, not starting with a dot. That one rule shuts out
@@ -9,17 +10,27 @@
 
 /// Longest decoded path accepted.
 pub const MAX_PATH: usize = 512;
-const PREFIX: &[u8] = b"/c/";
+/// Which side of the box a path belongs to; both prefixes are three bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    /// `/c/`: filled at night, on disk.
+    Filled,
+    /// `/l/`: live, pulled through on a miss.
+    Live,
+}
+
+const PREFIX_LEN: usize = 3;
 
 /// A validated content path, held inline (no allocation).
 pub struct ContentPath {
     buf: [u8; MAX_PATH],
     len: usize,
+    space: Space,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
-    #[error("not under /c/")]
+    #[error("not under /c/ or /l/")]
     NotContent,
     #[error("wrong number of path segments")]
     Shape,
@@ -34,12 +45,18 @@ pub enum PathError {
 impl ContentPath {
     /// Parses a raw (still percent-encoded) request path.
     pub fn parse(raw: &[u8]) -> Result<Self, PathError> {
-        let rest = raw.strip_prefix(PREFIX).ok_or(PathError::NotContent)?;
+        let (space, prefix): (Space, &[u8]) = match raw.get(..PREFIX_LEN) {
+            Some(b"/c/") => (Space::Filled, b"/c/"),
+            Some(b"/l/") => (Space::Live, b"/l/"),
+            _ => return Err(PathError::NotContent),
+        };
+        let rest = &raw[PREFIX_LEN..];
         let mut out = ContentPath {
             buf: [0; MAX_PATH],
             len: 0,
+            space,
         };
-        out.push(PREFIX)?;
+        out.push(prefix)?;
         let mut segments = 0;
         for seg in rest.split(|&b| b == b'/') {
             if segments > 0 {
@@ -68,15 +85,20 @@ impl ContentPath {
         Ok(())
     }
 
-    /// The decoded URL path, `/c/…`: what tokens sign.
+    pub fn space(&self) -> Space {
+        self.space
+    }
+
+    /// The decoded URL path, `/c/…` or `/l/…`: what tokens sign.
     pub fn url_path(&self) -> &str {
         // Only ASCII from `is_plain_name` and the prefix was ever pushed.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }
 
-    /// The path relative to a disk's root, `{title}/…`.
+    /// The path after the prefix, `{title}/…`: relative to a disk's root
+    /// for `/c/`.
     pub fn relative(&self) -> &str {
-        &self.url_path()[PREFIX.len()..]
+        &self.url_path()[PREFIX_LEN..]
     }
 
     /// The file name (last segment).
@@ -85,7 +107,7 @@ impl ContentPath {
         p.rsplit('/').next().unwrap_or(p)
     }
 
-    /// The title (first segment).
+    /// The title or event (first segment).
     pub fn title(&self) -> &str {
         let rel = self.relative();
         rel.split('/').next().unwrap_or(rel)
@@ -129,6 +151,12 @@ mod tests {
         assert_eq!(p.relative(), "title/master.m3u8");
         let p = ContentPath::parse(b"/c/t/r/%73eg.m4s").unwrap();
         assert_eq!(p.file_name(), "seg.m4s");
+        assert_eq!(p.space(), Space::Filled);
+        let p = ContentPath::parse(b"/l/match/v1/12.3.m4s").unwrap();
+        assert_eq!(
+            (p.space(), p.title(), p.relative()),
+            (Space::Live, "match", "match/v1/12.3.m4s")
+        );
     }
 
     #[test]
@@ -150,6 +178,9 @@ mod tests {
             (b"/c/t/r/f%", PathError::BadEscape),
             (b"/c/t/r/f%zz", PathError::BadEscape),
             (b"/c/t/r/f\\..\\x", PathError::BadSegment),
+            (b"/l/ev", PathError::Shape),
+            (b"/l/ev/../../x", PathError::BadSegment),
+            (b"/L/ev/v/f", PathError::NotContent),
         ];
         for (raw, want) in cases {
             assert_eq!(

@@ -159,6 +159,12 @@ impl Keyring {
         self.keys.is_empty()
     }
 
+    /// The key a holder of the ring signs with itself (the first; during
+    /// a rotation the new key is listed first once every verifier has it).
+    pub fn primary(&self) -> Option<&SigningKey> {
+        self.keys.first()
+    }
+
     /// The key named `id`.
     pub fn get(&self, id: &str) -> Option<&SigningKey> {
         self.keys.iter().find(|k| k.id == id)

@@ -27,6 +27,11 @@ pub struct Request<'a> {
     pub if_none_match: Option<&'a [u8]>,
     pub if_modified_since: Option<&'a [u8]>,
     pub if_range: Option<&'a [u8]>,
+    pub host: Option<&'a [u8]>,
+    /// HTTP/1.1 (chunked bodies may be sent).
+    pub http11: bool,
+    /// A `Via` naming nearcast: the request comes from a peer box.
+    pub from_peer: bool,
 }
 
 impl Request<'_> {
@@ -96,6 +101,7 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Parsed<'_>, ParseErr
         path,
         query,
         keep_alive: http11,
+        http11,
         ..Request::default()
     };
     let mut hosts = 0;
@@ -112,6 +118,9 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Parsed<'_>, ParseErr
             }
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
+            out.host = Some(value);
+        } else if name.eq_ignore_ascii_case(b"via") {
+            out.from_peer |= value.windows(8).any(|w| w.eq_ignore_ascii_case(b"nearcast"));
         } else if name.eq_ignore_ascii_case(b"range") {
             out.range = Some(value);
         } else if name.eq_ignore_ascii_case(b"if-none-match") {

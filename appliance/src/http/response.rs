@@ -6,53 +6,67 @@ use std::io::Write;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Ok,
+    NoContent,
     PartialContent,
     NotModified,
     BadRequest,
     Forbidden,
     NotFound,
+    Gone,
     MethodNotAllowed,
     RequestTimeout,
     UriTooLong,
     RangeNotSatisfiable,
     HeadersTooLarge,
     InternalError,
+    BadGateway,
     Unavailable,
 }
 
 impl Status {
-    pub const ALL: [Status; 13] = [
+    pub const ALL: [Status; 16] = [
         Status::Ok,
+        Status::NoContent,
         Status::PartialContent,
         Status::NotModified,
         Status::BadRequest,
         Status::Forbidden,
         Status::NotFound,
+        Status::Gone,
         Status::MethodNotAllowed,
         Status::RequestTimeout,
         Status::UriTooLong,
         Status::RangeNotSatisfiable,
         Status::HeadersTooLarge,
         Status::InternalError,
+        Status::BadGateway,
         Status::Unavailable,
     ];
 
     pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
+            Status::NoContent => 204,
             Status::PartialContent => 206,
             Status::NotModified => 304,
             Status::BadRequest => 400,
             Status::Forbidden => 403,
             Status::NotFound => 404,
+            Status::Gone => 410,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
             Status::UriTooLong => 414,
             Status::RangeNotSatisfiable => 416,
             Status::HeadersTooLarge => 431,
             Status::InternalError => 500,
+            Status::BadGateway => 502,
             Status::Unavailable => 503,
         }
+    }
+
+    /// The status of an upstream's answer the box passes on.
+    pub fn from_upstream(code: u16) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.code() == code)
     }
 
     pub fn index(self) -> usize {
@@ -62,17 +76,20 @@ impl Status {
     fn line(self) -> &'static str {
         match self {
             Status::Ok => "200 OK",
+            Status::NoContent => "204 No Content",
             Status::PartialContent => "206 Partial Content",
             Status::NotModified => "304 Not Modified",
             Status::BadRequest => "400 Bad Request",
             Status::Forbidden => "403 Forbidden",
             Status::NotFound => "404 Not Found",
+            Status::Gone => "410 Gone",
             Status::MethodNotAllowed => "405 Method Not Allowed",
             Status::RequestTimeout => "408 Request Timeout",
             Status::UriTooLong => "414 URI Too Long",
             Status::RangeNotSatisfiable => "416 Range Not Satisfiable",
             Status::HeadersTooLarge => "431 Request Header Fields Too Large",
             Status::InternalError => "500 Internal Server Error",
+            Status::BadGateway => "502 Bad Gateway",
             Status::Unavailable => "503 Service Unavailable",
         }
     }

@@ -1,9 +1,11 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz`, `/status` (the
 //! typed `ApplianceStatus` the control agent reads: serving, connections,
-//! bytes per title, disks), `/titles` (bytes per title alone)
-//! and `POST /disks/{i}/fail` / `POST /disks/{i}/restore` (the agent takes
-//! a failed disk out of serving and puts a replaced one back), on its own
-//! port and thread, so scraping never competes with the serving rings.
+//! bytes per title, disks), `/titles` (bytes per title alone),
+//! `POST /disks/{i}/fail` / `POST /disks/{i}/restore` (the agent takes
+//! a failed disk out of serving and puts a replaced one back) and
+//! `GET`/`PUT /live` (the live upstream lists and cache size, which the
+//! agent replaces without a restart), on its own port and thread, so
+//! scraping never competes with the serving rings.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,7 +15,11 @@ use std::time::Duration;
 
 use nearcast_common::appliance::{ApplianceStatus, ServingDisk};
 
+use crate::live::Upstreams;
 use crate::metrics::{render, WorkerMetrics};
+
+/// Largest request body (a `PUT /live`).
+const MAX_BODY: usize = 1 << 20;
 use crate::server::Shared;
 
 pub fn spawn(listener: TcpListener, shared: Arc<Shared>, metrics: Vec<Arc<WorkerMetrics>>) -> std::io::Result<()> {
@@ -34,7 +40,7 @@ fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>])
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = vec![0u8; 8192];
     let mut filled = 0;
-    let (post, path) = loop {
+    let (method, path, body) = loop {
         if filled == buf.len() {
             return respond(
                 &mut stream,
@@ -51,18 +57,33 @@ fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>])
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf[..filled]) {
-            Ok(httparse::Status::Complete(_)) => {
+            Ok(httparse::Status::Complete(used)) => {
                 let path = req.path.unwrap_or("/");
-                let path = path.split('?').next().unwrap_or(path);
-                break (req.method == Some("POST"), path.as_bytes().to_vec());
+                let path = path.split('?').next().unwrap_or(path).as_bytes().to_vec();
+                let method = req.method.unwrap_or("GET").to_string();
+                let length = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if length > MAX_BODY {
+                    return respond(&mut stream, "413 Content Too Large", "text/plain", "body too large\n");
+                }
+                let mut body = buf[used..filled].to_vec();
+                body.resize(length, 0);
+                stream.read_exact(&mut body[(filled - used).min(length)..])?;
+                break (method, path, body);
             }
             Ok(httparse::Status::Partial) => continue,
             Err(_) => return respond(&mut stream, "400 Bad Request", "text/plain", "bad request\n"),
         }
     };
+    let post = method == "POST";
     match path.as_slice() {
+        b"/live" => live(&mut stream, shared, &method, &body),
         b"/metrics" => {
-            let body = render(metrics, &shared.disks);
+            let body = render(metrics, &shared.disks, &shared.live);
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body)
         }
         b"/status" => {
@@ -95,6 +116,37 @@ fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>])
             }
         }
         _ => respond(&mut stream, "404 Not Found", "text/plain", "not found\n"),
+    }
+}
+
+/// What the agent sends to `PUT /live`.
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct LiveSetting {
+    upstreams: Upstreams,
+    #[serde(default)]
+    cache_mib: Option<u64>,
+}
+
+fn live(stream: &mut TcpStream, shared: &Shared, method: &str, body: &[u8]) -> std::io::Result<()> {
+    match method {
+        "PUT" => match serde_json::from_slice::<LiveSetting>(body) {
+            Ok(s) => {
+                tracing::info!(origins = s.upstreams.origins.len(), peers = s.upstreams.peers.len(), cache_mib = ?s.cache_mib, "live upstreams replaced");
+                shared.live.reconfigure(s.upstreams, s.cache_mib);
+                respond(stream, "200 OK", "text/plain", "ok\n")
+            }
+            Err(e) => respond(stream, "400 Bad Request", "text/plain", &format!("{e}\n")),
+        },
+        "GET" => {
+            let now = LiveSetting {
+                upstreams: (*shared.live.upstreams()).clone(),
+                cache_mib: Some(shared.live.cache().cap() >> 20),
+            };
+            let body = serde_json::to_string(&now).unwrap_or_default() + "\n";
+            respond(stream, "200 OK", "application/json", &body)
+        }
+        _ => respond(stream, "405 Method Not Allowed", "text/plain", "GET or PUT\n"),
     }
 }
 

@@ -1,9 +1,10 @@
 //! Listening sockets: one per worker and address, bound with SO_REUSEPORT
 //! so the kernel spreads new connections across workers with no shared
-//! accept queue and no lock.
+//! accept queue and no lock; and the non-blocking connect of upstream
+//! fetches.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 fn check(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -49,10 +50,32 @@ pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<(Vec<TcpList
     Ok((fds, bound))
 }
 
+/// Starts a connect to `addr` without waiting: the socket is writable (or
+/// has `SO_ERROR` set) once it is done.
+pub fn connect_nonblocking(addr: SocketAddr) -> io::Result<TcpStream> {
+    let fd = socket_with(addr, libc::SOCK_NONBLOCK)?;
+    let (storage, len) = to_sockaddr(addr);
+    // SAFETY: storage holds a sockaddr of `len` bytes.
+    let r = unsafe { libc::connect(fd.as_raw_fd(), (&storage as *const libc::sockaddr_storage).cast(), len) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+    }
+    let sock = TcpStream::from(fd);
+    let _ = sock.set_nodelay(true);
+    Ok(sock)
+}
+
 fn socket_for(addr: SocketAddr) -> io::Result<OwnedFd> {
+    socket_with(addr, 0)
+}
+
+fn socket_with(addr: SocketAddr, flags: libc::c_int) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: plain socket(2); the result is owned right away.
-    let fd = check(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = check(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | flags, 0) })?;
     // SAFETY: fd is a fresh descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -12,6 +12,7 @@ mod pace;
 mod reads;
 mod send;
 pub mod tls;
+mod upstream;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use std::thread::JoinHandle;
 use nearcast_common::Keyring;
 
 use crate::config::{Config, ConfigError};
+use crate::live::LiveShared;
 use crate::metrics::WorkerMetrics;
 use crate::store::Disks;
 
@@ -45,6 +47,8 @@ pub struct Shared {
     /// Body bytes served per title since start (each worker merges its
     /// tally every tick); the agent reads it for its heartbeats.
     pub titles: Mutex<BTreeMap<nearcast_common::Name, u64>>,
+    /// The live pull-through side.
+    pub live: Arc<LiveShared>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +101,9 @@ impl Server {
             source,
         })?;
         let admin_addr = admin_listener.local_addr().map_err(StartError::Thread)?;
+        let live = Arc::new(LiveShared::new(config.live.clone(), threads).map_err(StartError::Thread)?);
         let shared = Arc::new(Shared {
+            live,
             disks: Disks::new(config.disks.clone()),
             rate: config.rate_limit.rate(),
             config,
@@ -181,7 +187,7 @@ fn spawn_worker(
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let handle = std::thread::Builder::new()
         .name(format!("nearcast-w{i}"))
-        .spawn(move || match worker::Worker::new(shared, socks, metrics) {
+        .spawn(move || match worker::Worker::new(i, shared, socks, metrics) {
             Ok(w) => {
                 let _ = ready_tx.send(Ok(()));
                 w.run()

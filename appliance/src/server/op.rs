@@ -13,11 +13,15 @@ pub enum Op {
     Pace,
     Read,
     Open,
+    /// The worker's eventfd: live objects changed for its clients.
+    Wake,
+    /// A poll of an upstream fetch's socket (the slot is the fetch's).
+    Upstream,
 }
 
 impl Op {
     const BITS: u32 = 4;
-    const ALL: [Op; 8] = [
+    const ALL: [Op; 10] = [
         Op::Accept,
         Op::Recv,
         Op::Poll,
@@ -26,6 +30,8 @@ impl Op {
         Op::Pace,
         Op::Read,
         Op::Open,
+        Op::Wake,
+        Op::Upstream,
     ];
 
     pub fn data(self, idx: usize) -> u64 {

@@ -71,3 +71,30 @@ pub fn send_space(sock: RawFd) -> Option<(u64, u64)> {
     let queued = u64::from(info[libc::SK_MEMINFO_WMEM_QUEUED as usize]);
     Some((size.saturating_sub(queued), size))
 }
+
+/// Receives into `buf` without waiting; `Ok(0)` is the end of the stream.
+pub fn recv(sock: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: a live socket and a writable slice of the given length.
+    retry(|| unsafe { libc::recv(sock, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
+}
+
+/// The error a non-blocking connect ended with (`SO_ERROR`), if any.
+pub fn connect_error(sock: RawFd) -> Option<io::Error> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a live socket; the out-pointer covers `len` bytes.
+    let r = unsafe {
+        libc::getsockopt(
+            sock,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    match (r, err) {
+        (0, 0) => None,
+        (0, e) => Some(io::Error::from_raw_os_error(e)),
+        _ => Some(io::Error::last_os_error()),
+    }
+}

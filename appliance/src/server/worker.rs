@@ -5,12 +5,17 @@
 //! io_uring carries accepts (multishot), receives (into provided buffers),
 //! write-readiness polls, waits of rate-capped connections, reads of body
 //! bytes that are not in the page cache, opens of files whose lookup is
-//! not in the kernel's caches, and the timer tick. Connections
-//! decide (`conn.rs`); the worker turns what each wants into a submission.
+//! not in the kernel's caches, polls of upstream fetches' sockets
+//! (`upstream.rs`), reads of its eventfd (live objects changed for its
+//! clients) and the timer tick. Connections decide (`conn.rs`); the
+//! worker turns what each wants into a submission. A connection waiting
+//! for a live object is parked: nothing in flight, listed under the
+//! object until a change wakes it.
 //! Each connection has at most one operation in flight (or one place in a
 //! disk's read queue), so its slot is freed only when nothing can complete
 //! for it any more, and completions never meet a reused slot.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -24,6 +29,7 @@ use super::bufring::BufRing;
 use super::conn::{Conn, Cx, Want};
 use super::op::Op;
 use super::reads::ReadQueues;
+use super::upstream::Fetches;
 use super::Shared;
 use crate::handler::Handler;
 use crate::metrics::WorkerMetrics;
@@ -48,6 +54,8 @@ struct Slot {
     in_flight: bool,
     /// Close requested while an operation was in flight.
     closing: bool,
+    /// Parked on this live object.
+    parked: Option<u64>,
 }
 
 pub struct Worker {
@@ -62,10 +70,17 @@ pub struct Worker {
     tick: Box<types::Timespec>,
     drain_deadline: Option<Instant>,
     cqes: Vec<(u64, i32, u32)>,
+    fetches: Fetches,
+    /// Connections parked on each live object.
+    parked: HashMap<u64, Vec<usize>>,
+    /// The eventfd's counter lands here (the kernel writes it).
+    wake_buf: Box<u64>,
+    changed: Vec<u64>,
 }
 
 impl Worker {
     pub fn new(
+        me: usize,
         shared: Arc<Shared>,
         listeners: Vec<(TcpListener, bool)>,
         metrics: Arc<WorkerMetrics>,
@@ -110,7 +125,11 @@ impl Worker {
             tick: Box::new(types::Timespec::new().sec(0).nsec(TICK.subsec_nanos())),
             drain_deadline: None,
             cqes: Vec::with_capacity(1024),
-            cx: Cx::new(handler, metrics, shared, reads),
+            fetches: Fetches::new(shared.live.clone(), shared.keyring.clone(), me),
+            parked: HashMap::new(),
+            wake_buf: Box::new(0),
+            changed: Vec::new(),
+            cx: Cx::new(handler, metrics, shared, reads, me),
         })
     }
 
@@ -120,6 +139,7 @@ impl Worker {
             self.arm_accept(i);
         }
         self.push(opcode::Timeout::new(&*self.tick).build().user_data(Op::Tick.data(0)));
+        self.arm_wake();
         loop {
             match self.ring.submit_and_wait(1) {
                 Ok(_) => {}
@@ -137,11 +157,14 @@ impl Worker {
                     (Some(Op::Read), id) => self.completed(id, |c, cx| c.on_read(res, cx)),
                     (Some(Op::Open), id) => self.completed(id, |c, cx| c.on_open(res, cx)),
                     (Some(Op::Tick), _) => self.on_tick(),
+                    (Some(Op::Wake), _) => self.on_wake(),
+                    (Some(Op::Upstream), id) => self.fetches.on_poll(id, res, self.cx.now),
                     (Some(Op::Cancel) | None, _) => {}
                 }
             }
             cqes.clear();
             self.cqes = cqes;
+            self.live_work();
             self.dispatch_reads();
             if let Some(deadline) = self.drain_deadline {
                 // Reads in flight write into our buffers: wait them out, and
@@ -225,6 +248,7 @@ impl Worker {
             conn,
             in_flight: false,
             closing: false,
+            parked: None,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -339,6 +363,12 @@ impl Worker {
                 self.cx.metrics.queued(disk, 1);
                 return;
             }
+            Want::Park(obj) => {
+                // Nothing in flight: `close` takes it off the list.
+                slot.parked = Some(obj);
+                self.parked.entry(obj).or_default().push(id);
+                return;
+            }
             Want::Close => return self.close(id),
         };
         slot.in_flight = true;
@@ -393,6 +423,14 @@ impl Worker {
             self.cx.reads.cancel(disk, id);
             self.cx.metrics.queued(disk, -1);
         }
+        if let Some(obj) = slot.parked.take() {
+            if let Some(list) = self.parked.get_mut(&obj) {
+                list.retain(|&c| c != id);
+                if list.is_empty() {
+                    self.parked.remove(&obj);
+                }
+            }
+        }
         if let Some(slot) = self.slots[id].take() {
             slot.conn.release(&mut self.cx);
             self.free.push(id);
@@ -404,6 +442,7 @@ impl Worker {
 
     fn on_tick(&mut self) {
         self.push(opcode::Timeout::new(&*self.tick).build().user_data(Op::Tick.data(0)));
+        self.fetches.on_tick(self.cx.now);
         if !self.cx.titles.is_empty() {
             let mut shared = self.cx.shared.titles.lock().unwrap_or_else(|p| p.into_inner());
             for (title, bytes) in self.cx.titles.drain() {
@@ -456,6 +495,59 @@ impl Worker {
         for id in 0..self.slots.len() {
             if self.slots[id].as_ref().is_some_and(|s| s.conn.idle()) {
                 self.close(id);
+            }
+        }
+    }
+
+    fn arm_wake(&mut self) {
+        let fd = types::Fd(self.cx.shared.live.wake_fd(self.cx.me));
+        let e = opcode::Read::new(fd, (&mut *self.wake_buf as *mut u64).cast(), 8)
+            .build()
+            .user_data(Op::Wake.data(0));
+        self.push(e);
+    }
+
+    /// Another worker's fetch changed objects this worker's clients wait on.
+    fn on_wake(&mut self) {
+        self.arm_wake();
+        let mut changed = std::mem::take(&mut self.changed);
+        self.cx.shared.live.changed(self.cx.me, &mut changed);
+        self.fetches.woken.append(&mut changed);
+        self.changed = changed;
+    }
+
+    /// Starts the fetches clients asked for, submits the fetches' polls
+    /// and cancels, and drives the clients of objects that changed, until
+    /// none is left.
+    fn live_work(&mut self) {
+        loop {
+            for ask in std::mem::take(&mut self.cx.fetch_asks) {
+                self.fetches.start(ask, self.cx.now);
+            }
+            for p in std::mem::take(&mut self.fetches.polls) {
+                let mask = if p.out { libc::POLLOUT } else { libc::POLLIN };
+                let e = opcode::PollAdd::new(types::Fd(p.fd), mask as u32)
+                    .build()
+                    .user_data(Op::Upstream.data(p.id));
+                self.push(e);
+            }
+            for id in std::mem::take(&mut self.fetches.cancels) {
+                let e = opcode::AsyncCancel::new(Op::Upstream.data(id))
+                    .build()
+                    .user_data(Op::Cancel.data(0));
+                self.push(e);
+            }
+            let woken = std::mem::take(&mut self.fetches.woken);
+            if woken.is_empty() && self.cx.fetch_asks.is_empty() {
+                return;
+            }
+            for obj in woken {
+                for id in self.parked.remove(&obj).unwrap_or_default() {
+                    if let Some(slot) = self.slots[id].as_mut() {
+                        slot.parked = None;
+                    }
+                    self.drive(id);
+                }
             }
         }
     }

@@ -279,3 +279,4 @@ pub fn curl_https(dir: &Path, addr: SocketAddr, target: &str) -> Vec<u8> {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
+pub mod origin;

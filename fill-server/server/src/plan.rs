@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use nearcast_common::digest::rendezvous_score;
 use nearcast_common::manifest::{FillManifest, ManifestFile, ManifestTitle};
 use nearcast_common::{sha256_hex, Name};
 use nearcast_packager::TitleIndex;
@@ -130,7 +131,7 @@ fn place<'a>(
         }
         in_head = false;
         let mut order: Vec<usize> = (0..slots.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(score(&forecast.title, &slots[i].id)));
+        order.sort_by_key(|&i| std::cmp::Reverse(rendezvous_score(&forecast.title, &slots[i].id)));
         if let Some(&slot) = order.iter().find(|&&i| free[i] >= size) {
             free[slot] -= size;
             placed.push(Placement {
@@ -177,14 +178,6 @@ fn manifest_title(
             .collect(),
         token: String::new(),
     }
-}
-
-/// Rendezvous score of `title` on appliance `id`.
-fn score(title: &str, id: &str) -> u64 {
-    let d = ring::digest::digest(&ring::digest::SHA256, format!("{title}\n{id}").as_bytes());
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&d.as_ref()[..8]);
-    u64::from_be_bytes(b)
 }
 
 /// The first 16 hex digits of the SHA-256 of the manifest's content.

@@ -101,6 +101,11 @@ impl Conn {
                     other => return other,
                 }
             }
+            match self.live_step(cx) {
+                Some(Step::Again) => continue,
+                Some(Step::Done) | None => {}
+                Some(other) => return other,
+            }
             let Some(body) = self.body.as_ref() else {
                 return Step::Done;
             };

@@ -9,6 +9,7 @@ use super::TLS_CHUNK;
 use crate::handler::Handler;
 use crate::metrics::WorkerMetrics;
 use crate::server::reads::ReadQueues;
+use crate::server::upstream::FetchAsk;
 use crate::server::Shared;
 
 const POOL_MAX: usize = 1024;
@@ -27,6 +28,10 @@ pub struct Cx {
     pub titles: HashMap<Box<str>, u64>,
     pub now: Instant,
     pub draining: bool,
+    /// This worker's index (its bit in a live object's waiting set).
+    pub me: usize,
+    /// Fetches clients' misses asked for, for the worker to start.
+    pub fetch_asks: Vec<FetchAsk>,
     /// TLS sessions go to the kernel after the handshake (kTLS).
     pub ktls: bool,
     /// Cold reads of files this large or larger bypass the page cache.
@@ -39,8 +44,16 @@ pub struct Cx {
 }
 
 impl Cx {
-    pub fn new(handler: Handler, metrics: Arc<WorkerMetrics>, shared: Arc<Shared>, reads: ReadQueues) -> Self {
+    pub fn new(
+        handler: Handler,
+        metrics: Arc<WorkerMetrics>,
+        shared: Arc<Shared>,
+        reads: ReadQueues,
+        me: usize,
+    ) -> Self {
         Cx {
+            me,
+            fetch_asks: Vec::new(),
             ktls: shared.ktls,
             direct_min: match shared.config.disk_io.direct_min_kib {
                 0 => None,

@@ -29,10 +29,12 @@ use crate::store::OpenFile;
 
 mod body;
 mod cx;
+mod live;
 mod open;
 mod tls;
 
 pub use cx::Cx;
+pub use live::LiveRequest;
 
 use super::pace::{Bucket, Rate};
 use super::reads::ReadBuf;
@@ -59,6 +61,9 @@ pub enum Want {
     /// The file of the request, opened through io_uring
     /// ([`Conn::open_args`]), before the request is decided again.
     Open,
+    /// A change of live object `.0` (its head or more of its body): the
+    /// worker parks the connection, with nothing in flight, until then.
+    Park(u64),
     Close,
 }
 
@@ -113,6 +118,10 @@ enum Step {
     Paced(Duration),
     /// The next body bytes are on disk `.0`.
     Read(usize),
+    /// Waiting for live object `.0` to change.
+    Park(u64),
+    /// Progress made: go round again.
+    Again,
     Failed,
 }
 
@@ -156,6 +165,8 @@ pub struct Conn {
     open_rounds: usize,
     absent_on: u64,
     current: Option<Current>,
+    /// A live answer under way.
+    live: Option<live::Following>,
     phase: Phase,
     keep_alive: bool,
     deadline: Instant,
@@ -197,6 +208,7 @@ impl Conn {
             open_rounds: 0,
             absent_on: 0,
             current: None,
+            live: None,
             phase: Phase::Reading,
             keep_alive: true,
             deadline: now,
@@ -328,6 +340,8 @@ impl Conn {
                         Step::Blocked => return Want::PollOut,
                         Step::Paced(wait) => return Want::Pace(wait),
                         Step::Read(disk) => return Want::Read(disk),
+                        Step::Park(obj) => return Want::Park(obj),
+                        Step::Again => {}
                         Step::Failed => return Want::Close,
                     }
                 }
@@ -346,12 +360,16 @@ impl Conn {
         }
         let tls = self.tls.is_some();
         let out = if tls { &mut cx.head } else { &mut self.out };
+        let mut live_req = None;
         let (decision, used, keep_alive) = match parse_request(&self.inbuf, cx.shared.config.max_header_bytes) {
             Ok(Parsed::Complete(mut req, used)) => {
                 if cx.draining {
                     req.keep_alive = false;
                 }
                 let decision = cx.handler.respond(&req, self.peer, cx.now, self.absent_on, out);
+                if matches!(decision, Decision::Live(_)) {
+                    live_req = Some(LiveRequest::of(&req));
+                }
                 (decision, used, req.keep_alive)
             }
             Ok(Parsed::Partial) => return Next::Incomplete,
@@ -370,6 +388,12 @@ impl Conn {
             Decision::Open(_) => {
                 let out = if tls { &mut cx.head } else { &mut self.out };
                 cx.handler.fail(Status::Unavailable, keep_alive, out)
+            }
+            Decision::Live(ask) => {
+                if let Some(req) = live_req {
+                    self.begin_live(ask, req, used, cx);
+                }
+                return Next::Replied;
             }
         };
         self.begin_reply(reply, used, cx);
