@@ -226,12 +226,19 @@ impl Fetches {
                 Err(_) if up.fetch.head().is_some() => Err(FetchError::Truncated),
                 Err(_) => Err(FetchError::Connect),
             };
+            // The cache learns how long the answer lives before any
+            // reader is woken to send it.
             let (mask, obj) = (up.fetch.take_wake(), up.fetch.obj.id);
-            self.wake(mask, obj);
             match outcome {
-                Ok(true) => return self.finish(id, now),
-                Ok(false) => {}
-                Err(e) => return self.fail(id, e, now),
+                Ok(true) => {
+                    self.finish(id, now);
+                    return self.wake(mask, obj);
+                }
+                Ok(false) => self.wake(mask, obj),
+                Err(e) => {
+                    self.wake(mask, obj);
+                    return self.fail(id, e, now);
+                }
             }
         }
     }
