@@ -112,17 +112,7 @@ impl Handler {
             }
         }
         if path.space() == Space::Live {
-            return match LiveKey::new(&path, req.query) {
-                Ok(key) => Decision::Live(LiveAsk {
-                    key,
-                    head_only,
-                    keep_alive,
-                }),
-                Err(e) => {
-                    tracing::debug!(%peer, path = path.url_path(), error = %e, "refused live request");
-                    Decision::Reply(self.error(Status::BadRequest, keep_alive, head_only, out))
-                }
-            };
+            return self.live(&path, req, peer, out);
         }
         let file = match self.files.open(path.relative(), now, skip) {
             Ok(f) => f,
@@ -207,6 +197,23 @@ impl Handler {
             (None, false) => {}
         }
         h.finish(keep_alive);
+    }
+
+    /// A live request with a good token goes to the live side, if its
+    /// arguments make a key.
+    fn live(&mut self, path: &ContentPath, req: &Request, peer: IpAddr, out: &mut Vec<u8>) -> Decision {
+        let (head_only, keep_alive) = (req.method() == Method::Head, req.keep_alive);
+        match LiveKey::new(path, req.query) {
+            Ok(key) => Decision::Live(LiveAsk {
+                key,
+                head_only,
+                keep_alive,
+            }),
+            Err(e) => {
+                tracing::debug!(%peer, path = path.url_path(), error = %e, "refused live request");
+                Decision::Reply(self.error(Status::BadRequest, keep_alive, head_only, out))
+            }
+        }
     }
 
     /// Answers a request that could not be parsed; the connection closes.

@@ -35,23 +35,27 @@ pub fn spawn(listener: TcpListener, shared: Arc<Shared>, metrics: Vec<Arc<Worker
     Ok(())
 }
 
-fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>]) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+/// One admin request: method, path (no query), body.
+type AdminRequest = (String, Vec<u8>, Vec<u8>);
+
+/// Reads one request; `None` when it was answered already (too large,
+/// malformed) or the peer left.
+fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<AdminRequest>> {
     let mut buf = vec![0u8; 8192];
     let mut filled = 0;
-    let (method, path, body) = loop {
+    loop {
         if filled == buf.len() {
-            return respond(
-                &mut stream,
+            respond(
+                stream,
                 "431 Request Header Fields Too Large",
                 "text/plain",
                 "too large\n",
-            );
+            )?;
+            return Ok(None);
         }
         let n = stream.read(&mut buf[filled..])?;
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         filled += n;
         let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -68,16 +72,28 @@ fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>])
                     .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
                     .unwrap_or(0);
                 if length > MAX_BODY {
-                    return respond(&mut stream, "413 Content Too Large", "text/plain", "body too large\n");
+                    respond(stream, "413 Content Too Large", "text/plain", "body too large\n")?;
+                    return Ok(None);
                 }
                 let mut body = buf[used..filled].to_vec();
                 body.resize(length, 0);
                 stream.read_exact(&mut body[(filled - used).min(length)..])?;
-                break (method, path, body);
+                return Ok(Some((method, path, body)));
             }
             Ok(httparse::Status::Partial) => continue,
-            Err(_) => return respond(&mut stream, "400 Bad Request", "text/plain", "bad request\n"),
+            Err(_) => {
+                respond(stream, "400 Bad Request", "text/plain", "bad request\n")?;
+                return Ok(None);
+            }
         }
+    }
+}
+
+fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>]) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let Some((method, path, body)) = read_request(&mut stream)? else {
+        return Ok(());
     };
     let post = method == "POST";
     match path.as_slice() {
