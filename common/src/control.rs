@@ -102,6 +102,10 @@ pub struct HeartbeatReply {
     /// its bundle from `/v1/appliances/{id}/os`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os_update: Option<String>,
+    /// Whom the box asks for live objects (its site and the origins) and
+    /// its live cache size; the agent resolves it for the appliance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<crate::live::LivePlan>,
 }
 
 /// A BGP session's state and table size, for the heartbeat.

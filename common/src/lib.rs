@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod clock;
 pub mod control;
 pub mod digest;
+pub mod live;
 #[cfg(feature = "logging")]
 pub mod logging;
 pub mod manifest;

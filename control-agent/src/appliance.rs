@@ -1,9 +1,11 @@
 //! The appliance's admin API as the agent uses it: its typed status
-//! (`GET /status`, `common::appliance::ApplianceStatus`) and taking a disk
-//! out of serving or back (`POST /disks/{i}/fail|restore`).
+//! (`GET /status`, `common::appliance::ApplianceStatus`), taking a disk
+//! out of serving or back (`POST /disks/{i}/fail|restore`) and the live
+//! upstream lists and cache size (`PUT /live`).
 
 use hyper::body::Bytes;
 use nearcast_common::appliance::ApplianceStatus;
+use nearcast_common::live::LiveSetting;
 
 use crate::http::{fetch_small, HttpError};
 
@@ -30,6 +32,15 @@ impl Appliance {
             }),
             Err(_) => ApplianceStatus::default(),
         }
+    }
+
+    /// Hands the appliance the fill server's live setting.
+    pub async fn set_live(&self, setting: &LiveSetting) -> Result<(), HttpError> {
+        let body = Bytes::from(serde_json::to_vec(setting).unwrap_or_default());
+        let url = format!("{}/live", self.admin);
+        fetch_small("PUT", &url, &[("content-type", "application/json".to_string())], body)
+            .await
+            .map(drop)
     }
 
     /// Takes disk `i` out of serving (`failed`) or puts it back.

@@ -58,6 +58,7 @@ async fn register(agent: &Agent) {
 
 async fn heartbeat_loop(agent: Arc<Agent>) {
     let mut last: BTreeMap<Name, u64> = agent.appliance.status().await.titles;
+
     let mut tick = tokio::time::interval(Duration::from_secs(agent.config.heartbeat_secs));
     loop {
         tick.tick().await;
@@ -70,6 +71,13 @@ async fn heartbeat_loop(agent: Arc<Agent>) {
             Ok(reply) => {
                 last = next;
                 agent.fill_server_answered.store(true, Ordering::SeqCst);
+                // Every beat: a restarted appliance has only its file's.
+                if let Some(plan) = reply.live {
+                    let setting = crate::live::resolve(&plan).await;
+                    if let Err(e) = agent.appliance.set_live(&setting).await {
+                        tracing::warn!(error = %e, "the appliance refused the live setting");
+                    }
+                }
                 if let (Some(release), Some(u)) = (reply.os_update, &agent.updater) {
                     if u.wants(&release) {
                         tokio::spawn(u.clone().install(release));

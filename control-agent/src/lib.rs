@@ -16,6 +16,7 @@ pub mod hardware;
 pub mod heartbeat;
 pub mod http;
 pub mod inventory;
+pub mod live;
 pub mod progress;
 pub mod routes;
 pub mod update;

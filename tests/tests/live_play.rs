@@ -1,13 +1,19 @@
-//! A live event in real players: Debian's ffmpeg pushes the demo's ladder
-//! (360p and 180p H.264, AAC, the wall clock burned in) into the stack's
-//! live door; headless Chromium plays it with hls.js in low-latency mode
-//! (LL-HLS from `/v1/play/{event}/master.m3u8`) and Shaka Player in
-//! low-latency mode (the LL-DASH MPD from `/v1/play/{event}/manifest.mpd`),
-//! side by side in one page for 30 s after both started (and 5 s to settle,
-//! where only a fatal error fails). In those 30 s neither may stall or
-//! report an error; each one's latency (wall clock minus the playhead's
-//! program date time) is sampled four times a second and its p95 must be
-//! ≤ 3 s. Then the encoder is killed (SIGKILL) and restarted 4 s later,
+//! A live event in real players, through a box: Debian's ffmpeg pushes the
+//! demo's ladder (360p and 180p H.264, AAC, the wall clock burned in) into
+//! the stack's live door; one box with its agent (which hands the
+//! appliance the fill server's live upstream lists) is in the players'
+//! ISP, so steering puts it first and the live door last. Headless
+//! Chromium plays it with hls.js in low-latency mode (LL-HLS from
+//! `/v1/play/{event}/master.m3u8`, content steering) and Shaka Player in
+//! low-latency mode (the LL-DASH MPD from `/v1/play/{event}/manifest.mpd`,
+//! the box's and the door's `BaseURL`s), side by side in one page for 30 s
+//! after both started (and 5 s to settle, where only a fatal error fails).
+//! In those 30 s neither may stall or report an error; each one's latency
+//! (wall clock minus the playhead's program date time) is sampled four
+//! times a second and its p95 must be ≤ 3 s; the box must have served
+//! them (pulled through, collapsed). Then the box is stopped: both players
+//! must move to the live door and play 10 s more with no fatal error.
+//! Then the encoder is killed (SIGKILL) and restarted 4 s later,
 //! its clock at 0 again: HLS lists the silence as gap segments as it
 //! passes and marks the restart as a discontinuity, DASH closes the period
 //! and starts a new one; both players must carry on (10 s more of
@@ -22,7 +28,7 @@ use std::time::Duration;
 
 use nearcast::live::LADDER;
 use nearcast::stack::{Ports, Stack};
-use nearcast_e2e::{url_encode, Browser};
+use nearcast_e2e::{curl_get, metric, url_encode, AgentProcess, Browser};
 use nearcast_testkit::TempDir;
 
 fn percentile(samples: &[f64], p: f64) -> f64 {
@@ -39,6 +45,11 @@ fn carries_on_through_a_restart(browser: &Browser, encoder: &mut nearcast::live:
     std::thread::sleep(Duration::from_secs(4));
     encoder.restart().unwrap();
     let from = [at[0].as_f64().unwrap(), at[1].as_f64().unwrap()];
+    plays_on(browser, from, "the restart");
+}
+
+/// Waits for both players to play 10 s past `from`, with no fatal error.
+fn plays_on(browser: &Browser, from: [f64; 2], what: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     let after = loop {
         let r = browser.eval("return results");
@@ -49,14 +60,14 @@ fn carries_on_through_a_restart(browser: &Browser, encoder: &mut nearcast::live:
         let positions = (&r["hls"]["position"], &r["shaka"]["position"]);
         assert!(
             std::time::Instant::now() < deadline,
-            "not 10 s past the restart (from {from:?}): hls.js and Shaka at {positions:?}, errors {} / {}",
+            "not 10 s past {what} (from {from:?}): hls.js and Shaka at {positions:?}, errors {} / {}",
             r["hls"]["errors"],
             r["shaka"]["errors"]
         );
         std::thread::sleep(Duration::from_millis(250));
     };
     eprintln!(
-        "after the restart: hls.js at {} s, Shaka at {} s (from {from:?}); errors {} / {}",
+        "after {what}: hls.js at {} s, Shaka at {} s (from {from:?}); errors {} / {}",
         after["hls"]["position"], after["shaka"]["position"], after["hls"]["errors"], after["shaka"]["errors"]
     );
     assert!(!after.to_string().contains("fatal"), "{after}");
@@ -84,10 +95,53 @@ fn every_rendition_has_a_segment(master_url: &str) -> bool {
         .all(|u| String::from_utf8_lossy(&nearcast_e2e::curl_get(&u).1).contains("#EXTINF"))
 }
 
+/// A box in the players' ISP whose appliance has the fill server's live
+/// upstream lists (its agent's first heartbeats).
+fn live_box(stack: &mut Stack) -> AgentProcess {
+    stack.add_box(|_| {}).unwrap();
+    let agent = AgentProcess::start(&stack.boxes[0].agent_config);
+    let live_door = stack
+        .live_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let admin = stack.boxes[0].admin_addr;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&curl_get(&format!("http://{admin}/live")).1).contains(&live_door) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the box never got its live upstreams"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    agent
+}
+
+/// What the box served of the event: live requests (hit, miss) and its
+/// upstream fetches that went well.
+fn box_served(stack: &Stack) -> (f64, f64, f64) {
+    let m = String::from_utf8_lossy(&curl_get(&format!("http://{}/metrics", stack.boxes[0].admin_addr)).1).into_owned();
+    let get = |s: &str| metric(&m, s).unwrap_or(0.0);
+    (
+        get("nearcast_live_requests_total{cache=\"hit\"}"),
+        get("nearcast_live_requests_total{cache=\"miss\"}"),
+        get("nearcast_upstream_requests_total{result=\"ok\"}"),
+    )
+}
+
+/// Stops the box mid-event: both players move to the live door.
+fn moves_off_a_stopped_box(browser: &Browser, stack: &mut Stack) {
+    let at = browser.eval("return [results.hls.position, results.shaka.position]");
+    let from = [at[0].as_f64().unwrap(), at[1].as_f64().unwrap()];
+    stack.boxes[0].stop_appliance();
+    plays_on(browser, from, "the box stopped");
+}
+
 #[test]
 fn hls_js_and_shaka_play_the_live_event_at_low_latency() {
     let root = TempDir::new("e2e-live");
-    let stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
+    let mut stack = Stack::start(&root, Ports::EPHEMERAL, 30).unwrap();
+    let _agent = live_box(&mut stack);
     let mut encoder = stack.start_live("match", &LADDER, Some(120)).unwrap();
     // Players join once every rendition has a whole segment (joining in
     // the event's first seconds, hls.js reports its empty playlists).
@@ -134,6 +188,14 @@ fn hls_js_and_shaka_play_the_live_event_at_low_latency() {
     std::thread::sleep(Duration::from_secs(30));
     let results = browser.eval("return results");
     assert!(encoder.running(), "ffmpeg stopped early");
+    let (hits, misses, fetched) = box_served(&stack);
+    eprintln!("the box: {hits} live hits, {misses} misses, {fetched} upstream fetches");
+    assert!(
+        misses > 50.0 && fetched > 50.0,
+        "the players did not play through the box"
+    );
+    assert!(hits > 0.0, "two players of one event share nothing on the box");
+    moves_off_a_stopped_box(&browser, &mut stack);
     carries_on_through_a_restart(&browser, &mut encoder);
     drop(browser);
     drop(encoder);

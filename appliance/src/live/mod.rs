@@ -116,11 +116,24 @@ impl LiveShared {
 
     /// The agent's new upstream lists and cache size; fetches under way
     /// finish on the old lists.
-    pub fn reconfigure(&self, upstreams: Upstreams, cache_mib: Option<u64>) {
-        *self.upstreams.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(upstreams);
-        if let Some(mib) = cache_mib.filter(|m| *m > 0) {
-            self.cache().set_cap(mib << 20);
+    /// Returns whether anything changed.
+    pub fn reconfigure(&self, upstreams: Upstreams, cache_mib: Option<u64>) -> bool {
+        let mut changed = false;
+        {
+            let mut now = self.upstreams.write().unwrap_or_else(|p| p.into_inner());
+            if **now != upstreams {
+                *now = Arc::new(upstreams);
+                changed = true;
+            }
         }
+        if let Some(cap) = cache_mib.filter(|m| *m > 0).map(|m| m << 20) {
+            let mut cache = self.cache();
+            if cache.cap() != cap {
+                cache.set_cap(cap);
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Worker `i`'s eventfd (its ring reads it).

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use nearcast_common::appliance::{ApplianceStatus, ServingDisk};
 
-use crate::live::Upstreams;
+use crate::live::route::LiveSetting;
 use crate::metrics::{render, WorkerMetrics};
 
 /// Largest request body (a `PUT /live`).
@@ -135,21 +135,14 @@ fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>])
     }
 }
 
-/// What the agent sends to `PUT /live`.
-#[derive(serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-struct LiveSetting {
-    upstreams: Upstreams,
-    #[serde(default)]
-    cache_mib: Option<u64>,
-}
-
 fn live(stream: &mut TcpStream, shared: &Shared, method: &str, body: &[u8]) -> std::io::Result<()> {
     match method {
         "PUT" => match serde_json::from_slice::<LiveSetting>(body) {
             Ok(s) => {
-                tracing::info!(origins = s.upstreams.origins.len(), peers = s.upstreams.peers.len(), cache_mib = ?s.cache_mib, "live upstreams replaced");
-                shared.live.reconfigure(s.upstreams, s.cache_mib);
+                let (origins, peers, cache_mib) = (s.upstreams.origins.len(), s.upstreams.peers.len(), s.cache_mib);
+                if shared.live.reconfigure(s.upstreams, s.cache_mib) {
+                    tracing::info!(origins, peers, ?cache_mib, "live upstreams replaced");
+                }
                 respond(stream, "200 OK", "text/plain", "ok\n")
             }
             Err(e) => respond(stream, "400 Bad Request", "text/plain", &format!("{e}\n")),

@@ -254,6 +254,7 @@ fn build_view(s: &Snapshot, prefixes: Arc<PrefixTable<String>>, cfg: &Config) ->
             Some(Appliance {
                 id: a.id.clone(),
                 isp: isp.clone(),
+                site: reg.site.clone(),
                 url: reg.url.clone(),
                 last_heartbeat: a.last_heartbeat.unwrap_or(0),
                 load: hb.map_or(1.0, |h| h.load),

@@ -26,6 +26,11 @@ pub struct Config {
     pub live_listen: SocketAddr,
     /// Base URL of `live_listen` as players reach it.
     pub live_url: String,
+    /// Base URL boxes reach `live_listen` at to pull live objects; unset:
+    /// `live_url`.
+    pub live_box_url: Option<String>,
+    /// The live cache size each box is told to use.
+    pub live_box_cache_mib: u64,
     /// An appliance silent for longer is not steered to.
     pub heartbeat_timeout_secs: u64,
     /// Appliances named in one steering answer at most (the origin follows).
@@ -54,6 +59,8 @@ impl Default for Config {
             origin_admin_listen: ([127, 0, 0, 1], 7072).into(),
             live_listen: ([127, 0, 0, 1], 7073).into(),
             live_url: "http://127.0.0.1:7073".into(),
+            live_box_url: None,
+            live_box_cache_mib: 256,
             heartbeat_timeout_secs: 30,
             url_ttl_secs: 3600,
             steer_max_appliances: 4,

@@ -43,14 +43,23 @@ fn rewrite_hls(text: &str, map: impl Fn(&str) -> String) -> String {
     out
 }
 
+/// One pathway of a multivariant playlist: its id, and how a media
+/// playlist URI `uri` of the source becomes `{prefix}{uri}?{query}`.
+pub struct Pathway<'a> {
+    pub id: &'a str,
+    pub prefix: String,
+    pub query: String,
+}
+
 /// The multivariant playlist with one copy of its variants per pathway
 /// (HLS content steering, best pathway first). In pathway `p`, each media
-/// playlist URI becomes `{play_prefix}{uri}?via={p}&{query}` (served by the
-/// fill server, listing segments on `p`), rendition groups are renamed
-/// `{group}.{p}` so every pathway has its own audio, and variants carry
-/// `PATHWAY-ID`. The player fetches `steering_uri` for the current order
-/// and moves to the next pathway by itself when one fails.
-pub fn master(text: &str, play_prefix: &str, query: &str, pathways: &[&str], steering_uri: &str) -> String {
+/// playlist URI becomes `{p.prefix}{uri}?{p.query}` (for a title: served
+/// by the fill server, listing segments on `p`; for a live event: on the
+/// box itself), rendition groups are renamed `{group}.{p}` so every
+/// pathway has its own audio, and variants carry `PATHWAY-ID`. The player
+/// fetches `steering_uri` for the current order and moves to the next
+/// pathway by itself when one fails.
+pub fn master(text: &str, pathways: &[Pathway], steering_uri: &str) -> String {
     // Tags before the first rendition or variant are playlist-wide.
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     let body_at = lines
@@ -64,7 +73,8 @@ pub fn master(text: &str, play_prefix: &str, query: &str, pathways: &[&str], ste
     }
     if let Some(first) = pathways.first() {
         out.push_str(&format!(
-            "#EXT-X-CONTENT-STEERING:SERVER-URI=\"{steering_uri}\",PATHWAY-ID=\"{first}\"\n"
+            "#EXT-X-CONTENT-STEERING:SERVER-URI=\"{steering_uri}\",PATHWAY-ID=\"{}\"\n",
+            first.id
         ));
     }
     for p in pathways {
@@ -72,20 +82,19 @@ pub fn master(text: &str, play_prefix: &str, query: &str, pathways: &[&str], ste
         let copy = lines[body_at..]
             .iter()
             .map(|l| {
-                let l = rename_group(l, "GROUP-ID", p);
-                let l = rename_group(&l, "AUDIO", p);
-                let l = rename_group(&l, "SUBTITLES", p);
+                let l = rename_group(l, "GROUP-ID", p.id);
+                let l = rename_group(&l, "AUDIO", p.id);
+                let l = rename_group(&l, "SUBTITLES", p.id);
                 if l.starts_with("#EXT-X-STREAM-INF:") {
-                    format!("{l},PATHWAY-ID=\"{p}\"")
+                    format!("{l},PATHWAY-ID=\"{}\"", p.id)
                 } else {
                     l
                 }
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let q = format!("via={p}&{query}");
         out.push_str(&rewrite_hls(&copy, |uri| {
-            with_query(&format!("{play_prefix}{uri}"), &q)
+            with_query(&format!("{}{uri}", p.prefix), &p.query)
         }));
     }
     out
@@ -160,13 +169,15 @@ mod tests {
     #[test]
     fn hls_uris_are_rewritten_and_tags_kept() {
         let m = "#EXTM3U\n#EXT-X-VERSION:7\n\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",URI=\"audio-und/index.m3u8\"\n\n#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"audio\"\n360p/index.m3u8\n";
-        let r = master(
-            m,
-            "/v1/play/t/",
-            "token=T",
-            &["b1", "origin"],
-            "/v1/play/t/steering.json",
-        );
+        let paths: Vec<Pathway> = ["b1", "origin"]
+            .into_iter()
+            .map(|id| Pathway {
+                id,
+                prefix: "/v1/play/t/".into(),
+                query: format!("via={id}&token=T"),
+            })
+            .collect();
+        let r = master(m, &paths, "/v1/play/t/steering.json");
         assert!(
             r.starts_with(
                 "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-CONTENT-STEERING:SERVER-URI=\"/v1/play/t/steering.json\",PATHWAY-ID=\"b1\"\n\n"

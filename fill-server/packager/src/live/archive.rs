@@ -37,7 +37,7 @@ pub fn manifests(tracks: &[(&str, &LiveTrack)], segment_secs: f64) -> Vec<(Strin
         window_secs: 0.0,
         utc_timing: "",
         query: "",
-        base_url: None,
+        base_urls: &[],
         target_latency: 0.0,
         now: 0.0,
         vod: true,

@@ -30,8 +30,9 @@ pub struct Mpd<'a> {
     pub utc_timing: &'a str,
     /// A query every URL carries (`token=…`), or empty.
     pub query: &'a str,
-    /// Where the segments are, when not beside the MPD (`<BaseURL>`).
-    pub base_url: Option<&'a str>,
+    /// Where the segments are, best first, when not beside the MPD
+    /// (`<BaseURL>`s).
+    pub base_urls: &'a [String],
     /// Latency players should aim for, seconds.
     pub target_latency: f64,
     /// Wall clock now, Unix seconds (`publishTime`).
@@ -81,8 +82,10 @@ pub fn mpd(m: &Mpd) -> Option<String> {
         target / 2,
         target * 2
     );
-    if let Some(base) = m.base_url {
-        let _ = writeln!(out, "  <BaseURL>{base}</BaseURL>");
+    // Several: the player's pathways in order (Shaka and dash.js move to
+    // the next when one fails).
+    for (i, base) in m.base_urls.iter().enumerate() {
+        let _ = writeln!(out, "  <BaseURL serviceLocation=\"{i}\">{base}</BaseURL>");
     }
     periods(&mut out, m, &q, anchor_track, ast);
     let _ = write!(
@@ -306,7 +309,7 @@ mod tests {
                 window_secs: 7200.0,
                 utc_timing: "http://o/time",
                 query: "token=t",
-                base_url: None,
+                base_urls: &[],
                 target_latency: 3.0,
                 now: 1_796_130_010.0,
                 vod: false,
@@ -346,7 +349,7 @@ mod tests {
             window_secs: 0.0,
             utc_timing: "",
             query: "",
-            base_url: None,
+            base_urls: &[],
             target_latency: 0.0,
             now: 0.0,
             vod: true,
@@ -394,7 +397,7 @@ mod tests {
             window_secs: 7200.0,
             utc_timing: "http://o/time",
             query: "",
-            base_url: None,
+            base_urls: &[],
             target_latency: 3.0,
             now: 110.0,
             vod: false,

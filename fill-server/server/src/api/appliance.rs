@@ -8,6 +8,7 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Method, Response, StatusCode};
 use nearcast_common::control::Routes;
+use nearcast_common::live::LivePlan;
 use nearcast_common::request_auth::Signed;
 use nearcast_common::unix_now;
 
@@ -96,9 +97,22 @@ async fn heartbeat(app: Arc<App>, id: String, t: u64, body: &[u8]) -> Resp {
                 .filter(|r| *r != os.release && !os.failed.contains(r)),
             None => None,
         };
-        Ok(serde_json::json!({ "ok": true, "os_update": os_update }))
+        let live = live_setting(a, &id, t);
+        Ok(serde_json::json!({ "ok": true, "os_update": os_update, "live": live }))
     })
     .await
+}
+
+/// What the box pulls live objects through: its site's healthy boxes,
+/// then the live door; and its live cache size.
+fn live_setting(app: &App, id: &str, now: u64) -> Option<LivePlan> {
+    let c = &app.config;
+    Some(LivePlan {
+        self_id: id.to_string(),
+        peers: app.view().site_peers(id, now)?,
+        origins: vec![c.live_box_url.clone().unwrap_or_else(|| c.live_url.clone())],
+        cache_mib: c.live_box_cache_mib,
+    })
 }
 
 /// The table the box learned over BGP; every prefix must parse.

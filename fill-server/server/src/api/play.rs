@@ -19,7 +19,7 @@ use nearcast_common::{unix_now, Name, TOKEN_PARAM};
 
 use super::{error, query_param, Resp};
 use crate::app::App;
-use crate::playback;
+use crate::playback::{self, Pathway};
 use crate::steer::grant;
 
 /// The origin's pathway id (no appliance may take it).
@@ -38,20 +38,21 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
             live(app, event, file, client)
         }
         [title, "master.m3u8"] => {
-            let pathways = pathways(app, client, title, None);
+            let ids = pathways(app, client, title, None);
             let Some(text) = read(app, &[title, "master.m3u8"]) else {
                 return error(StatusCode::NOT_FOUND, format!("no title '{title}'"));
             };
             let q = format!("{TOKEN_PARAM}={}", title_token(app, title, client));
-            let ids: Vec<&str> = pathways.iter().map(String::as_str).collect();
             let prefix = format!("/v1/play/{title}/");
-            hls(playback::master(
-                &text,
-                &prefix,
-                &q,
-                &ids,
-                &format!("{prefix}steering.json"),
-            ))
+            let paths: Vec<Pathway> = ids
+                .iter()
+                .map(|id| Pathway {
+                    id,
+                    prefix: prefix.clone(),
+                    query: format!("via={id}&{q}"),
+                })
+                .collect();
+            hls(playback::master(&text, &paths, &format!("{prefix}steering.json")))
         }
         [title, "steering.json"] => {
             let priority = pathways(app, client, title, query_param(query, "_HLS_pathway"));
@@ -91,10 +92,11 @@ pub fn play(app: &App, rest: &[&str], query: &str, client: IpAddr) -> Resp {
     }
 }
 
-/// A live event's manifest for this player: the live origin's URLs with a
-/// token for the event bound to the player's prefix; the HLS master with
-/// content steering as for VOD (the live door is the one pathway until
-/// boxes carry live).
+/// A live event's manifest for this player, with a token for the event
+/// bound to the player's prefix: the HLS master lists a pathway per box
+/// live steering picks (each variant's playlist on that box, which pulls
+/// it through) and the live door last, with content steering; the MPD
+/// lists the same as `BaseURL`s in order.
 fn live(app: &App, event: &str, file: &str, client: IpAddr) -> Resp {
     let Some(ev) = app.live.get(event) else {
         return error(StatusCode::NOT_FOUND, format!("no live event '{event}'"));
@@ -105,19 +107,33 @@ fn live(app: &App, event: &str, file: &str, client: IpAddr) -> Resp {
     );
     let q = format!("{TOKEN_PARAM}={token}");
     let live_url = app.config.live_url.trim_end_matches('/');
-    let base = format!("{live_url}/l/{event}/");
-    let answer = if file == "master.m3u8" {
-        let ids = pathways(app, client, event, None);
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let steering = format!("/v1/play/{event}/steering.json");
-        ev.master("", "").map(|t| {
-            (
-                "application/vnd.apple.mpegurl",
-                playback::master(&t, &base, &q, &ids, &steering),
-            )
+    let view = app.view();
+    let bases: Vec<(String, String)> = pathways(app, client, event, None)
+        .into_iter()
+        .map(|id| {
+            let base = match id.as_str() {
+                ORIGIN => live_url,
+                box_id => view.url_of(box_id).trim_end_matches('/'),
+            };
+            let base = format!("{base}/l/{event}/");
+            (id, base)
         })
+        .collect();
+    let answer = if file == "master.m3u8" {
+        let paths: Vec<Pathway> = bases
+            .iter()
+            .map(|(id, base)| Pathway {
+                id,
+                prefix: base.clone(),
+                query: q.clone(),
+            })
+            .collect();
+        let steering = format!("/v1/play/{event}/steering.json");
+        ev.master("", "")
+            .map(|t| ("application/vnd.apple.mpegurl", playback::master(&t, &paths, &steering)))
     } else {
-        ev.mpd(Some(&base), &q, &format!("{live_url}/time"))
+        let urls: Vec<String> = bases.into_iter().map(|(_, b)| b).collect();
+        ev.mpd(&urls, &q, &format!("{live_url}/time"))
             .map(|t| ("application/dash+xml", t))
     };
     match answer {
@@ -126,13 +142,18 @@ fn live(app: &App, event: &str, file: &str, client: IpAddr) -> Resp {
     }
 }
 
-/// Pathways for a player, best first: the boxes steering picks for it, then
-/// the origin. The pathway it is on now (`current`) stays first while that
-/// box is still a candidate, so a change in load does not move a playing
-/// client; a box that failed or stopped heartbeating drops out.
+/// Pathways for a player, best first: the boxes steering picks for it (for
+/// a live event, live steering), then the origin. The pathway it is on now
+/// (`current`) stays first while that box is still a candidate, so a
+/// change in load does not move a playing client; a box that failed or
+/// stopped heartbeating drops out.
 fn pathways(app: &App, client: IpAddr, title: &str, current: Option<&str>) -> Vec<String> {
     let view = app.view();
-    let (_, boxes) = view.candidates(client, title, unix_now(), view.max_appliances);
+    let live = app.live.get(title).is_some_and(|e| !e.archived());
+    let (_, boxes) = match live {
+        true => view.live_candidates(client, title, unix_now(), view.max_appliances),
+        false => view.candidates(client, title, unix_now(), view.max_appliances),
+    };
     let mut ids: Vec<String> = boxes.iter().map(|b| b.id.clone()).collect();
     if let Some(i) = current.and_then(|c| ids.iter().position(|id| id == c)) {
         let id = ids.remove(i);

@@ -121,10 +121,10 @@ impl Event {
         hls::multivariant(&tracks, base, query)
     }
 
-    /// The low-latency DASH manifest (segments under `base_url` when
+    /// The low-latency DASH manifest (segments under `base_urls` when
     /// given, else beside it; `utc` is the clock players align to); `None`
     /// before the first segment.
-    pub fn mpd(&self, base_url: Option<&str>, query: &str, utc: &str) -> Option<String> {
+    pub fn mpd(&self, base_urls: &[String], query: &str, utc: &str) -> Option<String> {
         let st = self.state();
         let tracks: Vec<(&str, &LiveTrack)> = st.tracks.iter().map(|(n, t)| (n.as_str(), t)).collect();
         dash::mpd(&dash::Mpd {
@@ -134,7 +134,7 @@ impl Event {
             window_secs: self.spec.window_secs,
             utc_timing: utc,
             query,
-            base_url,
+            base_urls,
             target_latency: TARGET_LATENCY_SECS,
             now: nearcast_common::clock::now_secs(),
             vod: false,

@@ -72,7 +72,7 @@ fn manifest(event: &Event, token: &str, host: &str) -> LiveResp {
     } else {
         format!("http://{host}/time")
     };
-    match event.mpd(None, token, &utc) {
+    match event.mpd(&[], token, &utc) {
         Some(mpd) => mpd_resp(mpd),
         None => text(StatusCode::SERVICE_UNAVAILABLE, "the encoder has not started"),
     }

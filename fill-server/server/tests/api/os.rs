@@ -1,4 +1,5 @@
-//! OS releases handed to boxes through the heartbeat.
+//! What boxes learn from the heartbeat answer: OS releases, and where to
+//! pull live objects from.
 
 use nearcast_common::request_auth::ApplianceKey;
 use nearcast_common::unix_now;
@@ -61,6 +62,7 @@ fn os_updates(backend: &Backend) {
     );
     // A box not running the image is never told to update.
     assert_eq!(beat(""), serde_json::Value::Null);
+    live_plan_in_the_heartbeat(&s, &key);
     let headers: Vec<(&str, String)> = key
         .sign("box-1", "GET", "/v1/appliances/box-1/os", unix_now(), b"")
         .into_iter()
@@ -74,6 +76,21 @@ fn os_updates(backend: &Backend) {
         signed(s.addr, &new_key(), "box-1", "GET", "/v1/appliances/box-1/os", "").0,
         403
     );
+}
+
+/// Every heartbeat answer names the box's site (healthy boxes, itself
+/// included) and the live door, for the agent to hand to the appliance.
+fn live_plan_in_the_heartbeat(s: &Server, key: &ApplianceKey) {
+    let hb = r#"{"health":"ok","load":0.1,"free_bytes":5000}"#;
+    let (_, body) = signed(s.addr, key, "box-1", "POST", "/v1/appliances/box-1/heartbeat", hb);
+    let live = serde_json::from_str::<serde_json::Value>(&body).unwrap()["live"].clone();
+    assert_eq!(live["self_id"], "box-1", "{body}");
+    assert_eq!(
+        live["peers"],
+        serde_json::json!([{"id": "box-1", "url": "http://box-1.test:8080"}])
+    );
+    assert_eq!(live["origins"], serde_json::json!(["http://127.0.0.1:7073"]));
+    assert!(live["cache_mib"].as_u64() > Some(0));
 }
 
 on_both_stores!(os_updates);

@@ -9,6 +9,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+mod live;
+
 use nearcast_common::prefix::canonical;
 use nearcast_common::{Grant, IpPrefix, Name, PrefixTable, SigningKey, TitlePath, TOKEN_PARAM};
 use serde::Serialize;
@@ -18,6 +20,7 @@ use serde::Serialize;
 pub struct Appliance {
     pub id: String,
     pub isp: String,
+    pub site: String,
     /// Base URL players use (`https://box1.isp.example:443`).
     pub url: String,
     /// Unix seconds of its last heartbeat.
@@ -51,6 +54,8 @@ pub struct View {
     by_isp: HashMap<String, Arc<Vec<usize>>>,
     /// Appliance id → index into `boxes`.
     ids: Arc<HashMap<String, usize>>,
+    /// Site → indexes into `boxes` (by id).
+    by_site: Arc<HashMap<String, Vec<usize>>>,
 }
 
 /// An ISP's boxes, least loaded first (ties by id, so the order is stable).
@@ -109,7 +114,12 @@ impl View {
             .map(|(isp, list)| (isp, Arc::new(by_load(&boxes, list))))
             .collect();
         let ids = Arc::new(boxes.iter().enumerate().map(|(i, b)| (b.id.clone(), i)).collect());
+        let mut by_site: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, b) in boxes.iter().enumerate() {
+            by_site.entry(b.site.clone()).or_default().push(i);
+        }
         View {
+            by_site: Arc::new(by_site),
             prefixes,
             bgp: Arc::default(),
             boxes,
@@ -147,11 +157,17 @@ impl View {
             max_appliances: self.max_appliances,
             by_isp,
             ids: self.ids.clone(),
+            by_site: self.by_site.clone(),
         })
     }
 
     fn usable(&self, b: &Appliance, title: &str, now: u64) -> bool {
-        b.healthy && now.saturating_sub(b.last_heartbeat) <= self.heartbeat_timeout_secs && b.titles.contains(title)
+        self.alive(b, now) && b.titles.contains(title)
+    }
+
+    /// Healthy and heard from lately.
+    fn alive(&self, b: &Appliance, now: u64) -> bool {
+        b.healthy && now.saturating_sub(b.last_heartbeat) <= self.heartbeat_timeout_secs
     }
 
     /// Up to `limit` appliances a player at `ip` may use for `title` now,
@@ -159,16 +175,24 @@ impl View {
     /// (longest prefix across all boxes) come first; when none of them can
     /// serve, the boxes of the ISP the imported prefixes name.
     pub fn candidates(&self, ip: IpAddr, title: &str, now: u64, limit: usize) -> (Option<&str>, Vec<&Appliance>) {
+        let (isp, mut boxes) = self.isp_boxes(ip, |b| self.usable(b, title, now));
+        boxes.truncate(limit);
+        (isp, boxes)
+    }
+
+    /// The boxes that pass `ok` for a player at `ip`, least loaded first,
+    /// and their ISP: those whose BGP table covers `ip`, else those of the
+    /// ISP the imported prefixes name.
+    fn isp_boxes(&self, ip: IpAddr, ok: impl Fn(&Appliance) -> bool) -> (Option<&str>, Vec<&Appliance>) {
         if let Some((_, ids)) = self.bgp.lookup(ip) {
             let mut boxes: Vec<&Appliance> = ids
                 .iter()
                 .filter_map(|id| self.ids.get(id))
                 .map(|&i| self.boxes[i].as_ref())
-                .filter(|b| self.usable(b, title, now))
+                .filter(|b| ok(b))
                 .collect();
             if !boxes.is_empty() {
                 boxes.sort_by(|a, b| a.load.total_cmp(&b.load).then_with(|| a.id.cmp(&b.id)));
-                boxes.truncate(limit);
                 return (Some(boxes[0].isp.as_str()), boxes);
             }
         }
@@ -181,8 +205,7 @@ impl View {
             .into_iter()
             .flat_map(|l| l.iter())
             .map(|&i| self.boxes[i].as_ref())
-            .filter(|b| self.usable(b, title, now))
-            .take(limit)
+            .filter(|b| ok(b))
             .collect();
         (Some(isp.as_str()), boxes)
     }
@@ -242,6 +265,7 @@ mod tests {
         let b = |id: &str, isp: &str, load: f64, beat: u64, healthy: bool, titles: &[&str]| Appliance {
             id: id.into(),
             isp: isp.into(),
+            site: format!("{isp}-site"),
             url: format!("http://{id}.example:8080"),
             last_heartbeat: beat,
             load,
