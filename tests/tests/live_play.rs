@@ -129,12 +129,19 @@ fn box_served(stack: &Stack) -> (f64, f64, f64) {
     )
 }
 
-/// Stops the box mid-event: both players move to the live door.
+/// Stops the box mid-event: both players move to the live door without a
+/// stall.
 fn moves_off_a_stopped_box(browser: &Browser, stack: &mut Stack) {
     let at = browser.eval("return [results.hls.position, results.shaka.position]");
+    let stalls = browser.eval("return [results.hls.stalls, results.shaka.stalls]");
     let from = [at[0].as_f64().unwrap(), at[1].as_f64().unwrap()];
     stack.boxes[0].stop_appliance();
     plays_on(browser, from, "the box stopped");
+    let after = browser.eval("return [results.hls.stalls, results.shaka.stalls]");
+    assert_eq!(
+        after, stalls,
+        "a player stalled moving off the stopped box (hls.js, Shaka)"
+    );
 }
 
 #[test]

@@ -158,6 +158,9 @@ impl LiveCache {
         if !self.is_current(obj) {
             return;
         }
+        // A whole answer needs no fallback; dropping it keeps copies from
+        // chaining back through every version of a playlist.
+        obj.drop_stale();
         if let Some(e) = self.map.peek_mut(obj.key.as_str()) {
             e.expires = Some(now + ttl);
             e.stale_until = (obj.key.kind() == Kind::Playlist).then_some(now + ttl + stale);
@@ -173,7 +176,7 @@ impl LiveCache {
         }
         let until = self.map.peek(obj.key.as_str()).and_then(|e| e.stale_until);
         self.remove(obj.key.as_str());
-        let old = obj.stale.clone().filter(|_| until.is_some_and(|t| t > now))?;
+        let old = obj.stale().filter(|_| until.is_some_and(|t| t > now))?;
         let bytes = ENTRY_COST + old.key.overhead() + old.body_len();
         self.evict_to(self.cap.saturating_sub(bytes));
         if self.bytes + bytes > self.cap {

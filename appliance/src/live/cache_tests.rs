@@ -112,7 +112,7 @@ fn a_failed_refresh_answers_the_stale_playlist() {
     assert!(fill(&mut c, &first, 300, Duration::from_millis(500), now));
     let later = now + Duration::from_secs(1);
     let refresh = fetch(&mut c, "/l/e/v/index.m3u8", later);
-    assert_eq!(refresh.stale.as_ref().map(|o| o.id), Some(first.id));
+    assert_eq!(refresh.stale().map(|o| o.id), Some(first.id));
     refresh.fail();
     let old = c.failed(&refresh, later).expect("the stale copy");
     assert_eq!(old.id, first.id);
@@ -123,7 +123,14 @@ fn a_failed_refresh_answers_the_stale_playlist() {
     // Past its stale time it is gone: a fetch with no fallback.
     let much_later = now + Duration::from_secs(30);
     let o = fetch(&mut c, "/l/e/v/index.m3u8", much_later);
-    assert!(o.stale.is_none());
+    assert!(o.stale().is_none());
+    // A refresh that succeeds lets go of the copy it replaced: versions
+    // of a playlist never chain.
+    assert!(fill(&mut c, &o, 300, Duration::from_millis(500), much_later));
+    let next = fetch(&mut c, "/l/e/v/index.m3u8", much_later + Duration::from_secs(1));
+    assert_eq!(next.stale().map(|s| s.id), Some(o.id));
+    assert!(fill(&mut c, &next, 300, Duration::from_millis(500), much_later));
+    assert!(next.stale().is_none());
     // Media are never answered stale.
     let m = fetch(&mut c, "/l/e/v/1.m4s", now);
     assert!(fill(&mut c, &m, 10, Duration::from_millis(10), now));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::fetch::Limits;
+use super::fetch::{Limits, Ttls};
 use super::route::Upstreams;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -28,6 +28,10 @@ pub struct LiveConfig {
     /// Playlists are reused at most this long (upstream's `max-age` is in
     /// whole seconds; a part is about half of one).
     pub playlist_ttl_ms: u64,
+    /// A blocking reload's answer is reused this long (it lists the part it
+    /// was asked for however late it is read; viewers that lag behind ask
+    /// for the same ones).
+    pub blocking_ttl_ms: u64,
     /// Media without a `max-age` are kept this long.
     pub media_ttl_ms: u64,
     /// 404, 400 and 410 answers are kept this long.
@@ -54,6 +58,7 @@ impl Default for LiveConfig {
             blocking_ms: 10_000,
             idle_ms: 5000,
             playlist_ttl_ms: 500,
+            blocking_ttl_ms: 6000,
             media_ttl_ms: 60_000,
             negative_ttl_ms: 250,
             stale_if_error_ms: 6000,
@@ -72,6 +77,16 @@ impl LiveConfig {
             blocking: Duration::from_millis(self.blocking_ms),
             idle: Duration::from_millis(self.idle_ms),
             max_object: self.max_object_mib << 20,
+        }
+    }
+
+    pub fn ttls(&self) -> Ttls {
+        let ms = Duration::from_millis;
+        Ttls {
+            playlist: ms(self.playlist_ttl_ms),
+            blocking: ms(self.blocking_ttl_ms),
+            media: ms(self.media_ttl_ms),
+            negative: ms(self.negative_ttl_ms),
         }
     }
 

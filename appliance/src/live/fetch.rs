@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::key::Kind;
 use super::object::{Head, Object};
 use super::response::{parse_head, Chunked, ResponseError, UpstreamHead, MAX_HEAD};
 
@@ -81,6 +82,19 @@ impl FetchError {
             FetchError::TooLarge | FetchError::CacheFull => "too_large",
         }
     }
+}
+
+/// How long answers are reused, by kind (`[live]` in the config).
+#[derive(Clone, Copy, Debug)]
+pub struct Ttls {
+    /// A playlist: at most this (and at most its `max-age`).
+    pub playlist: Duration,
+    /// A blocking reload's answer.
+    pub blocking: Duration,
+    /// Media without a `max-age`.
+    pub media: Duration,
+    /// 400, 404, 410.
+    pub negative: Duration,
 }
 
 /// What the worker does after a failure.
@@ -325,19 +339,20 @@ impl Fetch {
         After::GaveUp(self.obj.fail() | self.take_wake())
     }
 
-    /// How long the answer may be reused (from the head, by the rules of
-    /// `docs/live-box.md`).
-    pub fn ttl(&self, playlist_cap: Duration, negative: Duration, media_default: Duration) -> Duration {
+    /// How long the answer may be reused (`docs/live-box.md`).
+    pub fn ttl(&self, t: &Ttls) -> Duration {
         let Some(head) = &self.head else {
             return Duration::ZERO;
         };
         if head.status != 200 {
-            return negative;
+            return t.negative;
         }
         let age = head.max_age();
         match self.obj.key.kind() {
-            super::key::Kind::Playlist => age.unwrap_or(playlist_cap).min(playlist_cap),
-            super::key::Kind::Media => age.unwrap_or(media_default),
+            // It lists the part it was asked for, whenever it is read.
+            Kind::Playlist if self.obj.key.blocking() => t.blocking,
+            Kind::Playlist => age.unwrap_or(t.playlist).min(t.playlist),
+            Kind::Media => age.unwrap_or(t.media),
         }
     }
 }

@@ -25,6 +25,13 @@ const LIMITS: Limits = Limits {
     max_object: 1 << 20,
 };
 
+const TTLS: Ttls = Ttls {
+    playlist: Duration::from_millis(500),
+    blocking: Duration::from_secs(6),
+    media: Duration::from_secs(5),
+    negative: Duration::from_millis(250),
+};
+
 fn fetch(path: &str, query: &str, upstreams: usize) -> Fetch {
     let key = LiveKey::new(&ContentPath::parse(path.as_bytes()).unwrap(), query.as_bytes()).unwrap();
     let obj = Arc::new(Object::new(1, key, None));
@@ -76,14 +83,7 @@ fn reads_a_chunked_answer_as_it_arrives() {
     }
     assert_eq!(body_of(&f), b"moofmdat");
     assert!(f.obj.is_complete());
-    assert_eq!(
-        f.ttl(
-            Duration::from_millis(500),
-            Duration::from_millis(250),
-            Duration::from_secs(5)
-        ),
-        Duration::from_secs(60)
-    );
+    assert_eq!(f.ttl(&TTLS), Duration::from_secs(60));
 }
 
 #[test]
@@ -157,6 +157,20 @@ fn a_404_is_kept_briefly() {
             now
         )
         .unwrap());
-    let neg = Duration::from_millis(250);
-    assert_eq!(f.ttl(Duration::from_millis(500), neg, Duration::from_secs(5)), neg);
+    assert_eq!(f.ttl(&TTLS), TTLS.negative);
+    // A blocking reload's answer lists its part for good; a plain
+    // playlist lives at most a part.
+    for (query, want) in [("_HLS_msn=3&_HLS_part=1", TTLS.blocking), ("", TTLS.playlist)] {
+        let mut f = fetch("/l/ev/v1/index.m3u8", query, 1);
+        f.connected("T", "h", now);
+        f.sent(f.unsent().len(), now);
+        assert!(f
+            .on_data(
+                b"HTTP/1.1 200 OK\r\nCache-Control: max-age=1\r\nContent-Length: 2\r\n\r\n#E",
+                &mut room,
+                now
+            )
+            .unwrap());
+        assert_eq!(f.ttl(&TTLS), want, "{query}");
+    }
 }

@@ -52,8 +52,9 @@ struct State {
 pub struct Object {
     pub id: u64,
     pub key: LiveKey,
-    /// The copy this one replaces, for `stale-if-error`.
-    pub stale: Option<Arc<Object>>,
+    /// The copy this one replaces, for `stale-if-error`, until this one
+    /// is whole (then it is dropped, so copies never chain).
+    stale: Mutex<Option<Arc<Object>>>,
     state: Mutex<State>,
 }
 
@@ -92,7 +93,7 @@ impl Object {
         Object {
             id,
             key,
-            stale,
+            stale: Mutex::new(stale),
             state: Mutex::new(State {
                 head: None,
                 chunks: Vec::new(),
@@ -108,6 +109,16 @@ impl Object {
         // A panic elsewhere cannot leave the state half-changed: every
         // change below is one assignment or push.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The copy this one replaces, while it is kept.
+    pub fn stale(&self) -> Option<Arc<Object>> {
+        self.stale.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Drops the copy this one replaced.
+    pub fn drop_stale(&self) {
+        self.stale.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// The head, or `Wait` after registering worker `me` to be woken.

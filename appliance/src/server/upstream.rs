@@ -259,11 +259,7 @@ impl Fetches {
             return;
         };
         let c = &self.live.config;
-        let ttl = up.fetch.ttl(
-            Duration::from_millis(c.playlist_ttl_ms),
-            Duration::from_millis(c.negative_ttl_ms),
-            Duration::from_millis(c.media_ttl_ms),
-        );
+        let ttl = up.fetch.ttl(&c.ttls());
         self.live
             .cache()
             .finish(&up.fetch.obj, ttl, Duration::from_millis(c.stale_if_error_ms), now);

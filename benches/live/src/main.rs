@@ -18,16 +18,8 @@
 //! tests/web` (scripts/test installs them all).
 
 mod players;
-mod push;
 
-fn percentile(samples: &[f64], p: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = samples.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[((s.len() - 1) as f64 * p).round() as usize]
-}
+use nearcast_live_bench::{percentile, push};
 
 fn main() {
     let secs: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(30);

@@ -1,5 +1,6 @@
 //! Ingest to publish: a pre-encoded LL-DASH output pushed in real time,
-//! and a reader following the video's parts.
+//! and a reader following the video's parts. The encoding and the paced
+//! push are public: `benches/live-load` feeds its live origin with them.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,7 +14,8 @@ use nearcast::stack::{Ports, Stack};
 use nearcast_common::{unix_now, Grant, SigningKey};
 use nearcast_packager::live::{moof_timing, LiveInit, Splitter};
 
-const SECRET: &str = "bench-secret-0123456789";
+/// The events' ingest secret.
+pub const SECRET: &str = "bench-secret-0123456789";
 
 pub struct Pushed {
     pub delays_ms: Vec<f64>,
@@ -23,20 +25,33 @@ pub struct Pushed {
 
 /// One fragment of a segment file: its bytes (with any boxes before its
 /// moof) and when its last frame exists, seconds from the stream's start.
-struct Fragment {
-    bytes: Vec<u8>,
-    ready: f64,
+pub struct Fragment {
+    pub bytes: Vec<u8>,
+    pub ready: f64,
 }
 
+/// A stream's init segment and its segments cut into fragments.
+pub type Stream = (Vec<u8>, Vec<Vec<Fragment>>);
+
+/// When each part was pushed: (stream, msn, part) → the instant its bytes
+/// went to the live door.
+pub type Sent = Mutex<HashMap<(u32, u64, usize), Instant>>;
+
 fn encode(dir: &Path, secs: u32) {
-    let v = format!("testsrc2=size=1280x720:rate=30:duration={secs}");
+    encode_rung(dir, secs, "1280x720", 3000);
+}
+
+/// ffmpeg's LL-DASH output (H.264 of `size` at `kbit` kbit/s + AAC, 2 s
+/// segments of 0.5 s fragments) of `secs` of test pattern, into `dir`.
+pub fn encode_rung(dir: &Path, secs: u32, size: &str, kbit: u32) {
+    let v = format!("testsrc2=size={size}:rate=30:duration={secs}");
     let a = format!("sine=frequency=440:sample_rate=48000:duration={secs}");
     let out = Command::new("ffmpeg")
         .args([
             "-nostdin", "-v", "error", "-f", "lavfi", "-i", &v, "-f", "lavfi", "-i", &a,
         ])
         .args([
-            "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "3000k",
+            "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "veryfast", "-b:v", &format!("{kbit}k"),
         ])
         .args([
             "-g",
@@ -69,7 +84,7 @@ fn encode(dir: &Path, secs: u32) {
 }
 
 /// Stream `n`'s init and its segments cut into fragments.
-fn fragments(dir: &Path, n: u32) -> (Vec<u8>, Vec<Vec<Fragment>>) {
+pub fn fragments(dir: &Path, n: u32) -> Stream {
     let init_bytes = std::fs::read(dir.join(format!("init-stream{n}.m4s"))).unwrap();
     let init = LiveInit::parse(init_bytes.clone()).unwrap();
     let scale = f64::from(init.track.timescale);
@@ -99,10 +114,11 @@ fn fragments(dir: &Path, n: u32) -> (Vec<u8>, Vec<Vec<Fragment>>) {
     (init_bytes, segments)
 }
 
-fn put_init(live: SocketAddr, n: u32, body: &[u8]) {
+/// Pushes stream `n`'s init segment into `event`.
+pub fn put_init(live: SocketAddr, event: &str, n: u32, body: &[u8]) {
     let mut s = TcpStream::connect(live).unwrap();
     let head = format!(
-        "PUT /ingest/bench/{SECRET}/init-stream{n}.m4s HTTP/1.1\r\nHost: {live}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "PUT /ingest/{event}/{SECRET}/init-stream{n}.m4s HTTP/1.1\r\nHost: {live}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();
@@ -112,20 +128,14 @@ fn put_init(live: SocketAddr, n: u32, body: &[u8]) {
     assert!(answer.contains(" 204 "), "init {n}: {answer}");
 }
 
-/// Pushes stream `n`'s segments, each fragment at `start + ready`;
-/// records when each (msn, part) was sent.
-fn push_stream(
-    live: SocketAddr,
-    n: u32,
-    segments: &[Vec<Fragment>],
-    start: Instant,
-    sent: &Mutex<HashMap<(u64, usize), Instant>>,
-) {
+/// Pushes stream `n`'s segments into `event`, each fragment at `start +
+/// ready`; records when each (stream, msn, part) was sent.
+pub fn push_stream(live: SocketAddr, event: &str, n: u32, segments: &[Vec<Fragment>], start: Instant, sent: &Sent) {
     for (msn, frags) in segments.iter().enumerate() {
         let mut s = TcpStream::connect(live).unwrap();
         s.set_nodelay(true).unwrap();
         let head = format!(
-            "PUT /ingest/bench/{SECRET}/chunk-stream{n}-{:05}.m4s HTTP/1.1\r\nHost: {live}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            "PUT /ingest/{event}/{SECRET}/chunk-stream{n}-{:05}.m4s HTTP/1.1\r\nHost: {live}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
             msn + 1
         );
         s.write_all(head.as_bytes()).unwrap();
@@ -141,9 +151,7 @@ fn push_stream(
             // thread runs again.
             let at = Instant::now();
             s.write_all(&chunk).unwrap();
-            if n == 0 {
-                sent.lock().unwrap().insert((msn as u64, k), at);
-            }
+            sent.lock().unwrap().insert((n, msn as u64, k), at);
         }
         s.write_all(b"0\r\n\r\n").unwrap();
         let mut answer = String::new();
@@ -201,7 +209,7 @@ pub fn run(work: &Path, secs: u32) -> Pushed {
         .unwrap();
     let live: SocketAddr = stack.live_url.trim_start_matches("http://").parse().unwrap();
     for (n, (init, _)) in streams.iter().enumerate() {
-        put_init(live, n as u32, init);
+        put_init(live, "bench", n as u32, init);
     }
     let key = SigningKey::from_hex(&stack.config.token_key_id, &stack.config.token_key_hex).unwrap();
     let grant = Grant {
@@ -225,7 +233,7 @@ pub fn run(work: &Path, secs: u32) -> Pushed {
     std::thread::scope(|scope| {
         for (n, (_, segments)) in streams.iter().enumerate() {
             let sent = sent.clone();
-            scope.spawn(move || push_stream(live, n as u32, segments, start, &sent));
+            scope.spawn(move || push_stream(live, "bench", n as u32, segments, start, &sent));
         }
     });
     let (elapsed, cpu) = (start.elapsed().as_secs_f64(), cpu_secs("nearcast-live") - cpu0);
@@ -234,7 +242,7 @@ pub fn run(work: &Path, secs: u32) -> Pushed {
     let delays_ms = got
         .iter()
         .filter(|(_, _, status)| *status == 200)
-        .filter_map(|(key, at, _)| Some(at.checked_duration_since(*sent.get(key)?)?.as_secs_f64() * 1000.0))
+        .filter_map(|((msn, k), at, _)| Some(at.checked_duration_since(*sent.get(&(0, *msn, *k))?)?.as_secs_f64() * 1000.0))
         .collect();
     Pushed {
         delays_ms,

@@ -165,7 +165,7 @@ impl Conn {
         let head = match f.obj.head(cx.me) {
             HeadState::Wait => return Step::Park(f.obj.id),
             HeadState::Known(h) => h,
-            HeadState::Failed => match f.obj.stale.clone().filter(|o| o.is_complete()) {
+            HeadState::Failed => match f.obj.stale().filter(|o| o.is_complete()) {
                 Some(old) => {
                     cx.shared.live.counters.stale.fetch_add(1, Relaxed);
                     old.attach(usize::MAX);
