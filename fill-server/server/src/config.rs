@@ -31,6 +31,12 @@ pub struct Config {
     pub live_box_url: Option<String>,
     /// The live cache size each box is told to use.
     pub live_box_cache_mib: u64,
+    /// Connections each door (the API, the live door) holds at once; more
+    /// are closed at accept.
+    pub door_max_connections: usize,
+    /// A request head, or the next one on a kept-alive connection, must
+    /// arrive within this on either door.
+    pub door_header_timeout_ms: u64,
     /// An appliance silent for longer is not steered to.
     pub heartbeat_timeout_secs: u64,
     /// Appliances named in one steering answer at most (the origin follows).
@@ -48,6 +54,16 @@ pub struct Config {
     pub os_bundles: PathBuf,
 }
 
+impl Config {
+    /// The bounds of each door.
+    pub fn door_limits(&self) -> crate::server::DoorLimits {
+        crate::server::DoorLimits {
+            max_connections: self.door_max_connections.max(1),
+            header_timeout: std::time::Duration::from_millis(self.door_header_timeout_ms.max(1)),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -61,6 +77,8 @@ impl Default for Config {
             live_url: "http://127.0.0.1:7073".into(),
             live_box_url: None,
             live_box_cache_mib: 256,
+            door_max_connections: 10_000,
+            door_header_timeout_ms: 5000,
             heartbeat_timeout_secs: 30,
             url_ttl_secs: 3600,
             steer_max_appliances: 4,

@@ -48,13 +48,27 @@ fn main() -> anyhow::Result<()> {
             app.clone(),
             std::future::pending(),
         ));
-        nearcast_fill_server::server::serve(listener, app, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
+        nearcast_fill_server::server::serve(listener, app, stop_signal()).await;
         anyhow::Ok(())
     })?;
     origin.shutdown();
     origin.join().context("origin engine")?;
     Ok(())
+}
+
+/// SIGINT or SIGTERM: stop accepting, let the origin drain.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("stopping: no new connections; the origin drains");
 }

@@ -90,6 +90,12 @@ impl Metrics {
         for (name, help, v) in gauges {
             page.single(name, Kind::Gauge, help, v);
         }
+        page.single(
+            "nearcast_fill_connections_refused_total",
+            Kind::Counter,
+            "Connections closed at accept because a door (API or live) was full.",
+            crate::server::REFUSED.load(Relaxed),
+        );
         page.finish()
     }
 }

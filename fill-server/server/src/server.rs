@@ -1,20 +1,62 @@
-//! The accept loop: one hyper HTTP/1.1 connection task per client.
+//! The accept loop both doors share (the API and the live door): one
+//! hyper HTTP/1.1 connection task per client, bounded in connections (more
+//! are closed at accept, counted) and in the time a request head may take
+//! (which also bounds a kept-alive connection's wait for its next request:
+//! hyper's header timer starts when it waits for a head).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::api;
 use crate::app::App;
 
-/// Serves `app` on `listener` until `stop` resolves.
-pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl std::future::Future<Output = ()>) {
+/// What bounds one door.
+#[derive(Clone, Copy, Debug)]
+pub struct DoorLimits {
+    /// Connections at once; more are closed at accept.
+    pub max_connections: usize,
+    /// A request head (or the next one on a kept-alive connection) must
+    /// arrive within this.
+    pub header_timeout: Duration,
+}
+
+/// Connections a door closed at accept because it was full (all doors).
+pub static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// Serves the API on `listener` until `stop` resolves.
+pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl Future<Output = ()>) {
+    let limits = app.config.door_limits();
+    serve_bounded(listener, app, limits, stop, api::handle).await
+}
+
+/// Serves `handle` on `listener` within `limits` until `stop` resolves
+/// (then stops accepting; connections under way finish on their tasks).
+pub async fn serve_bounded<H, Fut, B>(
+    listener: TcpListener,
+    app: Arc<App>,
+    limits: DoorLimits,
+    stop: impl Future<Output = ()>,
+    handle: H,
+) where
+    H: Fn(Arc<App>, Request<Incoming>, SocketAddr) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     tokio::pin!(stop);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let (stream, peer): (_, SocketAddr) = tokio::select! {
             _ = &mut stop => return,
@@ -26,10 +68,18 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl std::future:
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            REFUSED.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "door full: connection closed");
+            continue;
+        };
         let app = app.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| api::handle(app.clone(), req, peer));
+            let _slot = slot;
+            let svc = service_fn(move |req| handle(app.clone(), req, peer));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await
             {

@@ -191,7 +191,9 @@ impl Conn {
         if f.obj.key.kind() == Kind::Playlist {
             return self.live_playlist(&head, status, cx);
         }
-        let length = head.length;
+        // A body already whole has a length even if it came chunked: one
+        // send per chunk instead of three.
+        let length = head.length.or_else(|| f.obj.is_complete().then(|| f.obj.body_len()));
         f.chunked = length.is_none() && f.http11 && !f.head_only;
         if length.is_none() && !f.http11 {
             self.keep_alive = false;

@@ -31,8 +31,44 @@ const HLS_JS: &[u8] = include_bytes!("../../player/hls.min.js");
 /// The operators' dashboard page (data from `/v1/admin/dashboard`).
 const DASHBOARD_PAGE: &[u8] = include_bytes!("../../player/dashboard.html");
 
-/// Largest request body (a prefix import of a full table fits).
-const MAX_BODY: usize = 64 * 1024 * 1024;
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+/// How long a request body may take to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The largest body a route takes: checked against `Content-Length`
+/// before anything is read, and again while the body streams in.
+fn body_limit(method: &Method, segs: &[&str]) -> usize {
+    match (method, segs) {
+        (&Method::GET | &Method::HEAD, _) => 0,
+        (_, ["v1", "qoe"]) => 64 * KIB,
+        // A full routing table (1.2M prefixes) as text or grouped JSON.
+        (_, ["v1", "admin", "prefixes"]) | (_, ["v1", "appliances", _, "routes"]) => 256 * MIB,
+        (_, ["v1", "appliances", _, "inventory"]) | (_, ["v1", "admin", "playlogs"]) => 64 * MIB,
+        // An OS bundle (held in memory until it is checked and written).
+        (_, ["v1", "admin", "os", _]) => 256 * MIB,
+        _ => MIB,
+    }
+}
+
+/// The request body, read within its route's limit and time.
+async fn read_body(parts: &hyper::http::request::Parts, body: Incoming, limit: usize) -> Result<Bytes, Resp> {
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("this route takes at most {limit} body bytes"),
+        ));
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) => Err(error(StatusCode::PAYLOAD_TOO_LARGE, e)),
+        Err(_) => Err(error(StatusCode::REQUEST_TIMEOUT, "the body took too long")),
+    }
+}
 
 type Resp = Response<Full<Bytes>>;
 
@@ -115,12 +151,12 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             "missing, repeated or malformed Host header",
         ));
     }
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, e)),
-    };
     let path = parts.uri.path().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let body = match read_body(&parts, body, body_limit(&parts.method, &segs)).await {
+        Ok(b) => b,
+        Err(resp) => return Ok(resp),
+    };
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let route = route_of(&segs);
     let resp = match (&parts.method, segs.as_slice()) {
@@ -147,7 +183,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         }
         (_, ["v1", "admin", rest @ ..]) => {
             let token = header("authorization").and_then(|h| h.strip_prefix("Bearer "));
-            if token != Some(app.config.admin_token.as_str()) {
+            let admitted = token.is_some_and(|t| {
+                !app.config.admin_token.is_empty()
+                    && nearcast_common::token::constant_time_eq(t.as_bytes(), app.config.admin_token.as_bytes())
+            });
+            if !admitted {
                 error(StatusCode::UNAUTHORIZED, "admin token required")
             } else if parts.method == Method::GET && rest == ["qoe"] {
                 qoe::summary(app.clone(), parts.uri.query().unwrap_or("")).await

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use nearcast_common::unix_now;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -95,18 +93,11 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resu
     Ok(resp)
 }
 
-/// Connections the live door holds at once; more are closed at accept.
-const MAX_CONNECTIONS: usize = 10_000;
-/// A request head must arrive within this.
-const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Serves the live door (ingest and `/l/`) on `listener` until `stop`
-/// resolves. Bounded: connections (`MAX_CONNECTIONS`), time to send a
-/// request head, how long a reload or a followed part is held (`publish`),
-/// upload sizes and idle uploads (`ingest`).
+/// resolves. Bounded: connections and the time to send a request head
+/// (`door_*` in the config), how long a reload or a followed part is held
+/// (`publish`), upload sizes and idle uploads (`ingest`).
 pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl std::future::Future<Output = ()>) {
-    tokio::pin!(stop);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     // The events' clock (gap segments while an encoder is silent).
     let live = app.live.clone();
     tokio::spawn(async move {
@@ -116,35 +107,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl std::future:
             live.tick(nearcast_common::clock::now_secs());
         }
     });
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = &mut stop => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "live accept failed");
-                    continue;
-                }
-            },
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "live door full: connection closed");
-            continue;
-        };
-        let app = app.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let svc = service_fn(move |req| handle(app.clone(), req, peer));
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                tracing::debug!(error = %e, %peer, "live connection ended with an error");
-            }
-        });
-    }
+    let limits = app.config.door_limits();
+    crate::server::serve_bounded(listener, app, limits, stop, handle).await
 }
 
 /// The live door on `listen` from a thread and runtime of its own (the

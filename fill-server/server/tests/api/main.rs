@@ -6,6 +6,7 @@
 #[macro_use]
 mod support;
 
+mod door;
 mod live;
 mod manifests;
 mod os;

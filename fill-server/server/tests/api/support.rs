@@ -91,6 +91,11 @@ pub fn start(backend: &Backend, name: &str, heartbeat_timeout_secs: u64) -> Serv
     start_with_origin(backend, name, heartbeat_timeout_secs, None)
 }
 
+/// `start`, with `tune` changing the fill server's config first.
+pub fn start_tuned(backend: &Backend, name: &str, tune: impl FnOnce(&mut Config)) -> Server {
+    start_full(backend, name, 30, None, tune)
+}
+
 /// Titles the steering tests ask for, packaged as far as steering can
 /// tell (an index in the origin store).
 fn stub_origin(store: &std::path::Path) {
@@ -109,13 +114,23 @@ pub fn start_with_origin(
     heartbeat_timeout_secs: u64,
     origin: Option<std::path::PathBuf>,
 ) -> Server {
+    start_full(backend, name, heartbeat_timeout_secs, origin, |_| {})
+}
+
+fn start_full(
+    backend: &Backend,
+    name: &str,
+    heartbeat_timeout_secs: u64,
+    origin: Option<std::path::PathBuf>,
+    tune: impl FnOnce(&mut Config),
+) -> Server {
     let dir = TempDir::new(&format!("fs-{name}-{}", backend.label()));
     let origin_store = origin.unwrap_or_else(|| {
         stub_origin(&dir.join("origin"));
         dir.join("origin")
     });
     let store = backend.store(name, &dir);
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         origin_url: "http://origin.test".into(),
         origin_store,
@@ -127,6 +142,7 @@ pub fn start_with_origin(
         os_bundles: dir.join("os-bundles"),
         ..Config::default()
     };
+    tune(&mut config);
     let app = Arc::new(App::new(store.clone(), config).unwrap());
     let live = nearcast_fill_server::live::spawn_background(app.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let bg = nearcast_fill_server::server::spawn_background(app, "127.0.0.1:0".parse().unwrap()).unwrap();
