@@ -132,7 +132,11 @@ fn main() -> anyhow::Result<()> {
         println!("    ffplay {fs}/v1/play/{TITLE}/master.m3u8");
         println!("    ffplay {fs}/v1/play/{TITLE}/manifest.mpd");
         println!("  in a browser: {fs}/player?title={TITLE}");
-        println!("  fleet:      {fs}/dashboard#token={}", nearcast::stack::ADMIN_TOKEN);
+        println!(
+            "  fleet:      {}/dashboard#token={}",
+            stack.admin_url,
+            nearcast::stack::ADMIN_TOKEN
+        );
         println!("  steering:   curl '{fs}/v1/steer?title={TITLE}'");
         for b in &stack.boxes {
             println!(

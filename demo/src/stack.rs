@@ -29,6 +29,8 @@ const TOKEN_KEY_ID: &str = "demo";
 #[derive(Clone, Copy, Debug)]
 pub struct Ports {
     pub fill: u16,
+    /// The fill server's admin listener (operators, the dashboard).
+    pub fill_admin: u16,
     pub origin: u16,
     pub origin_admin: u16,
     /// The live door: encoders' ingest and players' `/l/`.
@@ -44,6 +46,7 @@ impl Ports {
     /// Free ports everywhere (tests).
     pub const EPHEMERAL: Ports = Ports {
         fill: 0,
+        fill_admin: 0,
         origin: 0,
         origin_admin: 0,
         live: 0,
@@ -54,6 +57,7 @@ impl Ports {
     /// The demo's well-known ports.
     pub const DEMO: Ports = Ports {
         fill: 7070,
+        fill_admin: 7074,
         origin: 7071,
         origin_admin: 7072,
         live: 7073,
@@ -104,6 +108,8 @@ impl BoxSide {
 pub struct Stack {
     pub root: PathBuf,
     pub fill_url: String,
+    /// The fill server's admin listener (`/v1/admin/…`, the dashboard).
+    pub admin_url: String,
     /// The live door's base URL.
     pub live_url: String,
     pub origin: Server,
@@ -111,6 +117,7 @@ pub struct Stack {
     pub boxes: Vec<BoxSide>,
     ports: Ports,
     _fill: Background,
+    _admin: Background,
     _live: Background,
     /// Runs the stack's own control calls.
     rt: tokio::runtime::Runtime,
@@ -139,6 +146,7 @@ impl Stack {
         let key_hex = nearcast_common::digest::hex(&random_secret()?);
         let config = FillConfig {
             listen: Ports::at(ports.fill, 0),
+            admin_listen: Ports::at(ports.fill_admin, 0),
             database: root.join("fill-server.db").display().to_string(),
             origin_store,
             origin_listen: Ports::at(ports.origin, 0),
@@ -168,18 +176,22 @@ impl Stack {
         let app = Arc::new(App::new(store, config.clone())?);
         let live = nearcast_fill_server::live::spawn_background(app.clone(), config.live_listen)
             .context("starting the live door")?;
+        let admin = nearcast_fill_server::server::spawn_admin_background(app.clone(), config.admin_listen)
+            .context("starting the fill server's admin listener")?;
         let fill =
             nearcast_fill_server::server::spawn_background(app, config.listen).context("starting the fill server")?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let stack = Stack {
             root: root.to_path_buf(),
             fill_url: format!("http://{}", fill.addr),
+            admin_url: format!("http://{}", admin.addr),
             live_url: format!("http://{}", live.addr),
             origin,
             config,
             boxes: Vec::new(),
             ports,
             _fill: fill,
+            _admin: admin,
             _live: live,
             rt,
         };
@@ -200,13 +212,13 @@ impl Stack {
     /// An admin call (bearer token) to the fill server.
     pub fn admin(&self, method: &str, path: &str, body: &str) -> anyhow::Result<String> {
         let auth = [("authorization", format!("Bearer {ADMIN_TOKEN}"))];
-        self.get_with(method, &format!("{}{path}", self.fill_url), &auth, body)
+        self.get_with(method, &format!("{}{path}", self.admin_url), &auth, body)
     }
 
     /// An admin call with a binary body (an OS bundle upload).
     pub fn admin_bytes(&self, method: &str, path: &str, body: Vec<u8>) -> anyhow::Result<String> {
         let auth = [("authorization", format!("Bearer {ADMIN_TOKEN}"))];
-        let url = format!("{}{path}", self.fill_url);
+        let url = format!("{}{path}", self.admin_url);
         let bytes = self.rt.block_on(fetch_small(method, &url, &auth, Bytes::from(body)))?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }

@@ -106,7 +106,7 @@ fn the_player_page_plays_from_the_appliance_and_reports_qoe() {
 /// The operators' dashboard: the fleet table lists the box, its bytes
 /// served (from heartbeats) and the site's hit ratio from this playback.
 fn dashboard_shows_the_playback(stack: &Stack, browser: &Browser) {
-    browser.goto(&format!("{}/dashboard#token={ADMIN_TOKEN}", stack.fill_url));
+    browser.goto(&format!("{}/dashboard#token={ADMIN_TOKEN}", stack.admin_url));
     browser.wait_for(
         "dashboard with bytes served",
         "return document.body.dataset.loaded === 'yes' && !!document.querySelector('#fleet tr[data-id=\"box-1\"]') \

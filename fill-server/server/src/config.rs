@@ -10,6 +10,9 @@ use serde::Deserialize;
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Operators' listener: `/v1/admin/…` and the dashboard (refused on
+    /// `listen`). Keep it on loopback or a management network.
+    pub admin_listen: SocketAddr,
     /// SQLite database file, or a PostgreSQL URL (`postgres://…` or
     /// `host=… user=… dbname=…`).
     pub database: String,
@@ -68,6 +71,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: ([127, 0, 0, 1], 7070).into(),
+            admin_listen: ([127, 0, 0, 1], 7074).into(),
             database: "nearcast-fill-server.db".into(),
             origin_url: "http://127.0.0.1:7071".into(),
             origin_store: PathBuf::from("origin"),

@@ -33,16 +33,26 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
+        let admin_listen = app.config.admin_listen;
+        let admin = tokio::net::TcpListener::bind(admin_listen)
+            .await
+            .with_context(|| format!("listening on {admin_listen}"))?;
         let live_listen = app.config.live_listen;
         let live = tokio::net::TcpListener::bind(live_listen)
             .await
             .with_context(|| format!("listening on {live_listen}"))?;
         println!(
-            "nearcast-fill-server ready http={} origin={} live={}",
+            "nearcast-fill-server ready http={} origin={} live={} admin={}",
             listener.local_addr()?,
             origin.http_addr,
-            live.local_addr()?
+            live.local_addr()?,
+            admin.local_addr()?
         );
+        tokio::spawn(nearcast_fill_server::server::serve_admin(
+            admin,
+            app.clone(),
+            std::future::pending(),
+        ));
         tokio::spawn(nearcast_fill_server::live::serve(
             live,
             app.clone(),

@@ -40,6 +40,12 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl Future<Outpu
     serve_bounded(listener, app, limits, stop, api::handle).await
 }
 
+/// Serves the admin API (`/v1/admin/…`, the dashboard) on `listener`.
+pub async fn serve_admin(listener: TcpListener, app: Arc<App>, stop: impl Future<Output = ()>) {
+    let limits = app.config.door_limits();
+    serve_bounded(listener, app, limits, stop, api::handle_admin).await
+}
+
 /// Serves `handle` on `listener` within `limits` until `stop` resolves
 /// (then stops accepting; connections under way finish on their tasks).
 pub async fn serve_bounded<H, Fut, B>(
@@ -101,6 +107,13 @@ pub struct Background {
 pub fn spawn_background(app: Arc<App>, listen: SocketAddr) -> std::io::Result<Background> {
     spawn_with(listen, "nearcast-fill-server", move |listener, stopped| {
         serve(listener, app, stopped)
+    })
+}
+
+/// The admin API on `listen`, as `spawn_background`.
+pub fn spawn_admin_background(app: Arc<App>, listen: SocketAddr) -> std::io::Result<Background> {
+    spawn_with(listen, "nearcast-fill-admin", move |listener, stopped| {
+        serve_admin(listener, app, stopped)
     })
 }
 

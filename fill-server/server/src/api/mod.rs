@@ -142,24 +142,70 @@ fn route_of(segs: &[&str]) -> Route {
     }
 }
 
-/// Serves one request.
+/// Which listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Door {
+    /// Players and boxes (`listen`).
+    Public,
+    /// Operators (`admin_listen`, loopback by default): `/v1/admin/…` and
+    /// the dashboard, plus `/healthz` and `/metrics`.
+    Admin,
+}
+
+/// Serves one request on the public listener.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Infallible> {
+    Ok(serve_on(Door::Public, app, req, peer).await)
+}
+
+/// Serves one request on the admin listener.
+pub async fn handle_admin(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Infallible> {
+    Ok(serve_on(Door::Admin, app, req, peer).await)
+}
+
+async fn serve_on(door: Door, app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
     let (parts, body) = req.into_parts();
     if !host_ok(&parts) {
-        return Ok(error(
-            StatusCode::BAD_REQUEST,
-            "missing, repeated or malformed Host header",
-        ));
+        return error(StatusCode::BAD_REQUEST, "missing, repeated or malformed Host header");
     }
     let path = parts.uri.path().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let for_admins = matches!(segs.as_slice(), ["v1", "admin", ..] | ["dashboard"]);
+    let anyone = matches!(segs.as_slice(), ["healthz"] | ["metrics"]);
+    let wrong_door = match door {
+        Door::Public => for_admins.then_some("admin calls are served on the admin listener (admin_listen)"),
+        Door::Admin => (!for_admins && !anyone).then_some("the admin listener serves /v1/admin/… and /dashboard"),
+    };
+    if let Some(why) = wrong_door {
+        return error(StatusCode::NOT_FOUND, why);
+    }
     let body = match read_body(&parts, body, body_limit(&parts.method, &segs)).await {
         Ok(b) => b,
-        Err(resp) => return Ok(resp),
+        Err(resp) => return resp,
     };
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let route = route_of(&segs);
-    let resp = match (&parts.method, segs.as_slice()) {
+    let mut resp = routed(app.clone(), &parts, &path, &segs, body, peer).await;
+    app.metrics.request(route, resp.status().as_u16());
+    if matches!(route, Route::Steer | Route::Play) {
+        // Players on other origins call steering and read its manifests.
+        resp.headers_mut().insert(
+            "access-control-allow-origin",
+            hyper::header::HeaderValue::from_static("*"),
+        );
+    }
+    resp
+}
+
+/// The route for a request that came in on the right door.
+async fn routed(
+    app: Arc<App>,
+    parts: &hyper::http::request::Parts,
+    path: &str,
+    segs: &[&str],
+    body: Bytes,
+    peer: SocketAddr,
+) -> Resp {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    match (&parts.method, segs) {
         (&Method::GET, ["healthz"]) => reply(StatusCode::OK, serde_json::json!({ "status": "ok" })),
         (&Method::GET, ["openapi.json"]) => fixed("application/json", OPENAPI.as_bytes()),
         (&Method::GET, ["player"]) => fixed("text/html; charset=utf-8", PLAYER_PAGE),
@@ -181,24 +227,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
             steer(&app, parts.uri.query().unwrap_or(""), client)
         }
-        (_, ["v1", "admin", rest @ ..]) => {
-            let token = header("authorization").and_then(|h| h.strip_prefix("Bearer "));
-            let admitted = token.is_some_and(|t| {
-                !app.config.admin_token.is_empty()
-                    && nearcast_common::token::constant_time_eq(t.as_bytes(), app.config.admin_token.as_bytes())
-            });
-            if !admitted {
-                error(StatusCode::UNAUTHORIZED, "admin token required")
-            } else if parts.method == Method::GET && rest == ["qoe"] {
-                qoe::summary(app.clone(), parts.uri.query().unwrap_or("")).await
-            } else if parts.method == Method::GET && rest == ["dashboard"] {
-                qoe::dashboard(app.clone()).await
-            } else {
-                admin::route(app.clone(), &parts.method, rest, body).await
-            }
-        }
+        (_, ["v1", "admin", rest @ ..]) => admin_call(app, parts, rest, body).await,
         (method, ["v1", "appliances", id, action]) => {
-            let path_q = parts.uri.path_and_query().map_or(path.as_str(), |p| p.as_str());
+            let path_q = parts.uri.path_and_query().map_or(path, |p| p.as_str());
             let signed = Signed {
                 id: header(HEADER_ID).unwrap_or(""),
                 method: method.as_str(),
@@ -213,17 +244,31 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             }
         }
         _ => error(StatusCode::NOT_FOUND, format!("no route for {} {path}", parts.method)),
-    };
-    app.metrics.request(route, resp.status().as_u16());
-    let mut resp = resp;
-    if matches!(route, Route::Steer | Route::Play) {
-        // Players on other origins call steering and read its manifests.
-        resp.headers_mut().insert(
-            "access-control-allow-origin",
-            hyper::header::HeaderValue::from_static("*"),
-        );
     }
-    Ok(resp)
+}
+
+/// An operator's call: the bearer token (compared in constant time), then
+/// the QoE summary, the dashboard's data or the admin routes.
+async fn admin_call(app: Arc<App>, parts: &hyper::http::request::Parts, rest: &[&str], body: Bytes) -> Resp {
+    let token = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    let admitted = token.is_some_and(|t| {
+        !app.config.admin_token.is_empty()
+            && nearcast_common::token::constant_time_eq(t.as_bytes(), app.config.admin_token.as_bytes())
+    });
+    let query = parts.uri.query().unwrap_or("");
+    if !admitted {
+        error(StatusCode::UNAUTHORIZED, "admin token required")
+    } else if parts.method == Method::GET && rest == ["qoe"] {
+        qoe::summary(app, query).await
+    } else if parts.method == Method::GET && rest == ["dashboard"] {
+        qoe::dashboard(app).await
+    } else {
+        admin::route(app, &parts.method, rest, body).await
+    }
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {

@@ -3,7 +3,8 @@
 //! established ones keep being served; a body over its route's limit is
 //! refused before it is read, declared or streamed (a 60 MB body to the
 //! 64 KiB QoE route: 413, and this process, which runs the server, grows
-//! by a few MB at most); a wrong admin token is refused.
+//! by a few MB at most); a wrong admin token is refused; operators' calls
+//! are served only on the admin listener.
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
@@ -133,7 +134,32 @@ fn big_bodies_are_refused_unread(backend: &Backend) {
     // A small body is still taken; a wrong admin token is refused.
     assert_ne!(call(s.addr, "POST", "/v1/qoe", &[], b"[]").0, 413);
     let wrong = [("authorization", "Bearer not-the-admin-token".to_string())];
-    assert_eq!(call(s.addr, "GET", "/v1/admin/live", &wrong, b"").0, 401);
+    assert_eq!(call(s.admin, "GET", "/v1/admin/live", &wrong, b"").0, 401);
+    each_call_on_its_listener(&s);
+}
+
+/// Operators' calls are refused on the public listener, even with the
+/// token; the admin listener serves nothing else.
+fn each_call_on_its_listener(s: &Server) {
+    let auth = [("authorization", format!("Bearer {ADMIN}"))];
+    for path in ["/v1/admin/live", "/v1/admin/appliances", "/dashboard"] {
+        let (st, body) = call(s.addr, "GET", path, &auth, b"");
+        assert_eq!(st, 404, "{path} on the public listener: {body}");
+        assert!(body.contains("admin listener"), "{body}");
+        assert_eq!(
+            call(s.admin, "GET", path, &auth, b"").0,
+            200,
+            "{path} on the admin listener"
+        );
+    }
+    for path in ["/v1/steer?title=movie", "/player", "/v1/play/movie/master.m3u8"] {
+        assert_eq!(
+            call(s.admin, "GET", path, &[], b"").0,
+            404,
+            "{path} on the admin listener"
+        );
+    }
+    assert_eq!(call(s.admin, "GET", "/healthz", &[], b"").0, 200);
 }
 
 fn door(backend: &Backend) {

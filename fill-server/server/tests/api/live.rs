@@ -109,14 +109,14 @@ fn an_encoder_pushes_a_live_event_and_players_follow_it_part_by_part() {
     let s = start(&Backend::Sqlite, "live", 30);
     let files = TempDir::new("live-encoder");
     let spec = format!(r#"{{"name":"match","secret":"{SECRET}"}}"#);
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/live", &spec).0, 200);
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/live", &spec).0, 409);
+    assert_eq!(admin(s.admin, "POST", "/v1/admin/live", &spec).0, 200);
+    assert_eq!(admin(s.admin, "POST", "/v1/admin/live", &spec).0, 409);
     let short = r#"{"name":"another","secret":"short"}"#;
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/live", short).0, 400);
+    assert_eq!(admin(s.admin, "POST", "/v1/admin/live", short).0, 400);
     // An event becomes the title of its name when it ends: names of
     // titles are taken.
     let taken = format!(r#"{{"name":"movie","secret":"{SECRET}"}}"#);
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/live", &taken).0, 409);
+    assert_eq!(admin(s.admin, "POST", "/v1/admin/live", &taken).0, 409);
     refusals_before_the_encoder(s.live);
 
     // A minute of live: a client follows parts for 10 s, then ffmpeg reads
@@ -167,14 +167,14 @@ fn an_encoder_pushes_a_live_event_and_players_follow_it_part_by_part() {
     );
     assert_eq!(far.status, 400, "{}", far.text());
     bad_ingest_changes_nothing(s.live, &files);
-    let (st, list) = admin(s.addr, "GET", "/v1/admin/live", "");
+    let (st, list) = admin(s.admin, "GET", "/v1/admin/live", "");
     assert_eq!(st, 200);
     assert!(
         list.contains(r#""rendition":"stream0""#) && list.contains(r#""codec":"mp4a.40.2""#),
         "{list}"
     );
 
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/live/match/end", "").0, 200);
+    assert_eq!(admin(s.admin, "POST", "/v1/admin/live/match/end", "").0, 200);
     let late = http::call(
         s.live,
         "PUT",
@@ -289,7 +289,7 @@ fn bad_ingest_changes_nothing(live: SocketAddr, files: &Path) {
 fn an_encoder_killed_and_restarted_leaves_a_gap_and_a_discontinuity() {
     let s = start(&Backend::Sqlite, "live-restart", 30);
     let spec = format!(r#"{{"name":"match","secret":"{SECRET}"}}"#);
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/live", &spec).0, 200);
+    assert_eq!(admin(s.admin, "POST", "/v1/admin/live", &spec).0, 200);
     let mut first = encoder(s.live, None, 60);
     std::thread::sleep(Duration::from_millis(5300));
     first.kill().unwrap(); // mid-segment, as a crash would
@@ -369,7 +369,7 @@ fn push_and_read(
     muxer: encoder::Muxer,
 ) -> (serde_json::Value, String) {
     let spec = format!(r#"{{"name":"{name}","secret":"{SECRET}"}}"#);
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/live", &spec).0, 200);
+    assert_eq!(admin(s.admin, "POST", "/v1/admin/live", &spec).0, 200);
     let ingest = format!("http://{}/ingest/{name}/{SECRET}", s.live);
     let out = encoder::command(&encoder::Push {
         codecs,
@@ -385,7 +385,7 @@ fn push_and_read(
     .output()
     .unwrap();
     assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-    let (_, list) = admin(s.addr, "GET", "/v1/admin/live", "");
+    let (_, list) = admin(s.admin, "GET", "/v1/admin/live", "");
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
     let event = list
         .as_array()

@@ -84,15 +84,15 @@ fn releases_reach_the_manifest(s: &Server, key1: &ApplianceKey) {
     let today = unix_now() / 86_400;
     let manifest_titles = || manifest(s, key1, "box-1").titles.len();
     let rel = format!(r#"{{"title":"sample","isp":"isp-z","day":{today},"boost":2.0}}"#);
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/releases", &rel).0, 200);
+    assert_eq!(admin(s.admin, "POST", "/v1/admin/releases", &rel).0, 200);
     assert_eq!(manifest_titles(), 0);
     let rel = format!(r#"{{"title":"sample","day":{today},"boost":2.0}}"#);
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/releases", &rel).0, 200);
+    assert_eq!(admin(s.admin, "POST", "/v1/admin/releases", &rel).0, 200);
     assert_eq!(manifest_titles(), 1);
     let bad = format!(r#"{{"title":"../x","day":{today},"boost":2.0}}"#);
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/releases", &bad).0, 400);
+    assert_eq!(admin(s.admin, "POST", "/v1/admin/releases", &bad).0, 400);
     assert_eq!(
-        admin(s.addr, "POST", "/v1/admin/releases", &rel.replace("2.0", "0")).0,
+        admin(s.admin, "POST", "/v1/admin/releases", &rel.replace("2.0", "0")).0,
         400
     );
 }
@@ -102,13 +102,13 @@ fn releases_reach_the_manifest(s: &Server, key1: &ApplianceKey) {
 fn play_logs_are_counted(s: &Server) {
     let t = unix_now() - 86_400;
     let log = format!("time,title,client,bytes\n{t},sample,198.51.100.7,5000000\n{t},sample,198.51.100.8,4000000\n{t},sample,192.0.2.1,1\n");
-    let (st, body) = admin(s.addr, "POST", "/v1/admin/playlogs", &log);
+    let (st, body) = admin(s.admin, "POST", "/v1/admin/playlogs", &log);
     assert_eq!(st, 200);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).unwrap(),
         serde_json::json!({"plays": 3, "unmatched": 1, "rows": 1})
     );
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/playlogs", "1,x,1.2.3.4\n").0, 422);
+    assert_eq!(admin(s.admin, "POST", "/v1/admin/playlogs", "1,x,1.2.3.4\n").0, 422);
 }
 
 /// A second box in the site: its sources put box-1 (which holds the

@@ -26,14 +26,14 @@ fn os_updates(backend: &Backend) {
     ]
     .concat();
     let auth = [("authorization", format!("Bearer {ADMIN}"))];
-    let put = |path: &str, body: &[u8]| call(s.addr, "PUT", path, &auth, body);
+    let put = |path: &str, body: &[u8]| call(s.admin, "PUT", path, &auth, body);
     // Refused: not a bundle, a truncated one, another release's name, a
     // name that is a path, no admin token.
     assert_eq!(put("/v1/admin/os/2", b"hsqs not a bundle").0, 422);
     assert_eq!(put("/v1/admin/os/2", &bundle[..bundle.len() - 1]).0, 422);
     assert_eq!(put("/v1/admin/os/3", &bundle).0, 422);
     assert_eq!(put("/v1/admin/os/..", &bundle).0, 422);
-    assert_eq!(call(s.addr, "PUT", "/v1/admin/os/2", &[], &bundle).0, 401);
+    assert_eq!(call(s.admin, "PUT", "/v1/admin/os/2", &[], &bundle).0, 401);
     // Nothing set yet: the box has nothing to fetch, an unknown release
     // cannot be set.
     assert_eq!(
@@ -43,7 +43,7 @@ fn os_updates(backend: &Backend) {
     assert_eq!(put("/v1/admin/appliances/box-1/os", br#"{"release":"2"}"#).0, 404);
     let (st, body) = put("/v1/admin/os/2", &bundle);
     assert_eq!(st, 200, "{body}");
-    let (_, list) = admin(s.addr, "GET", "/v1/admin/os", "");
+    let (_, list) = admin(s.admin, "GET", "/v1/admin/os", "");
     assert!(list.contains(r#""version":"2""#), "{list}");
     assert_eq!(put("/v1/admin/appliances/nobox/os", br#"{"release":"2"}"#).0, 422);
     assert_eq!(put("/v1/admin/appliances/box-1/os", br#"{"release":"2"}"#).0, 200);

@@ -107,10 +107,10 @@ fn admin_requests(s: &Server, key: &ApplianceKey) {
     );
     assert_eq!((st, body.contains("unknown site")), (422, true), "{body}");
     // Admin calls need the token; bad prefix lines name their line.
-    assert_eq!(call(s.addr, "POST", "/v1/admin/isps", &[], br#"{"name":"x"}"#).0, 401);
+    assert_eq!(call(s.admin, "POST", "/v1/admin/isps", &[], br#"{"name":"x"}"#).0, 401);
     assert_eq!(
         call(
-            s.addr,
+            s.admin,
             "POST",
             "/v1/admin/isps",
             &[("authorization", "Bearer wrong".into())],
@@ -119,11 +119,11 @@ fn admin_requests(s: &Server, key: &ApplianceKey) {
         .0,
         401
     );
-    let (st, body) = admin(s.addr, "PUT", "/v1/admin/prefixes", "10.0.0.0/8 1\nnot-a-prefix 2\n");
+    let (st, body) = admin(s.admin, "PUT", "/v1/admin/prefixes", "10.0.0.0/8 1\nnot-a-prefix 2\n");
     assert_eq!((st, body.contains("line 2")), (422, true), "{body}");
     assert_eq!(
         admin(
-            s.addr,
+            s.admin,
             "POST",
             "/v1/admin/appliances",
             r#"{"id":"b","public_key":"abcd"}"#

@@ -35,10 +35,13 @@ macro_rules! on_both_stores {
 
 pub struct Server {
     pub addr: SocketAddr,
+    /// The admin listener: `/v1/admin/…` and the dashboard.
+    pub admin: SocketAddr,
     /// The live door: ingest and `/l/`.
     pub live: SocketAddr,
     pub store: Arc<dyn Store>,
     _bg: nearcast_fill_server::server::Background,
+    _admin: nearcast_fill_server::server::Background,
     _live: nearcast_fill_server::server::Background,
     /// Dropped last: the server's files.
     _dir: TempDir,
@@ -145,9 +148,13 @@ fn start_full(
     tune(&mut config);
     let app = Arc::new(App::new(store.clone(), config).unwrap());
     let live = nearcast_fill_server::live::spawn_background(app.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let admin =
+        nearcast_fill_server::server::spawn_admin_background(app.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let bg = nearcast_fill_server::server::spawn_background(app, "127.0.0.1:0".parse().unwrap()).unwrap();
     Server {
         addr: bg.addr,
+        admin: admin.addr,
+        _admin: admin,
         live: live.addr,
         store,
         _bg: bg,
@@ -205,25 +212,25 @@ pub fn new_key() -> ApplianceKey {
 /// ISP with prefixes, a site, and `box-1` enrolled, registered, holding "movie".
 pub fn fleet(s: &Server) -> ApplianceKey {
     assert_eq!(
-        admin(s.addr, "POST", "/v1/admin/isps", r#"{"name":"isp-a","asns":[64500]}"#).0,
+        admin(s.admin, "POST", "/v1/admin/isps", r#"{"name":"isp-a","asns":[64500]}"#).0,
         200
     );
     let (st, body) = admin(
-        s.addr,
+        s.admin,
         "PUT",
         "/v1/admin/prefixes",
         "# dump\n198.51.100.0/22 64500\n2001:db8::/32 AS64500\n203.0.113.0/24 64999\n",
     );
     assert_eq!((st, body.as_str()), (200, r#"{"prefixes":3}"#));
     assert_eq!(
-        admin(s.addr, "POST", "/v1/admin/sites", r#"{"name":"s1","isp":"isp-a"}"#).0,
+        admin(s.admin, "POST", "/v1/admin/sites", r#"{"name":"s1","isp":"isp-a"}"#).0,
         200
     );
     let key = new_key();
     // Appliance ids become pathway ids in players' manifests.
     for bad in ["origin", "box 1", "box\\\"1", ".hidden"] {
         let enroll = format!(r#"{{"id":"{bad}","public_key":"{}"}}"#, key.public_hex());
-        assert_eq!(admin(s.addr, "POST", "/v1/admin/appliances", &enroll).0, 400, "{bad}");
+        assert_eq!(admin(s.admin, "POST", "/v1/admin/appliances", &enroll).0, 400, "{bad}");
     }
     add_box(s, &key, "box-1", 0.25);
     key
@@ -244,7 +251,7 @@ pub fn add_box(s: &Server, key: &ApplianceKey, id: &str, load: f64) {
 /// Enrolls appliance `id` with `key`'s public half.
 pub fn enroll(s: &Server, key: &ApplianceKey, id: &str) {
     let enroll = format!(r#"{{"id":"{id}","public_key":"{}"}}"#, key.public_hex());
-    assert_eq!(admin(s.addr, "POST", "/v1/admin/appliances", &enroll).0, 200);
+    assert_eq!(admin(s.admin, "POST", "/v1/admin/appliances", &enroll).0, 200);
 }
 
 pub fn heartbeat(s: &Server, key: &ApplianceKey, id: &str, health: &str, load: f64) {
