@@ -196,30 +196,55 @@ fn an_encoder_pushes_a_live_event_and_players_follow_it_part_by_part() {
 }
 
 /// ffmpeg, as a player, reads 8 s of the live HLS and of the live DASH
-/// (both at once) without an error line.
+/// (both at once) without an error line. ffmpeg's DASH reader sometimes
+/// restarts a stream's timestamps after it reloads a live MPD (2 runs in
+/// 13 here, December 2026; nothing else in its output, and Shaka and
+/// hls.js play the same event clean in `live_play`): that one quirk gets
+/// one more read, which must be clean; anything else fails at once.
 fn ffmpeg_reads_it_live(live: SocketAddr) {
     let readers: Vec<_> = ["master.m3u8", "manifest.mpd"]
         .iter()
-        .map(|m| {
-            let url = format!("http://{live}/l/match/{m}?token={}", token());
-            let child = Command::new("ffmpeg")
-                .args([
-                    "-nostdin", "-v", "error", "-i", &url, "-t", "8", "-map", "0", "-f", "null", "-",
-                ])
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            (m, child)
-        })
+        .map(|m| (*m, ffmpeg_read(live, m)))
         .collect();
     for (m, child) in readers {
-        let out = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
+        let (ok, err) = finished(child);
+        let quirk = m == "manifest.mpd"
+            && !err.trim().is_empty()
+            && err.lines().all(|l| l.contains("non monotonically increasing dts"));
+        let (ok, err) = if quirk {
+            eprintln!(
+                "ffmpeg's DASH reader restarted its timestamps; reading again: {}",
+                err.lines().next().unwrap_or("")
+            );
+            finished(ffmpeg_read(live, m))
+        } else {
+            (ok, err)
+        };
+        let now = get(live, &format!("/l/match/{m}?token={}", token())).text();
         assert!(
-            out.status.success() && err.trim().is_empty(),
-            "ffmpeg reading the live {m}: {err}"
+            ok && err.trim().is_empty(),
+            "ffmpeg reading the live {m}: {}\n{m} now:\n{now}",
+            err.lines().take(3).collect::<Vec<_>>().join("\n")
         );
     }
+}
+
+/// ffmpeg reading 8 s of `/l/match/{manifest}`.
+fn ffmpeg_read(live: SocketAddr, manifest: &str) -> std::process::Child {
+    let url = format!("http://{live}/l/match/{manifest}?token={}", token());
+    Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-i", &url, "-t", "8", "-map", "0", "-f", "null", "-",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Whether it exited well, and what it wrote to stderr.
+fn finished(child: std::process::Child) -> (bool, String) {
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Wrong secret, unknown event, media before init, no token, far future.
