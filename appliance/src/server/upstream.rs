@@ -133,8 +133,7 @@ impl Fetches {
         };
         let Some(addr) = up.fetch.target() else {
             // No upstream configured at all.
-            self.counted(FetchError::Connect);
-            return self.give_up(id, now);
+            return self.fail(id, FetchError::Connect, now);
         };
         match connect_nonblocking(addr) {
             Ok(sock) => {
@@ -277,26 +276,18 @@ impl Fetches {
         up.sock = None;
         match up.fetch.failed(now) {
             After::Retry => self.connect(id, now),
-            After::GaveUp(mask) => {
-                let obj = up.fetch.obj.clone();
-                self.live.cache().failed(&obj, now);
-                self.wake(mask, obj.id);
-                self.slots[id] = None;
-                self.release(id, now);
-            }
+            After::GaveUp(mask) => self.abandon(id, mask, now),
         }
     }
 
-    fn give_up(&mut self, id: usize, now: Instant) {
-        let Some(up) = self.slots[id].as_mut() else {
-            return;
-        };
-        if let After::GaveUp(mask) = up.fetch.failed(now) {
+    /// The object has failed: the cache lets it go (keeping a stale copy
+    /// it replaced), its readers are woken, the slot is free.
+    fn abandon(&mut self, id: usize, mask: u64, now: Instant) {
+        if let Some(up) = self.slots[id].take() {
             let obj = up.fetch.obj.clone();
             self.live.cache().failed(&obj, now);
             self.wake(mask, obj.id);
         }
-        self.slots[id] = None;
         self.release(id, now);
     }
 

@@ -87,15 +87,7 @@ impl Conn {
         let live = cx.shared.live.clone();
         let lookup = live.cache().lookup(&ask.key, cx.now);
         let obj = match lookup {
-            Lookup::Full => {
-                let out = if self.tls.is_some() {
-                    &mut cx.head
-                } else {
-                    &mut self.out
-                };
-                let reply = cx.handler.fail(Status::Unavailable, ask.keep_alive, out);
-                return self.begin_reply(reply, used, cx);
-            }
+            Lookup::Full => return self.unavailable(ask.keep_alive, used, cx),
             Lookup::Hit { obj, stale } => {
                 live.counters.hits.fetch_add(1, Relaxed);
                 if stale {
@@ -118,13 +110,7 @@ impl Conn {
         };
         if !obj.attach(live.config.max_readers_per_object) {
             live.counters.too_many_readers.fetch_add(1, Relaxed);
-            let out = if self.tls.is_some() {
-                &mut cx.head
-            } else {
-                &mut self.out
-            };
-            let reply = cx.handler.fail(Status::Unavailable, ask.keep_alive, out);
-            return self.begin_reply(reply, used, cx);
+            return self.unavailable(ask.keep_alive, used, cx);
         }
         self.inbuf.drain(..used.min(self.inbuf.len()));
         self.open_rounds = 0;
@@ -142,6 +128,18 @@ impl Conn {
             started: cx.now,
         });
         self.phase = Phase::Writing;
+    }
+
+    /// A 503 for the request in `inbuf[..used]` (the cache or the object
+    /// is full).
+    fn unavailable(&mut self, keep_alive: bool, used: usize, cx: &mut Cx) {
+        let out = if self.tls.is_some() {
+            &mut cx.head
+        } else {
+            &mut self.out
+        };
+        let reply = cx.handler.fail(Status::Unavailable, keep_alive, out);
+        self.begin_reply(reply, used, cx);
     }
 
     /// One step of the live answer; `None` when there is none.
