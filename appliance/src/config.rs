@@ -32,6 +32,35 @@ pub struct Config {
     pub disk_io: DiskIoConfig,
     /// Live objects pulled through from upstream (`/l/`).
     pub live: crate::live::LiveConfig,
+    /// CMSD on media answers.
+    pub cmsd: CmsdConfig,
+}
+
+/// Common Media Server Data (CTA-5006) on media answers: off by default,
+/// since some old players choke on headers they do not know.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CmsdConfig {
+    pub enabled: bool,
+    /// The box's name in `n` and in its `CMSD-Dynamic` entry (printable,
+    /// no quotes; the agent sets the box's id).
+    pub server_id: String,
+    /// `mb`: the highest bitrate players should pick, kbit/s; 0 for none.
+    pub max_bitrate_kbps: u32,
+    /// `du` is sent while open connections are at least this share of
+    /// `max_connections`.
+    pub duress_share: f64,
+}
+
+impl Default for CmsdConfig {
+    fn default() -> Self {
+        CmsdConfig {
+            enabled: false,
+            server_id: "nearcast".into(),
+            max_bitrate_kbps: 0,
+            duress_share: 0.9,
+        }
+    }
 }
 
 /// Reading body bytes that are not in the page cache (per worker).
@@ -154,6 +183,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             disk_io: DiskIoConfig::default(),
             live: crate::live::LiveConfig::default(),
+            cmsd: CmsdConfig::default(),
         }
     }
 }
@@ -210,6 +240,8 @@ pub enum ConfigError {
     BufferAlign,
     #[error("at most {max} worker threads (a live object wakes workers by bit)")]
     TooManyThreads { max: usize },
+    #[error("cmsd.server_id must be 1 to 64 printable characters without quotes or backslashes")]
+    CmsdServerId,
 }
 
 impl Config {
@@ -258,6 +290,10 @@ impl Config {
         }
         if !self.disk_io.buffer_kib.is_multiple_of(4) {
             return Err(ConfigError::BufferAlign);
+        }
+        let id = &self.cmsd.server_id;
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+            return Err(ConfigError::CmsdServerId);
         }
         self.keyring().map(|_| ())
     }

@@ -59,6 +59,33 @@ pub struct Reply {
     pub status: Status,
     pub body: Option<Body>,
     pub keep_alive: bool,
+    /// For a title's file, past the token check: its status tells whether
+    /// the box served the viewer (`playback::Playback::errors`).
+    pub content: bool,
+}
+
+/// The connection a request came on, as far as the answer tells of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Link {
+    pub peer: IpAddr,
+    /// The connection's throughput as the server estimates it (CMSD `etp`).
+    pub etp_kbps: Option<u32>,
+    /// Its round trip time (CMSD `rtt`).
+    pub rtt_ms: Option<u32>,
+    /// The box is over its load threshold (CMSD `du`).
+    pub duress: bool,
+}
+
+impl Link {
+    /// A connection from `peer`, nothing estimated.
+    pub fn from(peer: IpAddr) -> Link {
+        Link {
+            peer,
+            etp_kbps: None,
+            rtt_ms: None,
+            duress: false,
+        }
+    }
 }
 
 pub struct Handler {
@@ -66,6 +93,7 @@ pub struct Handler {
     auth_required: bool,
     files: FileCache,
     date: DateCache,
+    cmsd: Option<crate::config::CmsdConfig>,
 }
 
 impl Handler {
@@ -75,14 +103,26 @@ impl Handler {
             auth_required,
             files,
             date: DateCache::default(),
+            cmsd: None,
         }
     }
 
-    /// Decides on a well-formed request; an answer's head goes into `out`.
-    /// `skip`: disks the file was already found absent on (see
-    /// `FileCache::open`).
-    pub fn respond(&mut self, req: &Request, peer: IpAddr, now: Instant, skip: u64, out: &mut Vec<u8>) -> Decision {
-        self.answer(req, peer, now, skip, out)
+    /// Media answers carry CMSD as `cmsd` says (off: none).
+    pub fn with_cmsd(mut self, cmsd: &crate::config::CmsdConfig) -> Self {
+        self.cmsd = cmsd.enabled.then(|| cmsd.clone());
+        self
+    }
+
+    /// Whether media answers carry CMSD (the caller then fills `Link`).
+    pub fn cmsd(&self) -> bool {
+        self.cmsd.is_some()
+    }
+
+    /// Decides on a well-formed request from `link`; an answer's head goes
+    /// into `out`. `skip`: disks the file was already found absent on
+    /// (see `FileCache::open`).
+    pub fn respond(&mut self, req: &Request, link: &Link, now: Instant, skip: u64, out: &mut Vec<u8>) -> Decision {
+        self.answer(req, link, now, skip, out)
     }
 
     /// An open asked for by [`Decision::Open`] completed with `res` (a
@@ -91,11 +131,13 @@ impl Handler {
         self.files.opened(&ask.rel, ask.disk, res, now);
     }
 
-    fn answer(&mut self, req: &Request, peer: IpAddr, now: Instant, skip: u64, out: &mut Vec<u8>) -> Decision {
+    fn answer(&mut self, req: &Request, link: &Link, now: Instant, skip: u64, out: &mut Vec<u8>) -> Decision {
+        let peer = link.peer;
         let head_only = req.method() == Method::Head;
         let keep_alive = req.keep_alive;
         let wall = self.date.refresh();
-        let path = match ContentPath::parse(req.path) {
+        let (path, path_token) = ContentPath::parse_with_token(req.path);
+        let path = match path {
             Ok(p) => p,
             Err(crate::path::PathError::NotContent) => {
                 return Decision::Reply(self.error(Status::NotFound, keep_alive, head_only, out))
@@ -106,7 +148,7 @@ impl Handler {
             }
         };
         if self.auth_required {
-            if let Err(e) = self.check_token(&path, req.query, peer, wall) {
+            if let Err(e) = self.check_token(&path, path_token, req.query, peer, wall) {
                 tracing::debug!(%peer, path = path.url_path(), error = %e, "token refused");
                 return Decision::Reply(self.error(Status::Forbidden, keep_alive, head_only, out));
             }
@@ -114,6 +156,23 @@ impl Handler {
         if path.space() == Space::Live {
             return self.live(&path, req, peer, out);
         }
+        match self.file(&path, req, link, now, skip, out) {
+            Decision::Reply(r) => Decision::Reply(Reply { content: true, ..r }),
+            d => d,
+        }
+    }
+
+    /// A title's file, its token checked.
+    fn file(
+        &mut self,
+        path: &ContentPath,
+        req: &Request,
+        link: &Link,
+        now: Instant,
+        skip: u64,
+        out: &mut Vec<u8>,
+    ) -> Decision {
+        let (head_only, keep_alive) = (req.method() == Method::Head, req.keep_alive);
         let file = match self.files.open(path.relative(), now, skip) {
             Ok(f) => f,
             Err(StoreError::NotFound) => {
@@ -164,6 +223,13 @@ impl Handler {
             .header("Accept-Ranges", b"bytes");
         if status == Status::PartialContent {
             h.content_range(offset, offset + len - 1, file.len);
+        }
+        if let Some(cmsd) = self
+            .cmsd
+            .as_ref()
+            .filter(|_| crate::http::response::is_media(path.file_name()))
+        {
+            cmsd_headers(&mut h, cmsd, link);
         }
         h.finish(keep_alive);
         let body = (!head_only && len > 0).then_some(Body { file, offset, len });
@@ -236,9 +302,22 @@ impl Handler {
         self.error(status, keep_alive, false, out)
     }
 
-    fn check_token(&self, path: &ContentPath, query: &[u8], peer: IpAddr, now: SystemTime) -> Result<(), TokenError> {
+    /// The token in the path (`/t/{token}/…`) or else in the query, for
+    /// `path` and `peer` at `now`.
+    fn check_token(
+        &self,
+        path: &ContentPath,
+        in_path: Option<&[u8]>,
+        query: &[u8],
+        peer: IpAddr,
+        now: SystemTime,
+    ) -> Result<(), TokenError> {
         let mut buf = [0u8; 256];
-        let token = query_param(query, TOKEN_PARAM, &mut buf).ok_or(TokenError::Missing)?;
+        let token = match in_path {
+            Some(raw) => nearcast_common::query::decode(raw, &mut buf),
+            None => query_param(query, TOKEN_PARAM, &mut buf),
+        }
+        .ok_or(TokenError::Missing)?;
         let unix = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         self.keyring.verify(path.url_path(), token, peer, unix).map(|_| ())
     }
@@ -275,7 +354,33 @@ fn reply(status: Status, body: Option<Body>, keep_alive: bool) -> Reply {
         status,
         body,
         keep_alive,
+        content: false,
     }
+}
+
+/// CMSD (CTA-5006) on a media answer: `CMSD-Static` names the box and
+/// says the stream is on demand; `CMSD-Dynamic` is the box's entry with
+/// its estimate of the connection's throughput and round trip, `du` when
+/// it is over its load threshold, and `mb` when the operator caps the
+/// bitrate players should pick.
+fn cmsd_headers(h: &mut Head<'_>, cmsd: &crate::config::CmsdConfig, link: &Link) {
+    use std::fmt::Write;
+    let id = &cmsd.server_id;
+    let mut dynamic = format!("\"{id}\"");
+    if let Some(etp) = link.etp_kbps {
+        let _ = write!(dynamic, ";etp={etp}");
+    }
+    if let Some(rtt) = link.rtt_ms {
+        let _ = write!(dynamic, ";rtt={rtt}");
+    }
+    if cmsd.max_bitrate_kbps > 0 {
+        let _ = write!(dynamic, ";mb={}", cmsd.max_bitrate_kbps);
+    }
+    if link.duress {
+        dynamic.push_str(";du");
+    }
+    h.header("CMSD-Static", format!("n=\"{id}\",st=v").as_bytes())
+        .header("CMSD-Dynamic", dynamic.as_bytes());
 }
 
 /// The `Date` header, formatted once a second.

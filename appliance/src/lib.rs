@@ -11,6 +11,7 @@ pub mod live;
 pub mod metrics;
 pub mod path;
 pub mod server;
+pub mod sessions;
 pub mod store;
 
 pub use config::Config;

@@ -10,6 +10,9 @@ use nearcast_common::prometheus::{Exposition, Kind};
 use crate::http::Status;
 use crate::store::Disks;
 
+pub mod playback;
+pub use playback::PlaybackMetrics;
+
 /// Upper bounds of the request latency histogram, in seconds.
 pub const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -100,6 +103,8 @@ pub struct WorkerMetrics {
     /// Files opened through io_uring (their lookup was not cached).
     async_opens: AtomicU64,
     disks: Vec<DiskMetrics>,
+    /// Content answers and what players said of their playback.
+    pub playback: PlaybackMetrics,
 }
 
 impl WorkerMetrics {
@@ -119,6 +124,7 @@ impl WorkerMetrics {
             buffers_in_use: AtomicI64::new(0),
             async_opens: AtomicU64::new(0),
             disks: (0..disks).map(|_| DiskMetrics::new()).collect(),
+            playback: PlaybackMetrics::default(),
         })
     }
 
@@ -205,8 +211,14 @@ fn sum(workers: &[Arc<WorkerMetrics>], f: impl Fn(&WorkerMetrics) -> u64) -> u64
     workers.iter().map(|w| f(w)).sum()
 }
 
-/// Prometheus text exposition of all workers' counters and the live side.
-pub fn render(workers: &[Arc<WorkerMetrics>], disks: &Disks, live: &crate::live::LiveShared) -> String {
+/// Prometheus text exposition of all workers' counters, the live side,
+/// and `sessions` (player sessions heard from lately).
+pub fn render(
+    workers: &[Arc<WorkerMetrics>],
+    disks: &Disks,
+    live: &crate::live::LiveShared,
+    sessions: usize,
+) -> String {
     let mut page = Exposition::new();
     page.family(
         "nearcast_requests_total",
@@ -234,6 +246,7 @@ pub fn render(workers: &[Arc<WorkerMetrics>], disks: &Disks, live: &crate::live:
     );
     render_by_kind(&mut page, workers);
     render_disks(&mut page, workers, disks);
+    playback::render(&mut page, workers, sessions);
     live.render(&mut page);
     page.family(
         "nearcast_request_duration_seconds",

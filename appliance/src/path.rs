@@ -1,7 +1,9 @@
 //! URL paths the box serves: `/c/{title}/{rendition}/{file}` (and
 //! `/c/{title}/{file}` for title-level files such as the multivariant
 //! playlist) from the content store, and `/l/{event}/{rendition}/{file}`
-//! (and `/l/{event}/{file}`) pulled through from upstream.
+//! (and `/l/{event}/{file}`) pulled through from upstream. Either may
+//! come after `/t/{token}/` (`split_token`): a token in the path survives
+//! a player resolving a playlist's relative segment URIs, a query does not.
 //!
 //! Every segment is percent-decoded and then must be a plain name:
 //! `A-Z a-z 0-9 . _ -`, not starting with a dot. That one rule shuts out
@@ -42,7 +44,24 @@ pub enum PathError {
     TooLong,
 }
 
+/// `/t/{token}/{rest}`: the (percent-encoded) token and `/{rest}`;
+/// `None` for a path without one.
+pub fn split_token(raw: &[u8]) -> Option<(&[u8], &[u8])> {
+    let rest = raw.strip_prefix(b"/t/")?;
+    let end = rest.iter().position(|&b| b == b'/')?;
+    Some((&rest[..end], &rest[end..]))
+}
+
 impl ContentPath {
+    /// Parses a request path that may carry a token (`split_token`): the
+    /// content path and the token, if the path held one.
+    pub fn parse_with_token(raw: &[u8]) -> (Result<Self, PathError>, Option<&[u8]>) {
+        match split_token(raw) {
+            Some((token, rest)) => (ContentPath::parse(rest), Some(token)),
+            None => (ContentPath::parse(raw), None),
+        }
+    }
+
     /// Parses a raw (still percent-encoded) request path.
     pub fn parse(raw: &[u8]) -> Result<Self, PathError> {
         let (space, prefix): (Space, &[u8]) = match raw.get(..PREFIX_LEN) {

@@ -79,6 +79,57 @@ fn tokens() {
         assert!(r.body.len() < 100, "{what}: no content leaked");
     }
     assert!(app.metric_at_least("nearcast_requests_total{code=\"403\"}", 9.0) >= 9.0);
+    tokens_in_the_path(&app, &seg);
+}
+
+/// `/t/{token}/c/…`: what a playlist's relative segment URIs keep. A
+/// title's token covers its files there too; the same refusals apply.
+fn tokens_in_the_path(app: &Appliance, seg: &[u8]) {
+    let now = unix_now();
+    let title = key().sign(
+        "/c/t/",
+        &Grant {
+            expires: now + 60,
+            client_prefix: Some("127.0.0.0/8".parse().unwrap()),
+        },
+    );
+    let in_path = |token: &str, rest: &str| format!("/t/{}{rest}", token.replace('/', "%2F"));
+    let ok = app.get(&in_path(&title, PATH));
+    assert_eq!((ok.status, ok.body == seg), (200, true));
+    let other = key().sign(
+        "/c/u/",
+        &Grant {
+            expires: now + 60,
+            client_prefix: None,
+        },
+    );
+    for (what, target, status) in [
+        ("another title's token", in_path(&other, PATH), 403),
+        (
+            "expired",
+            in_path(
+                &key().sign(
+                    "/c/t/",
+                    &Grant {
+                        expires: now - 1,
+                        client_prefix: None,
+                    },
+                ),
+                PATH,
+            ),
+            403,
+        ),
+        ("forged", in_path(&title.replacen('-', "-9", 1), PATH), 403),
+        ("undecodable", format!("/t/%zz{PATH}"), 403),
+        ("no path after it", format!("/t/{title}"), 404),
+        (
+            "dot segments after it",
+            in_path(&title, "/c/t/../t/720p/seg-1.m4s"),
+            400,
+        ),
+    ] {
+        assert_eq!(app.get(&target).status, status, "{what}: {target}");
+    }
 }
 
 #[test]

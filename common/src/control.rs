@@ -77,6 +77,10 @@ pub struct Heartbeat {
     /// The box's OS: release, slot, last update (boxes running the image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os: Option<OsState>,
+    /// What the box's players said of their playback, and the box's
+    /// failed answers, since the previous beat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playback: Option<crate::playback::Playback>,
 }
 
 /// The OS a box runs and how its last update went.
@@ -172,6 +176,7 @@ impl Heartbeat {
             bgp: None,
             version: None,
             os: None,
+            playback: None,
         }
     }
 }

@@ -6,9 +6,11 @@
 
 #![warn(missing_docs)]
 
+pub mod answer_auth;
 pub mod appliance;
 pub mod bundle;
 pub mod clock;
+pub mod cmcd;
 pub mod control;
 pub mod digest;
 pub mod live;
@@ -16,12 +18,14 @@ pub mod live;
 pub mod logging;
 pub mod manifest;
 pub mod names;
+pub mod playback;
 pub mod prefix;
 pub mod prefix_table;
 pub mod prometheus;
 pub mod query;
 pub mod request_auth;
 pub mod token;
+pub mod wire;
 
 pub use digest::sha256_hex;
 pub use names::{is_plain_name, Name, NameError, TitlePath};

@@ -11,6 +11,12 @@ pub fn param<'o>(query: &[u8], name: &str, out: &'o mut [u8]) -> Option<&'o str>
         let (k, v) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
         (k == name.as_bytes()).then(|| &v[1..])
     })?;
+    decode(raw, out)
+}
+
+/// `raw` percent-decoded (`+` as a space) into `out`: `None` when it is
+/// undecodable, not UTF-8 or longer than `out`.
+pub fn decode<'o>(raw: &[u8], out: &'o mut [u8]) -> Option<&'o str> {
     let mut n = 0;
     let mut i = 0;
     while i < raw.len() {

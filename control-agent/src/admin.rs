@@ -48,6 +48,12 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
 pub fn metrics(agent: &Agent) -> String {
     let mut page = Exposition::new();
     agent.progress.render(&mut page, agent.inventory.titles().len());
+    page.single(
+        "nearcast_agent_answers_refused_total",
+        Kind::Counter,
+        "Fill-server answers refused: unsigned, forged, replayed or for another box.",
+        agent.server.refusals().0,
+    );
     page.append(&agent.hardware.render());
     if let Some(s) = &agent.bgp {
         let up = u8::from(s.state() == nearcast_bgp::SessionState::Established);
@@ -69,9 +75,13 @@ pub fn metrics(agent: &Agent) -> String {
 
 pub fn status(agent: &Agent) -> crate::progress::Status {
     let opens = agent.config.fill_window.until_open(local_seconds_of_day());
-    agent
+    let status = agent
         .progress
-        .status(&agent.config.id, agent.inventory.titles(), opens.as_secs())
+        .status(&agent.config.id, agent.inventory.titles(), opens.as_secs());
+    crate::progress::Status {
+        answer_refused: agent.server.refusals().1,
+        ..status
+    }
 }
 
 async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

@@ -30,6 +30,10 @@ pub enum AgentError {
     },
     #[error("OS updates: {0}")]
     Update(#[from] crate::update::UpdateError),
+    #[error("fill_server_ca: {0}")]
+    Tls(#[source] crate::http::HttpError),
+    #[error("fill_server_keys: {0}")]
+    AnswerKeys(#[source] nearcast_common::answer_auth::AnswerError),
 }
 
 pub struct Agent {
@@ -69,7 +73,20 @@ impl Agent {
             .iter()
             .map(|d| d.run_blocking(DiskIo::records).unwrap_or_default());
         let inventory = Inventory::from_disks(records.collect::<Vec<_>>());
-        let server = Arc::new(FillServer::new(&config.fill_server, &config.id, key));
+        let trusted = nearcast_common::answer_auth::AnswerKeys::parse(&config.fill_server_keys)
+            .map_err(AgentError::AnswerKeys)?;
+        let tls = match &config.fill_server_ca {
+            Some(ca) => Some(crate::http::pinned_client(ca).map_err(AgentError::Tls)?),
+            None => None,
+        };
+        let server = Arc::new(FillServer::new(
+            &config.fill_server,
+            &config.id,
+            key,
+            trusted,
+            config.wire,
+            tls,
+        ));
         let bucket = Arc::new(Bucket::new(config.bandwidth_bytes_per_sec));
         let appliance = Appliance::new(&config.appliance_admin);
         let fill_server_answered = Arc::new(AtomicBool::new(false));

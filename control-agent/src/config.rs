@@ -15,6 +15,16 @@ pub struct Config {
     pub id: String,
     /// Base URL of the fill server's API (`http://fill.example:7070`).
     pub fill_server: String,
+    /// For an `https://` fill server: the CA (PEM) its certificate must
+    /// chain to; the only root the agent trusts for it.
+    pub fill_server_ca: Option<PathBuf>,
+    /// How the agent and the fill server exchange messages: `"protobuf"`
+    /// (the default, `common/proto/wire.proto`) or `"json"`.
+    pub wire: WireFormat,
+    /// The fill server's answer keys this box trusts, `"{id} {hex}"` each
+    /// (`GET /v1/admin/answer-keys` gives the line; several while a key is
+    /// rotated). Every answer must be signed by one of them.
+    pub fill_server_keys: Vec<String>,
     /// The appliance's Ed25519 key (PKCS#8 file; `control-agent keygen`
     /// writes one and prints the public half to enroll).
     pub key_file: PathBuf,
@@ -45,6 +55,24 @@ pub struct Config {
     pub update: UpdateConfig,
     /// The BGP session with the ISP's router, if the ISP runs one.
     pub bgp: Option<BgpConfig>,
+}
+
+/// The encoding of the fill-server calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WireFormat {
+    #[default]
+    Protobuf,
+    Json,
+}
+
+impl WireFormat {
+    pub fn media_type(self) -> &'static str {
+        match self {
+            WireFormat::Protobuf => nearcast_common::wire::CONTENT_TYPE,
+            WireFormat::Json => "application/json",
+        }
+    }
 }
 
 /// OS updates (`update`): where the box's boot pieces are. On by the
@@ -154,6 +182,9 @@ impl Default for Config {
         Config {
             id: String::new(),
             fill_server: "http://127.0.0.1:7070".into(),
+            fill_server_ca: None,
+            wire: WireFormat::Protobuf,
+            fill_server_keys: Vec::new(),
             key_file: PathBuf::from("appliance.key"),
             site: String::new(),
             public_url: "http://127.0.0.1:8080".into(),
@@ -218,11 +249,23 @@ impl Config {
         if self.concurrency == 0 || self.heartbeat_secs == 0 || self.manifest_poll_secs == 0 {
             return bad("concurrency, heartbeat_secs and manifest_poll_secs must be positive");
         }
+        match nearcast_common::answer_auth::AnswerKeys::parse(&self.fill_server_keys) {
+            Ok(keys) if keys.is_empty() => {
+                return bad("fill_server_keys is required: the fill server's answer key (GET /v1/admin/answer-keys)")
+            }
+            Ok(_) => {}
+            Err(e) => return Err(ConfigError::Invalid(format!("fill_server_keys: {e}"))),
+        }
         if self.hardware.devices.len() > self.disks.len() {
             return bad("hardware.devices names more devices than there are disks");
         }
-        for url in [&self.fill_server, &self.public_url, &self.appliance_admin] {
-            crate::http::Target::parse(url).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let target = |url: &str| crate::http::Target::parse(url).map_err(|e| ConfigError::Invalid(e.to_string()));
+        if target(&self.fill_server)?.tls && self.fill_server_ca.is_none() {
+            return bad("an https:// fill_server needs fill_server_ca (the CA to pin)");
+        }
+        target(&self.public_url)?;
+        if target(&self.appliance_admin)?.tls {
+            return bad("appliance_admin is the appliance's plain-HTTP admin listener");
         }
         Ok(())
     }
@@ -237,6 +280,7 @@ mod tests {
             id: "box-1".into(),
             site: "s1".into(),
             disks: vec![PathBuf::from("/srv/disk0")],
+            fill_server_keys: vec![format!("fs1 {}", "11".repeat(32))],
             ..Config::default()
         }
     }
@@ -263,6 +307,14 @@ mod tests {
             },
             Config {
                 fill_server: "https://fill".into(),
+                ..valid()
+            },
+            Config {
+                fill_server_keys: Vec::new(),
+                ..valid()
+            },
+            Config {
+                fill_server_keys: vec!["fs1 not-hex".into()],
                 ..valid()
             },
             Config {

@@ -5,14 +5,12 @@
 //! `disks`) never lets a partial file into the inventory, and downloads
 //! resume where they stopped.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nearcast_common::control::Registration;
-use nearcast_common::Name;
 use tokio::time::Instant;
 
 use crate::agent::Agent;
@@ -57,7 +55,7 @@ async fn register(agent: &Agent) {
 }
 
 async fn heartbeat_loop(agent: Arc<Agent>) {
-    let mut last: BTreeMap<Name, u64> = agent.appliance.status().await.titles;
+    let mut last = crate::heartbeat::Reading::of(&agent.appliance.status().await);
 
     let mut tick = tokio::time::interval(Duration::from_secs(agent.config.heartbeat_secs));
     loop {

@@ -124,6 +124,9 @@ fn print_status(s: &Status) {
     let f = &s.fill;
     println!("appliance     {}", s.id);
     println!("titles held   {}", s.titles.len());
+    if let Some(why) = &s.answer_refused {
+        println!("REFUSED       {why}");
+    }
     let state = if f.running { "filling" } else { "idle" };
     println!(
         "fill          {state}, manifest {}",

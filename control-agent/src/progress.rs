@@ -54,6 +54,10 @@ pub struct Status {
     pub titles: Vec<nearcast_common::Name>,
     /// Seconds until the fill window opens (0 = open).
     pub window_opens_in_secs: u64,
+    /// Why the last fill-server answer this box refused was refused
+    /// (altered, replayed, unsigned, for another box), if any was.
+    #[serde(default)]
+    pub answer_refused: Option<String>,
 }
 
 impl Progress {
@@ -169,6 +173,7 @@ impl Progress {
             eta_secs,
             titles,
             window_opens_in_secs,
+            answer_refused: None,
         }
     }
 

@@ -14,6 +14,9 @@ use clap::{Parser, Subcommand};
 use nearcast::stack::{Ports, Stack, TITLE};
 use nearcast_agent::Agent;
 
+/// The demo's encrypted copy of the sample.
+const ENCRYPTED: &str = "sample-cenc";
+
 mod qemu;
 
 #[derive(Parser)]
@@ -101,6 +104,9 @@ fn main() -> anyhow::Result<()> {
     println!("packaging the sample title and starting the fill server …");
     let mut stack = Stack::start(&dir, Ports::DEMO, 30)?;
     stack.make_popular(TITLE, 500)?;
+    // The same title encrypted (cenc, Clear Key), for the license service.
+    stack.package_encrypted(ENCRYPTED, nearcast_packager::cenc::Scheme::Cenc)?;
+    stack.make_popular(ENCRYPTED, 400)?;
     for _ in 0..boxes {
         stack.add_box(|_| {})?;
     }
@@ -137,7 +143,9 @@ fn main() -> anyhow::Result<()> {
             stack.admin_url,
             nearcast::stack::ADMIN_TOKEN
         );
+        print_encrypted(&stack);
         println!("  steering:   curl '{fs}/v1/steer?title={TITLE}'");
+        print_reports(&stack);
         for b in &stack.boxes {
             println!(
                 "  {}:      curl http://{}/metrics   (agent: curl http://{}/status)",
@@ -182,4 +190,24 @@ async fn wait_for_fill(agent: &Agent) -> anyhow::Result<u64> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The encrypted copy's player URL, with a viewer's entitlement.
+/// The operators' reports: the players' CMCD, why the origin served,
+/// what it cost.
+fn print_reports(stack: &Stack) {
+    let admin = format!(
+        "curl -H 'authorization: Bearer {}' {}",
+        nearcast::stack::ADMIN_TOKEN,
+        stack.admin_url
+    );
+    println!("  players' CMCD per box: {admin}/v1/admin/qoe   (cmcd)");
+    println!("  why the origin served: {admin}/v1/admin/misses   costs: {admin}/v1/admin/costs");
+}
+
+fn print_encrypted(stack: &Stack) {
+    let fs = &stack.fill_url;
+    let entitlement = stack.entitlement("demo-viewer", &[ENCRYPTED], 86_400, Some(2));
+    println!("  encrypted (cenc, Clear Key; an entitlement for a day, 2 streams):");
+    println!("    {fs}/player?title={ENCRYPTED}&entitlement={entitlement}");
 }

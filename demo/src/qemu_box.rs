@@ -68,6 +68,7 @@ impl Stack {
         let agent = nearcast_agent::Config {
             id: id.to_string(),
             fill_server: from_guest(&self.fill_url),
+            fill_server_keys: vec![self.answer_key.clone()],
             key_file: "/config/appliance.key".into(),
             site: SITE.into(),
             public_url: format!("http://127.0.0.1:{}", host(8080)),

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
 use hyper::body::Bytes;
@@ -24,6 +23,8 @@ pub const TITLE: &str = "sample";
 /// The fill server's admin bearer token in this stack.
 pub const ADMIN_TOKEN: &str = "nearcast-demo-admin-token";
 const TOKEN_KEY_ID: &str = "demo";
+/// The key id of the stack's stand-in account system.
+const ENTITLEMENT_KEY_ID: &str = "demo-accounts";
 
 /// Ports to listen on; 0 picks a free one.
 #[derive(Clone, Copy, Debug)]
@@ -108,6 +109,11 @@ impl BoxSide {
 pub struct Stack {
     pub root: PathBuf,
     pub fill_url: String,
+    /// The HS256 secret the stack's stand-in account system signs
+    /// entitlements with (`entitlement`).
+    pub entitlement_secret: [u8; 32],
+    /// The fill server's answer key as boxes trust it (`"{id} {hex}"`).
+    pub answer_key: String,
     /// The fill server's admin listener (`/v1/admin/…`, the dashboard).
     pub admin_url: String,
     /// The live door's base URL.
@@ -144,6 +150,7 @@ impl Stack {
         let origin_store = root.join("origin");
         package_sample(&origin_store)?;
         let key_hex = nearcast_common::digest::hex(&random_secret()?);
+        let entitlement_secret = random_secret()?;
         let config = FillConfig {
             listen: Ports::at(ports.fill, 0),
             admin_listen: Ports::at(ports.fill_admin, 0),
@@ -157,6 +164,7 @@ impl Stack {
             admin_token: ADMIN_TOKEN.into(),
             // Tests steer for other client addresses with X-Forwarded-For.
             trusted_proxies: vec!["127.0.0.1/32".into()],
+            license: license_config(root, &entitlement_secret),
             ..FillConfig::default()
         };
         let origin = nearcast_fill_server::origin::start_origin(&config).context("starting the origin")?;
@@ -167,13 +175,16 @@ impl Stack {
         let mut config = FillConfig {
             origin_url: format!("http://{}", origin.http_addr),
             os_bundles: root.join("os-bundles"),
+            answer_key_file: root.join("answer.key"),
             live_listen: live_addr,
             live_url: format!("http://{live_addr}"),
             ..config
         };
         tune(&mut config);
         let store = nearcast_fill_server::store::open(&config.database)?;
-        let app = Arc::new(App::new(store, config.clone())?);
+        let app = App::start(store, config.clone())?;
+        app.misses.watch(origin.viewer_bytes());
+        let answer_key = app.answer.public_entry();
         let live = nearcast_fill_server::live::spawn_background(app.clone(), config.live_listen)
             .context("starting the live door")?;
         let admin = nearcast_fill_server::server::spawn_admin_background(app.clone(), config.admin_listen)
@@ -183,7 +194,13 @@ impl Stack {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let stack = Stack {
             root: root.to_path_buf(),
-            fill_url: format!("http://{}", fill.addr),
+            entitlement_secret,
+            fill_url: format!(
+                "{}://{}",
+                if config.tls_cert.is_some() { "https" } else { "http" },
+                fill.addr
+            ),
+            answer_key,
             admin_url: format!("http://{}", admin.addr),
             live_url: format!("http://{}", live.addr),
             origin,
@@ -195,18 +212,24 @@ impl Stack {
             _live: live,
             rt,
         };
-        stack.admin(
+        stack.add_isp_and_site()?;
+        Ok(stack)
+    }
+
+    /// The one ISP (all of loopback) and its site.
+    fn add_isp_and_site(&self) -> anyhow::Result<()> {
+        self.admin(
             "POST",
             "/v1/admin/isps",
             &format!(r#"{{"name":"{ISP}","asns":[64500]}}"#),
         )?;
-        stack.admin("PUT", "/v1/admin/prefixes", "127.0.0.0/8 64500\n::1/128 64500\n")?;
-        stack.admin(
+        self.admin("PUT", "/v1/admin/prefixes", "127.0.0.0/8 64500\n::1/128 64500\n")?;
+        self.admin(
             "POST",
             "/v1/admin/sites",
             &format!(r#"{{"name":"{SITE}","isp":"{ISP}"}}"#),
         )?;
-        Ok(stack)
+        Ok(())
     }
 
     /// An admin call (bearer token) to the fill server.
@@ -279,6 +302,7 @@ impl Stack {
         let mut agent = nearcast_agent::Config {
             id: id.clone(),
             fill_server: self.fill_url.clone(),
+            fill_server_keys: vec![self.answer_key.clone()],
             key_file,
             site: SITE.into(),
             disks: vec![disk.clone()],
@@ -286,6 +310,8 @@ impl Stack {
             fill_window: nearcast_agent::window::Window::Always,
             heartbeat_secs: 1,
             admin_listen: Ports::at(self.ports.agent_admin, i),
+            // Set below once the appliance listens.
+            public_url: String::new(),
             ..nearcast_agent::Config::default()
         };
         tune(&mut agent);
@@ -306,7 +332,11 @@ impl Stack {
         };
         tune_appliance(&mut appliance);
         let appliance = Server::start(appliance).with_context(|| format!("starting {id}'s appliance"))?;
-        agent.public_url = format!("http://{}", appliance.http_addr);
+        // Players reach the appliance itself, unless `tune` put something
+        // in front of it (a test's proxy).
+        if agent.public_url.is_empty() {
+            agent.public_url = format!("http://{}", appliance.http_addr);
+        }
         agent.appliance_admin = format!("http://{}", appliance.admin_addr);
         let agent_config = dir.join("agent.toml");
         std::fs::write(&agent_config, agent.to_toml())?;
@@ -340,8 +370,44 @@ impl Stack {
             store: self.config.origin_store.clone(),
             target: 4.0,
             progress: false,
+            encrypt: None,
         };
         Ok(nearcast_packager::package(&sample_inputs(), &opts)?)
+    }
+
+    /// Packages the sample's renditions again as `title`, encrypted with
+    /// `scheme`; keys in the stack's key store, licenses from its fill
+    /// server.
+    pub fn package_encrypted(
+        &self,
+        title: &str,
+        scheme: nearcast_packager::cenc::Scheme,
+    ) -> anyhow::Result<nearcast_packager::TitleIndex> {
+        let opts = nearcast_packager::Options {
+            title: nearcast_common::Name::new(title)?,
+            store: self.config.origin_store.clone(),
+            target: 4.0,
+            progress: false,
+            encrypt: Some(nearcast_packager::package::Encryption {
+                scheme,
+                key_store: self.config.license.key_store.clone(),
+                license_url: format!("{}/v1/license", self.fill_url),
+                cpix: None,
+                key_per_rung_group: false,
+            }),
+        };
+        Ok(nearcast_packager::package(&sample_inputs(), &opts)?)
+    }
+
+    /// An entitlement as the streaming service's account system would
+    /// issue it: `sub` may watch `titles` (`*`: all) for `ttl_secs`, at
+    /// most `max_streams` at once.
+    pub fn entitlement(&self, sub: &str, titles: &[&str], ttl_secs: u64, max_streams: Option<u32>) -> String {
+        let mut claims = serde_json::json!({ "sub": sub, "exp": unix_now() + ttl_secs, "titles": titles });
+        if let Some(m) = max_streams {
+            claims["max_streams"] = m.into();
+        }
+        nearcast_license::jwt::sign_hs256(ENTITLEMENT_KEY_ID, &self.entitlement_secret, &claims)
     }
 
     /// Play logs that make `title` the ISP's most watched yesterday, so
@@ -377,6 +443,7 @@ fn package_sample(origin_store: &Path) -> anyhow::Result<()> {
         store: origin_store.to_path_buf(),
         target: 4.0,
         progress: false,
+        encrypt: None,
     };
     nearcast_packager::package(&sample_inputs(), &opts).context("packaging the sample title")?;
     Ok(())
@@ -388,4 +455,19 @@ pub(crate) fn random_secret() -> anyhow::Result<[u8; 32]> {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
         .context("reading /dev/urandom")?;
     Ok(b)
+}
+
+/// The stack's license service: keys in `root/keys`, entitlements from
+/// its stand-in account system's HS256 `secret`.
+fn license_config(root: &Path, secret: &[u8; 32]) -> nearcast_fill_server::config::LicenseConfig {
+    nearcast_fill_server::config::LicenseConfig {
+        key_store: root.join("keys"),
+        entitlement_keys: vec![nearcast_fill_server::config::EntitlementKey {
+            id: ENTITLEMENT_KEY_ID.into(),
+            alg: nearcast_license::Alg::HS256,
+            secret_hex: nearcast_common::digest::hex(secret),
+            public_key_hex: String::new(),
+        }],
+        ..Default::default()
+    }
 }

@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(s.dts >= dts, "decode times go back");
             dts = s.dts;
         }
-        let _ = init_segment(t);
+        let _ = init_segment(t, None);
         let plan = plan_segments(t, 4.0, None);
         let mut next = 0;
         for r in &plan {

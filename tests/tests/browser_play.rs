@@ -127,6 +127,17 @@ fn dashboard_shows_the_playback(stack: &Stack, browser: &Browser) {
     );
     let qoe = browser.eval("return document.querySelector('#qoe tbody').textContent");
     assert!(qoe.as_str().unwrap().contains("sessions1"), "{qoe}");
+    // The plots over time: the box's bytes this hour, a day of traffic
+    // with its hit ratio, and the misses table.
+    let line = browser.eval("const p = document.querySelector('#hourly polyline[data-series=\"box-1\"]'); return p ? p.getAttribute('points') : ''");
+    assert!(
+        line.as_str().is_some_and(|p| !p.is_empty()),
+        "no hourly line for box-1: {line}"
+    );
+    let days = browser.eval("return document.querySelector('#days tbody').textContent");
+    assert!(days.as_str().unwrap().contains('%'), "{days}");
+    let misses = browser.eval("return document.querySelector('#misses tbody').textContent");
+    assert!(!misses.as_str().unwrap().is_empty(), "{misses}");
     // The screenshot people look at, and the fleet table in it.
     let page = browser.screenshot_png(None);
     let (w, h) = png_size(&page).expect("a PNG of the window");

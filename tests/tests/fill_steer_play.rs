@@ -79,6 +79,39 @@ fn two_boxes_fill_peer_first_and_players_are_steered_to_them() {
     assert!(took <= Duration::from_secs(HEARTBEAT_TIMEOUT + 2), "{took:?}");
     assert_eq!(steer(&stack).len(), 1, "only the origin is left");
     drop(agent1);
+    the_origin_bytes_are_misses_of_their_reason(&stack, &files);
+}
+
+/// With no box left, a viewer fetches a segment from the origin through
+/// its steered URL: the misses report has the answers that sent it there
+/// (and those the waits above asked for) and its bytes under
+/// `boxes_down`, for the client's ISP. The boxes' fills, which the origin
+/// served too, are not viewers' bytes: what else the origin served
+/// viewers (ffmpeg reads the origin pathway's playlists too) is
+/// `fallback`, and less than one copy of the title.
+fn the_origin_bytes_are_misses_of_their_reason(stack: &Stack, files: &[(String, u64, String)]) {
+    let (path, size, _) = files.iter().find(|f| f.0.ends_with(".m4s")).unwrap();
+    let url = steer_file(stack, path).remove(0);
+    let (code, body) = curl_get(&url);
+    assert_eq!((code, body.len() as u64), (200, *size));
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let report = loop {
+        let r: serde_json::Value = serde_json::from_str(&stack.admin("GET", "/v1/admin/misses", "").unwrap()).unwrap();
+        if r["by_reason"]["boxes_down"]["bytes"].as_u64() >= Some(*size) || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let down = &report["by_reason"]["boxes_down"];
+    assert!(down["sessions"].as_u64() >= Some(1), "{report}");
+    assert!(down["bytes"].as_u64() >= Some(*size), "{report}");
+    assert!(report["by_isp"]["loopback-isp"]["boxes_down"].is_object(), "{report}");
+    let title: u64 = files.iter().map(|f| f.1).sum();
+    let fallback = report["by_reason"]["fallback"]["bytes"].as_u64().unwrap_or(0);
+    assert!(
+        fallback < title,
+        "fills counted as viewers' bytes? {fallback} of {title}: {report}"
+    );
 }
 
 /// The origin index's files: (path, size, sha256).

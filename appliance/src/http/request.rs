@@ -32,6 +32,12 @@ pub struct Request<'a> {
     pub http11: bool,
     /// A `Via` naming nearcast: the request comes from a peer box.
     pub from_peer: bool,
+    /// A box's agent filling (`User-Agent: nearcast-agent/…`): its bytes
+    /// are not viewers' demand.
+    pub fill: bool,
+    /// The `CMCD-Request`, `CMCD-Object`, `CMCD-Status` and
+    /// `CMCD-Session` headers a player sent (`crate::sessions` reads them).
+    pub cmcd: [Option<&'a [u8]>; 4],
 }
 
 impl Request<'_> {
@@ -106,41 +112,60 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Parsed<'_>, ParseErr
     };
     let mut hosts = 0;
     for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        let value = trim(h.value);
-        if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&b| b == b',').map(trim) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    out.keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && !http11 {
-                    out.keep_alive = true;
-                }
-            }
-        } else if name.eq_ignore_ascii_case(b"host") {
-            hosts += 1;
-            out.host = Some(value);
-        } else if name.eq_ignore_ascii_case(b"via") {
-            out.from_peer |= value.windows(8).any(|w| w.eq_ignore_ascii_case(b"nearcast"));
-        } else if name.eq_ignore_ascii_case(b"range") {
-            out.range = Some(value);
-        } else if name.eq_ignore_ascii_case(b"if-none-match") {
-            out.if_none_match = Some(value);
-        } else if name.eq_ignore_ascii_case(b"if-modified-since") {
-            out.if_modified_since = Some(value);
-        } else if name.eq_ignore_ascii_case(b"if-range") {
-            out.if_range = Some(value);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // A body we would not read would be parsed as the next request.
-            return Err(ParseError::BodyNotAllowed);
-        } else if name.eq_ignore_ascii_case(b"content-length") && value != b"0" {
-            return Err(ParseError::BodyNotAllowed);
-        }
+        take_header(&mut out, h.name.as_bytes(), trim(h.value), &mut hosts)?;
     }
     // RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host.
     if hosts > 1 || (http11 && hosts == 0) {
         return Err(ParseError::Malformed);
     }
     Ok(Parsed::Complete(out, used))
+}
+
+/// Keeps what the server acts on of one header (`hosts` counts `Host`).
+fn take_header<'a>(out: &mut Request<'a>, name: &[u8], value: &'a [u8], hosts: &mut usize) -> Result<(), ParseError> {
+    let http11 = out.http11;
+    if name.eq_ignore_ascii_case(b"connection") {
+        for token in value.split(|&b| b == b',').map(trim) {
+            if token.eq_ignore_ascii_case(b"close") {
+                out.keep_alive = false;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") && !http11 {
+                out.keep_alive = true;
+            }
+        }
+    } else if name.eq_ignore_ascii_case(b"host") {
+        *hosts += 1;
+        out.host = Some(value);
+    } else if name.eq_ignore_ascii_case(b"via") {
+        out.from_peer |= value.windows(8).any(|w| w.eq_ignore_ascii_case(b"nearcast"));
+    } else if name.eq_ignore_ascii_case(b"range") {
+        out.range = Some(value);
+    } else if name.eq_ignore_ascii_case(b"if-none-match") {
+        out.if_none_match = Some(value);
+    } else if name.eq_ignore_ascii_case(b"if-modified-since") {
+        out.if_modified_since = Some(value);
+    } else if name.eq_ignore_ascii_case(b"if-range") {
+        out.if_range = Some(value);
+    } else if name.eq_ignore_ascii_case(b"user-agent") {
+        out.fill = value.starts_with(b"nearcast-agent/");
+    } else if let Some(i) = cmcd_header(name) {
+        out.cmcd[i] = Some(value);
+    } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        // A body we would not read would be parsed as the next request.
+        return Err(ParseError::BodyNotAllowed);
+    } else if name.eq_ignore_ascii_case(b"content-length") && value != b"0" {
+        return Err(ParseError::BodyNotAllowed);
+    }
+    Ok(())
+}
+
+/// Which of the four CMCD headers `name` is, if one.
+fn cmcd_header(name: &[u8]) -> Option<usize> {
+    const NAMES: [&[u8]; 4] = [b"request", b"object", b"status", b"session"];
+    let rest = name
+        .get(..5)
+        .filter(|p| p.eq_ignore_ascii_case(b"cmcd-"))
+        .map(|_| &name[5..])?;
+    NAMES.iter().position(|n| rest.eq_ignore_ascii_case(n))
 }
 
 /// A head over the limit is 414 when the request line alone does not fit,
@@ -185,6 +210,19 @@ mod tests {
         assert_eq!(r.range, Some(&b"bytes=0-9"[..]));
         assert_eq!(r.if_none_match, Some(&b"\"e\""[..]));
         assert!(r.keep_alive);
+    }
+
+    #[test]
+    fn keeps_the_cmcd_headers() {
+        let raw = b"GET /c/t/f HTTP/1.1\r\nHost: x\r\nCMCD-Object: br=3200,ot=v\r\ncmcd-session: sid=\"a\"\r\nCMCD-Status: bs\r\nCMCD-Requestx: y\r\n\r\n";
+        let (r, _) = complete(raw);
+        assert_eq!(r.cmcd[0], None);
+        assert_eq!(r.cmcd[1], Some(&b"br=3200,ot=v"[..]));
+        assert_eq!(r.cmcd[2], Some(&b"bs"[..]));
+        assert_eq!(r.cmcd[3], Some(&b"sid=\"a\""[..]));
+        assert!(!r.fill);
+        let (r, _) = complete(b"GET /c/t/f HTTP/1.1\r\nHost: x\r\nUser-Agent: nearcast-agent/0.1.0\r\n\r\n");
+        assert!(r.fill);
     }
 
     #[test]

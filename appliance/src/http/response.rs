@@ -164,6 +164,13 @@ pub fn content_type(file: &str) -> &'static str {
     }
 }
 
+/// A media segment (not a playlist, init segment or key): what CMSD and
+/// the players' throughput estimates are about.
+pub fn is_media(file: &str) -> bool {
+    let ext = file.rsplit_once('.').map_or("", |(_, e)| e);
+    matches!(ext, "m4s" | "cmfv" | "cmfa" | "m4a" | "m4v" | "ts")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz`, `/status` (the
 //! typed `ApplianceStatus` the control agent reads: serving, connections,
-//! bytes per title, disks), `/titles` (bytes per title alone),
+//! bytes per title, disks, content answers and players' CMCD sessions), `/titles` (bytes per title alone),
 //! `POST /disks/{i}/fail` / `POST /disks/{i}/restore` (the agent takes
 //! a failed disk out of serving and puts a replaced one back) and
 //! `GET`/`PUT /live` (the live upstream lists and cache size, which the
@@ -16,7 +16,7 @@ use std::time::Duration;
 use nearcast_common::appliance::{ApplianceStatus, ServingDisk};
 
 use crate::live::route::LiveSetting;
-use crate::metrics::{render, WorkerMetrics};
+use crate::metrics::{render, PlaybackMetrics, WorkerMetrics};
 
 /// Largest request body (a `PUT /live`).
 const MAX_BODY: usize = 1 << 20;
@@ -99,15 +99,16 @@ fn serve(mut stream: TcpStream, shared: &Shared, metrics: &[Arc<WorkerMetrics>])
     match path.as_slice() {
         b"/live" => live(&mut stream, shared, &method, &body),
         b"/metrics" => {
-            let body = render(metrics, &shared.disks, &shared.live);
+            let active = lock(&shared.sessions).active(std::time::Instant::now(), Duration::from_secs(30));
+            let body = render(metrics, &shared.disks, &shared.live, active);
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body)
         }
         b"/status" => {
-            let body = serde_json::to_string(&status(shared)).unwrap_or_default() + "\n";
+            let body = serde_json::to_string(&status(shared, metrics)).unwrap_or_default() + "\n";
             respond(&mut stream, "200 OK", "application/json", &body)
         }
         b"/titles" => {
-            let body = serde_json::to_string(&status(shared).titles).unwrap_or_default() + "\n";
+            let body = serde_json::to_string(&*lock(&shared.titles)).unwrap_or_default() + "\n";
             respond(&mut stream, "200 OK", "application/json", &body)
         }
         b"/healthz" if shared.shutdown.load(Ordering::Acquire) => {
@@ -159,13 +160,22 @@ fn live(stream: &mut TcpStream, shared: &Shared, method: &str, body: &[u8]) -> s
     }
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The typed status the agent reads.
-fn status(shared: &Shared) -> ApplianceStatus {
+fn status(shared: &Shared, metrics: &[Arc<WorkerMetrics>]) -> ApplianceStatus {
     let disks = &shared.disks;
+    let (content_requests, content_errors) = PlaybackMetrics::totals(metrics);
     ApplianceStatus {
         serving: !shared.shutdown.load(Ordering::Acquire),
         connections: shared.open.load(Ordering::Acquire) as u64,
-        titles: shared.titles.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        titles: lock(&shared.titles).clone(),
+        content_requests,
+        content_errors,
+        failed_by_title: lock(&shared.failed_titles).clone(),
+        sessions: lock(&shared.sessions).report(std::time::Instant::now()),
         disks: (0..disks.roots().len())
             .map(|i| ServingDisk {
                 path: disks.roots()[i].display().to_string(),

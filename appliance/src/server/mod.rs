@@ -47,8 +47,23 @@ pub struct Shared {
     /// Body bytes served per title since start (each worker merges its
     /// tally every tick); the agent reads it for its heartbeats.
     pub titles: Mutex<BTreeMap<nearcast_common::Name, u64>>,
+    /// Player sessions' CMCD totals (each worker adds its tallies every
+    /// tick); the agent reads them for its heartbeats.
+    pub sessions: Mutex<crate::sessions::Book>,
+    /// Content answers that failed the viewer, per title since start.
+    pub failed_titles: Mutex<BTreeMap<nearcast_common::Name, u64>>,
     /// The live pull-through side.
     pub live: Arc<LiveShared>,
+}
+
+/// A handle on a running server's per-title viewer bytes.
+#[derive(Clone)]
+pub struct ViewerBytes(Arc<Shared>);
+
+impl ViewerBytes {
+    pub fn by_title(&self) -> BTreeMap<nearcast_common::Name, u64> {
+        self.0.titles.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +128,8 @@ impl Server {
             shutdown: AtomicBool::new(false),
             open: AtomicUsize::new(0),
             titles: Mutex::new(BTreeMap::new()),
+            sessions: Mutex::default(),
+            failed_titles: Mutex::default(),
         });
         let metrics: Vec<Arc<WorkerMetrics>> = (0..threads)
             .map(|_| WorkerMetrics::new(shared.disks.roots().len()))
@@ -142,6 +159,12 @@ impl Server {
     }
 
     /// Begins a graceful drain: stop accepting, finish what is in flight.
+    /// Body bytes served to viewers per title since start (what `/status`
+    /// says), readable from the process that runs this server.
+    pub fn viewer_bytes(&self) -> ViewerBytes {
+        ViewerBytes(self.shared.clone())
+    }
+
     pub fn shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::Release);
     }

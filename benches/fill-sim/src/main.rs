@@ -57,6 +57,7 @@ fn predictive(cat: &[Title], plays: &[Play], p: &Params, cap: u64) -> Score {
                 target_duration_secs: 4.0,
                 renditions: Vec::new(),
                 files,
+                protection: None,
             };
             (t.name.clone(), idx)
         })

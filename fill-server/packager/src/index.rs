@@ -22,6 +22,20 @@ pub struct TitleIndex {
     pub renditions: Vec<RenditionEntry>,
     /// Sorted by path; paths are relative to the title's folder.
     pub files: Vec<FileEntry>,
+    /// How the title is encrypted (absent: in the clear). Key IDs only:
+    /// keys are in the key store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protection: Option<IndexProtection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexProtection {
+    pub scheme: crate::cenc::Scheme,
+    /// The license URL the packaged manifests name (the fill server's
+    /// `/v1/play` rewrites it to the play session's).
+    pub license_url: String,
+    /// Key IDs (UUID form) of the title's tracks.
+    pub kids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

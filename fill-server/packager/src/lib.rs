@@ -3,6 +3,7 @@
 //! the SHA-256 of every file. A library for the fill server and a command
 //! (`nearcast-packager`) of its own.
 
+pub mod cenc;
 pub mod cmaf;
 pub mod index;
 pub mod ladder;

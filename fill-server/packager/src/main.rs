@@ -32,6 +32,26 @@ struct Common {
     /// keyframe nearest each target boundary.
     #[arg(long, default_value_t = 4.0)]
     target: f64,
+    /// Encrypt with Common Encryption: cenc (AES-CTR) or cbcs (AES-CBC,
+    /// 1:9 pattern). Keys go to --key-store, never to the origin store.
+    #[arg(long, requires_all = ["key_store", "license_url"])]
+    encrypt: Option<nearcast_packager::cenc::Scheme>,
+    /// The key store folder: STORE/TITLE.json per title (mode 0600). A
+    /// title packaged again keeps its keys.
+    #[arg(long)]
+    key_store: Option<PathBuf>,
+    /// The license service players reach, e.g.
+    /// https://fill.example/v1/license (in the manifests).
+    #[arg(long)]
+    license_url: Option<String>,
+    /// Take the keys, and other DRM systems' pssh and signalling, from
+    /// this DASH-IF CPIX document (a multi-DRM service's).
+    #[arg(long, requires = "encrypt")]
+    cpix: Option<PathBuf>,
+    /// A key per video rung group (SD below 720p, HD below 2160p, UHD)
+    /// instead of one for all video.
+    #[arg(long, requires = "encrypt")]
+    key_per_rung_group: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,12 +89,21 @@ enum Cmd {
         /// The source file.
         mezzanine: PathBuf,
     },
+    /// Print an encrypted title's keys as a DASH-IF CPIX document (for a
+    /// multi-DRM service), from the key store.
+    Cpix {
+        #[arg(long)]
+        title: nearcast_common::Name,
+        #[arg(long)]
+        key_store: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (common, inputs, cleanup) = match cli.command {
+        Cmd::Cpix { title, key_store } => return export_cpix(&title, &key_store),
         Cmd::Package { common, inputs } => (common, inputs, None),
         Cmd::Ladder {
             common,
@@ -119,6 +148,13 @@ fn main() -> anyhow::Result<()> {
         store: common.store,
         target: common.target,
         progress,
+        encrypt: common.encrypt.map(|scheme| nearcast_packager::package::Encryption {
+            scheme,
+            key_store: common.key_store.unwrap_or_default(),
+            license_url: common.license_url.unwrap_or_default(),
+            cpix: common.cpix,
+            key_per_rung_group: common.key_per_rung_group,
+        }),
     };
     let result = package(&inputs, &opts);
     if let Some(dir) = cleanup {
@@ -127,13 +163,27 @@ fn main() -> anyhow::Result<()> {
     let index = result.context("packaging failed")?;
     let bytes: u64 = index.files.iter().map(|f| f.size).sum();
     println!(
-        "packaged '{}': {} renditions, {:.1} s, {} files, {:.1} MB in {}",
+        "packaged '{}'{}: {} renditions, {:.1} s, {} files, {:.1} MB in {}",
         index.title,
+        match &index.protection {
+            Some(p) => format!(" ({}, key IDs {})", p.scheme.as_str(), p.kids.join(" ")),
+            None => String::new(),
+        },
         index.renditions.len(),
         index.duration_secs,
         index.files.len(),
         bytes as f64 / 1e6,
         opts.store.join(&index.title).display()
     );
+    Ok(())
+}
+
+/// `cpix`: the title's keys from the key store, as CPIX on stdout.
+fn export_cpix(title: &str, key_store: &std::path::Path) -> anyhow::Result<()> {
+    let keys = nearcast_packager::cenc::KeyStore::new(key_store)
+        .load(title)?
+        .with_context(|| format!("no keys for '{title}' in {}", key_store.display()))?;
+    let doc = nearcast_packager::cenc::cpix::write(title, keys.key("video")?, keys.key("audio")?, &keys.systems);
+    print!("{doc}");
     Ok(())
 }

@@ -8,13 +8,16 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cmaf::{init_segment, media_segment, plan, plan_segments, SegmentPlan};
-use crate::index::{FileEntry, RenditionEntry, TitleIndex, INDEX_FILE};
+use crate::cenc::keys::{uuid, KeyStoreError};
+use crate::cenc::{CencError, KeyStore, Scheme, TitleKeys, TrackCrypto};
+use crate::cmaf::{init_segment, media_segment, plan, plan_segments, SegmentError, SegmentPlan};
+use crate::index::{FileEntry, IndexProtection, RenditionEntry, TitleIndex, INDEX_FILE};
 use crate::manifest::{dash, hls};
 use crate::mp4::{Movie, Mp4Error, Track, TrackKind};
-use crate::rendition::{segment_file, Rendition, SegmentInfo, INIT_FILE, MEDIA_PLAYLIST};
+use crate::rendition::{segment_file, Protection, Rendition, SegmentInfo, INIT_FILE, MEDIA_PLAYLIST};
 
 pub const MASTER_PLAYLIST: &str = "master.m3u8";
 pub const DASH_MANIFEST: &str = "manifest.mpd";
@@ -31,6 +34,23 @@ pub enum PackageError {
     NoInputs,
     #[error("writing {path}: {error}")]
     Write { path: PathBuf, error: std::io::Error },
+    #[error("{path}: {source}")]
+    Encrypt { path: PathBuf, source: CencError },
+    #[error("key store: {0}")]
+    KeyStore(#[from] KeyStoreError),
+    #[error("the key store {0} is inside the origin store: keys must never reach a box")]
+    KeyStoreInOrigin(PathBuf),
+    #[error("license URL '{0}' is not an absolute http(s) URL (players fetch keys from it)")]
+    BadLicenseUrl(String),
+    #[error("CPIX document {path}: {source}")]
+    Cpix {
+        path: PathBuf,
+        source: crate::cenc::cpix::CpixError,
+    },
+    #[error("reading {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("--key-per-rung-group takes its keys from the key store, not from a CPIX document")]
+    CpixGroups,
 }
 
 pub struct Options {
@@ -41,6 +61,31 @@ pub struct Options {
     pub target: f64,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
+    /// Encrypt the title (None: in the clear).
+    pub encrypt: Option<Encryption>,
+}
+
+/// How to encrypt a title.
+#[derive(Clone, Debug)]
+pub struct Encryption {
+    pub scheme: Scheme,
+    /// The key store folder (never inside the origin store).
+    pub key_store: PathBuf,
+    /// The license service players reach (absolute URL).
+    pub license_url: String,
+    /// Keys and other systems' signalling from this CPIX document
+    /// (instead of the stored or new keys).
+    pub cpix: Option<PathBuf>,
+    /// A key per video rung group (SD < 720p ≤ HD < 2160p ≤ UHD) instead
+    /// of one for all video.
+    pub key_per_rung_group: bool,
+}
+
+/// A title's keys and each chosen track's encryption.
+struct Crypto {
+    keys: TitleKeys,
+    tracks: Vec<TrackCrypto>,
+    license_url: String,
 }
 
 /// Packages `inputs` (one or more MP4 renditions of one title).
@@ -61,7 +106,91 @@ pub fn package(inputs: &[PathBuf], opts: &Options) -> Result<TitleIndex, Package
         })
         .collect::<Result<_, _>>()?;
     let chosen = choose_tracks(&movies);
-    write_title_dir(&opts.store, &opts.title, |tmp| write_title(&movies, &chosen, tmp, opts))
+    let crypto = match &opts.encrypt {
+        Some(e) => Some(prepare_crypto(e, opts, &movies, &chosen)?),
+        None => None,
+    };
+    write_title_dir(&opts.store, &opts.title, |tmp| {
+        let index = write_title(&movies, &chosen, tmp, opts, crypto.as_ref())?;
+        if let (Some(c), Some(e)) = (&crypto, &opts.encrypt) {
+            // Before the title appears: a published encrypted title
+            // always has its keys.
+            KeyStore::new(&e.key_store).save(&c.keys)?;
+        }
+        Ok(index)
+    })
+}
+
+/// A CPIX document from `path` (at most `cpix::MAX_LEN` bytes).
+fn read_cpix(path: &Path) -> Result<crate::cenc::cpix::Cpix, PackageError> {
+    let read = |error| PackageError::Read {
+        path: path.to_path_buf(),
+        error,
+    };
+    let cpix_err = |source| PackageError::Cpix {
+        path: path.to_path_buf(),
+        source,
+    };
+    if std::fs::metadata(path).map_err(read)?.len() > crate::cenc::cpix::MAX_LEN as u64 {
+        return Err(cpix_err(crate::cenc::cpix::CpixError::TooLarge));
+    }
+    let text = std::fs::read_to_string(path).map_err(read)?;
+    crate::cenc::cpix::parse(&text).map_err(cpix_err)
+}
+
+/// Checks the encryption options and makes each chosen track's
+/// encryption (the title's stored keys, or new ones), before anything is
+/// written.
+fn prepare_crypto(
+    e: &Encryption,
+    opts: &Options,
+    movies: &[Movie],
+    chosen: &[(usize, usize, String)],
+) -> Result<Crypto, PackageError> {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    if absolute(&e.key_store).starts_with(absolute(&opts.store)) {
+        return Err(PackageError::KeyStoreInOrigin(e.key_store.clone()));
+    }
+    let url = &e.license_url;
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(['"', '<', '>', ' ', '\n']) {
+        return Err(PackageError::BadLicenseUrl(url.clone()));
+    }
+    let mut keys = match &e.cpix {
+        Some(_) if e.key_per_rung_group => return Err(PackageError::CpixGroups),
+        Some(path) => TitleKeys::from_cpix(&opts.title, e.scheme, &read_cpix(path)?),
+        None => KeyStore::new(&e.key_store).keys_for(&opts.title, e.scheme)?,
+    };
+    let group = |track: &Track| match track.kind {
+        TrackKind::Audio => "audio",
+        TrackKind::Video if e.key_per_rung_group => crate::cenc::keys::rung_group(track.codec.height),
+        TrackKind::Video => "video",
+    };
+    for (m, t, _) in chosen {
+        keys.ensure(group(&movies[*m].tracks[*t]));
+    }
+    let tracks = chosen
+        .iter()
+        .map(|(m, t, _)| {
+            let (movie, track) = (&movies[*m], &movies[*m].tracks[*t]);
+            let key = keys.key(group(track))?;
+            let mut c = TrackCrypto::new(e.scheme, key, track).map_err(|source| PackageError::Encrypt {
+                path: movie.path.clone(),
+                source,
+            })?;
+            c.extra_pssh = keys
+                .systems_of(&key.kid)
+                .iter()
+                .filter_map(|s| s.pssh.as_ref())
+                .filter_map(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
+                .collect();
+            Ok(c)
+        })
+        .collect::<Result<_, PackageError>>()?;
+    Ok(Crypto {
+        keys,
+        tracks,
+        license_url: url.trim_end_matches('/').to_string(),
+    })
 }
 
 /// Runs `write` on a hidden temporary folder of `store`, then renames it
@@ -135,6 +264,7 @@ fn write_title(
     chosen: &[(usize, usize, String)],
     dir: &Path,
     opts: &Options,
+    crypto: Option<&Crypto>,
 ) -> Result<TitleIndex, PackageError> {
     let total: u64 = chosen
         .iter()
@@ -145,15 +275,27 @@ fn write_title(
     let mut follow: Option<Vec<f64>> = None;
     let mut files: Vec<FileEntry> = Vec::new();
     let mut renditions: Vec<Rendition> = Vec::new();
-    for (m, t, name) in chosen {
+    for (i, (m, t, name)) in chosen.iter().enumerate() {
         let (movie, track) = (&movies[*m], &movies[*m].tracks[*t]);
         bar.set_message(name.clone());
         let segments = plan_segments(track, opts.target, follow.as_deref());
         if track.kind == TrackKind::Video && follow.is_none() {
             follow = Some(plan::boundaries(track, &segments));
         }
-        let infos = write_segments(movie, track, name, &segments, dir, &mut files, &bar)?;
-        renditions.push(rendition(track, name, infos));
+        let track_crypto = crypto.map(|c| &c.tracks[i]);
+        let out = Out {
+            dir,
+            files: &mut files,
+            bar: &bar,
+        };
+        let infos = write_segments(movie, track, name, &segments, track_crypto, out)?;
+        let protection = crypto.zip(track_crypto).map(|(c, tc)| Protection {
+            scheme: tc.scheme,
+            kid: tc.key.kid,
+            license_url: c.license_url.clone(),
+            systems: c.keys.systems_of(&tc.key.kid),
+        });
+        renditions.push(rendition(track, name, infos, protection));
     }
     bar.finish_and_clear();
     write_manifests(&renditions, dir, opts.target, &mut files)?;
@@ -164,8 +306,20 @@ fn write_title(
         target_duration_secs: opts.target,
         renditions: renditions.iter().map(RenditionEntry::from).collect(),
         files,
+        protection: crypto.map(index_protection),
     };
     write_index(dir, index)
+}
+
+fn index_protection(c: &Crypto) -> IndexProtection {
+    let mut kids: Vec<String> = c.tracks.iter().map(|t| uuid(&t.key.kid)).collect();
+    kids.sort();
+    kids.dedup();
+    IndexProtection {
+        scheme: c.keys.scheme,
+        license_url: c.license_url.clone(),
+        kids,
+    }
 }
 
 /// Sorts the index's files, writes `index.json` last and syncs the
@@ -196,29 +350,49 @@ fn progress_bar(total: u64, shown: bool) -> ProgressBar {
     bar
 }
 
-/// One rendition's init segment and media segments, written under
-/// `dir/name/` (each added to `files`); what the playlists need of them.
+/// Where a rendition's files go: the title folder, its index entries,
+/// the progress bar.
+struct Out<'a> {
+    dir: &'a Path,
+    files: &'a mut Vec<FileEntry>,
+    bar: &'a ProgressBar,
+}
+
+/// One rendition's init segment and media segments (encrypted by
+/// `crypto` if given), written under `dir/name/` (each added to
+/// `files`); what the playlists need of them.
 fn write_segments(
     movie: &Movie,
     track: &Track,
     name: &str,
     segments: &SegmentPlan,
-    dir: &Path,
-    files: &mut Vec<FileEntry>,
-    bar: &ProgressBar,
+    crypto: Option<&TrackCrypto>,
+    out: Out,
 ) -> Result<Vec<SegmentInfo>, PackageError> {
+    let Out { dir, files, bar } = out;
     let rdir = dir.join(name);
     std::fs::create_dir_all(&rdir).map_err(|source| PackageError::Write {
         path: rdir.clone(),
         error: source,
     })?;
-    files.push(write_file(dir, &format!("{name}/{INIT_FILE}"), &init_segment(track))?);
+    files.push(write_file(
+        dir,
+        &format!("{name}/{INIT_FILE}"),
+        &init_segment(track, crypto),
+    )?);
     let mut infos = Vec::with_capacity(segments.len());
     for (i, range) in segments.iter().enumerate() {
         let samples = &track.samples[range.clone()];
-        let data = media_segment(movie, (i + 1) as u32, samples).map_err(|problem| PackageError::Input {
-            path: movie.path.clone(),
-            problem,
+        let encrypt = crypto.map(|c| (c, range.start as u64));
+        let data = media_segment(movie, (i + 1) as u32, samples, encrypt).map_err(|e| match e {
+            SegmentError::Read(problem) => PackageError::Input {
+                path: movie.path.clone(),
+                problem,
+            },
+            SegmentError::Encrypt(source) => PackageError::Encrypt {
+                path: movie.path.clone(),
+                source,
+            },
         })?;
         let file = segment_file(i + 1);
         let entry = write_file(dir, &format!("{name}/{file}"), &data)?;
@@ -261,7 +435,7 @@ fn write_manifests(
     Ok(())
 }
 
-fn rendition(track: &Track, name: &str, segments: Vec<SegmentInfo>) -> Rendition {
+fn rendition(track: &Track, name: &str, segments: Vec<SegmentInfo>, protection: Option<Protection>) -> Rendition {
     Rendition {
         name: name.to_string(),
         kind: track.kind,
@@ -270,10 +444,10 @@ fn rendition(track: &Track, name: &str, segments: Vec<SegmentInfo>) -> Rendition
         language: track.language.clone(),
         frame_rate: track.frame_rate(),
         segments,
+        protection,
     }
 }
 
-/// Writes and fsyncs one file, returning its index entry.
 /// Writes `data` to `dir/rel` (synced) and returns its index entry; `rel`
 /// must be a name the origin can serve (`rendition/file`).
 pub fn write_file(dir: &Path, rel: &str, data: &[u8]) -> Result<FileEntry, PackageError> {

@@ -1,7 +1,20 @@
 //! What the manifests and the title index need to know about one packaged
 //! track, gathered while its segments are written.
 
+use crate::cenc::Scheme;
 use crate::mp4::{Codec, TrackKind};
+
+/// What a manifest signals about an encrypted rendition.
+#[derive(Clone, Debug)]
+pub struct Protection {
+    pub scheme: Scheme,
+    pub kid: [u8; 16],
+    /// The license service (Clear Key JSON exchange); HLS key URIs are
+    /// `{license_url}/keys/{kid hex}`.
+    pub license_url: String,
+    /// Other DRM systems' signalling for this key (from CPIX).
+    pub systems: Vec<crate::cenc::cpix::DrmSystem>,
+}
 
 pub struct SegmentInfo {
     /// File name inside the rendition's folder.
@@ -22,6 +35,7 @@ pub struct Rendition {
     pub language: String,
     pub frame_rate: f64,
     pub segments: Vec<SegmentInfo>,
+    pub protection: Option<Protection>,
 }
 
 pub const INIT_FILE: &str = "init.mp4";

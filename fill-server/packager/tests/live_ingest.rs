@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use nearcast_packager::cenc::{ContentKey, Scheme};
 use nearcast_packager::live::hls::{media_playlist, Playlist};
+use nearcast_packager::live::protect::LiveProtection;
 use nearcast_packager::live::{LiveInit, LiveTrack, Splitter, TrackOptions};
 use nearcast_testkit::TempDir;
 
@@ -56,8 +58,24 @@ fn dash_ladder(dir: &Path, secs: u32, video: &[&str], audio: &[&str]) {
 /// Feeds stream `n`'s init and segments to a live track, each body in
 /// slices of `step` bytes; returns the track and the segment files' bytes.
 fn ingest(dir: &Path, n: u32, step: usize) -> (LiveTrack, Vec<Vec<u8>>) {
+    ingest_protected(dir, n, step, None)
+}
+
+/// `ingest`, the track encrypted with `protect` (scheme, key) if given.
+fn ingest_protected(
+    dir: &Path,
+    n: u32,
+    step: usize,
+    protect: Option<(Scheme, ContentKey)>,
+) -> (LiveTrack, Vec<Vec<u8>>) {
     let init = std::fs::read(dir.join(format!("init-stream{n}.m4s"))).unwrap();
-    let mut track = LiveTrack::new(LiveInit::parse(init).unwrap(), TrackOptions::default());
+    let init = LiveInit::parse(init).unwrap();
+    let protection =
+        protect.map(|(scheme, key)| LiveProtection::new(scheme, key, &init, "http://license.test/v1/license").unwrap());
+    let mut track = LiveTrack::new(init, TrackOptions::default());
+    if let Some(p) = protection {
+        track.protect(p).unwrap();
+    }
     let mut files = Vec::new();
     for k in 1.. {
         let Ok(body) = std::fs::read(dir.join(format!("chunk-stream{n}-{k:05}.m4s"))) else {
@@ -160,4 +178,80 @@ fn ffmpeg_ldash_av1_opus_becomes_parts_and_segments() {
         &["-c:a", "libopus", "-b:a", "64k"],
         ["av01.", "opus"],
     );
+}
+
+/// The MD5 of what ffmpeg decodes from `bytes` (with `key`), and whether
+/// it said nothing. On a pipe: Debian's ffmpeg 5.1 decrypts a seekable
+/// fragmented file with its last fragment's `senc` (see
+/// `tests/encryption.rs`).
+fn decoded(dir: &Path, name: &str, bytes: &[u8], key: Option<&str>) -> (String, bool) {
+    let file = dir.join(name);
+    std::fs::write(&file, bytes).unwrap();
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-v", "error"]);
+    if let Some(k) = key {
+        cmd.args(["-decryption_key", k]);
+    }
+    let o = cmd
+        .args(["-i", "pipe:0", "-f", "md5", "-"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        o.status.success() && o.stderr.is_empty(),
+    )
+}
+
+#[test]
+fn an_encrypted_live_track_decrypts_to_the_encoders_frames() {
+    let dir = TempDir::new("live-encrypted");
+    dash_ladder(
+        &dir,
+        5,
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+            "-b:v",
+            "300k",
+        ],
+        &["-c:a", "aac", "-b:a", "64k"],
+    );
+    let key = ContentKey {
+        kid: [0x5a; 16],
+        key: [0x3c; 16],
+    };
+    let hex = nearcast_packager::cenc::keys::hex(&key.key);
+    for scheme in [Scheme::Cenc, Scheme::Cbcs] {
+        for n in 0..2u32 {
+            let (clear, files) = ingest(&dir, n, 4096);
+            let clear_bytes = [clear.init().bytes.clone(), files.concat()].concat();
+            let want = decoded(&dir, "clear.mp4", &clear_bytes, None);
+            let (track, _) = ingest_protected(&dir, n, 3001, Some((scheme, key)));
+            let mut enc = track.init().bytes.clone();
+            for s in track.segments() {
+                enc.extend_from_slice(&s.data);
+                assert_eq!(
+                    s.parts.last().unwrap().end,
+                    s.data.len(),
+                    "parts cover the encrypted segment"
+                );
+            }
+            let got = decoded(&dir, "enc.mp4", &enc, Some(&hex));
+            assert_eq!(
+                got, want,
+                "{scheme:?} stream {n}: decrypted frames differ from the encoder's"
+            );
+            let without = decoded(&dir, "enc.mp4", &enc, None);
+            assert!(
+                !without.1 || without.0 != want.0,
+                "{scheme:?} stream {n} decodes without the key"
+            );
+            assert_eq!(track.segments().len(), clear.segments().len());
+        }
+    }
 }

@@ -144,6 +144,7 @@ mod tests {
                 record("c", "s1"),
                 record("d", "s2"),
             ],
+            ..Default::default()
         };
         let f = fleet(
             &[

@@ -6,12 +6,17 @@
 
 pub mod api;
 pub mod app;
+pub mod beats;
 pub mod bgp;
 pub mod config;
+pub mod costs;
 pub mod dashboard;
 pub mod fill;
+pub mod leases;
+pub mod license;
 pub mod live;
 pub mod metrics;
+pub mod misses;
 pub mod origin;
 pub mod os;
 pub mod plan;
@@ -19,6 +24,9 @@ pub mod playback;
 pub mod playlog;
 pub mod predict;
 pub mod qoe;
+pub mod replica;
+pub mod rights;
 pub mod server;
 pub mod steer;
 pub mod store;
+pub mod viewers;

@@ -1,7 +1,6 @@
 //! `nearcast-fill-server`: the central control plane and steering service.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -24,10 +23,12 @@ fn main() -> anyhow::Result<()> {
     let config: Config = toml::from_str(&text).with_context(|| format!("parsing {}", cli.config.display()))?;
     // Built before the async runtime: the PostgreSQL client blocks, and the
     // handlers only ever call the store from blocking tasks.
+    let _claim = nearcast_fill_server::store::claim(&config.database)?;
     let store = nearcast_fill_server::store::open(&config.database).context("opening the database")?;
     let origin = nearcast_fill_server::origin::start_origin(&config).context("starting the origin")?;
     let listen = config.listen;
-    let app = Arc::new(App::new(store, config)?);
+    let app = App::start(store, config)?;
+    app.misses.watch(origin.viewer_bytes());
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)

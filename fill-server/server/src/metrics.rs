@@ -3,29 +3,29 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::steer::View;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     Steer,
     Play,
     Appliance,
     Admin,
+    License,
     Other,
 }
 
-const ROUTES: [(Route, &str); 5] = [
+const ROUTES: [(Route, &str); 6] = [
     (Route::Steer, "steer"),
     (Route::Play, "play"),
     (Route::Appliance, "appliance"),
     (Route::Admin, "admin"),
+    (Route::License, "license"),
     (Route::Other, "other"),
 ];
 const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: [[AtomicU64; 4]; 5],
+    requests: [[AtomicU64; 4]; 6],
     steered_to_appliance: AtomicU64,
     steered_to_origin: AtomicU64,
 }
@@ -47,7 +47,10 @@ impl Metrics {
         c.fetch_add(1, Relaxed);
     }
 
-    pub fn render(&self, view: &View, now: u64) -> String {
+    /// The page: these counters, the view's gauges, and `app`'s replica
+    /// state (jobs lock, heartbeat batches).
+    pub fn render(&self, app: &crate::app::App, now: u64) -> String {
+        let view = &app.view();
         use nearcast_common::prometheus::{Exposition, Kind};
         let mut page = Exposition::new();
         let name = "nearcast_fill_requests_total";
@@ -90,12 +93,68 @@ impl Metrics {
         for (name, help, v) in gauges {
             page.single(name, Kind::Gauge, help, v);
         }
+        let batches = [
+            (
+                "nearcast_fill_heartbeat_batches_total",
+                "Heartbeat batches written (one transaction each).",
+                app.beats.batches.load(Relaxed),
+            ),
+            (
+                "nearcast_fill_heartbeats_written_total",
+                "Heartbeats written, in those batches.",
+                app.beats.written.load(Relaxed),
+            ),
+        ];
+        for (name, help, v) in batches {
+            page.single(name, Kind::Counter, help, v);
+        }
+        page.single(
+            "nearcast_fill_jobs_leader",
+            Kind::Gauge,
+            "1 while this replica holds the jobs' lock (runs retention).",
+            u64::from(app.leading.load(Relaxed)),
+        );
         page.single(
             "nearcast_fill_connections_refused_total",
             Kind::Counter,
             "Connections closed at accept because a door (API or live) was full.",
             crate::server::REFUSED.load(Relaxed),
         );
+        misses(&mut page, app);
         page.finish()
     }
+}
+
+/// This replica's misses by reason, the origin bytes it attributed to
+/// them, and what those cost at the default price.
+fn misses(page: &mut nearcast_common::prometheus::Exposition, app: &crate::app::App) {
+    use nearcast_common::prometheus::Kind;
+    let totals = app.misses.totals.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    type Series<'a> = (&'a str, &'a str, fn(&(u64, u64)) -> u64);
+    let series: [Series; 2] = [
+        (
+            "nearcast_fill_misses_total",
+            "Steering answers that put the origin first, by reason.",
+            |t| t.0,
+        ),
+        (
+            "nearcast_fill_origin_egress_bytes_total",
+            "Origin bytes to viewers, by the reason they were sent there.",
+            |t| t.1,
+        ),
+    ];
+    for (name, help, value) in series {
+        page.family(name, Kind::Counter, help);
+        for reason in crate::misses::Reason::ALL {
+            let v = totals.get(&reason).map_or(0, value);
+            page.sample(name, &[("reason", reason.name())], v);
+        }
+    }
+    let bytes: u64 = totals.values().map(|t| t.1).sum();
+    page.single(
+        "nearcast_fill_origin_egress_cost_total",
+        Kind::Counter,
+        "Those origin bytes at the default price per GB ([costs] origin_per_gb).",
+        bytes as f64 / 1e9 * app.config.costs.origin_per_gb,
+    );
 }

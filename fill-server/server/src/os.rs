@@ -38,33 +38,89 @@ pub fn path(dir: &Path, release: &str) -> Result<PathBuf, OsError> {
     Ok(dir.join(format!("{release}.bundle")))
 }
 
-/// Checks an uploaded bundle (whole header, release name, rootfs length)
-/// and stores it atomically.
+/// A bundle being uploaded: written to a hidden file as it streams in,
+/// its head kept to parse the header, checked (whole header, release
+/// name, rootfs length) and renamed into place at the end. Dropped
+/// unfinished, its file is removed.
+pub struct Upload {
+    tmp: PathBuf,
+    target: PathBuf,
+    release: String,
+    file: std::fs::File,
+    /// The first bytes, up to the largest header.
+    head: Vec<u8>,
+    len: u64,
+    /// Renamed into place: nothing to remove.
+    done: bool,
+}
+
+/// The largest bundle header (manifest and signatures).
+const HEAD_MAX: usize = nearcast_common::bundle::MAX_MANIFEST + 128;
+
+impl Upload {
+    pub fn begin(dir: &Path, release: &str) -> Result<Upload, OsError> {
+        let target = path(dir, release)?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        // One upload per release at a time; a second one replaces it.
+        let tmp = dir.join(format!(".{release}.partial"));
+        let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        Ok(Upload {
+            tmp,
+            target,
+            release: release.to_string(),
+            file,
+            head: Vec::new(),
+            len: 0,
+            done: false,
+        })
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), OsError> {
+        let room = HEAD_MAX.saturating_sub(self.head.len()).min(chunk.len());
+        self.head.extend_from_slice(&chunk[..room]);
+        self.len += chunk.len() as u64;
+        self.file.write_all(chunk).map_err(io(&self.tmp))
+    }
+
+    /// Checks the whole upload and puts it in place.
+    pub fn finish(mut self) -> Result<Manifest, OsError> {
+        let header = Header::parse(&self.head)
+            .map_err(|e| OsError::BadBundle(e.to_string()))?
+            .ok_or_else(|| OsError::BadBundle("it ends inside its header".into()))?;
+        let m = header.manifest;
+        if m.version != self.release.as_str() {
+            return Err(OsError::WrongRelease {
+                got: m.version.to_string(),
+                want: self.release.clone(),
+            });
+        }
+        let rootfs = self.len - header.len as u64;
+        if rootfs != m.rootfs_size {
+            return Err(OsError::BadBundle(format!(
+                "{rootfs} rootfs bytes, its manifest says {}",
+                m.rootfs_size
+            )));
+        }
+        self.file.sync_all().map_err(io(&self.tmp))?;
+        std::fs::rename(&self.tmp, &self.target).map_err(io(&self.target))?;
+        self.done = true;
+        Ok(m)
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Checks a bundle held whole and stores it (`Upload` in one piece).
 pub fn store(dir: &Path, release: &str, body: &[u8]) -> Result<Manifest, OsError> {
-    let target = path(dir, release)?;
-    let header = Header::parse(body)
-        .map_err(|e| OsError::BadBundle(e.to_string()))?
-        .ok_or_else(|| OsError::BadBundle("it ends inside its header".into()))?;
-    let m = header.manifest;
-    if m.version != release {
-        return Err(OsError::WrongRelease {
-            got: m.version.to_string(),
-            want: release.to_string(),
-        });
-    }
-    let rootfs = (body.len() - header.len) as u64;
-    if rootfs != m.rootfs_size {
-        return Err(OsError::BadBundle(format!(
-            "{rootfs} rootfs bytes, its manifest says {}",
-            m.rootfs_size
-        )));
-    }
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = dir.join(format!(".{release}.partial"));
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(body).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &target).map_err(io(&target))?;
-    Ok(m)
+    let mut up = Upload::begin(dir, release)?;
+    up.write(body)?;
+    up.finish()
 }
 
 /// The releases held, with their manifests.

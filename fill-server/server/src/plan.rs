@@ -207,6 +207,7 @@ mod tests {
                 size,
                 sha256: sha256_hex(title.as_bytes()),
             }],
+            protection: None,
         }
     }
 

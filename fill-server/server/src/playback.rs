@@ -6,11 +6,26 @@
 //! `/v1/play/...` media playlists (with the chosen box and the token), and
 //! those list segment URLs on the box itself. DASH: `BaseURL`s in
 //! preference order, and the token on the SegmentTemplate's URLs.
+//!
+//! An encrypted title's license URLs become the play session's
+//! (`{fill}/v1/license/s/{session}`): the MPD's `dashif:Laurl`, the media
+//! playlists' `identity` key URIs, and an `EXT-X-SESSION-DATA` in the
+//! multivariant playlist for players that take the license URL from the
+//! page (hls.js). Key tags are never pointed at a box.
 
 /// Appends `query` (already encoded, no `?`) to a URI.
 fn with_query(uri: &str, query: &str) -> String {
+    if query.is_empty() {
+        return uri.to_string();
+    }
     let sep = if uri.contains('?') { '&' } else { '?' };
     format!("{uri}{sep}{query}")
+}
+
+/// A token as a path segment (`/t/{token}/…`, which boxes and the origin
+/// take): its `/` (in the client prefix) and `%` percent-encoded.
+pub fn path_token(token: &str) -> String {
+    token.replace('%', "%25").replace('/', "%2F")
 }
 
 /// Rewrites the URIs of an HLS playlist: lines that are not tags, and
@@ -23,9 +38,10 @@ fn rewrite_hls(text: &str, map: impl Fn(&str) -> String) -> String {
             out.push('\n');
             continue;
         }
+        let key = t.starts_with("#EXT-X-KEY:") || t.starts_with("#EXT-X-SESSION-KEY:");
         if !t.starts_with('#') {
             out.push_str(&map(t));
-        } else if let Some(start) = t.find("URI=\"") {
+        } else if let Some(start) = t.find("URI=\"").filter(|_| !key) {
             let from = start + 5;
             match t[from..].find('"') {
                 Some(len) => {
@@ -155,6 +171,60 @@ pub fn mpd(text: &str, bases: &[String], query: &str) -> String {
     out
 }
 
+/// The data id of the license URL in a multivariant playlist.
+pub const LICENSE_DATA_ID: &str = "com.nearcast.license";
+
+/// The multivariant playlist with the session's license URL as session
+/// data (after `#EXTM3U`).
+pub fn master_license(text: &str, license: &str) -> String {
+    let line = format!("#EXT-X-SESSION-DATA:DATA-ID=\"{LICENSE_DATA_ID}\",VALUE=\"{license}\"\n");
+    match text.find('\n') {
+        Some(i) => format!("{}{line}{}", &text[..=i], &text[i + 1..]),
+        None => format!("{text}\n{line}"),
+    }
+}
+
+/// A media playlist whose `identity` key URIs (`…/keys/{kid}`) become
+/// `{license}/keys/{kid}`.
+pub fn media_keys(text: &str, license: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 256);
+    for line in text.lines() {
+        let identity = line.starts_with("#EXT-X-KEY:") && line.contains("KEYFORMAT=\"identity\"");
+        let uri = identity
+            .then(|| line.find("URI=\"").map(|i| i + 5))
+            .flatten()
+            .and_then(|from| line[from..].find('"').map(|len| (from, from + len)));
+        match uri {
+            Some((from, to)) => {
+                let kid = line[from..to].rsplit('/').next().unwrap_or("");
+                out.push_str(&format!("{}{license}/keys/{kid}{}", &line[..from], &line[to..]));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A DASH MPD whose Clear Key license URLs (`dashif:Laurl`) are `license`.
+pub fn mpd_license(text: &str, license: &str) -> String {
+    const OPEN: &str = "<dashif:Laurl>";
+    const CLOSE: &str = "</dashif:Laurl>";
+    let mut out = String::with_capacity(text.len() + 256);
+    let mut rest = text;
+    while let Some(i) = rest.find(OPEN) {
+        let from = i + OPEN.len();
+        let Some(len) = rest[from..].find(CLOSE) else {
+            break;
+        };
+        out.push_str(&rest[..from]);
+        out.push_str(&xml_escape(license));
+        rest = &rest[from + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -165,6 +235,33 @@ fn xml_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn license_urls_become_the_sessions_and_keys_never_go_to_a_box() {
+        let media_text = "#EXTM3U\n#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,URI=\"data:text/plain;base64,AAA=\",KEYFORMAT=\"org.w3.clearkey\"\n\
+             #EXT-X-KEY:METHOD=SAMPLE-AES-CTR,URI=\"http://packaged/v1/license/keys/00ff\",KEYFORMAT=\"identity\"\n\
+             #EXT-X-MAP:URI=\"init.mp4\"\nseg-00001.m4s\n";
+        let m = media_keys(
+            &media(media_text, "http://box/c/t/360p", "token=T"),
+            "http://fill/v1/license/s/S",
+        );
+        assert!(m.contains("URI=\"data:text/plain;base64,AAA=\""), "{m}");
+        assert!(
+            m.contains("URI=\"http://fill/v1/license/s/S/keys/00ff\",KEYFORMAT=\"identity\""),
+            "{m}"
+        );
+        assert!(
+            m.contains("#EXT-X-MAP:URI=\"http://box/c/t/360p/init.mp4?token=T\""),
+            "{m}"
+        );
+        let d = mpd_license(
+            "<A><dashif:Laurl>http://packaged/v1/license</dashif:Laurl></A><dashif:Laurl>x</dashif:Laurl>",
+            "http://fill/s?a&b",
+        );
+        assert_eq!(d, "<A><dashif:Laurl>http://fill/s?a&amp;b</dashif:Laurl></A><dashif:Laurl>http://fill/s?a&amp;b</dashif:Laurl>");
+        let h = master_license("#EXTM3U\n#EXT-X-VERSION:7\n", "http://fill/v1/license/s/S");
+        assert_eq!(h, "#EXTM3U\n#EXT-X-SESSION-DATA:DATA-ID=\"com.nearcast.license\",VALUE=\"http://fill/v1/license/s/S\"\n#EXT-X-VERSION:7\n");
+    }
 
     #[test]
     fn hls_uris_are_rewritten_and_tags_kept() {

@@ -2,6 +2,8 @@
 //! (startup time, rebuffering, bitrate switches, errors, playback
 //! progress), checked, stored, and summed up for operators: startup time
 //! p50/p95, rebuffer ratio, switches and errors, and which hosts served.
+//! The summary also carries what the boxes report of every player
+//! (`viewers`, from CMCD).
 
 use std::collections::BTreeMap;
 
@@ -84,6 +86,8 @@ pub struct QoeSummary {
     /// Per ISP, the share of playback (progress reports) served by
     /// appliances rather than the origin.
     pub hit_ratio_by_isp: BTreeMap<String, f64>,
+    /// What the boxes say of every player's playback (CMCD).
+    pub cmcd: crate::viewers::ViewersSummary,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> Option<u64> {

@@ -1,8 +1,9 @@
-//! The accept loop both doors share (the API and the live door): one
-//! hyper HTTP/1.1 connection task per client, bounded in connections (more
-//! are closed at accept, counted) and in the time a request head may take
-//! (which also bounds a kept-alive connection's wait for its next request:
-//! hyper's header timer starts when it waits for a head).
+//! The accept loop every door shares (the API, the admin API, the live
+//! door), plain or TLS: one hyper HTTP/1.1 connection task per client,
+//! bounded in connections (more are closed at accept, counted) and in the
+//! time a request head (or a TLS handshake) may take, which also bounds a
+//! kept-alive connection's wait for its next request: hyper's header timer
+//! starts when it waits for a head.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -34,24 +35,42 @@ pub struct DoorLimits {
 /// Connections a door closed at accept because it was full (all doors).
 pub static REFUSED: AtomicU64 = AtomicU64::new(0);
 
-/// Serves the API on `listener` until `stop` resolves.
+/// Serves the API on `listener` until `stop` resolves: HTTPS when the
+/// app has a certificate.
 pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl Future<Output = ()>) {
-    let limits = app.config.door_limits();
-    serve_bounded(listener, app, limits, stop, api::handle).await
+    let door = DoorSetup {
+        limits: app.config.door_limits(),
+        tls: app.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+    };
+    serve_bounded(listener, app, door, stop, api::handle).await
 }
 
 /// Serves the admin API (`/v1/admin/…`, the dashboard) on `listener`.
 pub async fn serve_admin(listener: TcpListener, app: Arc<App>, stop: impl Future<Output = ()>) {
-    let limits = app.config.door_limits();
-    serve_bounded(listener, app, limits, stop, api::handle_admin).await
+    let door = DoorSetup::plain(app.config.door_limits());
+    serve_bounded(listener, app, door, stop, api::handle_admin).await
 }
 
-/// Serves `handle` on `listener` within `limits` until `stop` resolves
-/// (then stops accepting; connections under way finish on their tasks).
+/// One listener's bounds, and its TLS if it speaks HTTPS.
+#[derive(Clone)]
+pub struct DoorSetup {
+    pub limits: DoorLimits,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl DoorSetup {
+    pub fn plain(limits: DoorLimits) -> DoorSetup {
+        DoorSetup { limits, tls: None }
+    }
+}
+
+/// Serves `handle` on `listener` within `door`'s limits until `stop`
+/// resolves (then stops accepting; connections under way finish on their
+/// tasks). A TLS handshake must end within the header timeout.
 pub async fn serve_bounded<H, Fut, B>(
     listener: TcpListener,
     app: Arc<App>,
-    limits: DoorLimits,
+    door: DoorSetup,
     stop: impl Future<Output = ()>,
     handle: H,
 ) where
@@ -62,6 +81,7 @@ pub async fn serve_bounded<H, Fut, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     tokio::pin!(stop);
+    let limits = door.limits;
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let (stream, peer): (_, SocketAddr) = tokio::select! {
@@ -80,19 +100,43 @@ pub async fn serve_bounded<H, Fut, B>(
             continue;
         };
         let app = app.clone();
+        let tls = door.tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let svc = service_fn(move |req| handle(app.clone(), req, peer));
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
+            let result = match tls {
+                None => serve_io(TokioIo::new(stream), svc, limits).await,
+                Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => serve_io(TokioIo::new(tls), svc, limits).await,
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Err("TLS handshake timed out".into()),
+                },
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
         });
     }
+}
+
+type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One HTTP/1.1 connection over `io` (plain or TLS).
+async fn serve_io<I, S, B>(io: I, svc: S, limits: DoorLimits) -> Result<(), ConnError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<ConnError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<ConnError>,
+{
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(io, svc)
+        .await
+        .map_err(Into::into)
 }
 
 /// A server running on its own thread and runtime; dropped, it stops.

@@ -1,8 +1,10 @@
 //! What every connection of one worker shares: the handler that decides,
 //! the pools of buffers, the counters and the worker's clock.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use nearcast_common::Name;
 use std::time::Instant;
 
 use super::TLS_CHUNK;
@@ -26,6 +28,12 @@ pub struct Cx {
     /// Body bytes served per title since the last tick (merged into the
     /// shared table then, so responses take no lock).
     pub titles: HashMap<Box<str>, u64>,
+    /// Player sessions' CMCD since the last tick (merged into the shared
+    /// book then).
+    pub sessions: crate::sessions::Sessions,
+    /// Content answers that failed the viewer, per title, since the last
+    /// tick.
+    pub failed_titles: HashMap<Box<str>, u64>,
     pub now: Instant,
     pub draining: bool,
     /// This worker's index (its bit in a live object's waiting set).
@@ -64,11 +72,26 @@ impl Cx {
             shared,
             reads,
             titles: HashMap::new(),
+            sessions: Default::default(),
+            failed_titles: HashMap::new(),
             now: Instant::now(),
             draining: false,
             pool: Vec::new(),
             scratch: vec![0; TLS_CHUNK],
             head: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Hands this tick's tallies (bytes and failures per title, CMCD
+    /// sessions) to the shared tables, one lock each, none when empty.
+    pub fn merge_tallies(&mut self) {
+        merge(&mut self.titles, &self.shared.titles);
+        merge(&mut self.failed_titles, &self.shared.failed_titles);
+        if !self.sessions.is_empty() {
+            let mut book = self.shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            for (sid, tally) in self.sessions.drain() {
+                book.add(&sid, tally, self.now);
+            }
         }
     }
 
@@ -80,6 +103,20 @@ impl Cx {
         if buf.capacity() > 0 && buf.capacity() <= POOL_BUF_MAX && self.pool.len() < POOL_MAX {
             buf.clear();
             self.pool.push(buf);
+        }
+    }
+}
+
+/// Adds `local`'s counts to `shared`, emptying it.
+fn merge(local: &mut HashMap<Box<str>, u64>, shared: &Mutex<BTreeMap<Name, u64>>) {
+    if local.is_empty() {
+        return;
+    }
+    let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
+    for (title, n) in local.drain() {
+        // Titles come from paths the request parser let through.
+        if let Ok(title) = Name::new(title) {
+            *shared.entry(title).or_default() += n;
         }
     }
 }

@@ -320,6 +320,8 @@ impl Conn {
 
     fn set_current(&mut self, status: Status, body_len: u64, started: Instant) {
         self.current = Some(Current {
+            content: false,
+            fill: false,
             status,
             started,
             body_len,

@@ -16,13 +16,12 @@
 //! first body bytes are in hand, so a read that fails before any body byte
 //! went out becomes a clean 500 instead of a cut-off response.
 
-use std::io::Write;
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::handler::{Body, Decision, Reply};
+use crate::handler::{Body, Decision};
 use crate::http::{parse_request, Parsed, Status};
 use crate::metrics::WorkerMetrics;
 use crate::store::OpenFile;
@@ -31,6 +30,8 @@ mod body;
 mod cx;
 mod live;
 mod open;
+mod playback;
+mod reply;
 mod tls;
 
 pub use cx::Cx;
@@ -128,6 +129,10 @@ enum Step {
 /// The response being sent, for the metrics when it is done.
 struct Current {
     status: Status,
+    /// For a title's file, past the token check.
+    content: bool,
+    /// Asked for by a box's agent filling, not by a viewer.
+    fill: bool,
     started: Instant,
     body_len: u64,
     file: Option<Rc<OpenFile>>,
@@ -359,23 +364,30 @@ impl Conn {
             self.out = cx.take_buf();
         }
         let tls = self.tls.is_some();
+        let link = playback::link(self.fd(), self.peer, cx);
         let out = if tls { &mut cx.head } else { &mut self.out };
         let mut live_req = None;
-        let (decision, used, keep_alive) = match parse_request(&self.inbuf, cx.shared.config.max_header_bytes) {
+        let (decision, used, keep_alive, fill) = match parse_request(&self.inbuf, cx.shared.config.max_header_bytes) {
             Ok(Parsed::Complete(mut req, used)) => {
                 if cx.draining {
                     req.keep_alive = false;
                 }
-                let decision = cx.handler.respond(&req, self.peer, cx.now, self.absent_on, out);
+                let decision = cx.handler.respond(&req, &link, cx.now, self.absent_on, out);
+                playback::decided(&req, &decision, cx);
                 if matches!(decision, Decision::Live(_)) {
                     live_req = Some(LiveRequest::of(&req));
                 }
-                (decision, used, req.keep_alive)
+                (decision, used, req.keep_alive, req.fill)
             }
             Ok(Parsed::Partial) => return Next::Incomplete,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "bad request");
-                (Decision::Reply(cx.handler.refuse(e, out)), self.inbuf.len(), false)
+                (
+                    Decision::Reply(cx.handler.refuse(e, out)),
+                    self.inbuf.len(),
+                    false,
+                    false,
+                )
             }
         };
         let reply = match decision {
@@ -397,99 +409,10 @@ impl Conn {
             }
         };
         self.begin_reply(reply, used, cx);
-        Next::Replied
-    }
-
-    /// Takes the handler's reply for the request in `inbuf[..used]`.
-    fn begin_reply(&mut self, reply: Reply, used: usize, cx: &mut Cx) {
-        self.inbuf.drain(..used.min(self.inbuf.len()));
-        self.open_rounds = 0;
-        self.absent_on = 0;
-        self.head_held = reply.body.is_some();
-        if let Some(tls) = self.tls.as_mut() {
-            if self.head_held {
-                std::mem::swap(&mut self.held, &mut cx.head);
-            } else {
-                // Buffered by rustls; cannot fail short of a closed session.
-                let _ = tls.writer().write_all(&cx.head);
-            }
-            cx.head.clear();
-        }
-        self.current = Some(Current {
-            status: reply.status,
-            started: cx.now,
-            body_len: reply.body.as_ref().map_or(0, |b| b.len),
-            file: reply.body.as_ref().map(|b| b.file.clone()),
-        });
-        self.body = reply.body;
-        self.keep_alive = reply.keep_alive;
-        self.phase = Phase::Writing;
-    }
-
-    /// The head may go: the body's first bytes are in hand.
-    fn commit_head(&mut self) {
-        if !self.head_held {
-            return;
-        }
-        self.head_held = false;
-        if let Some(tls) = self.tls.as_mut() {
-            let _ = tls.writer().write_all(&self.held);
-            self.held.clear();
-        }
-    }
-
-    /// The body cannot be read. Before any of it went out the response
-    /// becomes a 500; after, the connection closes (the client sees a short
-    /// body and retries elsewhere).
-    fn fail_body(&mut self, cx: &mut Cx) {
-        self.body = None;
-        if !self.head_held {
-            self.cut = true;
-            return;
-        }
-        self.head_held = false;
-        let head = if self.tls.is_some() {
-            self.held.clear();
-            &mut cx.head
-        } else {
-            self.out.clear();
-            self.out_pos = 0;
-            &mut self.out
-        };
-        let _ = cx.handler.fail(Status::InternalError, self.keep_alive, head);
-        if let Some(tls) = self.tls.as_mut() {
-            let _ = tls.writer().write_all(&cx.head);
-            cx.head.clear();
-        }
         if let Some(c) = self.current.as_mut() {
-            c.status = Status::InternalError;
-            c.body_len = 0;
+            c.fill = fill;
         }
-    }
-
-    /// Records the finished response and gets ready for the next request.
-    fn finish_reply(&mut self, cx: &mut Cx) {
-        self.body = None;
-        self.head_started = (!self.inbuf.is_empty()).then_some(cx.now);
-        if let Some(c) = self.current.take() {
-            let disk = c.file.as_ref().map(|f| f.disk);
-            cx.metrics
-                .response(c.status, c.body_len, disk, cx.now.duration_since(c.started));
-            if let Some(file) = c.file {
-                match cx.titles.get_mut(&*file.title) {
-                    Some(n) => *n += c.body_len,
-                    None => {
-                        cx.titles.insert(file.title.clone(), c.body_len);
-                    }
-                }
-            }
-        }
-        if self.keep_alive && !cx.draining {
-            self.phase = Phase::Reading;
-        } else {
-            self.start_linger(&cx.metrics);
-            self.deadline = cx.now + LINGER;
-        }
+        Next::Replied
     }
 
     fn has_output(&self) -> bool {

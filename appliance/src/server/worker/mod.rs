@@ -102,7 +102,7 @@ impl Worker {
             Duration::from_millis(cfg.file_cache.valid_ms),
             Duration::from_millis(cfg.disk_io.admit_within_ms),
         );
-        let handler = Handler::new(shared.keyring.clone(), cfg.auth.required, files);
+        let handler = Handler::new(shared.keyring.clone(), cfg.auth.required, files).with_cmsd(&cfg.cmsd);
         let io = &cfg.disk_io;
         let reads = ReadQueues::new(
             shared.disks.roots().len(),
@@ -445,15 +445,7 @@ impl Worker {
     fn on_tick(&mut self) {
         self.push(opcode::Timeout::new(&*self.tick).build().user_data(Op::Tick.data(0)));
         self.fetches.on_tick(self.cx.now);
-        if !self.cx.titles.is_empty() {
-            let mut shared = self.cx.shared.titles.lock().unwrap_or_else(|p| p.into_inner());
-            for (title, bytes) in self.cx.titles.drain() {
-                // Titles come from paths the request parser let through.
-                if let Ok(title) = nearcast_common::Name::new(title) {
-                    *shared.entry(title).or_default() += bytes;
-                }
-            }
-        }
+        self.cx.merge_tallies();
         self.cx.metrics.buffers_in_use(self.cx.reads.buffers_in_use());
         if self.drain_deadline.is_none() && self.cx.shared.shutdown.load(Ordering::Acquire) {
             self.start_drain();

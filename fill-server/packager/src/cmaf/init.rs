@@ -1,16 +1,19 @@
 //! The CMAF header (init segment): `ftyp` + `moov` with one track, empty
 //! sample tables and `mvex/trex`. The source's sample entry (with its
 //! avcC/av1C/esds/dOps) is copied byte for byte, and its edit list's media
-//! time is kept so presentation starts where the source's did.
+//! time is kept so presentation starts where the source's did. An
+//! encrypted track's entry becomes `encv`/`enca` with a `sinf`, and the
+//! `moov` carries the key's common-system `pssh`.
 
 use super::writer::BoxWriter;
+use crate::cenc::{self, TrackCrypto};
 use crate::mp4::{Track, TrackKind};
 
 /// Every output track is track 1 of its own init segment.
 pub const TRACK_ID: u32 = 1;
 
-/// The init segment of track `t`.
-pub fn init_segment(t: &Track) -> Vec<u8> {
+/// The init segment of track `t`, encrypted by `crypto` if given.
+pub fn init_segment(t: &Track, crypto: Option<&TrackCrypto>) -> Vec<u8> {
     let mut w = BoxWriter::new();
     w.open(b"ftyp").bytes(b"iso6").u32(0);
     for brand in [b"iso6", b"cmfc", b"mp41", b"dash"] {
@@ -44,7 +47,7 @@ pub fn init_segment(t: &Track) -> Vec<u8> {
         w.u64(0).u64(t.media_time as u64).u16(1).u16(0);
         w.close().close();
     }
-    mdia(&mut w, t);
+    mdia(&mut w, t, crypto);
     w.close(); // trak
     w.open(b"mvex")
         .open_full(b"trex", 0, 0)
@@ -54,13 +57,19 @@ pub fn init_segment(t: &Track) -> Vec<u8> {
         .u32(0)
         .u32(0);
     w.close().close();
+    if let Some(c) = crypto {
+        w.bytes(&cenc::pssh(&c.key.kid));
+        for p in &c.extra_pssh {
+            w.bytes(p);
+        }
+    }
     w.close(); // moov
     w.finish()
 }
 
 /// `mdia`: the timescale and language, the handler, and the sample
 /// description with empty tables (the samples are in the fragments).
-fn mdia(w: &mut BoxWriter, t: &Track) {
+fn mdia(w: &mut BoxWriter, t: &Track, crypto: Option<&TrackCrypto>) {
     let video = t.kind == TrackKind::Video;
     w.open(b"mdia");
     w.open_full(b"mdhd", 0, 0).u32(0).u32(0).u32(t.timescale).u32(0);
@@ -91,7 +100,16 @@ fn mdia(w: &mut BoxWriter, t: &Track) {
         .close();
     w.open(b"stbl");
     w.open_full(b"stsd", 0, 0).u32(1);
-    w.open(&t.sample_entry.0).bytes(&t.sample_entry.1).close();
+    match crypto {
+        None => w.open(&t.sample_entry.0).bytes(&t.sample_entry.1).close(),
+        Some(c) => {
+            let kind = if video { b"encv" } else { b"enca" };
+            w.open(kind)
+                .bytes(&t.sample_entry.1)
+                .bytes(&cenc::sinf(t.sample_entry.0, c))
+                .close()
+        }
+    };
     w.close();
     for empty in [b"stts", b"stsc", b"stco"] {
         w.open_full(empty, 0, 0).u32(0).close();

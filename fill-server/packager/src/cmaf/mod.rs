@@ -4,8 +4,8 @@
 pub mod init;
 pub mod plan;
 pub mod segment;
-mod writer;
+pub(crate) mod writer;
 
 pub use init::init_segment;
 pub use plan::{plan_segments, SegmentPlan};
-pub use segment::media_segment;
+pub use segment::{media_segment, Encrypt, SegmentError};

@@ -1,9 +1,23 @@
 //! CMAF media segments: `styp` + `moof(mfhd, traf(tfhd, tfdt, trun))` +
-//! `mdat`, with per-sample duration, size, flags and composition offsets.
+//! `mdat`, with per-sample duration, size, flags and composition offsets;
+//! an encrypted track's `traf` adds `saiz`, `saio` and `senc`.
 
 use super::init::TRACK_ID;
 use super::writer::BoxWriter;
+use crate::cenc::{self, CencError, TrackCrypto};
 use crate::mp4::{Movie, Mp4Error, Sample};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error(transparent)]
+    Read(#[from] Mp4Error),
+    #[error("encrypting: {0}")]
+    Encrypt(#[from] CencError),
+}
+
+/// A track's encryption and the number (from 0) of the segment's first
+/// sample in the track.
+pub type Encrypt<'a> = Option<(&'a TrackCrypto, u64)>;
 
 const TFHD_DEFAULT_BASE_IS_MOOF: u32 = 0x02_0000;
 const TRUN_DATA_OFFSET: u32 = 0x1;
@@ -17,10 +31,19 @@ const FLAGS_SYNC: u32 = 0x0200_0000;
 const FLAGS_NON_SYNC: u32 = 0x0101_0000;
 
 /// Builds media segment number `seq` (from 1) of `samples`, read from
-/// `movie`.
-pub fn media_segment(movie: &Movie, seq: u32, samples: &[Sample]) -> Result<Vec<u8>, Mp4Error> {
+/// `movie` and encrypted as `encrypt` says.
+pub fn media_segment(movie: &Movie, seq: u32, samples: &[Sample], encrypt: Encrypt) -> Result<Vec<u8>, SegmentError> {
     let Some(first) = samples.first() else {
         return Ok(Vec::new());
+    };
+    let payload_len: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
+    let mut payload = Vec::with_capacity(payload_len as usize);
+    for s in samples {
+        movie.read_sample(s, &mut payload)?;
+    }
+    let aux = match encrypt {
+        Some((c, first_n)) => Some(encrypt_samples(c, first_n, samples, &mut payload)?),
+        None => None,
     };
     let with_cts = samples.iter().any(|s| s.cts_offset != 0);
     let mut w = BoxWriter::new();
@@ -49,16 +72,33 @@ pub fn media_segment(movie: &Movie, seq: u32, samples: &[Sample]) -> Result<Vec<
             w.u32(s.cts_offset as u32);
         }
     }
-    w.close().close().close(); // trun, traf, moof
+    w.close(); // trun
+    if let Some(aux) = &aux {
+        cenc::write_aux(&mut w, moof_start, aux)?;
+    }
+    w.close().close(); // traf, moof
     let moof_len = w.buf.len() - moof_start;
     let data_offset = (moof_len + 8) as u32;
     w.buf[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
-    let payload: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
-    w.u32((payload + 8) as u32).bytes(b"mdat");
+    w.u32((payload_len + 8) as u32).bytes(b"mdat");
     let mut buf = w.finish();
-    buf.reserve(payload as usize);
-    for s in samples {
-        movie.read_sample(s, &mut buf)?;
-    }
+    buf.extend_from_slice(&payload);
     Ok(buf)
+}
+
+/// Encrypts each sample of `payload` (laid out as `samples`) in place.
+fn encrypt_samples(
+    c: &TrackCrypto,
+    first_n: u64,
+    samples: &[Sample],
+    payload: &mut [u8],
+) -> Result<Vec<cenc::SampleAux>, CencError> {
+    let mut at = 0usize;
+    let mut aux = Vec::with_capacity(samples.len());
+    for (i, s) in samples.iter().enumerate() {
+        let end = at + s.size as usize;
+        aux.push(c.encrypt(first_n + i as u64, &mut payload[at..end])?);
+        at = end;
+    }
+    Ok(aux)
 }

@@ -1,6 +1,7 @@
 //! A tiny box builder: open a box, write fields, close it (the size is
 //! patched in on close).
 
+#[derive(Default)]
 pub struct BoxWriter {
     pub buf: Vec<u8>,
     open: Vec<usize>,

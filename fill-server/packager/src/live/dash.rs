@@ -63,7 +63,7 @@ pub fn mpd(m: &Mpd) -> Option<String> {
     let _ = write!(
         out,
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+         <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" xmlns:cenc=\"urn:mpeg:cenc:2013\" xmlns:dashif=\"https://dashif.org/CPS\" \
          profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\" type=\"dynamic\" \
          availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"PT{:.1}S\" \
          timeShiftBufferDepth=\"PT{:.0}S\" maxSegmentDuration=\"PT{:.1}S\" minBufferTime=\"PT{:.1}S\">\n",
@@ -125,7 +125,7 @@ fn vod(m: &Mpd, q: &str, anchor_track: &LiveTrack) -> String {
     let _ = writeln!(
         out,
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+         <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" xmlns:cenc=\"urn:mpeg:cenc:2013\" xmlns:dashif=\"https://dashif.org/CPS\" \
          profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\" type=\"static\" \
          mediaPresentationDuration=\"PT{:.3}S\" maxSegmentDuration=\"PT{:.1}S\" minBufferTime=\"PT{:.1}S\">",
         runs.iter().map(|(_, d)| d).sum::<f64>(),
@@ -218,6 +218,9 @@ fn adaptation_set(
         "    <AdaptationSet id=\"{id}\" contentType=\"{content}\" mimeType=\"{content}/mp4\" \
          segmentAlignment=\"true\" startWithSAP=\"1\">"
     );
+    if let Some(p) = tracks.first().and_then(|(_, t)| t.protection()) {
+        crate::manifest::dash::content_protection(out, &p);
+    }
     for (name, t) in tracks {
         let c = &t.init().track.codec;
         let size = match kind {

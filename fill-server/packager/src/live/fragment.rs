@@ -110,6 +110,17 @@ const NON_SYNC: u32 = 0x0001_0000;
 /// Reads a `moof` body for track `track_id`, whose `trex` gave `d`. One
 /// `traf`, with a `tfdt`, as CMAF requires.
 pub fn moof_timing(moof: &[u8], track_id: u32, d: &Defaults) -> Result<Timing, IngestError> {
+    moof_samples(moof, track_id, d, None)
+}
+
+/// `moof_timing`, and each sample's size pushed to `sizes` if given (in
+/// the order of the `mdat`).
+pub fn moof_samples(
+    moof: &[u8],
+    track_id: u32,
+    d: &Defaults,
+    mut sizes: Option<&mut Vec<u32>>,
+) -> Result<Timing, IngestError> {
     let moof = BoxRef {
         kind: *b"moof",
         body: moof,
@@ -157,7 +168,7 @@ pub fn moof_timing(moof: &[u8], track_id: u32, d: &Defaults) -> Result<Timing, I
     for b in traf.children() {
         let b = b?;
         if &b.kind == b"trun" {
-            trun(&b, &d, &mut timing)?;
+            trun(&b, &d, &mut timing, sizes.as_deref_mut())?;
         }
     }
     if timing.samples == 0 {
@@ -166,8 +177,8 @@ pub fn moof_timing(moof: &[u8], track_id: u32, d: &Defaults) -> Result<Timing, I
     Ok(timing)
 }
 
-/// Adds one `trun`'s samples to `t`.
-fn trun(b: &BoxRef, d: &Defaults, t: &mut Timing) -> Result<(), IngestError> {
+/// Adds one `trun`'s samples to `t` (and their sizes to `sizes`).
+fn trun(b: &BoxRef, d: &Defaults, t: &mut Timing, mut sizes: Option<&mut Vec<u32>>) -> Result<(), IngestError> {
     let (_, flags, mut r) = b.full()?;
     let per = [0x100, 0x200, 0x400, 0x800].iter().filter(|&&f| flags & f != 0).count() * 4;
     let n = u32::try_from(r.count(per)?).map_err(|_| bad("trun", "sample count"))?;
@@ -187,6 +198,9 @@ fn trun(b: &BoxRef, d: &Defaults, t: &mut Timing) -> Result<(), IngestError> {
         }
         t.duration += u64::from(duration);
         t.data_len += u64::from(size);
+        if let Some(s) = sizes.as_deref_mut() {
+            s.push(size);
+        }
     }
     t.samples = t.samples.checked_add(n).ok_or_else(|| bad("trun", "sample count"))?;
     Ok(())

@@ -119,6 +119,14 @@ pub fn multivariant(tracks: &[(&str, &LiveTrack)], base: &str, query: &str) -> O
         .iter()
         .partition(|(_, t)| t.init().track.kind == TrackKind::Video);
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let mut kids = Vec::new();
+    for p in tracks.iter().filter_map(|(_, t)| t.protection()) {
+        if !kids.contains(&p.kid) {
+            kids.push(p.kid);
+            let [clear_key, _] = crate::manifest::hls::key_tags(&p, "EXT-X-SESSION-KEY");
+            let _ = writeln!(out, "{clear_key}");
+        }
+    }
     for (i, (name, _)) in audio.iter().enumerate() {
         let default = if i == 0 { "YES" } else { "NO" };
         let _ = writeln!(
@@ -204,6 +212,11 @@ pub fn media_playlist(p: &Playlist) -> String {
     let first = segs.front().map_or(0, |s| s.msn);
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
     let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", track.discontinuity_sequence());
+    if let Some(p) = track.protection() {
+        for line in crate::manifest::hls::key_tags(&p, "EXT-X-KEY") {
+            let _ = writeln!(out, "{line}");
+        }
+    }
     if skipped > 0 {
         let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
     }

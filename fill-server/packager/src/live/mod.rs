@@ -14,6 +14,7 @@ pub mod encoder;
 mod fragment;
 pub mod hls;
 mod init;
+pub mod protect;
 mod track;
 
 pub use fragment::{moof_timing, Splitter, Timing, TopBox};

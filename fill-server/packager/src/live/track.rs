@@ -124,6 +124,9 @@ pub struct LiveTrack {
     /// Gap segments were listed while the encoder was silent: whatever it
     /// sends next starts anew (a discontinuity).
     gapped: bool,
+    /// Encrypts what is ingested (`protect.rs`), and the `moof` waiting
+    /// for its `mdat` to be encrypted with it.
+    protection: Option<(super::protect::LiveProtection, Vec<u8>)>,
 }
 
 impl LiveTrack {
@@ -143,7 +146,23 @@ impl LiveTrack {
             origin: None,
             periods: VecDeque::new(),
             gapped: false,
+            protection: None,
         }
+    }
+
+    /// What the manifests signal when the track is encrypted.
+    pub fn protection(&self) -> Option<crate::rendition::Protection> {
+        self.protection.as_ref().map(|(p, _)| p.signalling())
+    }
+
+    /// Encrypts the track from now on with `p`: its init segments, and
+    /// every fragment before it is published.
+    pub fn protect(&mut self, p: super::protect::LiveProtection) -> Result<(), IngestError> {
+        for (_, init) in self.inits.iter_mut() {
+            init.bytes = p.init(&init.bytes)?;
+        }
+        self.protection = Some((p, Vec::new()));
+        Ok(())
     }
 
     pub fn options(&self) -> &TrackOptions {
@@ -167,7 +186,10 @@ impl LiveTrack {
 
     /// A new init from the encoder (a restart, or a backup encoder). It
     /// must decode like the current one; time may restart after it.
-    pub fn set_init(&mut self, init: LiveInit) -> Result<(), IngestError> {
+    pub fn set_init(&mut self, mut init: LiveInit) -> Result<(), IngestError> {
+        if let Some((p, _)) = &self.protection {
+            init.bytes = p.init(&init.bytes)?;
+        }
         let current = self.init();
         if !current.compatible(&init) {
             return Err(IngestError::CodecChanged {
@@ -216,7 +238,10 @@ impl LiveTrack {
                 let init = self.init();
                 let t = moof_timing(b.body()?, init.track.id, &init.defaults)?;
                 self.check_time(&t)?;
-                self.pending.extend_from_slice(&b.bytes);
+                match &mut self.protection {
+                    Some((_, held)) => *held = b.bytes,
+                    None => self.pending.extend_from_slice(&b.bytes),
+                }
                 self.moof = Some(t);
                 Ok(Published::Nothing)
             }
@@ -228,7 +253,15 @@ impl LiveTrack {
                 if have < t.data_len {
                     return Err(IngestError::ShortMdat { have, need: t.data_len });
                 }
-                self.pending.extend_from_slice(&b.bytes);
+                let (id, defaults) = (self.init().track.id, self.init().defaults);
+                match &mut self.protection {
+                    Some((p, held)) => {
+                        let (moof, mdat) = p.fragment(held, &b.bytes, id, &defaults)?;
+                        self.pending.extend_from_slice(&moof);
+                        self.pending.extend_from_slice(&mdat);
+                    }
+                    None => self.pending.extend_from_slice(&b.bytes),
+                }
                 let published = self.append_fragment(t, now)?;
                 self.moof = None;
                 Ok(published)

@@ -1,19 +1,30 @@
 //! A static DASH MPD (ISO/IEC 23009-1, live profile addressing): one
 //! adaptation set for video, one per audio language, SegmentTemplate with
-//! a SegmentTimeline built from the real segment durations.
+//! a SegmentTimeline built from the real segment durations. An encrypted
+//! set carries `ContentProtection`: the scheme with `cenc:default_KID`,
+//! Clear Key with its license URL (`dashif:Laurl`, DASH-IF IOP 7.6.2.4),
+//! and the common system with its `pssh`.
 
 use std::fmt::Write;
 
+use base64::Engine;
+
+use crate::cenc::{self, keys::uuid, CLEAR_KEY_DASH_UUID};
 use crate::mp4::TrackKind;
-use crate::rendition::{Rendition, INIT_FILE};
+use crate::rendition::{Protection, Rendition, INIT_FILE};
 
 pub fn mpd(renditions: &[Rendition], target_secs: f64) -> String {
     let duration = renditions.iter().map(|r| r.duration_secs()).fold(0.0, f64::max);
+    let namespaces = if renditions.iter().any(|r| r.protection.is_some()) {
+        " xmlns:cenc=\"urn:mpeg:cenc:2013\" xmlns:dashif=\"https://dashif.org/CPS\""
+    } else {
+        ""
+    };
     let mut out = String::new();
     let _ = write!(
         out,
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-         <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\" \
+         <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"{namespaces} profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\" \
          type=\"static\" mediaPresentationDuration=\"{}\" minBufferTime=\"{}\">\n  <Period id=\"0\" start=\"PT0S\">\n",
         iso_duration(duration),
         iso_duration(target_secs)
@@ -21,27 +32,7 @@ pub fn mpd(renditions: &[Rendition], target_secs: f64) -> String {
     let mut set_id = 0;
     let video: Vec<&Rendition> = renditions.iter().filter(|r| r.kind == TrackKind::Video).collect();
     if !video.is_empty() {
-        let max_w = video.iter().map(|v| v.codec.width).max().unwrap_or(0);
-        let max_h = video.iter().map(|v| v.codec.height).max().unwrap_or(0);
-        let _ = writeln!(
-            out,
-            "    <AdaptationSet id=\"{set_id}\" contentType=\"video\" mimeType=\"video/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\" maxWidth=\"{max_w}\" maxHeight=\"{max_h}\">"
-        );
-        for v in &video {
-            let _ = writeln!(
-                out,
-                "      <Representation id=\"{}\" bandwidth=\"{}\" codecs=\"{}\" width=\"{}\" height=\"{}\" frameRate=\"{}\" sar=\"1:1\">",
-                v.name,
-                v.peak_bandwidth(),
-                v.codec.string,
-                v.codec.width,
-                v.codec.height,
-                frame_rate(v.frame_rate)
-            );
-            template(&mut out, v);
-            out.push_str("      </Representation>\n");
-        }
-        out.push_str("    </AdaptationSet>\n");
+        video_set(&mut out, set_id, &video);
         set_id += 1;
     }
     for a in renditions.iter().filter(|r| r.kind == TrackKind::Audio) {
@@ -50,6 +41,9 @@ pub fn mpd(renditions: &[Rendition], target_secs: f64) -> String {
             "    <AdaptationSet id=\"{set_id}\" contentType=\"audio\" mimeType=\"audio/mp4\" lang=\"{}\" segmentAlignment=\"true\" startWithSAP=\"1\">",
             a.language
         );
+        if let Some(p) = &a.protection {
+            content_protection(&mut out, p);
+        }
         let _ = writeln!(
             out,
             "      <Representation id=\"{}\" bandwidth=\"{}\" codecs=\"{}\" audioSamplingRate=\"{}\">\n        \
@@ -66,6 +60,60 @@ pub fn mpd(renditions: &[Rendition], target_secs: f64) -> String {
     }
     out.push_str("  </Period>\n</MPD>\n");
     out
+}
+
+/// The video adaptation set. Its `ContentProtection` is the set's when
+/// every rung has the one key, else each representation's (a key per
+/// rung group).
+fn video_set(out: &mut String, set_id: usize, video: &[&Rendition]) {
+    let max_w = video.iter().map(|v| v.codec.width).max().unwrap_or(0);
+    let max_h = video.iter().map(|v| v.codec.height).max().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "    <AdaptationSet id=\"{set_id}\" contentType=\"video\" mimeType=\"video/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\" maxWidth=\"{max_w}\" maxHeight=\"{max_h}\">"
+    );
+    let kids: Vec<Option<[u8; 16]>> = video.iter().map(|v| v.protection.as_ref().map(|p| p.kid)).collect();
+    let shared = kids.windows(2).all(|w| w[0] == w[1]);
+    if let (true, Some(p)) = (shared, &video[0].protection) {
+        content_protection(out, p);
+    }
+    for v in video {
+        let _ = writeln!(
+            out,
+            "      <Representation id=\"{}\" bandwidth=\"{}\" codecs=\"{}\" width=\"{}\" height=\"{}\" frameRate=\"{}\" sar=\"1:1\">",
+            v.name,
+            v.peak_bandwidth(),
+            v.codec.string,
+            v.codec.width,
+            v.codec.height,
+            frame_rate(v.frame_rate)
+        );
+        if let (false, Some(p)) = (shared, &v.protection) {
+            content_protection(out, p);
+        }
+        template(out, v);
+        out.push_str("      </Representation>\n");
+    }
+    out.push_str("    </AdaptationSet>\n");
+}
+
+/// The set's `ContentProtection` elements.
+pub(crate) fn content_protection(out: &mut String, p: &Protection) {
+    let pssh = base64::engine::general_purpose::STANDARD.encode(cenc::pssh(&p.kid));
+    let _ = write!(
+        out,
+        "      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"{}\" cenc:default_KID=\"{}\"/>\n\
+         \x20     <ContentProtection schemeIdUri=\"urn:uuid:{CLEAR_KEY_DASH_UUID}\" value=\"ClearKey1.0\">\n\
+         \x20       <dashif:Laurl>{}</dashif:Laurl>\n      </ContentProtection>\n\
+         \x20     <ContentProtection schemeIdUri=\"urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b\">\n\
+         \x20       <cenc:pssh>{pssh}</cenc:pssh>\n      </ContentProtection>\n",
+        p.scheme.as_str(),
+        uuid(&p.kid),
+        p.license_url
+    );
+    for d in p.systems.iter().filter_map(|s| s.dash.as_ref()) {
+        let _ = writeln!(out, "      {d}");
+    }
 }
 
 fn template(out: &mut String, r: &Rendition) {

@@ -21,6 +21,15 @@ pub struct Codec {
 const VISUAL_FIELDS: usize = 78;
 const AUDIO_FIELDS: usize = 28;
 
+/// The body of configuration box `kind` (`avcC`, `hvcC`, …) in the body
+/// of a video sample entry.
+pub fn video_config<'a>(entry_body: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+    Boxes::new(entry_body.get(VISUAL_FIELDS..)?)
+        .filter_map(Result::ok)
+        .find(|b| &b.kind == kind)
+        .map(|b| b.body)
+}
+
 pub fn parse(entry: &BoxRef, track: u32) -> Result<Codec, Mp4Error> {
     let bad = |reason: String| Mp4Error::BadTrack { track, reason };
     let fourcc = entry.kind;

@@ -1,6 +1,6 @@
 //! The operator's routes (`/v1/admin/…`, bearer token checked by the
 //! router): ISPs, prefixes, sites, enrollments, releases, play logs, BGP,
-//! OS releases and the fleet list.
+//! OS releases, rights (`rights.rs`) and the fleet list.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::{error, parse, read, reply, write, write_parsed, Resp};
+use super::{error, parse, read, reply, write, write_parsed, ApiError, Resp};
 use crate::app::{App, Changed};
 use crate::os::OsError;
 use crate::store::StoreError;
@@ -35,17 +35,6 @@ struct OsTarget {
 struct Enrollment {
     id: nearcast_common::Name,
     public_key: String,
-}
-
-fn os_error(e: OsError) -> Resp {
-    match e {
-        OsError::Unknown(_) => error(StatusCode::NOT_FOUND, e),
-        OsError::Io { .. } => {
-            tracing::error!(error = %e, "OS bundle store failure");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "storage failure")
-        }
-        _ => error(StatusCode::UNPROCESSABLE_ENTITY, e),
-    }
 }
 
 /// One admin call (the token already checked).
@@ -87,53 +76,79 @@ pub(super) async fn route(app: Arc<App>, method: &Method, rest: &[&str], body: B
             })
             .await
         }
-        (&Method::PUT, ["os", release]) => {
-            let (dir, release) = (app.config.os_bundles.clone(), release.to_string());
-            match tokio::task::spawn_blocking(move || crate::os::store(&dir, &release, &body)).await {
-                Ok(Ok(m)) => reply(StatusCode::OK, m),
-                Ok(Err(e)) => os_error(e),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-            }
-        }
-        (&Method::GET, ["os"]) => read(app, |a| Ok(crate::os::list(&a.config.os_bundles))).await,
+        // The line a box's config needs to trust this server's answers.
+        (&Method::GET, ["answer-keys"]) => reply(
+            StatusCode::OK,
+            serde_json::json!({ "keys": [app.answer.public_entry()] }),
+        ),
+        (&Method::GET, ["os"]) => read(app, |a| Ok::<_, ApiError>(crate::os::list(&a.config.os_bundles))).await,
         (&Method::PUT, ["appliances", id, "os"]) => set_os(app, id, &body).await,
         (&Method::GET, ["appliances"]) => read(app, |a| a.store.snapshot().map(|s| s.appliances)).await,
-        (&Method::POST, ["live"]) => match parse::<crate::live::EventSpec>(&body) {
-            Err(refusal) => refusal.into_response(),
-            // The event becomes a title of its name when it ends.
-            Ok(spec) if app.has_title(&spec.name) => {
-                error(StatusCode::CONFLICT, format!("a title named '{}' exists", spec.name))
-            }
-            Ok(spec) => {
-                let name = spec.name.clone();
-                match app.live.create(spec) {
-                    Ok(()) => reply(StatusCode::OK, serde_json::json!({ "event": name })),
-                    Err(e @ crate::live::LiveError::Exists(_)) => error(StatusCode::CONFLICT, e),
-                    Err(e) => error(StatusCode::BAD_REQUEST, e),
-                }
-            }
-        },
+        (&Method::POST, ["live"]) => create_event(app, &body).await,
         (&Method::GET, ["live"]) => reply(StatusCode::OK, app.live.list()),
-        (&Method::POST, ["live", name, "end"]) => match app.live.end(name) {
-            Some(event) => {
-                let store = app.config.origin_store.clone();
-                tokio::task::spawn_blocking(move || event.archive(&store));
-                reply(
-                    StatusCode::OK,
-                    serde_json::json!({ "ended": name, "archive": "writing" }),
-                )
-            }
-            None => error(StatusCode::NOT_FOUND, format!("no live event '{name}'")),
-        },
+        (&Method::POST, ["live", name, "end"]) => end_event(app, name).await,
+        (&Method::PUT, ["titles", title, "rights"]) => super::rights::set(app, title, Some(body)).await,
+        (&Method::DELETE, ["titles", title, "rights"]) => super::rights::set(app, title, None).await,
+        (&Method::GET, ["rights"]) => super::rights::list(app).await,
+        (&Method::PUT, ["countries"]) => super::rights::import_countries(app, &body).await,
         _ => error(StatusCode::NOT_FOUND, "no such admin call"),
     }
+}
+
+/// A live event, stored so every replica knows it.
+async fn create_event(app: Arc<App>, body: &[u8]) -> Resp {
+    let spec = match parse::<crate::live::EventSpec>(body) {
+        Ok(spec) => spec,
+        Err(e) => return e.into_response(),
+    };
+    // The event becomes a title of its name when it ends.
+    if app.has_title(&spec.name) {
+        return error(StatusCode::CONFLICT, format!("a title named '{}' exists", spec.name));
+    }
+    if let Err(e) = spec.check() {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
+    write(app, Changed::Live, move |a| {
+        if let Some(scheme) = spec.encrypt {
+            // Its keys first: the replica taking the encoder reads them
+            // when the event reaches it.
+            let store = nearcast_packager::cenc::KeyStore::new(&a.config.license.key_store);
+            let keys = store
+                .keys_for(&spec.name, scheme)
+                .and_then(|k| store.save(&k))
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("event keys: {e}")));
+            keys?;
+        }
+        if !a.store.add_live_event(&spec)? {
+            return Err(ApiError::from(StoreError::Exists {
+                kind: "live event",
+                name: spec.name.to_string(),
+            }));
+        }
+        Ok(serde_json::json!({ "event": spec.name }))
+    })
+    .await
+}
+
+/// Ends a live event on every replica; the one holding its media archives
+/// it as a title.
+async fn end_event(app: Arc<App>, name: &str) -> Resp {
+    if app.live.get(name).is_none() {
+        return error(StatusCode::NOT_FOUND, format!("no live event '{name}'"));
+    }
+    let name = name.to_string();
+    write(app, Changed::Live, move |a| {
+        a.store.end_live_event(&name, nearcast_common::unix_now())?;
+        Ok::<_, ApiError>(serde_json::json!({ "ended": name, "archive": "writing" }))
+    })
+    .await
 }
 
 /// A new appliance and its Ed25519 public key.
 async fn enroll(app: Arc<App>, body: &[u8]) -> Resp {
     match parse::<Enrollment>(body) {
         // The id names the box's pathway in players' manifests.
-        Ok(e) if e.id == super::play::ORIGIN => error(
+        Ok(e) if e.id == super::player::ORIGIN => error(
             StatusCode::BAD_REQUEST,
             "an appliance id is letters, digits, '.', '_' and '-', and not 'origin'",
         ),
@@ -146,7 +161,7 @@ async fn enroll(app: Arc<App>, body: &[u8]) -> Resp {
             .await
         }
         Ok(_) => error(StatusCode::BAD_REQUEST, "public_key must be 32 bytes of hex (Ed25519)"),
-        Err(refusal) => refusal.into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -154,7 +169,7 @@ async fn enroll(app: Arc<App>, body: &[u8]) -> Resp {
 async fn release(app: Arc<App>, body: &[u8]) -> Resp {
     match parse::<crate::predict::Release>(body) {
         Ok(r) if r.boost.is_finite() && r.boost > 0.0 => {
-            write(app, Changed::Nothing, move |a| {
+            write(app, Changed::Demand, move |a| {
                 a.store
                     .add_release(&r)
                     .map(|_| serde_json::json!({ "release": r.title }))
@@ -165,7 +180,7 @@ async fn release(app: Arc<App>, body: &[u8]) -> Resp {
             StatusCode::BAD_REQUEST,
             "a release needs a plain title and a positive boost",
         ),
-        Err(refusal) => refusal.into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -176,10 +191,11 @@ async fn playlogs(app: Arc<App>, body: &[u8]) -> Resp {
     };
     match crate::playlog::parse(text, &app.view()) {
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
-        Ok((rows, summary)) => {
+        Ok((rows, egress, summary)) => {
             let summary = serde_json::to_value(summary).unwrap_or_default();
-            write(app, Changed::Nothing, move |a| {
-                a.store.add_daily_bytes(&rows).map(|_| summary)
+            write(app, Changed::Demand, move |a| {
+                a.store.add_daily_bytes(&rows)?;
+                a.store.add_egress(&egress).map(|_| summary)
             })
             .await
         }
@@ -190,19 +206,19 @@ async fn playlogs(app: Arc<App>, body: &[u8]) -> Resp {
 async fn set_os(app: Arc<App>, id: &str, body: &[u8]) -> Resp {
     let t = match parse::<OsTarget>(body) {
         Ok(t) => t,
-        Err(refusal) => return refusal.into_response(),
+        Err(e) => return e.into_response(),
     };
     let id = id.to_string();
     match crate::os::path(&app.config.os_bundles, &t.release) {
         Ok(p) if p.is_file() => {
-            write(app, Changed::Nothing, move |a| {
+            write(app, Changed::Fleet, move |a| {
                 a.store
                     .set_os_target(&id, &t.release)
                     .map(|_| serde_json::json!({ "appliance": id, "release": t.release }))
             })
             .await
         }
-        Ok(_) => os_error(OsError::Unknown(t.release)),
-        Err(e) => os_error(e),
+        Ok(_) => ApiError::from(OsError::Unknown(t.release)).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

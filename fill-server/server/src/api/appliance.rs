@@ -4,103 +4,153 @@
 
 use std::sync::Arc;
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Response, StatusCode};
 use nearcast_common::control::Routes;
 use nearcast_common::live::LivePlan;
-use nearcast_common::request_auth::Signed;
+use nearcast_common::request_auth::{Signed, HEADER_ID, HEADER_SIGNATURE, HEADER_TIME};
 use nearcast_common::unix_now;
 
-use super::{error, parse, reply, store_error, write, write_parsed, Refusal, Resp};
+use super::wire::Format;
+use super::{blocking, error, write, ApiError, Resp};
 use crate::app::{App, Changed};
 use crate::store::{Heartbeat, Inventory, Registration};
+use nearcast_common::control::HeartbeatReply;
 
 /// The appliance named in the path must be the one that signed, with its
 /// enrolled key.
-pub(super) async fn authenticate(app: &Arc<App>, id: &str, s: &Signed<'_>) -> Result<(), Refusal> {
+async fn authenticate(app: &Arc<App>, id: &str, s: &Signed<'_>) -> Result<(), ApiError> {
     if s.id != id {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "request signed for another appliance",
         ));
     }
-    let store = app.store.clone();
     let owned = id.to_string();
-    let key = tokio::task::spawn_blocking(move || store.public_key(&owned))
-        .await
-        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "store failure");
-            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "storage failure")
-        })?;
-    let Some(key) = key else {
-        return Err(Refusal::new(
+    let Some(key) = blocking(app.clone(), move |a| a.public_key(&owned)).await? else {
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("appliance '{id}' is not enrolled"),
         ));
     };
     s.verify(&key, unix_now())
-        .map_err(|e| Refusal::new(StatusCode::FORBIDDEN, e))
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))
+}
+
+/// An appliance's call: authenticated, routed, and the answer signed with
+/// the server's answer key, bound to the request's own signature (so the
+/// box can tell it is the server's answer to this request).
+pub(super) async fn call(
+    app: Arc<App>,
+    parts: &hyper::http::request::Parts,
+    id: &str,
+    action: &str,
+    body: Bytes,
+) -> Resp {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let path = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
+    let signed = Signed {
+        id: header(HEADER_ID).unwrap_or(""),
+        method: parts.method.as_str(),
+        path,
+        time: header(HEADER_TIME).unwrap_or(""),
+        signature: header(HEADER_SIGNATURE).unwrap_or(""),
+        body: &body,
+    };
+    let resp = match authenticate(&app, id, &signed).await {
+        Err(e) => e.into_response(),
+        Ok(()) => route(app.clone(), &parts.method, id, action, Format::of(parts), body.clone()).await,
+    };
+    let (mut head, answer) = resp.into_parts();
+    let answer = match answer.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let request_signature = header(HEADER_SIGNATURE).unwrap_or("");
+    for (name, value) in app
+        .answer
+        .sign(id, request_signature, head.status.as_u16(), unix_now(), &answer)
+    {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&value) {
+            head.headers.insert(name, v);
+        }
+    }
+    Response::from_parts(head, Full::new(answer))
 }
 
 /// One authenticated appliance call.
-pub(super) async fn route(app: Arc<App>, method: &Method, id: &str, action: &str, body: Bytes) -> Resp {
+async fn route(app: Arc<App>, method: &Method, id: &str, action: &str, f: Format, body: Bytes) -> Resp {
     let id = id.to_string();
     let t = unix_now();
     match (method, action) {
-        (&Method::POST, "register") => {
-            write_parsed(app, Changed::Fleet, &body, move |a, r: Registration| {
-                a.store
-                    .register(&id, &r, t)
-                    .map(|_| serde_json::json!({ "registered": id }))
-            })
-            .await
-        }
-        (&Method::POST, "heartbeat") => heartbeat(app, id, t, &body).await,
-        (&Method::PUT, "inventory") => {
-            write_parsed(app, Changed::Fleet, &body, move |a, inv: Inventory| {
-                a.store
-                    .set_inventory(&id, &inv)
-                    .map(|_| serde_json::json!({ "ok": true }))
-            })
-            .await
-        }
-        (&Method::PUT, "routes") => routes(app, id, t, &body).await,
-        (&Method::GET, "manifest") => manifest(app, id, t).await,
+        (&Method::POST, "register") => match f.parse::<Registration>(&body) {
+            Ok(r) => {
+                write(app, Changed::Fleet, move |a| {
+                    a.store
+                        .register(&id, &r, t)
+                        .map(|_| serde_json::json!({ "registered": id }))
+                })
+                .await
+            }
+            Err(e) => e.into_response(),
+        },
+        (&Method::POST, "heartbeat") => heartbeat(app, id, t, f, &body).await,
+        (&Method::PUT, "inventory") => match f.parse::<Inventory>(&body) {
+            Ok(inv) => {
+                write(app, Changed::Fleet, move |a| {
+                    a.store
+                        .set_inventory(&id, &inv)
+                        .map(|_| serde_json::json!({ "ok": true }))
+                })
+                .await
+            }
+            Err(e) => e.into_response(),
+        },
+        (&Method::PUT, "routes") => routes(app, id, t, f, &body).await,
+        (&Method::GET, "manifest") => manifest(app, id, t, f).await,
         (&Method::GET, "os") => os_bundle(app, id).await,
         _ => error(StatusCode::NOT_FOUND, format!("no appliance action {method} {action}")),
     }
 }
 
-/// Stored, patched into the steering view, and answered with the OS
-/// release the box should move to, if any.
-async fn heartbeat(app: Arc<App>, id: String, t: u64, body: &[u8]) -> Resp {
-    let hb = match parse::<Heartbeat>(body) {
+/// Written with its batch (`beats`), patched into the steering view, and
+/// answered with the OS release the box should move to, if any, and its
+/// live plan.
+async fn heartbeat(app: Arc<App>, id: String, t: u64, f: Format, body: &[u8]) -> Resp {
+    let hb = match f.parse::<Heartbeat>(body) {
         Ok(hb) => hb,
-        Err(refusal) => return refusal.into_response(),
+        Err(e) => return e.into_response(),
     };
-    let changed = Changed::Heartbeat {
-        id: id.clone(),
-        at: t,
-        load: hb.load,
-        healthy: crate::app::steerable(&hb),
-    };
-    write(app, changed, move |a| {
-        a.store.heartbeat(&id, &hb, t)?;
-        a.count_served(&id, &hb);
-        // Only a box running the image can take an OS update.
-        let os_update = match &hb.os {
-            Some(os) => a
-                .store
-                .os_target(&id)?
-                .filter(|r| *r != os.release && !os.failed.contains(r)),
+    if let Some(Err(e)) = hb.playback.as_ref().map(|p| p.check()) {
+        return error(StatusCode::BAD_REQUEST, format!("playback: {e}"));
+    }
+    // Only a box running the image can take an OS update.
+    let running = hb.os.clone();
+    match app.beats.submit(id.clone(), hb).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "heartbeat not stored");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "storage failure");
+        }
+        Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping"),
+    }
+    let reply = blocking(app, move |a| {
+        let os_update = match &running {
+            Some(os) => a.os_target(&id).filter(|r| *r != os.release && !os.failed.contains(r)),
             None => None,
         };
         let live = live_setting(a, &id, t);
-        Ok(serde_json::json!({ "ok": true, "os_update": os_update, "live": live }))
+        Ok::<_, ApiError>(HeartbeatReply { os_update, live })
     })
-    .await
+    .await;
+    match reply {
+        Ok(r) => f.answer(&r, |mut v| {
+            v["ok"] = true.into();
+            v
+        }),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// What the box pulls live objects through: its site's healthy boxes,
@@ -116,8 +166,8 @@ fn live_setting(app: &App, id: &str, now: u64) -> Option<LivePlan> {
 }
 
 /// The table the box learned over BGP; every prefix must parse.
-async fn routes(app: Arc<App>, id: String, t: u64, body: &[u8]) -> Resp {
-    match parse::<Routes>(body) {
+async fn routes(app: Arc<App>, id: String, t: u64, f: Format, body: &[u8]) -> Resp {
+    match f.parse::<Routes>(body) {
         Ok(r) if r.session.len() <= 16 && r.prefixes().all(|p| p.parse::<nearcast_common::IpPrefix>().is_ok()) => {
             write(app, Changed::Bgp, move |a| {
                 a.store
@@ -130,39 +180,32 @@ async fn routes(app: Arc<App>, id: String, t: u64, body: &[u8]) -> Resp {
             StatusCode::BAD_REQUEST,
             "routes need a short session state and valid prefixes",
         ),
-        Err(refusal) => refusal.into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
-async fn manifest(app: Arc<App>, id: String, t: u64) -> Resp {
-    match tokio::task::spawn_blocking(move || crate::fill::manifest_for(&app, &id, t)).await {
-        Ok(Ok(m)) => reply(StatusCode::OK, m),
-        Ok(Err(crate::fill::FillError::Store(e))) => store_error(e),
-        Ok(Err(e)) => error(StatusCode::CONFLICT, e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+async fn manifest(app: Arc<App>, id: String, t: u64, f: Format) -> Resp {
+    match blocking(app, move |a| crate::fill::manifest_for(a, &id, t)).await {
+        Ok(m) => f.answer(&m, |v| v),
+        Err(e) => e.into_response(),
     }
 }
 
 /// The bundle of the release set for this box.
 async fn os_bundle(app: Arc<App>, id: String) -> Resp {
-    let result = tokio::task::spawn_blocking(move || {
-        let release = app
+    let result = blocking(app, move |a| {
+        let release = a
             .store
-            .os_target(&id)
-            .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
-            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "no OS release is set for this appliance"))?;
-        crate::os::read(&app.config.os_bundles, &release).map_err(|e| match e {
-            crate::os::OsError::Unknown(_) => Refusal::new(StatusCode::NOT_FOUND, e),
-            other => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, other),
-        })
+            .os_target(&id)?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no OS release is set for this appliance"))?;
+        Ok::<_, ApiError>(crate::os::read(&a.config.os_bundles, &release)?)
     })
     .await;
     match result {
-        Ok(Ok(bytes)) => Response::builder()
+        Ok(bytes) => Response::builder()
             .header("content-type", "application/octet-stream")
             .body(Full::new(Bytes::from(bytes)))
             .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response")),
-        Ok(Err(refusal)) => refusal.into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => e.into_response(),
     }
 }

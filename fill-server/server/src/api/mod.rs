@@ -1,26 +1,33 @@
-//! The HTTP API (hyper): admin calls with a bearer token, appliance calls
-//! signed with the appliance's key, and steering for players. JSON in and
+//! The HTTP API (hyper), a module per audience: operators (`admin`, with a
+//! bearer token), appliances (`appliance`, each call signed with the box's
+//! key) and players (`player`: steering and rewritten manifests; `qoe`). JSON in and
 //! out; every refusal says why in a JSON `error`.
 
 mod admin;
 mod appliance;
-mod play;
+mod bundle;
+mod error;
+mod license;
+mod player;
 mod qoe;
+mod rights;
+mod wire;
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use nearcast_common::request_auth::{Signed, HEADER_ID, HEADER_SIGNATURE, HEADER_TIME};
 use nearcast_common::unix_now;
 use serde::de::DeserializeOwned;
 
 use crate::app::{App, Changed};
 use crate::metrics::Route;
 use crate::store::StoreError;
+use error::blocking;
+pub(crate) use error::ApiError;
 
 /// The API's OpenAPI 3 document (committed as `fill-server/server/openapi.json`).
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -32,7 +39,7 @@ const HLS_JS: &[u8] = include_bytes!("../../player/hls.min.js");
 const DASHBOARD_PAGE: &[u8] = include_bytes!("../../player/dashboard.html");
 
 const KIB: usize = 1024;
-const MIB: usize = 1024 * KIB;
+pub(crate) const MIB: usize = 1024 * KIB;
 /// How long a request body may take to arrive.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -42,11 +49,11 @@ fn body_limit(method: &Method, segs: &[&str]) -> usize {
     match (method, segs) {
         (&Method::GET | &Method::HEAD, _) => 0,
         (_, ["v1", "qoe"]) => 64 * KIB,
+        // A Clear Key request names a few key IDs.
+        (_, ["v1", "license", ..]) => 4 * KIB,
         // A full routing table (1.2M prefixes) as text or grouped JSON.
-        (_, ["v1", "admin", "prefixes"]) | (_, ["v1", "appliances", _, "routes"]) => 256 * MIB,
+        (_, ["v1", "admin", "prefixes" | "countries"]) | (_, ["v1", "appliances", _, "routes"]) => 256 * MIB,
         (_, ["v1", "appliances", _, "inventory"]) | (_, ["v1", "admin", "playlogs"]) => 64 * MIB,
-        // An OS bundle (held in memory until it is checked and written).
-        (_, ["v1", "admin", "os", _]) => 256 * MIB,
         _ => MIB,
     }
 }
@@ -93,30 +100,6 @@ fn error(status: StatusCode, msg: impl std::fmt::Display) -> Resp {
     reply(status, serde_json::json!({ "error": msg.to_string() }))
 }
 
-/// A refusal decided before a handler runs: small to pass around, turned
-/// into a response at the end.
-struct Refusal(StatusCode, String);
-
-impl Refusal {
-    fn new(status: StatusCode, msg: impl std::fmt::Display) -> Self {
-        Refusal(status, msg.to_string())
-    }
-
-    fn into_response(self) -> Resp {
-        error(self.0, self.1)
-    }
-}
-
-fn store_error(e: StoreError) -> Resp {
-    match e {
-        StoreError::Unknown { .. } | StoreError::Import { .. } => error(StatusCode::UNPROCESSABLE_ENTITY, e),
-        other => {
-            tracing::error!(error = %other, "store failure");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "storage failure")
-        }
-    }
-}
-
 /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`, and it is
 /// an authority (an IPv6 address in brackets); HTTP/1.0 may have none.
 fn host_ok(parts: &hyper::http::request::Parts) -> bool {
@@ -138,6 +121,7 @@ fn route_of(segs: &[&str]) -> Route {
         ["v1", "play", ..] => Route::Play,
         ["v1", "appliances", ..] => Route::Appliance,
         ["v1", "admin", ..] => Route::Admin,
+        ["v1", "license", ..] => Route::License,
         _ => Route::Other,
     }
 }
@@ -178,6 +162,15 @@ async fn serve_on(door: Door, app: Arc<App>, req: Request<Incoming>, peer: Socke
     if let Some(why) = wrong_door {
         return error(StatusCode::NOT_FOUND, why);
     }
+    if let (&Method::PUT, ["v1", "admin", "os", release]) = (&parts.method, segs.as_slice()) {
+        // Streamed to disk, not read here.
+        let resp = match admitted(&app, &parts) {
+            true => bundle::upload(app.clone(), &parts, release, body).await,
+            false => error(StatusCode::UNAUTHORIZED, "admin token required"),
+        };
+        app.metrics.request(Route::Admin, resp.status().as_u16());
+        return resp;
+    }
     let body = match read_body(&parts, body, body_limit(&parts.method, &segs)).await {
         Ok(b) => b,
         Err(resp) => return resp,
@@ -185,7 +178,7 @@ async fn serve_on(door: Door, app: Arc<App>, req: Request<Incoming>, peer: Socke
     let route = route_of(&segs);
     let mut resp = routed(app.clone(), &parts, &path, &segs, body, peer).await;
     app.metrics.request(route, resp.status().as_u16());
-    if matches!(route, Route::Steer | Route::Play) {
+    if matches!(route, Route::Steer | Route::Play | Route::License) {
         // Players on other origins call steering and read its manifests.
         resp.headers_mut().insert(
             "access-control-allow-origin",
@@ -213,11 +206,22 @@ async fn routed(
         (&Method::GET, ["dashboard"]) => fixed("text/html; charset=utf-8", DASHBOARD_PAGE),
         (&Method::GET, ["metrics"]) => Response::builder()
             .header("content-type", "text/plain; version=0.0.4")
-            .body(Full::new(Bytes::from(app.metrics.render(&app.view(), unix_now()))))
+            .body(Full::new(Bytes::from(app.metrics.render(&app, unix_now()))))
             .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "metrics")),
         (&Method::GET, ["v1", "play", rest @ ..]) => {
-            let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
-            play::play(&app, rest, parts.uri.query().unwrap_or(""), client)
+            let query = parts.uri.query().unwrap_or("");
+            let caller = player::Caller {
+                client: app.client_ip(peer.ip(), header("x-forwarded-for")),
+                query,
+                entitlement: query_param(query, "entitlement")
+                    .or_else(|| header("authorization").and_then(|h| h.strip_prefix("Bearer "))),
+                base: format!(
+                    "{}://{}",
+                    if app.tls.is_some() { "https" } else { "http" },
+                    header("host").unwrap_or("localhost")
+                ),
+            };
+            player::play(&app, rest, &caller)
         }
         (&Method::POST, ["v1", "qoe"]) => {
             let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
@@ -225,85 +229,86 @@ async fn routed(
         }
         (&Method::GET, ["v1", "steer"]) => {
             let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
-            steer(&app, parts.uri.query().unwrap_or(""), client)
+            player::steer(&app, parts.uri.query().unwrap_or(""), client)
+        }
+        (_, ["v1", "license", rest @ ..]) => {
+            let client = app.client_ip(peer.ip(), header("x-forwarded-for"));
+            license::call(app.clone(), parts, rest, body, client).await
         }
         (_, ["v1", "admin", rest @ ..]) => admin_call(app, parts, rest, body).await,
-        (method, ["v1", "appliances", id, action]) => {
-            let path_q = parts.uri.path_and_query().map_or(path, |p| p.as_str());
-            let signed = Signed {
-                id: header(HEADER_ID).unwrap_or(""),
-                method: method.as_str(),
-                path: path_q,
-                time: header(HEADER_TIME).unwrap_or(""),
-                signature: header(HEADER_SIGNATURE).unwrap_or(""),
-                body: &body,
-            };
-            match appliance::authenticate(&app, id, &signed).await {
-                Err(refusal) => refusal.into_response(),
-                Ok(()) => appliance::route(app.clone(), method, id, action, body).await,
-            }
-        }
+        (_, ["v1", "appliances", id, action]) => appliance::call(app, parts, id, action, body).await,
         _ => error(StatusCode::NOT_FOUND, format!("no route for {} {path}", parts.method)),
     }
 }
 
-/// An operator's call: the bearer token (compared in constant time), then
-/// the QoE summary, the dashboard's data or the admin routes.
-async fn admin_call(app: Arc<App>, parts: &hyper::http::request::Parts, rest: &[&str], body: Bytes) -> Resp {
+/// Whether the request carries the admin bearer token (compared in
+/// constant time).
+fn admitted(app: &App, parts: &hyper::http::request::Parts) -> bool {
     let token = parts
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "));
-    let admitted = token.is_some_and(|t| {
+    token.is_some_and(|t| {
         !app.config.admin_token.is_empty()
             && nearcast_common::token::constant_time_eq(t.as_bytes(), app.config.admin_token.as_bytes())
-    });
+    })
+}
+
+/// An operator's call: the bearer token (compared in constant time), then
+/// the QoE summary, the dashboard's data, the misses and costs reports,
+/// or the admin routes.
+async fn admin_call(app: Arc<App>, parts: &hyper::http::request::Parts, rest: &[&str], body: Bytes) -> Resp {
     let query = parts.uri.query().unwrap_or("");
-    if !admitted {
+    if !admitted(&app, parts) {
         error(StatusCode::UNAUTHORIZED, "admin token required")
     } else if parts.method == Method::GET && rest == ["qoe"] {
         qoe::summary(app, query).await
     } else if parts.method == Method::GET && rest == ["dashboard"] {
         qoe::dashboard(app).await
+    } else if parts.method == Method::GET && rest == ["misses"] {
+        qoe::misses(app, query).await
+    } else if parts.method == Method::GET && rest == ["costs"] {
+        qoe::costs(app, query).await
     } else {
         admin::route(app, &parts.method, rest, body).await
     }
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
-    serde_json::from_slice(body).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")))
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")))
+}
+
+/// The answer to a call: its JSON, or its error's.
+fn answer<T: serde::Serialize>(result: Result<T, ApiError>) -> Resp {
+    match result {
+        Ok(v) => reply(StatusCode::OK, v),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Runs a store call off the async threads, then refreshes what it changed.
-async fn write(
+async fn write<E: Into<ApiError> + From<StoreError> + Send + 'static>(
     app: Arc<App>,
     changed: Changed,
-    f: impl FnOnce(&App) -> Result<serde_json::Value, StoreError> + Send + 'static,
+    f: impl FnOnce(&App) -> Result<serde_json::Value, E> + Send + 'static,
 ) -> Resp {
-    let result = tokio::task::spawn_blocking(move || {
-        let v = f(&app)?;
-        app.refresh(changed)?;
-        Ok::<_, StoreError>(v)
-    })
-    .await;
-    match result {
-        Ok(Ok(v)) => reply(StatusCode::OK, v),
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+    answer(
+        blocking(app, move |a| {
+            let v = f(a)?;
+            a.refresh(&changed)?;
+            Ok::<_, E>(v)
+        })
+        .await,
+    )
 }
 
 /// Runs a store read off the async threads and answers with its JSON.
-async fn read<T: serde::Serialize + Send + 'static>(
+async fn read<T: serde::Serialize + Send + 'static, E: Into<ApiError> + Send + 'static>(
     app: Arc<App>,
-    f: impl FnOnce(&App) -> Result<T, StoreError> + Send + 'static,
+    f: impl FnOnce(&App) -> Result<T, E> + Send + 'static,
 ) -> Resp {
-    match tokio::task::spawn_blocking(move || f(&app)).await {
-        Ok(Ok(v)) => reply(StatusCode::OK, v),
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+    answer(blocking(app, f).await)
 }
 
 /// Parses a JSON body into `T`, then runs `f` with it as a store write.
@@ -315,7 +320,7 @@ async fn write_parsed<T: DeserializeOwned + Send + 'static>(
 ) -> Resp {
     match parse::<T>(body) {
         Ok(v) => write(app, changed, move |a| f(a, v)).await,
-        Err(refusal) => refusal.into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -334,23 +339,4 @@ pub(crate) fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     query
         .split('&')
         .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
-}
-
-fn steer(app: &App, query: &str, client: IpAddr) -> Resp {
-    let Some(title) = query_param(query, "title") else {
-        return error(StatusCode::BAD_REQUEST, "title is required");
-    };
-    let file = query_param(query, "file").unwrap_or("master.m3u8");
-    let (title, file) = match (nearcast_common::Name::new(title), nearcast_common::TitlePath::new(file)) {
-        (Ok(t), Ok(f)) => (t, f),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    if !app.has_title(&title) {
-        return error(StatusCode::NOT_FOUND, format!("no title '{title}'"));
-    }
-    let answer = app
-        .view()
-        .steer(&app.key, client, &title, &file, unix_now(), app.config.url_ttl_secs);
-    app.metrics.steered(answer.urls.len() > 1);
-    reply(StatusCode::OK, answer)
 }

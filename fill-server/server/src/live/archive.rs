@@ -50,9 +50,28 @@ pub fn write(event: &Event, store: &Path) -> Result<TitleIndex, PackageError> {
             target_duration_secs: event.spec.segment_secs,
             renditions: tracks.iter().map(|(n, t)| archive::rendition_entry(n, t)).collect(),
             files,
+            // An encrypted event stays encrypted: its keys are the title's.
+            protection: protection(&tracks),
         };
         drop(st);
         write_index(dir, index)
+    })
+}
+
+/// What the title index says of an encrypted event's tracks.
+fn protection(tracks: &[(&str, &LiveTrack)]) -> Option<nearcast_packager::index::IndexProtection> {
+    let signalled: Vec<_> = tracks.iter().filter_map(|(_, t)| t.protection()).collect();
+    let first = signalled.first()?;
+    let mut kids: Vec<String> = signalled
+        .iter()
+        .map(|p| nearcast_packager::cenc::keys::uuid(&p.kid))
+        .collect();
+    kids.sort();
+    kids.dedup();
+    Some(nearcast_packager::index::IndexProtection {
+        scheme: first.scheme,
+        license_url: first.license_url.clone(),
+        kids,
     })
 }
 

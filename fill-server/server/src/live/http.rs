@@ -108,7 +108,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl std::future:
         }
     });
     let limits = app.config.door_limits();
-    crate::server::serve_bounded(listener, app, limits, stop, handle).await
+    crate::server::serve_bounded(listener, app, crate::server::DoorSetup::plain(limits), stop, handle).await
 }
 
 /// The live door on `listen` from a thread and runtime of its own (the

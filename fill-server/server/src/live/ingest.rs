@@ -13,7 +13,9 @@ use hyper::body::Incoming;
 use hyper::StatusCode;
 use nearcast_common::token::constant_time_eq;
 use nearcast_common::Name;
+use nearcast_packager::live::protect::LiveProtection;
 use nearcast_packager::live::{IngestError, LiveInit, LiveTrack, Published, Splitter};
+use nearcast_packager::mp4::TrackKind;
 
 use super::http::{text, LiveResp};
 use super::{Event, Live};
@@ -134,8 +136,8 @@ async fn init(event: &Arc<Event>, rendition: Name, body: Incoming) -> LiveResp {
             Some(track) => track.set_init(init),
             None if full => Err(IngestError::NotInit(format!("the event takes {max} renditions"))),
             None => {
-                st.tracks
-                    .insert(rendition.clone(), LiveTrack::new(init, event.track_options()));
+                let track = new_track(event, init)?;
+                st.tracks.insert(rendition.clone(), track);
                 Ok(())
             }
         }
@@ -145,6 +147,32 @@ async fn init(event: &Arc<Event>, rendition: Name, body: Incoming) -> LiveResp {
         Ok(()) => text(StatusCode::NO_CONTENT, ""),
         Err(e) => refuse(event, &rendition, e),
     }
+}
+
+/// A rendition's track, encrypted from its first byte when the event is.
+fn new_track(event: &Event, init: LiveInit) -> Result<LiveTrack, IngestError> {
+    let protection = match (event.spec.encrypt, &event.keys) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(IngestError::NotInit(
+                "the event is encrypted and this replica has no keys for it".into(),
+            ))
+        }
+        (Some(scheme), Some(k)) => {
+            let tracks = if init.track.kind == TrackKind::Video {
+                "video"
+            } else {
+                "audio"
+            };
+            let key = k.keys.key(tracks).map_err(|e| IngestError::NotInit(e.to_string()))?;
+            Some(LiveProtection::new(scheme, key, &init, &k.license_url)?)
+        }
+    };
+    let mut track = LiveTrack::new(init, event.track_options());
+    if let Some(p) = protection {
+        track.protect(p)?;
+    }
+    Ok(track)
 }
 
 /// One media segment, published fragment by fragment as it arrives.

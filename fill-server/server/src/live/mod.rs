@@ -45,6 +45,16 @@ pub struct EventSpec {
     /// Renditions (tracks) the encoder may push.
     #[serde(default = "default_renditions")]
     pub max_renditions: usize,
+    /// Encrypt the event as it is ingested (`cenc` or `cbcs`); its keys
+    /// are made in the key store when the event is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<nearcast_packager::cenc::Scheme>,
+}
+
+/// An encrypted event's keys and the license URL its manifests name.
+pub struct EventKeys {
+    pub keys: nearcast_packager::cenc::TitleKeys,
+    pub license_url: String,
 }
 
 fn default_segment() -> f64 {
@@ -71,9 +81,31 @@ pub enum LiveError {
     BadSpec(&'static str),
 }
 
+impl EventSpec {
+    /// A usable secret and positive timings, the part within a segment.
+    pub fn check(&self) -> Result<(), LiveError> {
+        let s = &self.secret;
+        if !(16..=128).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(LiveError::BadSecret);
+        }
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !positive(self.segment_secs) || !positive(self.part_target) || self.part_target > self.segment_secs {
+            return Err(LiveError::BadSpec(
+                "segment_secs and part_target must be positive, the part no longer than the segment",
+            ));
+        }
+        if !positive(self.window_secs) || self.max_renditions == 0 {
+            return Err(LiveError::BadSpec("window_secs and max_renditions must be positive"));
+        }
+        Ok(())
+    }
+}
+
 /// One event: its spec, tracks and change counter.
 pub struct Event {
     pub spec: EventSpec,
+    /// Its keys, when it is encrypted and this replica has them.
+    pub keys: Option<EventKeys>,
     state: Mutex<EventState>,
     changed: tokio::sync::watch::Sender<u64>,
 }
@@ -100,6 +132,21 @@ pub enum Archive {
 }
 
 impl Event {
+    fn new(spec: EventSpec, keys: Option<EventKeys>) -> Event {
+        Event {
+            spec,
+            keys,
+            state: Mutex::new(EventState {
+                tracks: BTreeMap::new(),
+                ended: false,
+                last_ingest: None,
+                uploads: 0,
+                archive: Archive::NotYet,
+            }),
+            changed: tokio::sync::watch::channel(0).0,
+        }
+    }
+
     pub(crate) fn state(&self) -> MutexGuard<'_, EventState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -200,50 +247,54 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn create(&self, spec: EventSpec) -> Result<(), LiveError> {
-        let s = &spec.secret;
-        if !(16..=128).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err(LiveError::BadSecret);
-        }
-        let positive = |v: f64| v.is_finite() && v > 0.0;
-        if !positive(spec.segment_secs) || !positive(spec.part_target) || spec.part_target > spec.segment_secs {
-            return Err(LiveError::BadSpec(
-                "segment_secs and part_target must be positive, the part no longer than the segment",
-            ));
-        }
-        if !positive(spec.window_secs) || spec.max_renditions == 0 {
-            return Err(LiveError::BadSpec("window_secs and max_renditions must be positive"));
-        }
+    /// Adds an event (checked: `EventSpec::check`).
+    pub fn create(&self, spec: EventSpec, keys: Option<EventKeys>) -> Result<(), LiveError> {
+        spec.check()?;
         let mut events = self.events.write().unwrap_or_else(|p| p.into_inner());
         if events.contains_key(&spec.name) {
             return Err(LiveError::Exists(spec.name));
         }
-        let event = Event {
-            spec: spec.clone(),
-            state: Mutex::new(EventState {
-                tracks: BTreeMap::new(),
-                ended: false,
-                last_ingest: None,
-                uploads: 0,
-                archive: Archive::NotYet,
-            }),
-            changed: tokio::sync::watch::channel(0).0,
-        };
-        events.insert(spec.name, Arc::new(event));
+        events.insert(spec.name.clone(), Arc::new(Event::new(spec, keys)));
         Ok(())
+    }
+
+    /// Brings the registry to the stored events (every replica's): adds
+    /// those it lacks and ends those that ended. The events this call ended
+    /// that have tracks here (their encoder pushed to this replica) are
+    /// returned, for the caller to archive.
+    /// `keys` gives an encrypted event's keys.
+    pub fn sync(
+        &self,
+        stored: Vec<(EventSpec, bool)>,
+        keys: impl Fn(&EventSpec) -> Option<EventKeys>,
+    ) -> Vec<Arc<Event>> {
+        let mut to_archive = Vec::new();
+        for (spec, ended) in stored {
+            let name = spec.name.clone();
+            if self.get(&name).is_none() {
+                let k = keys(&spec);
+                if let Err(e) = self.create(spec, k) {
+                    tracing::warn!(event = %name, error = %e, "stored live event not taken");
+                    continue;
+                }
+            }
+            let Some(event) = self.get(&name).filter(|_| ended) else {
+                continue;
+            };
+            let newly = {
+                let mut st = event.state();
+                !std::mem::replace(&mut st.ended, true) && !st.tracks.is_empty()
+            };
+            event.bump();
+            if newly {
+                to_archive.push(event);
+            }
+        }
+        to_archive
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Event>> {
         self.events.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
-    }
-
-    /// Ends an event: playlists get `EXT-X-ENDLIST`, ingest is refused.
-    /// The caller archives it (`Event::archive`).
-    pub fn end(&self, name: &str) -> Option<Arc<Event>> {
-        let event = self.get(name)?;
-        event.state().ended = true;
-        event.bump();
-        Some(event)
     }
 
     /// The clock for every running event: tracks whose encoder is a

@@ -25,7 +25,7 @@ impl View {
     pub fn live_candidates(&self, ip: IpAddr, event: &str, now: u64, limit: usize) -> (Option<&str>, Vec<&Appliance>) {
         let (isp, boxes) = self.isp_boxes(ip, |b| self.alive(b, now));
         let (mut calm, busy): (Vec<&Appliance>, Vec<&Appliance>) =
-            boxes.into_iter().partition(|b| b.load < SPREAD_LOAD);
+            boxes.into_iter().partition(|b| b.rank() < SPREAD_LOAD);
         calm.sort_by_key(|b| std::cmp::Reverse(rendezvous_score(event, &b.id)));
         calm.extend(busy);
         calm.truncate(limit);
@@ -36,13 +36,9 @@ impl View {
     /// its site, itself always among them. `None` for a box the view does
     /// not know.
     pub fn site_peers(&self, id: &str, now: u64) -> Option<Vec<PeerUrl>> {
-        let me = self.boxes[*self.ids.get(id)?].as_ref();
+        let me = self.get(id)?;
         let peers = self
-            .by_site
-            .get(&me.site)
-            .into_iter()
-            .flatten()
-            .map(|&i| self.boxes[i].as_ref())
+            .site(&me.site)
             .filter(|b| b.id == id || self.alive(b, now))
             .map(|b| PeerUrl {
                 id: b.id.clone(),
@@ -74,10 +70,12 @@ mod tests {
                 isp: "isp-a".into(),
                 site: (*site).into(),
                 url: format!("http://127.0.0.{}:8080", i + 1),
+                capacity_bytes: 1 << 40,
                 last_heartbeat: NOW - 5,
                 load: *load,
                 healthy: *healthy,
                 titles: Default::default(),
+                quality: Default::default(),
             })
             .collect();
         View::new(Arc::new(prefixes), boxes, "http://origin.example/".into(), 30, 4)

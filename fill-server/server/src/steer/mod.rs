@@ -10,10 +10,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 mod live;
+pub mod quality;
 
+use nearcast_common::control::{Health, Heartbeat};
 use nearcast_common::prefix::canonical;
 use nearcast_common::{Grant, IpPrefix, Name, PrefixTable, SigningKey, TitlePath, TOKEN_PARAM};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One appliance as steering sees it.
 #[derive(Clone, Debug)]
@@ -23,6 +25,8 @@ pub struct Appliance {
     pub site: String,
     /// Base URL players use (`https://box1.isp.example:443`).
     pub url: String,
+    /// What its disks hold for fill, as registered.
+    pub capacity_bytes: u64,
     /// Unix seconds of its last heartbeat.
     pub last_heartbeat: u64,
     /// 0.0 idle … 1.0 saturated, from its heartbeat.
@@ -30,6 +34,45 @@ pub struct Appliance {
     /// False when the box reports itself or a disk failed.
     pub healthy: bool,
     pub titles: BTreeSet<nearcast_common::Name>,
+    /// How it serves its viewers (`quality`).
+    pub quality: quality::Quality,
+}
+
+impl Appliance {
+    /// What steering orders an ISP's boxes by, lowest first: the load,
+    /// and one more for a box whose viewers rebuffer (`quality`).
+    pub fn rank(&self) -> f64 {
+        self.load + self.quality.penalty()
+    }
+}
+
+/// One heartbeat as steering sees it: what a view patch needs, and what
+/// the change log carries to the other replicas.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Beat {
+    pub id: String,
+    /// Unix seconds the server received it.
+    pub at: u64,
+    pub load: f64,
+    pub healthy: bool,
+    /// What it says of the box's viewers.
+    #[serde(default)]
+    pub sample: quality::Sample,
+}
+
+impl Beat {
+    /// A failed disk does not take the box out: its titles leave through
+    /// the next inventory, the other disks keep serving. A box that says
+    /// it failed does.
+    pub fn of(id: &str, hb: &Heartbeat, at: u64) -> Beat {
+        Beat {
+            id: id.to_string(),
+            at,
+            load: hb.load,
+            healthy: hb.health != Health::Failed,
+            sample: hb.playback.as_ref().map(quality::Sample::of).unwrap_or_default(),
+        }
+    }
 }
 
 /// A snapshot steering answers from.
@@ -56,17 +99,22 @@ pub struct View {
     ids: Arc<HashMap<String, usize>>,
     /// Site → indexes into `boxes` (by id).
     by_site: Arc<HashMap<String, Vec<usize>>>,
+    /// ISP → title → the ISP's boxes holding it (indexes into `boxes`):
+    /// a title few boxes hold is answered without looking through the
+    /// whole ISP. Holdings change with inventories, not heartbeats, so
+    /// patched views share it.
+    holders: Arc<HashMap<String, HashMap<Name, Vec<usize>>>>,
 }
 
-/// An ISP's boxes, least loaded first (ties by id, so the order is stable).
+/// An ISP's boxes, best ranked first (ties by id, so the order is stable).
 fn by_load(boxes: &[Arc<Appliance>], mut list: Vec<usize>) -> Vec<usize> {
-    list.sort_by(|&a, &b| {
-        boxes[a]
-            .load
-            .total_cmp(&boxes[b].load)
-            .then_with(|| boxes[a].id.cmp(&boxes[b].id))
-    });
+    list.sort_by(|&a, &b| by_rank(&boxes[a], &boxes[b]));
     list
+}
+
+/// Best ranked first (`Appliance::rank`), ties by id.
+fn by_rank(a: &Appliance, b: &Appliance) -> std::cmp::Ordering {
+    a.rank().total_cmp(&b.rank()).then_with(|| a.id.cmp(&b.id))
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -115,11 +163,17 @@ impl View {
             .collect();
         let ids = Arc::new(boxes.iter().enumerate().map(|(i, b)| (b.id.clone(), i)).collect());
         let mut by_site: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut holders: HashMap<String, HashMap<Name, Vec<usize>>> = HashMap::new();
         for (i, b) in boxes.iter().enumerate() {
             by_site.entry(b.site.clone()).or_default().push(i);
+            let titles = holders.entry(b.isp.clone()).or_default();
+            for t in &b.titles {
+                titles.entry(t.clone()).or_default().push(i);
+            }
         }
         View {
             by_site: Arc::new(by_site),
+            holders: Arc::new(holders),
             prefixes,
             bgp: Arc::default(),
             boxes,
@@ -131,23 +185,37 @@ impl View {
         }
     }
 
-    /// This view with one appliance's heartbeat applied: no storage read,
-    /// and only that appliance's ISP is re-sorted, so a heartbeat costs
-    /// the same however large the fleet. `None` if the view does not know
-    /// the appliance (not registered in a site yet).
-    pub fn with_heartbeat(&self, id: &str, at: u64, load: f64, healthy: bool) -> Option<View> {
-        let &i = self.ids.get(id)?;
+    /// This view with heartbeats applied: no storage read, and only the
+    /// ISPs of the boxes that beat are re-sorted, so a batch costs the same
+    /// however large the fleet. `None` if the view knows none of the boxes
+    /// (not registered in a site yet).
+    pub fn with_heartbeats(&self, beats: &[Beat]) -> Option<View> {
         let mut boxes = self.boxes.clone();
-        boxes[i] = Arc::new(Appliance {
-            last_heartbeat: at,
-            load,
-            healthy,
-            ..(*boxes[i]).clone()
-        });
-        let isp = &boxes[i].isp;
+        let mut isps = BTreeSet::new();
+        for beat in beats {
+            let Some(&i) = self.ids.get(&beat.id) else {
+                continue;
+            };
+            boxes[i] = Arc::new(Appliance {
+                last_heartbeat: beat.at,
+                load: beat.load,
+                healthy: beat.healthy,
+                quality: boxes[i]
+                    .quality
+                    .after(&beat.sample, beat.at, beat.at.saturating_sub(boxes[i].last_heartbeat)),
+                ..(*boxes[i]).clone()
+            });
+            isps.insert(boxes[i].isp.clone());
+        }
+        if isps.is_empty() {
+            return None;
+        }
         let mut by_isp = self.by_isp.clone();
-        let list = by_isp.get(isp).map(|l| l.to_vec()).unwrap_or_default();
-        by_isp.insert(isp.clone(), Arc::new(by_load(&boxes, list)));
+        for isp in isps {
+            let list = by_isp.get(&isp).map(|l| l.to_vec()).unwrap_or_default();
+            let sorted = Arc::new(by_load(&boxes, list));
+            by_isp.insert(isp, sorted);
+        }
         Some(View {
             prefixes: self.prefixes.clone(),
             bgp: self.bgp.clone(),
@@ -158,16 +226,100 @@ impl View {
             by_isp,
             ids: self.ids.clone(),
             by_site: self.by_site.clone(),
+            holders: self.holders.clone(),
         })
     }
 
-    fn usable(&self, b: &Appliance, title: &str, now: u64) -> bool {
-        self.alive(b, now) && b.titles.contains(title)
+    /// `with_heartbeats` for one box.
+    pub fn with_heartbeat(&self, id: &str, at: u64, load: f64, healthy: bool) -> Option<View> {
+        let beat = Beat {
+            id: id.to_string(),
+            at,
+            load,
+            healthy,
+            sample: quality::Sample::default(),
+        };
+        self.with_heartbeats(std::slice::from_ref(&beat))
     }
 
-    /// Healthy and heard from lately.
-    fn alive(&self, b: &Appliance, now: u64) -> bool {
-        b.healthy && now.saturating_sub(b.last_heartbeat) <= self.heartbeat_timeout_secs
+    /// This view with each box's `quality` taken from `before` (a rebuild
+    /// from the store knows only what the store holds). A title the box
+    /// had lost and that is back in its inventory (refilled) is no longer
+    /// lost.
+    pub fn keep_quality(mut self, before: &View) -> View {
+        let mut changed = false;
+        for b in self.boxes.iter_mut() {
+            let Some(old) = before.get(&b.id).filter(|o| o.quality != b.quality) else {
+                continue;
+            };
+            let mut quality = old.quality.clone();
+            quality
+                .lost
+                .retain(|(t, _)| old.titles.contains(t) || !b.titles.contains(t));
+            Arc::make_mut(b).quality = quality;
+            changed = true;
+        }
+        if changed {
+            let isps: Vec<String> = self.by_isp.keys().cloned().collect();
+            for isp in isps {
+                let list = self.by_isp.get(&isp).map(|l| l.to_vec()).unwrap_or_default();
+                self.by_isp.insert(isp, Arc::new(by_load(&self.boxes, list)));
+            }
+        }
+        self
+    }
+
+    fn usable(&self, b: &Appliance, title: &str, now: u64) -> bool {
+        self.alive(b, now) && b.titles.contains(title) && !b.quality.lost(title, now)
+    }
+
+    /// How many boxes `isp` has, and how many of them hold `title`
+    /// (alive or not).
+    pub fn isp_holdings(&self, isp: &str, title: &str) -> (usize, usize) {
+        let boxes = self.by_isp.get(isp).map_or(0, |l| l.len());
+        let holders = self.holders.get(isp).and_then(|t| t.get(title)).map_or(0, Vec::len);
+        (boxes, holders)
+    }
+
+    /// The box of `isp` holding `title` that would lead by load alone (the
+    /// healthy ones heard from lately, whatever their viewers say).
+    pub fn best_by_load(&self, isp: &str, title: &str, now: u64) -> Option<&Appliance> {
+        let holders = self.holders.get(isp).and_then(|t| t.get(title))?;
+        holders
+            .iter()
+            .map(|&i| self.boxes[i].as_ref())
+            .filter(|b| b.healthy && now.saturating_sub(b.last_heartbeat) <= self.heartbeat_timeout_secs)
+            .min_by(|a, b| a.load.total_cmp(&b.load).then_with(|| a.id.cmp(&b.id)))
+    }
+
+    /// Whether a box of `isp` that holds `title` and is alive is out of
+    /// steering for it, having failed its viewers for it (`quality`).
+    pub fn lost_by_a_holder(&self, isp: &str, title: &str, now: u64) -> bool {
+        let holders = self.holders.get(isp).and_then(|t| t.get(title));
+        holders
+            .into_iter()
+            .flatten()
+            .map(|&i| self.boxes[i].as_ref())
+            .any(|b| self.alive(b, now) && b.quality.lost(title, now))
+    }
+
+    /// Box `id`, if the view knows it.
+    pub fn get(&self, id: &str) -> Option<&Appliance> {
+        self.ids.get(id).map(|&i| self.boxes[i].as_ref())
+    }
+
+    /// The boxes of `site`, by id.
+    pub fn site(&self, site: &str) -> impl Iterator<Item = &Appliance> {
+        self.by_site
+            .get(site)
+            .into_iter()
+            .flatten()
+            .map(|&i| self.boxes[i].as_ref())
+    }
+
+    /// Healthy, not failing its viewers, and heard from lately.
+    pub fn alive(&self, b: &Appliance, now: u64) -> bool {
+        b.healthy && !b.quality.failing(now) && now.saturating_sub(b.last_heartbeat) <= self.heartbeat_timeout_secs
     }
 
     /// Up to `limit` appliances a player at `ip` may use for `title` now,
@@ -175,26 +327,67 @@ impl View {
     /// (longest prefix across all boxes) come first; when none of them can
     /// serve, the boxes of the ISP the imported prefixes name.
     pub fn candidates(&self, ip: IpAddr, title: &str, now: u64, limit: usize) -> (Option<&str>, Vec<&Appliance>) {
-        let (isp, mut boxes) = self.isp_boxes(ip, |b| self.usable(b, title, now));
+        if let Some((isp, mut boxes)) = self.bgp_boxes(ip, |b| self.usable(b, title, now)) {
+            boxes.truncate(limit);
+            return (Some(isp), boxes);
+        }
+        let Some((_, isp)) = self.prefixes.lookup(ip) else {
+            return (None, Vec::new());
+        };
+        (Some(isp.as_str()), self.holding(isp, title, now, limit))
+    }
+
+    /// Up to `limit` live boxes of `isp` holding `title`, least loaded
+    /// first: from the title's holders when they are few, else the first
+    /// ones of the ISP's list by load that hold it.
+    fn holding(&self, isp: &str, title: &str, now: u64, limit: usize) -> Vec<&Appliance> {
+        let holders = self
+            .holders
+            .get(isp)
+            .and_then(|t| t.get(title))
+            .map_or(&[][..], |h| h.as_slice());
+        let all = self.by_isp.get(isp).map_or(0, |l| l.len());
+        if holders.len() * 4 >= all {
+            let list = self.by_isp.get(isp).into_iter().flat_map(|l| l.iter());
+            return list
+                .map(|&i| self.boxes[i].as_ref())
+                .filter(|b| self.usable(b, title, now))
+                .take(limit)
+                .collect();
+        }
+        let mut boxes: Vec<&Appliance> = holders
+            .iter()
+            .map(|&i| self.boxes[i].as_ref())
+            .filter(|b| self.alive(b, now) && !b.quality.lost(title, now))
+            .collect();
+        boxes.sort_by(|a, b| by_rank(a, b));
         boxes.truncate(limit);
-        (isp, boxes)
+        boxes
+    }
+
+    /// The boxes whose BGP table covers `ip` that pass `ok`, least loaded
+    /// first, and their ISP; `None` when there are none.
+    fn bgp_boxes(&self, ip: IpAddr, ok: impl Fn(&Appliance) -> bool) -> Option<(&str, Vec<&Appliance>)> {
+        let (_, ids) = self.bgp.lookup(ip)?;
+        let mut boxes: Vec<&Appliance> = ids
+            .iter()
+            .filter_map(|id| self.ids.get(id))
+            .map(|&i| self.boxes[i].as_ref())
+            .filter(|b| ok(b))
+            .collect();
+        if boxes.is_empty() {
+            return None;
+        }
+        boxes.sort_by(|a, b| by_rank(a, b));
+        Some((boxes[0].isp.as_str(), boxes))
     }
 
     /// The boxes that pass `ok` for a player at `ip`, least loaded first,
     /// and their ISP: those whose BGP table covers `ip`, else those of the
     /// ISP the imported prefixes name.
     fn isp_boxes(&self, ip: IpAddr, ok: impl Fn(&Appliance) -> bool) -> (Option<&str>, Vec<&Appliance>) {
-        if let Some((_, ids)) = self.bgp.lookup(ip) {
-            let mut boxes: Vec<&Appliance> = ids
-                .iter()
-                .filter_map(|id| self.ids.get(id))
-                .map(|&i| self.boxes[i].as_ref())
-                .filter(|b| ok(b))
-                .collect();
-            if !boxes.is_empty() {
-                boxes.sort_by(|a, b| a.load.total_cmp(&b.load).then_with(|| a.id.cmp(&b.id)));
-                return (Some(boxes[0].isp.as_str()), boxes);
-            }
+        if let Some((isp, boxes)) = self.bgp_boxes(ip, &ok) {
+            return (Some(isp), boxes);
         }
         let Some((_, isp)) = self.prefixes.lookup(ip) else {
             return (None, Vec::new());
@@ -251,175 +444,4 @@ impl View {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use nearcast_common::Keyring;
-
-    const NOW: u64 = 1_800_000_000;
-
-    fn view() -> View {
-        let mut prefixes = PrefixTable::new();
-        prefixes.insert("198.51.100.0/22".parse().unwrap(), "isp-a".to_string());
-        prefixes.insert("2001:db8::/32".parse().unwrap(), "isp-a".to_string());
-        prefixes.insert("203.0.113.0/24".parse().unwrap(), "isp-b".to_string());
-        let b = |id: &str, isp: &str, load: f64, beat: u64, healthy: bool, titles: &[&str]| Appliance {
-            id: id.into(),
-            isp: isp.into(),
-            site: format!("{isp}-site"),
-            url: format!("http://{id}.example:8080"),
-            last_heartbeat: beat,
-            load,
-            healthy,
-            titles: titles.iter().map(|t| nearcast_common::Name::new(*t).unwrap()).collect(),
-        };
-        View::new(
-            Arc::new(prefixes),
-            vec![
-                b("a1", "isp-a", 0.7, NOW - 5, true, &["movie", "show"]),
-                b("a2", "isp-a", 0.2, NOW - 5, true, &["movie"]),
-                b("a3", "isp-a", 0.1, NOW - 500, true, &["movie"]), // stale heartbeat
-                b("a4", "isp-a", 0.0, NOW - 5, false, &["movie"]),  // failed
-                b("b1", "isp-b", 0.1, NOW - 5, true, &["movie"]),
-            ],
-            "http://origin.example/".into(),
-            30,
-            4,
-        )
-    }
-
-    fn n(s: &str) -> Name {
-        Name::new(s).unwrap()
-    }
-
-    fn p(s: &str) -> TitlePath {
-        TitlePath::new(s).unwrap()
-    }
-
-    fn key() -> SigningKey {
-        SigningKey::new("k1", &[9; 32]).unwrap()
-    }
-
-    /// `view.steer` for `client` asking for `title`'s `file`, now.
-    fn ask(view: &View, client: &str, title: &str, file: &str) -> Answer {
-        view.steer(&key(), client.parse().unwrap(), &n(title), &p(file), NOW, 60)
-    }
-
-    #[test]
-    fn healthy_boxes_of_the_clients_isp_least_loaded_first_origin_last() {
-        let a = ask(&view(), "198.51.101.7", "movie", "master.m3u8");
-        assert_eq!(a.isp.as_deref(), Some("isp-a"));
-        let hosts: Vec<&str> = a.urls.iter().map(|u| u.split("/c/").next().unwrap()).collect();
-        assert_eq!(
-            hosts,
-            [
-                "http://a2.example:8080",
-                "http://a1.example:8080",
-                "http://origin.example"
-            ]
-        );
-        // The title filter applies; an unknown client gets the origin only.
-        let s = ask(&view(), "2001:db8::5", "show", "master.m3u8");
-        assert_eq!(s.urls.len(), 2);
-        let none = ask(&view(), "192.0.2.1", "movie", "manifest.mpd");
-        assert_eq!((none.isp, none.urls.len()), (None, 1));
-    }
-
-    #[test]
-    fn answers_name_at_most_max_appliances_then_the_origin() {
-        let mut v = view();
-        v.max_appliances = 1;
-        let a = ask(&v, "198.51.101.7", "movie", "master.m3u8");
-        let hosts: Vec<&str> = a.urls.iter().map(|u| u.split("/c/").next().unwrap()).collect();
-        assert_eq!(hosts, ["http://a2.example:8080", "http://origin.example"]);
-    }
-
-    #[test]
-    fn a_silent_box_leaves_the_answers_after_the_timeout() {
-        let v = view();
-        let ip = "198.51.100.1".parse().unwrap();
-        assert_eq!(v.candidates(ip, "movie", NOW, 4).1.len(), 2);
-        let b = v.boxes[1].clone();
-        let v = v.with_heartbeat(&b.id, NOW - 31, b.load, true).unwrap();
-        let ids: Vec<&str> = v
-            .candidates(ip, "movie", NOW, 4)
-            .1
-            .iter()
-            .map(|b| b.id.as_str())
-            .collect();
-        assert_eq!(ids, ["a1"]);
-    }
-
-    #[test]
-    fn bgp_routes_steer_before_the_imported_prefixes() {
-        let mut v = view();
-        let mut bgp: PrefixTable<Arc<[String]>> = PrefixTable::new();
-        // a1 hears 192.0.2.0/24 (in no imported prefix) and a more
-        // specific part of isp-a's block.
-        bgp.insert("192.0.2.0/24".parse().unwrap(), vec!["a1".to_string()].into());
-        bgp.insert(
-            "198.51.100.0/25".parse().unwrap(),
-            vec!["a1".to_string(), "nobody".to_string()].into(),
-        );
-        v.bgp = Arc::new(bgp);
-        let ids = |ip: &str, title: &str| -> Vec<String> {
-            v.candidates(ip.parse().unwrap(), title, NOW, 4)
-                .1
-                .iter()
-                .map(|b| b.id.clone())
-                .collect()
-        };
-        assert_eq!(ids("192.0.2.9", "movie"), ["a1"], "BGP alone");
-        assert_eq!(
-            ids("198.51.100.9", "movie"),
-            ["a1"],
-            "the BGP box, not the ISP's least loaded"
-        );
-        assert_eq!(
-            ids("198.51.100.200", "movie"),
-            ["a2", "a1"],
-            "outside the BGP prefix: the ISP's boxes"
-        );
-        assert!(ids("192.0.2.9", "nothing-here").is_empty(), "no box holds it: origin");
-    }
-
-    #[test]
-    fn a_heartbeat_reorders_and_can_take_a_box_out() {
-        let ip = "198.51.100.1".parse().unwrap();
-        let order = |v: &View| -> Vec<String> {
-            v.candidates(ip, "movie", NOW, 4)
-                .1
-                .iter()
-                .map(|b| b.id.clone())
-                .collect()
-        };
-        let v = view();
-        assert_eq!(order(&v), ["a2", "a1"]);
-        let v = v.with_heartbeat("a1", NOW, 0.0, true).unwrap();
-        assert_eq!(order(&v), ["a1", "a2"], "a1 is now the least loaded");
-        let v = v.with_heartbeat("a1", NOW, 0.0, false).unwrap();
-        assert_eq!(order(&v), ["a2"], "a1 reported a failure");
-        assert!(v.with_heartbeat("nobody", NOW, 0.0, true).is_none());
-    }
-
-    #[test]
-    fn urls_carry_tokens_the_appliance_accepts_for_that_client_only() {
-        let ip: IpAddr = "198.51.101.7".parse().unwrap();
-        let a = view().steer(&key(), ip, &n("movie"), &p("720p/seg-00001.m4s"), NOW, 60);
-        assert_eq!(a.expires, NOW + 60);
-        let ring = Keyring::new(vec![key()]);
-        for url in &a.urls {
-            let (path, token) = url
-                .split_once("/c/")
-                .map(|(_, rest)| rest.split_once("?token=").unwrap())
-                .unwrap();
-            let path = format!("/c/{path}");
-            assert!(ring
-                .verify(&path, token, "198.51.101.200".parse().unwrap(), NOW)
-                .is_ok());
-            assert!(
-                ring.verify(&path, token, "198.51.102.1".parse().unwrap(), NOW).is_err(),
-                "other /24"
-            );
-        }
-    }
-}
+mod tests;

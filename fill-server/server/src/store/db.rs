@@ -77,8 +77,17 @@ impl From<i64> for Value {
     }
 }
 
+/// Which database a connection speaks to, for the little SQL that is not
+/// portable (the change log's ordering lock and notification).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
 /// One open transaction.
 pub trait Conn {
+    fn dialect(&self) -> Dialect;
     /// Runs a statement; the number of rows it changed.
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError>;
     /// Runs a query; its rows.
@@ -89,4 +98,9 @@ pub trait Db: Send + Sync {
     /// Runs `f` in one transaction: committed if it returns `Ok`, rolled
     /// back otherwise.
     fn transaction<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T, StoreError>) -> Result<T, StoreError>;
+
+    /// See `Store::listener`.
+    fn listener(&self) -> Result<Option<Box<dyn super::Listener>>, StoreError> {
+        Ok(None)
+    }
 }

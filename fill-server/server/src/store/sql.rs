@@ -1,50 +1,14 @@
 //! The store's logic and SQL, written once for every database: portable
 //! SQL (`ON CONFLICT … DO UPDATE`, `BIGINT`, `TEXT`) over the `Db` adapter.
 
+use super::changes::{self, Changed, Logged};
 use super::db::{Conn, Db, Value};
+use super::schema::SCHEMA;
 use super::{
     ApplianceRecord, BgpRoutes, Heartbeat, Inventory, Registration, Routes, Routing, Snapshot, Store, StoreError,
 };
 use crate::predict::{DailyBytes, Release};
 use crate::qoe::{QoeEvent, QoeKind};
-
-pub const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS isps (name TEXT PRIMARY KEY)",
-    "CREATE TABLE IF NOT EXISTS isp_asns (asn BIGINT PRIMARY KEY, isp TEXT NOT NULL REFERENCES isps(name))",
-    "CREATE TABLE IF NOT EXISTS prefixes (prefix TEXT PRIMARY KEY, asn BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS sites (name TEXT PRIMARY KEY, isp TEXT NOT NULL REFERENCES isps(name))",
-    "CREATE TABLE IF NOT EXISTS appliances (
-        id TEXT PRIMARY KEY,
-        public_key TEXT NOT NULL,
-        site TEXT REFERENCES sites(name),
-        registration TEXT,
-        registered_at BIGINT,
-        last_heartbeat BIGINT,
-        heartbeat TEXT,
-        inventory TEXT
-    )",
-    "CREATE TABLE IF NOT EXISTS bgp_routes (
-        appliance TEXT PRIMARY KEY REFERENCES appliances(id),
-        session TEXT NOT NULL,
-        routes TEXT NOT NULL,
-        updated BIGINT NOT NULL
-    )",
-    "CREATE TABLE IF NOT EXISTS qoe_events (
-        received BIGINT NOT NULL, session TEXT NOT NULL, title TEXT NOT NULL, kind TEXT NOT NULL,
-        at_ms BIGINT NOT NULL, value BIGINT NOT NULL, host TEXT NOT NULL, isp TEXT NOT NULL
-    )",
-    "CREATE TABLE IF NOT EXISTS releases (
-        title TEXT NOT NULL, isp TEXT NOT NULL, day BIGINT NOT NULL, boost_milli BIGINT NOT NULL,
-        PRIMARY KEY (title, isp)
-    )",
-    "CREATE TABLE IF NOT EXISTS os_targets (
-        appliance TEXT PRIMARY KEY REFERENCES appliances(id), release TEXT NOT NULL
-    )",
-    "CREATE TABLE IF NOT EXISTS daily_bytes (
-        day BIGINT NOT NULL, isp TEXT NOT NULL, title TEXT NOT NULL, bytes BIGINT NOT NULL,
-        PRIMARY KEY (day, isp, title)
-    )",
-];
 
 const ADD_BYTES: &str = "INSERT INTO daily_bytes (day, isp, title, bytes) VALUES ($1, $2, $3, $4)
      ON CONFLICT (day, isp, title) DO UPDATE SET bytes = daily_bytes.bytes + excluded.bytes";
@@ -52,22 +16,55 @@ const ADD_BYTES: &str = "INSERT INTO daily_bytes (day, isp, title, bytes) VALUES
 /// The store over any `Db`.
 pub struct SqlStore<D> {
     db: D,
+    /// Names this process's writes in the change log.
+    replica: String,
 }
 
 impl<D: Db> SqlStore<D> {
     /// Wraps `db`, creating the tables if needed.
     pub fn new(db: D) -> Result<Self, StoreError> {
         db.transaction(|c| {
-            for stmt in SCHEMA {
+            for stmt in SCHEMA.iter().chain(super::rights::SCHEMA) {
                 c.execute(stmt, &[])?;
             }
+            let dialect = c.dialect();
+            c.execute(changes::schema(dialect), &[])?;
             Ok(())
         })?;
-        Ok(SqlStore { db })
+        Ok(SqlStore {
+            db,
+            replica: replica_id(),
+        })
+    }
+
+    /// Runs `f` in one transaction that also logs `change`.
+    fn logged<T>(
+        &self,
+        change: Changed,
+        f: impl FnOnce(&mut dyn Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.db.transaction(|c| {
+            let out = f(c)?;
+            changes::append(c, &change, &self.replica, nearcast_common::unix_now())?;
+            Ok(out)
+        })
     }
 }
 
-fn json<T: serde::Serialize>(v: &T) -> Value {
+/// A random name for this process's writes (64 bits, hex).
+fn replica_id() -> String {
+    let mut b = [0u8; 8];
+    // Only a name: a failed draw falls back to the process id and time.
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        b = (t ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    nearcast_common::digest::hex(&b)
+}
+
+pub(super) fn json<T: serde::Serialize>(v: &T) -> Value {
     Value::Text(serde_json::to_string(v).unwrap_or_default())
 }
 
@@ -92,7 +89,7 @@ fn exists(c: &mut dyn Conn, sql: &str, key: &str) -> Result<bool, StoreError> {
     Ok(!c.query(sql, &[key.into()])?.is_empty())
 }
 
-fn add_bytes(c: &mut dyn Conn, r: &DailyBytes) -> Result<(), StoreError> {
+pub(super) fn add_bytes(c: &mut dyn Conn, r: &DailyBytes) -> Result<(), StoreError> {
     c.execute(
         ADD_BYTES,
         &[
@@ -105,38 +102,9 @@ fn add_bytes(c: &mut dyn Conn, r: &DailyBytes) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Parses `PREFIX ASN` lines (`#` comments, an `AS` before the number
-/// allowed); the first bad line is an error naming it.
-fn parse_prefixes(text: &str) -> Result<Vec<(String, u32)>, StoreError> {
-    let mut rows = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let bad = |reason: &str| StoreError::Import {
-            line: i + 1,
-            reason: reason.to_string(),
-        };
-        let mut parts = line.split_whitespace();
-        let (Some(prefix), Some(asn), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("expected 'PREFIX ASN'"));
-        };
-        let prefix: nearcast_common::IpPrefix = prefix
-            .parse()
-            .map_err(|e: nearcast_common::PrefixError| bad(&e.to_string()))?;
-        let asn: u32 = asn
-            .trim_start_matches("AS")
-            .parse()
-            .map_err(|_| bad("ASN is not a number"))?;
-        rows.push((prefix.to_string(), asn));
-    }
-    Ok(rows)
-}
-
 impl<D: Db> Store for SqlStore<D> {
     fn add_isp(&self, name: &str, asns: &[u32]) -> Result<(), StoreError> {
-        self.db.transaction(|c| {
+        self.logged(Changed::Routing, |c| {
             c.execute("INSERT INTO isps (name) VALUES ($1) ON CONFLICT DO NOTHING", &[name.into()])?;
             for asn in asns {
                 c.execute(
@@ -149,8 +117,8 @@ impl<D: Db> Store for SqlStore<D> {
     }
 
     fn import_prefixes(&self, text: &str) -> Result<usize, StoreError> {
-        let rows = parse_prefixes(text)?;
-        self.db.transaction(|c| {
+        let rows = super::schema::parse_prefixes(text)?;
+        self.logged(Changed::Routing, |c| {
             c.execute("DELETE FROM prefixes", &[])?;
             for (p, asn) in &rows {
                 c.execute(
@@ -163,7 +131,7 @@ impl<D: Db> Store for SqlStore<D> {
     }
 
     fn add_site(&self, name: &str, isp: &str) -> Result<(), StoreError> {
-        self.db.transaction(|c| {
+        self.logged(Changed::Fleet, |c| {
             if !exists(c, "SELECT name FROM isps WHERE name = $1", isp)? {
                 return known(0, "ISP", isp);
             }
@@ -176,7 +144,7 @@ impl<D: Db> Store for SqlStore<D> {
     }
 
     fn enroll(&self, id: &str, public_key: &str) -> Result<(), StoreError> {
-        self.db.transaction(|c| {
+        self.logged(Changed::Fleet, |c| {
             c.execute(
                 "INSERT INTO appliances (id, public_key) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET public_key = excluded.public_key",
                 &[id.into(), public_key.into()],
@@ -186,7 +154,7 @@ impl<D: Db> Store for SqlStore<D> {
     }
 
     fn set_os_target(&self, id: &str, release: &str) -> Result<(), StoreError> {
-        self.db.transaction(|c| {
+        self.logged(Changed::Fleet, |c| {
             if !exists(c, "SELECT id FROM appliances WHERE id = $1", id)? {
                 return known(0, "appliance", id);
             }
@@ -214,7 +182,7 @@ impl<D: Db> Store for SqlStore<D> {
     }
 
     fn register(&self, id: &str, r: &Registration, now: u64) -> Result<(), StoreError> {
-        self.db.transaction(|c| {
+        self.logged(Changed::Fleet, |c| {
             if !exists(c, "SELECT name FROM sites WHERE name = $1", &r.site)? {
                 return known(0, "site", &r.site);
             }
@@ -226,38 +194,103 @@ impl<D: Db> Store for SqlStore<D> {
         })
     }
 
-    fn heartbeat(&self, id: &str, hb: &Heartbeat, now: u64) -> Result<(), StoreError> {
+    fn heartbeats(&self, beats: &[(String, Heartbeat)], now: u64) -> Result<(), StoreError> {
+        let logged: Vec<_> = beats
+            .iter()
+            .map(|(id, hb)| crate::steer::Beat::of(id, hb, now))
+            .collect();
+        self.logged(Changed::Heartbeats(logged), |c| super::heartbeats::write(c, beats, now))
+    }
+
+    fn add_live_event(&self, spec: &crate::live::EventSpec) -> Result<bool, StoreError> {
+        self.logged(Changed::Live, |c| super::events::add(c, spec))
+    }
+
+    fn end_live_event(&self, name: &str, now: u64) -> Result<bool, StoreError> {
+        self.logged(Changed::Live, |c| super::events::end(c, name, now))
+    }
+
+    fn share(&self, change: Changed) -> Result<(), StoreError> {
+        self.db.transaction(|c| match c.dialect() {
+            super::db::Dialect::Postgres => changes::append(c, &change, &self.replica, nearcast_common::unix_now()),
+            super::db::Dialect::Sqlite => Ok(()),
+        })
+    }
+
+    fn set_rights(&self, title: &str, rights: Option<&crate::rights::Rights>) -> Result<(), StoreError> {
+        self.logged(Changed::Rights, |c| super::rights::set(c, title, rights))
+    }
+
+    fn rights(&self) -> Result<Vec<(String, crate::rights::Rights)>, StoreError> {
+        self.db.transaction(super::rights::all)
+    }
+
+    fn import_countries(&self, rows: &[(String, String)]) -> Result<usize, StoreError> {
+        self.logged(Changed::Rights, |c| super::rights::import(c, rows))
+    }
+
+    fn countries(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.db.transaction(super::rights::countries)
+    }
+
+    fn live_events(&self) -> Result<Vec<(crate::live::EventSpec, bool)>, StoreError> {
+        self.db.transaction(super::events::all)
+    }
+
+    fn served(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
         self.db.transaction(|c| {
-            let n = c.execute(
-                "UPDATE appliances SET heartbeat = $2, last_heartbeat = $3 WHERE id = $1",
-                &[id.into(), json(hb), (now as i64).into()],
+            c.query("SELECT appliance, bytes FROM served", &[])?
+                .iter()
+                .map(|r| Ok((r[0].text()?, r[1].int()? as u64)))
+                .collect()
+        })
+    }
+
+    fn changes_since(&self, version: i64, limit: i64) -> Result<Vec<Logged>, StoreError> {
+        self.db.transaction(|c| changes::since(c, version, limit))
+    }
+
+    fn latest_change(&self) -> Result<i64, StoreError> {
+        self.db.transaction(changes::latest)
+    }
+
+    fn listener(&self) -> Result<Option<Box<dyn super::Listener>>, StoreError> {
+        self.db.listener()
+    }
+
+    fn replica_id(&self) -> &str {
+        &self.replica
+    }
+
+    fn add_egress(&self, rows: &[super::EgressRow]) -> Result<(), StoreError> {
+        self.db.transaction(|c| super::egress::add(c, rows))
+    }
+
+    fn egress(&self, from_day: i64) -> Result<Vec<super::EgressRow>, StoreError> {
+        self.db.transaction(|c| super::egress::since(c, from_day))
+    }
+
+    fn playback(&self, from_hour: i64) -> Result<Vec<super::PlaybackRow>, StoreError> {
+        self.db.transaction(|c| super::playback::since(c, from_hour))
+    }
+
+    fn prune(&self, changes_before: u64, qoe_before: u64) -> Result<u64, StoreError> {
+        self.db.transaction(|c| {
+            let n = changes::prune(c, changes_before)?;
+            let events = c.execute(
+                "DELETE FROM qoe_events WHERE received < $1",
+                &[(qoe_before as i64).into()],
             )?;
-            known(n, "appliance", id)?;
-            let isp = c.query(
-                "SELECT sites.isp FROM appliances JOIN sites ON sites.name = appliances.site WHERE appliances.id = $1",
-                &[id.into()],
+            let hours = c.execute(
+                "DELETE FROM playback WHERE hour < $1",
+                &[((qoe_before / 3600) as i64).into()],
             )?;
-            if let Some(row) = isp.first() {
-                let isp = row[0].text()?;
-                let day = super::day_of(now);
-                for (title, bytes) in &hb.bytes_by_title {
-                    add_bytes(
-                        c,
-                        &DailyBytes {
-                            day,
-                            isp: isp.clone(),
-                            title: title.clone(),
-                            bytes: *bytes,
-                        },
-                    )?;
-                }
-            }
-            Ok(())
+            Ok(n + events + hours)
         })
     }
 
     fn set_inventory(&self, id: &str, inv: &Inventory) -> Result<(), StoreError> {
-        self.db.transaction(|c| {
+        self.logged(Changed::Fleet, |c| {
             let n = c.execute(
                 "UPDATE appliances SET inventory = $2 WHERE id = $1",
                 &[id.into(), json(inv)],
@@ -267,7 +300,7 @@ impl<D: Db> Store for SqlStore<D> {
     }
 
     fn set_routes(&self, id: &str, routes: &Routes, now: u64) -> Result<(), StoreError> {
-        self.db.transaction(|c| {
+        self.logged(Changed::Bgp, |c| {
             if c.query("SELECT id FROM appliances WHERE id = $1", &[id.into()])?
                 .is_empty()
             {
@@ -358,7 +391,7 @@ impl<D: Db> Store for SqlStore<D> {
     }
 
     fn add_daily_bytes(&self, rows: &[DailyBytes]) -> Result<(), StoreError> {
-        self.db.transaction(|c| rows.iter().try_for_each(|r| add_bytes(c, r)))
+        self.logged(Changed::Demand, |c| rows.iter().try_for_each(|r| add_bytes(c, r)))
     }
 
     fn daily_bytes(&self, from_day: i64) -> Result<Vec<DailyBytes>, StoreError> {
@@ -383,7 +416,7 @@ impl<D: Db> Store for SqlStore<D> {
     fn add_release(&self, r: &Release) -> Result<(), StoreError> {
         // '' stands for every ISP (a key column cannot be NULL).
         let isp = r.isp.clone().unwrap_or_default();
-        self.db.transaction(|c| {
+        self.logged(Changed::Demand, |c| {
             c.execute(
                 "INSERT INTO releases (title, isp, day, boost_milli) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (title, isp) DO UPDATE SET day = excluded.day, boost_milli = excluded.boost_milli",
@@ -423,6 +456,9 @@ impl<D: Db> Store for SqlStore<D> {
             let mut s = Snapshot::default();
             for r in c.query("SELECT name, isp FROM sites", &[])? {
                 s.sites.insert(r[0].text()?, r[1].text()?);
+            }
+            for r in c.query("SELECT appliance, release FROM os_targets", &[])? {
+                s.os_targets.insert(r[0].text()?, r[1].text()?);
             }
             let rows = c.query(
                 "SELECT id, public_key, registration, last_heartbeat, heartbeat, inventory FROM appliances ORDER BY id",

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use rusqlite::types::Value as Lite;
 use rusqlite::Connection;
 
-use super::db::{Conn, Db, Value};
+use super::db::{Conn, Db, Dialect, Value};
 use super::sql::SqlStore;
 use super::StoreError;
 
@@ -50,6 +50,10 @@ fn to_lite(params: &[Value]) -> Vec<Lite> {
 struct Tx<'a>(&'a rusqlite::Transaction<'a>);
 
 impl Conn for Tx<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         let mut stmt = self.0.prepare_cached(&lite_sql(sql)).map_err(db_err)?;
         let n = stmt

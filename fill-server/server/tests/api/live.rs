@@ -8,7 +8,8 @@
 //! the segment, and ffmpeg reads the ended event through the multivariant
 //! playlist. Bad ingest is refused without touching what was published;
 //! an encoder killed and restarted leaves a gap and a discontinuity; AV1
-//! and Opus, and ffmpeg's HLS muxer, are taken.
+//! and Opus, and ffmpeg's HLS muxer, are taken; an event created with
+//! `encrypt` is encrypted as it is ingested.
 //!
 //! In the `realtime` group of `.config/nextest.toml`: ffmpeg encodes in
 //! real time, never beside a browser test.
@@ -204,26 +205,32 @@ fn player_route_names_the_live_door(s: &Server) {
 /// restarts a stream's timestamps after it reloads a live MPD (2 runs in
 /// 13 here, December 2026; nothing else in its output, and Shaka and
 /// hls.js play the same event clean in `live_play`): that one quirk gets
-/// one more read, which must be clean; anything else fails at once.
+/// up to two more reads, the last of which must be clean; anything else
+/// fails at once.
 fn ffmpeg_reads_it_live(live: SocketAddr) {
     let readers: Vec<_> = ["master.m3u8", "manifest.mpd"]
         .iter()
         .map(|m| (*m, ffmpeg_read(live, m)))
         .collect();
     for (m, child) in readers {
-        let (ok, err) = finished(child);
-        let quirk = m == "manifest.mpd"
-            && !err.trim().is_empty()
-            && err.lines().all(|l| l.contains("non monotonically increasing dts"));
-        let (ok, err) = if quirk {
+        let quirk = |err: &str| {
+            m == "manifest.mpd"
+                && !err.trim().is_empty()
+                && err.lines().all(|l| l.contains("non monotonically increasing dts"))
+        };
+        let (mut ok, mut err) = finished(child);
+        // Up to two more reads while only the quirk shows (seen twice in a
+        // row once on the loaded 2-core runner).
+        for _ in 0..2 {
+            if !quirk(&err) {
+                break;
+            }
             eprintln!(
                 "ffmpeg's DASH reader restarted its timestamps; reading again: {}",
                 err.lines().next().unwrap_or("")
             );
-            finished(ffmpeg_read(live, m))
-        } else {
-            (ok, err)
-        };
+            (ok, err) = finished(ffmpeg_read(live, m));
+        }
         let now = get(live, &format!("/l/match/{m}?token={}", token())).text();
         assert!(
             ok && err.trim().is_empty(),
@@ -397,8 +404,24 @@ fn push_and_read(
     codecs: encoder::Codecs,
     muxer: encoder::Muxer,
 ) -> (serde_json::Value, String) {
-    let spec = format!(r#"{{"name":"{name}","secret":"{SECRET}"}}"#);
-    assert_eq!(admin(s.admin, "POST", "/v1/admin/live", &spec).0, 200);
+    push_spec_and_read(
+        s,
+        &format!(r#"{{"name":"{name}","secret":"{SECRET}"}}"#),
+        name,
+        codecs,
+        muxer,
+    )
+}
+
+/// `push_and_read` with the event created from `spec`.
+fn push_spec_and_read(
+    s: &Server,
+    spec: &str,
+    name: &str,
+    codecs: encoder::Codecs,
+    muxer: encoder::Muxer,
+) -> (serde_json::Value, String) {
+    assert_eq!(admin(s.admin, "POST", "/v1/admin/live", spec).0, 200);
     let ingest = format!("http://{}/ingest/{name}/{SECRET}", s.live);
     let out = encoder::command(&encoder::Push {
         codecs,
@@ -473,5 +496,132 @@ fn a_client_that_never_finishes_its_request_head_is_cut_off() {
     assert!(
         took >= Duration::from_secs(4) && took < Duration::from_secs(10),
         "closed after {took:?}"
+    );
+}
+
+/// What ffmpeg decodes from `bytes` fed on a pipe (with `key`): (frames,
+/// whether it said nothing).
+fn decode_piped(bytes: &[u8], key: Option<&str>) -> (usize, bool) {
+    use std::io::Write;
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-v", "error"]);
+    if let Some(k) = key {
+        cmd.args(["-decryption_key", k]);
+    }
+    let mut child = cmd
+        .args(["-i", "pipe:0", "-f", "framemd5", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = bytes.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = feeder.join();
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .count();
+    (frames, out.status.success() && out.stderr.is_empty())
+}
+
+#[test]
+fn an_encrypted_event_is_encrypted_as_it_is_ingested_and_licensed_per_play() {
+    let dir = TempDir::new("live-keys");
+    let keys = dir.join("keys");
+    let accounts = "6c6976652074657374206163636f756e74732073656372657420666f7220746865206c69766520646f6f72";
+    let s = start_full(&Backend::Sqlite, "live-encrypted", 30, None, move |c| {
+        c.license.key_store = keys;
+        c.license.public_url = Some("http://fill.test".into());
+        c.license.entitlement_keys = vec![nearcast_fill_server::config::EntitlementKey {
+            id: "a".into(),
+            alg: nearcast_license::Alg::HS256,
+            secret_hex: accounts.into(),
+            public_key_hex: String::new(),
+        }];
+    });
+    let spec = format!(r#"{{"name":"secret","secret":"{SECRET}","encrypt":"cenc"}}"#);
+    let (_, playlist) = push_spec_and_read(&s, &spec, "secret", encoder::Codecs::H264Aac, encoder::Muxer::Dash);
+    let key = nearcast_packager::cenc::KeyStore::new(&dir.join("keys"))
+        .load("secret")
+        .unwrap()
+        .expect("the event's keys");
+    let video = key.key("video").unwrap();
+    let kid = nearcast_packager::cenc::keys::hex(&video.kid);
+    assert!(
+        playlist.contains("#EXT-X-KEY:METHOD=SAMPLE-AES-CTR,URI=\"data:text/plain;base64,"),
+        "{playlist}"
+    );
+    assert!(
+        playlist.contains(&format!(
+            "URI=\"http://fill.test/v1/license/keys/{kid}\",KEYFORMAT=\"identity\""
+        )),
+        "{playlist}"
+    );
+    // The segments as players get them decrypt with the key, and only so.
+    let token = SigningKey::from_hex("k1", KEY_HEX).unwrap().sign(
+        "/l/secret/",
+        &Grant {
+            expires: unix_now() + 600,
+            client_prefix: None,
+        },
+    );
+    let fetch = |file: &str| http::get(s.live, &format!("/l/secret/stream0/{file}?token={token}")).body;
+    let mut bytes = fetch("init-0.mp4");
+    let segments: Vec<&str> = playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(".m4s"))
+        .collect();
+    assert!(segments.len() >= 2, "{playlist}");
+    for seg in &segments {
+        bytes.extend(fetch(seg.split('?').next().unwrap()));
+    }
+    let (frames, clean) = decode_piped(&bytes, Some(&nearcast_packager::cenc::keys::hex(&video.key)));
+    assert!(
+        clean && frames >= 60,
+        "{frames} frames decoded with the key, clean: {clean}"
+    );
+    let (_, clean_without) = decode_piped(&bytes, None);
+    assert!(!clean_without, "the live segments decode without the key");
+    play_route_binds_the_event(&s, accounts);
+}
+
+/// The play route wants an entitlement for the encrypted event and binds
+/// its master's and MPD's license URL to a play session.
+fn play_route_binds_the_event(s: &Server, accounts: &str) {
+    // The play route wants an entitlement and binds the license URL.
+    assert_eq!(call(s.addr, "GET", "/v1/play/secret/master.m3u8", &[], b"").0, 401);
+    let secret = nearcast_common::token::decode_hex(accounts).unwrap();
+    let ent = nearcast_license::jwt::sign_hs256(
+        "a",
+        &secret,
+        &serde_json::json!({"sub": "v", "exp": unix_now() + 600, "titles": ["secret"]}),
+    );
+    let (st, master) = call(
+        s.addr,
+        "GET",
+        &format!("/v1/play/secret/master.m3u8?entitlement={ent}"),
+        &[],
+        b"",
+    );
+    assert_eq!(st, 200, "{master}");
+    assert!(
+        master.contains("#EXT-X-SESSION-DATA:DATA-ID=\"com.nearcast.license\",VALUE=\"http://test/v1/license/s/"),
+        "{master}"
+    );
+    let (st, mpd) = call(
+        s.addr,
+        "GET",
+        &format!("/v1/play/secret/manifest.mpd?entitlement={ent}"),
+        &[],
+        b"",
+    );
+    assert!(
+        st == 200 && mpd.contains("<dashif:Laurl>http://test/v1/license/s/"),
+        "{mpd}"
     );
 }

@@ -7,10 +7,16 @@
 mod support;
 
 mod door;
+mod license;
 mod live;
 mod manifests;
 mod os;
 mod play;
 mod refusals;
+mod replicas;
+mod reports;
+mod rights;
 mod routes;
 mod steering;
+mod viewers;
+mod wire;

@@ -94,3 +94,130 @@ fn live_plan_in_the_heartbeat(s: &Server, key: &ApplianceKey) {
 }
 
 on_both_stores!(os_updates);
+
+/// A bundle of `rootfs_size` zero bytes for release `release`: its header
+/// (the test streams the zeros itself, never holding them).
+fn zeros_bundle_header(release: &str, rootfs_size: u64) -> Vec<u8> {
+    let signer = ApplianceKey::generate_pkcs8().unwrap();
+    let manifest = nearcast_common::bundle::Manifest {
+        version: nearcast_common::Name::new(release).unwrap(),
+        key_id: "dev".into(),
+        rootfs_size,
+        rootfs_sha256: "0".repeat(64),
+    };
+    nearcast_common::bundle::sign_header(&manifest, &signer).unwrap()
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Sends a PUT of `header` then `zeros` zero bytes to the admin listener:
+/// with a `Content-Length` of `declared` (or chunked), the connection
+/// closed for writing after `zeros` bytes if they are fewer than declared.
+/// The status, if an answer came.
+fn put_streamed(s: &Server, path: &str, header: &[u8], zeros: u64, declared: Option<u64>) -> Option<u16> {
+    use std::io::{BufReader, Write};
+    let mut c = std::net::TcpStream::connect(s.admin).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let length = match declared {
+        Some(n) => format!("Content-Length: {n}"),
+        None => "Transfer-Encoding: chunked".into(),
+    };
+    let head = format!("PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n{length}\r\n\r\n");
+    c.write_all(head.as_bytes()).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    let mut send = |bytes: &[u8]| -> std::io::Result<()> {
+        match declared {
+            Some(_) => c.write_all(bytes),
+            None => c
+                .write_all(format!("{:x}\r\n", bytes.len()).as_bytes())
+                .and_then(|_| c.write_all(bytes))
+                .and_then(|_| c.write_all(b"\r\n")),
+        }
+    };
+    let mut sent = send(header);
+    let mut left = zeros;
+    while sent.is_ok() && left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        sent = send(&block[..n]);
+        left -= n as u64;
+    }
+    if sent.is_ok() && declared.is_none() {
+        let _ = c.write_all(b"0\r\n\r\n");
+    }
+    if declared.is_some_and(|n| n > header.len() as u64 + zeros) {
+        // Cut: the body ends early.
+        let _ = c.shutdown(std::net::Shutdown::Write);
+    }
+    let mut r = BufReader::new(c);
+    nearcast_testkit::http::read_response(&mut r, false)
+        .ok()
+        .flatten()
+        .map(|resp| resp.status)
+}
+
+/// What the bundle directory holds, hidden partial files included.
+fn bundle_files(s: &Server) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(s.dir().join("os-bundles"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Bundles stream to disk: 96 MiB through this process (which runs the
+/// server) raise its peak memory by a few MiB at most; over the limit
+/// (declared or streamed), cut mid-way or malformed, nothing is kept.
+fn bundles_stream_to_disk(backend: &Backend) {
+    let s = start_tuned(backend, &format!("os_stream_{}", backend.label()), |c| {
+        c.os_bundle_max_mib = 100;
+    });
+    let big = 96 << 20;
+    let header = zeros_bundle_header("7", big);
+    let total = header.len() as u64 + big;
+    let before = peak_rss_kib();
+    assert_eq!(put_streamed(&s, "/v1/admin/os/7", &header, big, Some(total)), Some(200));
+    let grew = peak_rss_kib().saturating_sub(before);
+    eprintln!("a 96 MiB bundle uploaded: peak RSS grew {grew} KiB");
+    assert!(grew < 16 * 1024, "peak RSS grew {grew} KiB for a 96 MiB upload");
+    assert_eq!(bundle_files(&s), ["7.bundle"]);
+    let size = std::fs::metadata(s.dir().join("os-bundles/7.bundle")).unwrap().len();
+    assert_eq!(size, total);
+
+    // Chunked, so only counted as it streams: refused past 100 MiB.
+    let header = zeros_bundle_header("8", 120 << 20);
+    assert_eq!(put_streamed(&s, "/v1/admin/os/8", &header, 120 << 20, None), Some(413));
+    // Declared too large: refused before a byte is read.
+    assert_eq!(
+        put_streamed(
+            &s,
+            "/v1/admin/os/8",
+            &header,
+            0,
+            Some(header.len() as u64 + (120 << 20))
+        ),
+        Some(413)
+    );
+    // Cut after half its bytes.
+    let header = zeros_bundle_header("9", 8 << 20);
+    let declared = Some(header.len() as u64 + (8 << 20));
+    let answer = put_streamed(&s, "/v1/admin/os/9", &header, 4 << 20, declared);
+    assert!(answer.is_none_or(|st| st == 400), "{answer:?}");
+    // A whole body whose manifest says more bytes than came.
+    let header = zeros_bundle_header("10", 8 << 20);
+    assert_eq!(put_streamed(&s, "/v1/admin/os/10", &header, 1 << 20, None), Some(422));
+    let start = std::time::Instant::now();
+    while bundle_files(&s) != ["7.bundle"] && start.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(bundle_files(&s), ["7.bundle"], "refused uploads leave nothing");
+}
+
+on_both_stores!(bundles_stream_to_disk);

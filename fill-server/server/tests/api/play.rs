@@ -2,7 +2,7 @@
 //! checks, and playlists are refused without the right one.
 
 use nearcast_common::request_auth::ApplianceKey;
-use nearcast_common::{unix_now, SigningKey};
+use nearcast_common::{unix_now, Keyring, SigningKey};
 use nearcast_fill_server::config::Config;
 use nearcast_testkit::TempDir;
 
@@ -38,6 +38,9 @@ fn the_origin_serves_steered_urls_with_the_same_token_check() {
     );
     assert_eq!((st, body.as_str()), (200, "#EXTM3U\n"));
     assert_eq!(call(origin.http_addr, "GET", "/c/movie/master.m3u8", &[], b"").0, 403);
+    // And with the token in the path, as pathways' playlists carry it.
+    let in_path = format!("/t/{}/c/movie/master.m3u8", token.replace('/', "%2F"));
+    assert_eq!(call(origin.http_addr, "GET", &in_path, &[], b"").0, 200);
     origin.shutdown();
     origin.join().unwrap();
 }
@@ -51,10 +54,28 @@ fn play_routes_refuse_missing_or_foreign_tokens(backend: &Backend) {
     let client = [("x-forwarded-for", "198.51.100.7".to_string())];
     let (st, master) = call(s.addr, "GET", "/v1/play/movie/master.m3u8", &client, b"");
     assert_eq!(st, 200, "{master}");
+    // In the clear, each pathway's media playlists are its box's own,
+    // the title's token in the path (relative segment URIs keep it).
     let media = master
         .lines()
-        .find(|l| l.starts_with("/v1/play/movie/360p/index.m3u8?via=box-1&token="))
-        .unwrap();
+        .find(|l| l.starts_with("http://box-1.test:8080/t/") && l.ends_with("/c/movie/360p/index.m3u8"))
+        .unwrap_or_else(|| panic!("{master}"));
+    let token = media["http://box-1.test:8080/t/".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .replace("%2F", "/");
+    let ring = Keyring::new(vec![SigningKey::from_hex("k1", KEY_HEX).unwrap()]);
+    let verifies = |path: &str, ip: &str| ring.verify(path, &token, ip.parse().unwrap(), unix_now()).is_ok();
+    assert!(verifies("/c/movie/360p/seg-00001.m4s", "198.51.100.7"), "{token}");
+    assert!(
+        !verifies("/c/movie/360p/seg-00001.m4s", "198.51.101.7"),
+        "bound to the client's /24"
+    );
+    assert!(
+        !verifies("/c/other/360p/seg-00001.m4s", "198.51.100.7"),
+        "and to the title"
+    );
     // Content steering: the box's pathway first, the origin's as fallback,
     // and the steering manifest the player re-reads for the order.
     assert!(
@@ -62,22 +83,31 @@ fn play_routes_refuse_missing_or_foreign_tokens(backend: &Backend) {
         "{master}"
     );
     assert!(master.contains("BANDWIDTH=1,PATHWAY-ID=\"box-1\"\n"), "{master}");
-    let fallback = master
-        .lines()
-        .find(|l| l.starts_with("/v1/play/movie/360p/index.m3u8?via=origin&token="))
-        .unwrap();
-    let (st, list) = call(s.addr, "GET", fallback, &client, b"");
+    assert!(
+        master
+            .lines()
+            .any(|l| l.starts_with("http://origin.test/t/") && l.ends_with("/c/movie/360p/index.m3u8")),
+        "{master}"
+    );
+    assert!(
+        master.contains("PATHWAY-ID=\"box-2\"\nhttp://box-2.test:8080/t/"),
+        "{master}"
+    );
+    // The fill server's own media playlist (what encrypted titles use).
+    let via = |id: &str| {
+        format!(
+            "/v1/play/movie/360p/index.m3u8?via={id}&token={}",
+            token.replace('/', "%2F")
+        )
+    };
+    let (st, list) = call(s.addr, "GET", &via("origin"), &client, b"");
     assert_eq!(st, 200, "{list}");
     assert!(
         list.contains("\nhttp://origin.test/c/movie/360p/seg-00001.m4s?token="),
         "{list}"
     );
-    assert!(
-        master.contains("PATHWAY-ID=\"box-2\"\n/v1/play/movie/360p/index.m3u8?via=box-2&"),
-        "{master}"
-    );
     steering_manifest_orders_pathways(&s, &key, &client);
-    media_playlist_is_bound_to_the_client(&s, media, &client);
+    media_playlist_is_bound_to_the_client(&s, &via("box-1"), &client);
 }
 
 /// A two-line master playlist and one media playlist under `root/origin`.

@@ -106,7 +106,9 @@ fn openapi_is_served_and_every_documented_route_exists() {
                 .replace("{rendition}", "r")
                 .replace("{id}", "box-1")
                 .replace("{release}", "r1")
-                .replace("{name}", "n");
+                .replace("{name}", "n")
+                .replace("{session}", "s1")
+                .replace("{kid}", "00112233445566778899aabbccddeeff");
             // Operators' routes are on the admin listener.
             let door = if concrete.starts_with("/v1/admin") || concrete == "/dashboard" {
                 s.admin

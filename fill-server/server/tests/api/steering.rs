@@ -83,6 +83,11 @@ fn enrolled_appliances_are_steered_to_with_signed_urls(backend: &Backend) {
         (rows[0].isp.as_str(), rows[0].title.as_str(), rows[0].bytes),
         ("isp-a", "movie", 1200)
     );
+    assert_eq!(
+        s.store.served().unwrap().get("box-1"),
+        Some(&1200),
+        "and its served total"
+    );
 }
 
 fn a_silent_or_failed_box_leaves_the_answers(backend: &Backend) {

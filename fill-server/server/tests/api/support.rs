@@ -47,6 +47,13 @@ pub struct Server {
     _dir: TempDir,
 }
 
+impl Server {
+    /// The server's files (its database, bundles, origin store).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
 /// Where a test's server keeps its state: every store test runs on both.
 pub enum Backend {
     Sqlite,
@@ -59,6 +66,16 @@ impl Backend {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres(_) => "pg",
+        }
+    }
+
+    /// Another replica's connection to the store `store(name, …)` made.
+    pub fn join(&self, name: &str) -> Arc<dyn Store> {
+        match self {
+            Backend::Sqlite => panic!("replicas need PostgreSQL"),
+            Backend::Postgres(url) => {
+                Arc::new(PgStore::connect(&format!("{url} options='-c search_path=nc_{name}'")).unwrap())
+            }
         }
     }
 
@@ -120,7 +137,7 @@ pub fn start_with_origin(
     start_full(backend, name, heartbeat_timeout_secs, origin, |_| {})
 }
 
-fn start_full(
+pub fn start_full(
     backend: &Backend,
     name: &str,
     heartbeat_timeout_secs: u64,
@@ -128,11 +145,22 @@ fn start_full(
     tune: impl FnOnce(&mut Config),
 ) -> Server {
     let dir = TempDir::new(&format!("fs-{name}-{}", backend.label()));
+    let store = backend.store(name, &dir);
+    start_on(store, dir, heartbeat_timeout_secs, origin, tune)
+}
+
+/// A server on `store`, its files in `dir`.
+pub fn start_on(
+    store: Arc<dyn Store>,
+    dir: TempDir,
+    heartbeat_timeout_secs: u64,
+    origin: Option<std::path::PathBuf>,
+    tune: impl FnOnce(&mut Config),
+) -> Server {
     let origin_store = origin.unwrap_or_else(|| {
         stub_origin(&dir.join("origin"));
         dir.join("origin")
     });
-    let store = backend.store(name, &dir);
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         origin_url: "http://origin.test".into(),
@@ -143,10 +171,15 @@ fn start_full(
         admin_token: ADMIN.into(),
         trusted_proxies: vec!["127.0.0.0/8".into()],
         os_bundles: dir.join("os-bundles"),
+        answer_key_file: dir.join("answer.key"),
+        license: nearcast_fill_server::config::LicenseConfig {
+            key_store: dir.join("keys"),
+            ..Default::default()
+        },
         ..Config::default()
     };
     tune(&mut config);
-    let app = Arc::new(App::new(store.clone(), config).unwrap());
+    let app = App::start(store.clone(), config).unwrap();
     let live = nearcast_fill_server::live::spawn_background(app.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let admin =
         nearcast_fill_server::server::spawn_admin_background(app.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
