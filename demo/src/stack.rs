@@ -83,6 +83,20 @@ pub fn sample_inputs() -> Vec<PathBuf> {
         .collect()
 }
 
+/// The sample title's subtitles: English and French WebVTT sidecars.
+pub fn sample_text() -> nearcast_packager::package::TextOptions {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fill-server/packager/sample");
+    let arg = |lang: &str| nearcast_packager::text::SubtitleArg {
+        language: lang.into(),
+        roles: Default::default(),
+        file: dir.join(format!("{lang}.vtt")),
+    };
+    nearcast_packager::package::TextOptions {
+        subtitles: vec![arg("en"), arg("fr")],
+        embedded: true,
+    }
+}
+
 /// One appliance: its engine (running until stopped) and the config its
 /// agent runs with (written to `agent_config`).
 pub struct BoxSide {
@@ -370,6 +384,7 @@ impl Stack {
             store: self.config.origin_store.clone(),
             target: 4.0,
             progress: false,
+            text: sample_text(),
             encrypt: None,
         };
         Ok(nearcast_packager::package(&sample_inputs(), &opts)?)
@@ -388,6 +403,7 @@ impl Stack {
             store: self.config.origin_store.clone(),
             target: 4.0,
             progress: false,
+            text: Default::default(),
             encrypt: Some(nearcast_packager::package::Encryption {
                 scheme,
                 key_store: self.config.license.key_store.clone(),
@@ -443,6 +459,7 @@ fn package_sample(origin_store: &Path) -> anyhow::Result<()> {
         store: origin_store.to_path_buf(),
         target: 4.0,
         progress: false,
+        text: sample_text(),
         encrypt: None,
     };
     nearcast_packager::package(&sample_inputs(), &opts).context("packaging the sample title")?;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the committed sample title: 30 s of ffmpeg's test pattern and
 # a tone, as a 3-rung H.264 ladder (360p, 240p, 144p) with AAC audio in the
-# first rung, 2 s GOPs. Run from anywhere; needs ffmpeg.
+# first rung, 2 s GOPs. Run from anywhere; needs ffmpeg. The subtitles
+# (en.vtt, fr.vtt: a cue every 3 s) are written by hand, not made here.
 set -euo pipefail
 cd "$(dirname "$0")"
 mezz=$(mktemp --suffix=.mp4)

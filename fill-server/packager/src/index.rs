@@ -75,4 +75,19 @@ impl From<&Rendition> for RenditionEntry {
     }
 }
 
+impl From<&crate::text::TextRendition> for RenditionEntry {
+    fn from(t: &crate::text::TextRendition) -> Self {
+        RenditionEntry {
+            name: t.name.clone(),
+            kind: "text".into(),
+            codecs: "wvtt".into(),
+            bandwidth: t.bandwidth(),
+            average_bandwidth: t.bandwidth(),
+            width: None,
+            height: None,
+            segments: t.segments.len(),
+        }
+    }
+}
+
 pub use nearcast_common::sha256_hex;

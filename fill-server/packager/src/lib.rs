@@ -7,11 +7,14 @@ pub mod cenc;
 pub mod cmaf;
 pub mod index;
 pub mod ladder;
+pub mod language;
 pub mod live;
 pub mod manifest;
 pub mod mp4;
 pub mod package;
 pub mod rendition;
+mod store;
+pub mod text;
 
 pub use index::TitleIndex;
 pub use package::{package, Options, PackageError};

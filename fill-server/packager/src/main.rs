@@ -52,6 +52,14 @@ struct Common {
     /// instead of one for all video.
     #[arg(long, requires = "encrypt")]
     key_per_rung_group: bool,
+    /// A WebVTT subtitles file as LANG[:default][:forced][:sdh]=FILE
+    /// (LANG an ISO 639 code: en, fr, pt-BR); repeat for more. Packaged
+    /// as WebVTT for HLS and CMAF wvtt for DASH.
+    #[arg(long = "subtitles", value_name = "LANG=FILE")]
+    subtitles: Vec<nearcast_packager::text::SubtitleArg>,
+    /// Leave out the inputs' own text tracks (mov_text, wvtt).
+    #[arg(long)]
+    no_embedded_text: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,6 +163,10 @@ fn main() -> anyhow::Result<()> {
             cpix: common.cpix,
             key_per_rung_group: common.key_per_rung_group,
         }),
+        text: nearcast_packager::package::TextOptions {
+            subtitles: common.subtitles,
+            embedded: !common.no_embedded_text,
+        },
     };
     let result = package(&inputs, &opts);
     if let Some(dir) = cleanup {

@@ -4,8 +4,6 @@
 //! the temporary folder, so the store holds the old title or the new one,
 //! never a part.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -14,10 +12,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::cenc::keys::{uuid, KeyStoreError};
 use crate::cenc::{CencError, KeyStore, Scheme, TitleKeys, TrackCrypto};
 use crate::cmaf::{init_segment, media_segment, plan, plan_segments, SegmentError, SegmentPlan};
-use crate::index::{FileEntry, IndexProtection, RenditionEntry, TitleIndex, INDEX_FILE};
+use crate::index::{FileEntry, IndexProtection, RenditionEntry, TitleIndex};
 use crate::manifest::{dash, hls};
 use crate::mp4::{Movie, Mp4Error, Track, TrackKind};
 use crate::rendition::{segment_file, Protection, Rendition, SegmentInfo, INIT_FILE, MEDIA_PLAYLIST};
+pub use crate::store::{write_file, write_index, write_title_dir};
+use crate::text::{TextError, TextRendition, TextSource};
 
 pub const MASTER_PLAYLIST: &str = "master.m3u8";
 pub const DASH_MANIFEST: &str = "manifest.mpd";
@@ -51,6 +51,8 @@ pub enum PackageError {
     Read { path: PathBuf, error: std::io::Error },
     #[error("--key-per-rung-group takes its keys from the key store, not from a CPIX document")]
     CpixGroups,
+    #[error(transparent)]
+    Text(#[from] TextError),
 }
 
 pub struct Options {
@@ -63,6 +65,26 @@ pub struct Options {
     pub progress: bool,
     /// Encrypt the title (None: in the clear).
     pub encrypt: Option<Encryption>,
+    /// Subtitles and captions.
+    pub text: TextOptions,
+}
+
+/// Where a title's text renditions come from.
+#[derive(Clone, Debug)]
+pub struct TextOptions {
+    /// WebVTT sidecar files.
+    pub subtitles: Vec<crate::text::SubtitleArg>,
+    /// Also package the inputs' own text tracks (`tx3g`, `wvtt`).
+    pub embedded: bool,
+}
+
+impl Default for TextOptions {
+    fn default() -> Self {
+        TextOptions {
+            subtitles: Vec::new(),
+            embedded: true,
+        }
+    }
 }
 
 /// How to encrypt a title.
@@ -106,12 +128,13 @@ pub fn package(inputs: &[PathBuf], opts: &Options) -> Result<TitleIndex, Package
         })
         .collect::<Result<_, _>>()?;
     let chosen = choose_tracks(&movies);
+    let texts = crate::text::sources(&opts.text.subtitles, &movies, opts.text.embedded)?;
     let crypto = match &opts.encrypt {
         Some(e) => Some(prepare_crypto(e, opts, &movies, &chosen)?),
         None => None,
     };
     write_title_dir(&opts.store, &opts.title, |tmp| {
-        let index = write_title(&movies, &chosen, tmp, opts, crypto.as_ref())?;
+        let index = write_title(&movies, &chosen, &texts, tmp, opts, crypto.as_ref())?;
         if let (Some(c), Some(e)) = (&crypto, &opts.encrypt) {
             // Before the title appears: a published encrypted title
             // always has its keys.
@@ -193,34 +216,6 @@ fn prepare_crypto(
     })
 }
 
-/// Runs `write` on a hidden temporary folder of `store`, then renames it
-/// to `store/title` (an older version moved aside, then removed); on an
-/// error the temporary folder is removed and the store is as it was.
-pub fn write_title_dir(
-    store: &Path,
-    title: &str,
-    write: impl FnOnce(&Path) -> Result<TitleIndex, PackageError>,
-) -> Result<TitleIndex, PackageError> {
-    let write_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |error| PackageError::Write { path, error }
-    };
-    std::fs::create_dir_all(store).map_err(write_err(store))?;
-    let tmp = store.join(format!(".tmp-{title}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(write_err(&tmp))?;
-    match write(&tmp) {
-        Ok(index) => {
-            publish(&tmp, &store.join(title)).map_err(write_err(store))?;
-            Ok(index)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(e)
-        }
-    }
-}
-
 /// (movie index, track index, rendition name): every video track, and the
 /// audio tracks without the copies that every rung of a ladder carries.
 fn choose_tracks(movies: &[Movie]) -> Vec<(usize, usize, String)> {
@@ -262,6 +257,7 @@ fn choose_tracks(movies: &[Movie]) -> Vec<(usize, usize, String)> {
 fn write_title(
     movies: &[Movie],
     chosen: &[(usize, usize, String)],
+    texts: &[TextSource],
     dir: &Path,
     opts: &Options,
     crypto: Option<&Crypto>,
@@ -298,13 +294,28 @@ fn write_title(
         renditions.push(rendition(track, name, infos, protection));
     }
     bar.finish_and_clear();
-    write_manifests(&renditions, dir, opts.target, &mut files)?;
+    let duration_secs = renditions.iter().map(|r| r.duration_secs()).fold(0.0, f64::max);
+    let grid = crate::text::grid(
+        follow.as_deref().unwrap_or(&[]),
+        opts.target,
+        (duration_secs * 1000.0).ceil() as u64,
+    );
+    let mut taken: Vec<String> = chosen.iter().map(|(_, _, n)| n.clone()).collect();
+    let mut text_renditions = Vec::with_capacity(texts.len());
+    for src in texts {
+        let name = crate::text::folder_name(src, &taken);
+        text_renditions.push(write_text(src, &name, &grid, dir, &mut files)?);
+        taken.push(name);
+    }
+    write_manifests(&renditions, &text_renditions, dir, opts.target, &mut files)?;
+    let mut entries: Vec<RenditionEntry> = renditions.iter().map(RenditionEntry::from).collect();
+    entries.extend(text_renditions.iter().map(RenditionEntry::from));
     let index = TitleIndex {
         title: opts.title.clone(),
         version: 1,
-        duration_secs: renditions.iter().map(|r| r.duration_secs()).fold(0.0, f64::max),
+        duration_secs,
         target_duration_secs: opts.target,
-        renditions: renditions.iter().map(RenditionEntry::from).collect(),
+        renditions: entries,
         files,
         protection: crypto.map(index_protection),
     };
@@ -320,19 +331,6 @@ fn index_protection(c: &Crypto) -> IndexProtection {
         license_url: c.license_url.clone(),
         kids,
     }
-}
-
-/// Sorts the index's files, writes `index.json` last and syncs the
-/// folders: a title folder is complete once its index is on disk.
-pub fn write_index(dir: &Path, mut index: TitleIndex) -> Result<TitleIndex, PackageError> {
-    index.files.sort_by(|a, b| a.path.cmp(&b.path));
-    let json = serde_json::to_vec_pretty(&index).map_err(|e| PackageError::Write {
-        path: dir.join(INDEX_FILE),
-        error: e.into(),
-    })?;
-    write_file(dir, INDEX_FILE, &json)?;
-    sync_dir(dir)?;
-    Ok(index)
 }
 
 /// A bar on the terminal over `total` samples, or a hidden one.
@@ -408,9 +406,27 @@ fn write_segments(
     Ok(infos)
 }
 
+/// A text rendition's files (both forms) under `dir/name/`.
+fn write_text(
+    src: &TextSource,
+    name: &str,
+    grid: &[u64],
+    dir: &Path,
+    files: &mut Vec<FileEntry>,
+) -> Result<TextRendition, PackageError> {
+    let (rendition, data) = crate::text::render(src, name, grid)?;
+    let rdir = dir.join(name);
+    std::fs::create_dir_all(&rdir).map_err(|error| PackageError::Write { path: rdir, error })?;
+    for (rel, bytes) in data {
+        files.push(write_file(dir, &rel, &bytes)?);
+    }
+    Ok(rendition)
+}
+
 /// The media playlists, the multivariant playlist and the MPD.
 fn write_manifests(
     renditions: &[Rendition],
+    texts: &[TextRendition],
     dir: &Path,
     target: f64,
     files: &mut Vec<FileEntry>,
@@ -422,15 +438,22 @@ fn write_manifests(
             hls::media_playlist(r).as_bytes(),
         )?);
     }
+    for t in texts {
+        files.push(write_file(
+            dir,
+            &format!("{}/{MEDIA_PLAYLIST}", t.name),
+            hls::text_playlist(t).as_bytes(),
+        )?);
+    }
     files.push(write_file(
         dir,
         MASTER_PLAYLIST,
-        hls::multivariant_playlist(renditions).as_bytes(),
+        hls::multivariant_playlist(renditions, texts).as_bytes(),
     )?);
     files.push(write_file(
         dir,
         DASH_MANIFEST,
-        dash::mpd(renditions, target).as_bytes(),
+        dash::mpd(renditions, texts, target).as_bytes(),
     )?);
     Ok(())
 }
@@ -446,59 +469,4 @@ fn rendition(track: &Track, name: &str, segments: Vec<SegmentInfo>, protection: 
         segments,
         protection,
     }
-}
-
-/// Writes `data` to `dir/rel` (synced) and returns its index entry; `rel`
-/// must be a name the origin can serve (`rendition/file`).
-pub fn write_file(dir: &Path, rel: &str, data: &[u8]) -> Result<FileEntry, PackageError> {
-    // A name that could not be served is refused before it is written.
-    nearcast_common::TitlePath::new(rel)?;
-    let path = dir.join(rel);
-    let err = |source| PackageError::Write {
-        path: path.clone(),
-        error: source,
-    };
-    let mut f = File::create(&path).map_err(err)?;
-    f.write_all(data).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    let path = nearcast_common::TitlePath::new(rel)?;
-    Ok(FileEntry {
-        path,
-        size: data.len() as u64,
-        sha256: crate::index::sha256_hex(data),
-    })
-}
-
-fn sync_dir(dir: &Path) -> Result<(), PackageError> {
-    let mut dirs = vec![dir.to_path_buf()];
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        dirs.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
-    }
-    for d in dirs {
-        File::open(&d)
-            .and_then(|f| f.sync_all())
-            .map_err(|error| PackageError::Write { path: d, error })?;
-    }
-    Ok(())
-}
-
-/// Moves the finished folder into place; an older version of the title is
-/// moved aside first and removed after.
-fn publish(tmp: &Path, dest: &Path) -> std::io::Result<()> {
-    let parent = dest.parent().unwrap_or(Path::new("."));
-    let old = parent.join(format!(
-        ".old-{}-{}",
-        dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
-        std::process::id()
-    ));
-    let had_old = dest.exists();
-    if had_old {
-        std::fs::rename(dest, &old)?;
-    }
-    std::fs::rename(tmp, dest)?;
-    File::open(parent)?.sync_all()?;
-    if had_old {
-        std::fs::remove_dir_all(&old)?;
-    }
-    Ok(())
 }

@@ -293,6 +293,63 @@ fn audio_only_with_two_languages_and_opus() {
 }
 
 #[test]
+fn two_languages_in_two_codecs_get_a_group_per_codec() {
+    let dir = temp_dir("langs");
+    let src = dir.join("in.mp4");
+    let (v, a) = (video_src("25", 8), [440, 550, 660, 770].map(|f| audio_src(8, f)));
+    let mut args = vec!["-f", "lavfi", "-i", &v];
+    for a in &a {
+        args.extend(["-f", "lavfi", "-i", a]);
+    }
+    args.extend([
+        "-map", "0", "-map", "1", "-map", "2", "-map", "3", "-map", "4", "-c:v", "libx264", "-g", "50",
+    ]);
+    args.extend([
+        "-c:a:0", "aac", "-c:a:1", "aac", "-c:a:2", "libopus", "-c:a:3", "libopus",
+    ]);
+    args.extend(["-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fra"]);
+    args.extend(["-metadata:s:a:2", "language=eng", "-metadata:s:a:3", "language=fra"]);
+    args.push(src.to_str().unwrap());
+    ffmpeg(&args);
+    let out = package(&dir.join("store"), "langs", "4", &[&src]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check(&dir.join("store"), "langs", &src, 4.0, 2.0);
+    let master = std::fs::read_to_string(dir.join("store/langs/master.m3u8")).unwrap();
+    for want in [
+        "GROUP-ID=\"audio-aac\",NAME=\"English\",LANGUAGE=\"en\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"1\",URI=\"audio-eng/index.m3u8\"",
+        "GROUP-ID=\"audio-aac\",NAME=\"French\",LANGUAGE=\"fr\",DEFAULT=NO",
+        "GROUP-ID=\"audio-opus\",NAME=\"English\",LANGUAGE=\"en\",DEFAULT=YES",
+        "GROUP-ID=\"audio-opus\",NAME=\"French\",LANGUAGE=\"fr\",DEFAULT=NO,AUTOSELECT=YES,CHANNELS=\"1\",URI=\"audio-fra-2/index.m3u8\"",
+    ] {
+        assert!(master.contains(want), "{want}\n{master}");
+    }
+    // The one video rung once per audio codec, each naming its group.
+    let variants: Vec<&str> = master.lines().filter(|l| l.starts_with("#EXT-X-STREAM-INF")).collect();
+    assert_eq!(variants.len(), 2, "{master}");
+    assert!(variants[0].contains(",mp4a.40.2\"") && variants[0].contains("AUDIO=\"audio-aac\""));
+    assert!(variants[1].contains(",opus\"") && variants[1].contains("AUDIO=\"audio-opus\""));
+    let mpd = std::fs::read_to_string(dir.join("store/langs/manifest.mpd")).unwrap();
+    let sets: Vec<(&str, &str)> = mpd
+        .split("<AdaptationSet")
+        .filter(|s| s.contains("contentType=\"audio\""))
+        .map(|s| {
+            let lang = s.split("lang=\"").nth(1).and_then(|l| l.split('"').next()).unwrap();
+            let role = s
+                .split("role:2011\" value=\"")
+                .nth(1)
+                .and_then(|l| l.split('"').next())
+                .unwrap();
+            (lang, role)
+        })
+        .collect();
+    assert_eq!(
+        sets,
+        [("en", "main"), ("fr", "alternate"), ("en", "main"), ("fr", "alternate")]
+    );
+    assert_eq!(mpd.matches("<AudioChannelConfiguration").count(), 4);
+}
+
+#[test]
 fn ladder_command_makes_a_playable_three_rung_title() {
     let dir = temp_dir("ladder");
     let mezz = dir.join("mezz.mp4");
@@ -466,7 +523,8 @@ fn audio_in_its_own_file() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let master = std::fs::read_to_string(dir.join("store/sep/master.m3u8")).unwrap();
     assert!(
-        master.contains("LANGUAGE=\"spa\"") && master.contains(",mp4a.40.2\",RESOLUTION=320x180"),
+        // The mdhd's `spa` as BCP 47, with the language's name.
+        master.contains("NAME=\"Spanish\",LANGUAGE=\"es\"") && master.contains(",mp4a.40.2\",RESOLUTION=320x180"),
         "{master}"
     );
     plays(&dir.join("store/sep/master.m3u8"));

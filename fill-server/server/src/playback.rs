@@ -101,7 +101,10 @@ pub fn master(text: &str, pathways: &[Pathway], steering_uri: &str) -> String {
                 let l = rename_group(l, "GROUP-ID", p.id);
                 let l = rename_group(&l, "AUDIO", p.id);
                 let l = rename_group(&l, "SUBTITLES", p.id);
-                if l.starts_with("#EXT-X-STREAM-INF:") {
+                // Subtitle renditions name their pathway too: Shaka Player
+                // (4.16) gives a steered subtitle playlist no location
+                // otherwise and never loads it. Other players ignore it.
+                if l.starts_with("#EXT-X-STREAM-INF:") || l.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES,") {
                     format!("{l},PATHWAY-ID=\"{}\"", p.id)
                 } else {
                     l
@@ -265,7 +268,10 @@ mod tests {
 
     #[test]
     fn hls_uris_are_rewritten_and_tags_kept() {
-        let m = "#EXTM3U\n#EXT-X-VERSION:7\n\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",URI=\"audio-und/index.m3u8\"\n\n#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"audio\"\n360p/index.m3u8\n";
+        let m =
+            "#EXTM3U\n#EXT-X-VERSION:7\n\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",URI=\"audio-und/index.m3u8\"\n\n\
+                 #EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",LANGUAGE=\"en\",URI=\"text-en/index.m3u8\"\n\n\
+                 #EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"audio\",SUBTITLES=\"subs\"\n360p/index.m3u8\n";
         let paths: Vec<Pathway> = ["b1", "origin"]
             .into_iter()
             .map(|id| Pathway {
@@ -290,7 +296,13 @@ mod tests {
             );
             assert!(
                 r.contains(&format!(
-                    "#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"audio.{p}\",PATHWAY-ID=\"{p}\"\n/v1/play/t/360p/index.m3u8?via={p}&token=T\n"
+                    "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs.{p}\",LANGUAGE=\"en\",URI=\"/v1/play/t/text-en/index.m3u8?via={p}&token=T\",PATHWAY-ID=\"{p}\""
+                )),
+                "{r}"
+            );
+            assert!(
+                r.contains(&format!(
+                    "#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"audio.{p}\",SUBTITLES=\"subs.{p}\",PATHWAY-ID=\"{p}\"\n/v1/play/t/360p/index.m3u8?via={p}&token=T\n"
                 )),
                 "{r}"
             );

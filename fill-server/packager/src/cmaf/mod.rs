@@ -6,6 +6,6 @@ pub mod plan;
 pub mod segment;
 pub(crate) mod writer;
 
-pub use init::init_segment;
+pub use init::{header_segment, init_segment, Handler, Header};
 pub use plan::{plan_segments, SegmentPlan};
-pub use segment::{media_segment, Encrypt, SegmentError};
+pub use segment::{fragment, media_segment, Encrypt, SegmentError};

@@ -33,9 +33,6 @@ const FLAGS_NON_SYNC: u32 = 0x0101_0000;
 /// Builds media segment number `seq` (from 1) of `samples`, read from
 /// `movie` and encrypted as `encrypt` says.
 pub fn media_segment(movie: &Movie, seq: u32, samples: &[Sample], encrypt: Encrypt) -> Result<Vec<u8>, SegmentError> {
-    let Some(first) = samples.first() else {
-        return Ok(Vec::new());
-    };
     let payload_len: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
     let mut payload = Vec::with_capacity(payload_len as usize);
     for s in samples {
@@ -45,6 +42,21 @@ pub fn media_segment(movie: &Movie, seq: u32, samples: &[Sample], encrypt: Encry
         Some((c, first_n)) => Some(encrypt_samples(c, first_n, samples, &mut payload)?),
         None => None,
     };
+    fragment(seq, samples, &payload, aux.as_deref())
+}
+
+/// The segment of `samples` whose bytes are `payload` (laid out in
+/// order), with the encryption's auxiliary information if given.
+pub fn fragment(
+    seq: u32,
+    samples: &[Sample],
+    payload: &[u8],
+    aux: Option<&[cenc::SampleAux]>,
+) -> Result<Vec<u8>, SegmentError> {
+    let Some(first) = samples.first() else {
+        return Ok(Vec::new());
+    };
+    let payload_len = payload.len() as u64;
     let with_cts = samples.iter().any(|s| s.cts_offset != 0);
     let mut w = BoxWriter::new();
     w.open(b"styp")
@@ -73,7 +85,7 @@ pub fn media_segment(movie: &Movie, seq: u32, samples: &[Sample], encrypt: Encry
         }
     }
     w.close(); // trun
-    if let Some(aux) = &aux {
+    if let Some(aux) = aux {
         cenc::write_aux(&mut w, moof_start, aux)?;
     }
     w.close().close(); // traf, moof
@@ -82,7 +94,7 @@ pub fn media_segment(movie: &Movie, seq: u32, samples: &[Sample], encrypt: Encry
     w.buf[data_offset_at..data_offset_at + 4].copy_from_slice(&data_offset.to_be_bytes());
     w.u32((payload_len + 8) as u32).bytes(b"mdat");
     let mut buf = w.finish();
-    buf.extend_from_slice(&payload);
+    buf.extend_from_slice(payload);
     Ok(buf)
 }
 

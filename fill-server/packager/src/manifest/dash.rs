@@ -1,5 +1,6 @@
 //! A static DASH MPD (ISO/IEC 23009-1, live profile addressing): one
-//! adaptation set for video, one per audio language, SegmentTemplate with
+//! adaptation set for video, one per audio language, one per text
+//! rendition (WebVTT in CMAF), SegmentTemplate with
 //! a SegmentTimeline built from the real segment durations. An encrypted
 //! set carries `ContentProtection`: the scheme with `cenc:default_KID`,
 //! Clear Key with its license URL (`dashif:Laurl`, DASH-IF IOP 7.6.2.4),
@@ -12,8 +13,9 @@ use base64::Engine;
 use crate::cenc::{self, keys::uuid, CLEAR_KEY_DASH_UUID};
 use crate::mp4::TrackKind;
 use crate::rendition::{Protection, Rendition, INIT_FILE};
+use crate::text::TextRendition;
 
-pub fn mpd(renditions: &[Rendition], target_secs: f64) -> String {
+pub fn mpd(renditions: &[Rendition], texts: &[TextRendition], target_secs: f64) -> String {
     let duration = renditions.iter().map(|r| r.duration_secs()).fold(0.0, f64::max);
     let namespaces = if renditions.iter().any(|r| r.protection.is_some()) {
         " xmlns:cenc=\"urn:mpeg:cenc:2013\" xmlns:dashif=\"https://dashif.org/CPS\""
@@ -35,27 +37,14 @@ pub fn mpd(renditions: &[Rendition], target_secs: f64) -> String {
         video_set(&mut out, set_id, &video);
         set_id += 1;
     }
-    for a in renditions.iter().filter(|r| r.kind == TrackKind::Audio) {
-        let _ = writeln!(
-            out,
-            "    <AdaptationSet id=\"{set_id}\" contentType=\"audio\" mimeType=\"audio/mp4\" lang=\"{}\" segmentAlignment=\"true\" startWithSAP=\"1\">",
-            a.language
-        );
-        if let Some(p) = &a.protection {
-            content_protection(&mut out, p);
-        }
-        let _ = writeln!(
-            out,
-            "      <Representation id=\"{}\" bandwidth=\"{}\" codecs=\"{}\" audioSamplingRate=\"{}\">\n        \
-             <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
-            a.name,
-            a.peak_bandwidth(),
-            a.codec.string,
-            a.codec.sample_rate,
-            a.codec.channels
-        );
-        template(&mut out, a);
-        out.push_str("      </Representation>\n    </AdaptationSet>\n");
+    let audio: Vec<&Rendition> = renditions.iter().filter(|r| r.kind == TrackKind::Audio).collect();
+    for a in &audio {
+        // The first audio language is `main`, in every codec.
+        audio_set(&mut out, set_id, a, a.language == audio[0].language);
+        set_id += 1;
+    }
+    for t in texts {
+        text_set(&mut out, set_id, t);
         set_id += 1;
     }
     out.push_str("  </Period>\n</MPD>\n");
@@ -97,6 +86,66 @@ fn video_set(out: &mut String, set_id: usize, video: &[&Rendition]) {
     out.push_str("    </AdaptationSet>\n");
 }
 
+/// An audio rendition's adaptation set: its language (BCP 47 where we
+/// know it), `Label`, `Role` (`main` or `alternate`) and channels.
+fn audio_set(out: &mut String, set_id: usize, a: &Rendition, main: bool) {
+    let (tag, label) = match crate::language::parse(&a.language) {
+        Ok(l) => (l.tag, l.name),
+        Err(_) => (a.language.clone(), a.name.clone()),
+    };
+    let _ = writeln!(
+        out,
+        "    <AdaptationSet id=\"{set_id}\" contentType=\"audio\" mimeType=\"audio/mp4\" lang=\"{tag}\" segmentAlignment=\"true\" startWithSAP=\"1\">\n      \
+         <Label>{label}</Label>\n      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"{}\"/>",
+        if main { "main" } else { "alternate" }
+    );
+    if let Some(p) = &a.protection {
+        content_protection(out, p);
+    }
+    let _ = writeln!(
+        out,
+        "      <Representation id=\"{}\" bandwidth=\"{}\" codecs=\"{}\" audioSamplingRate=\"{}\">\n        \
+         <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
+        a.name,
+        a.peak_bandwidth(),
+        a.codec.string,
+        a.codec.sample_rate,
+        a.codec.channels
+    );
+    template(out, a);
+    out.push_str("      </Representation>\n    </AdaptationSet>\n");
+}
+
+/// A text rendition's adaptation set: WebVTT in CMAF (`wvtt`), its role
+/// (`subtitle`, `caption` for SDH, `forced-subtitle`; DASH-IF IOP) and a
+/// `main` role on the default one.
+fn text_set(out: &mut String, set_id: usize, t: &TextRendition) {
+    let role = match (t.roles.forced, t.roles.sdh) {
+        (true, _) => "forced-subtitle",
+        (false, true) => "caption",
+        (false, false) => "subtitle",
+    };
+    let _ = writeln!(
+        out,
+        "    <AdaptationSet id=\"{set_id}\" contentType=\"text\" mimeType=\"application/mp4\" lang=\"{}\" segmentAlignment=\"true\" startWithSAP=\"1\">\n      \
+         <Label>{}</Label>\n      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"{role}\"/>",
+        t.language.tag,
+        t.label()
+    );
+    if t.roles.default {
+        out.push_str("      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"main\"/>\n");
+    }
+    let _ = writeln!(
+        out,
+        "      <Representation id=\"{}\" bandwidth=\"{}\" codecs=\"wvtt\">",
+        t.name,
+        t.bandwidth()
+    );
+    let starts: Vec<(u64, u64)> = t.segments.iter().map(|s| (s.start, s.duration)).collect();
+    timeline(out, &t.name, crate::text::cmaf::TIMESCALE, &starts);
+    out.push_str("      </Representation>\n    </AdaptationSet>\n");
+}
+
 /// The set's `ContentProtection` elements.
 pub(crate) fn content_protection(out: &mut String, p: &Protection) {
     let pssh = base64::engine::general_purpose::STANDARD.encode(cenc::pssh(&p.kid));
@@ -117,21 +166,27 @@ pub(crate) fn content_protection(out: &mut String, p: &Protection) {
 }
 
 fn template(out: &mut String, r: &Rendition) {
+    let segments: Vec<(u64, u64)> = r.segments.iter().map(|s| (s.start, s.duration)).collect();
+    timeline(out, &r.name, r.timescale, &segments);
+}
+
+/// A `SegmentTemplate` over `name/seg-NNNNN.m4s` with the timeline of
+/// `segments` (start, duration); runs of equal durations become one `<S>`
+/// with a repeat count.
+fn timeline(out: &mut String, name: &str, timescale: u32, segments: &[(u64, u64)]) {
     let _ = writeln!(
         out,
-        "        <SegmentTemplate timescale=\"{}\" initialization=\"{}/{INIT_FILE}\" media=\"{}/seg-$Number%05d$.m4s\" startNumber=\"1\">\n          <SegmentTimeline>",
-        r.timescale, r.name, r.name
+        "        <SegmentTemplate timescale=\"{timescale}\" initialization=\"{name}/{INIT_FILE}\" media=\"{name}/seg-$Number%05d$.m4s\" startNumber=\"1\">\n          <SegmentTimeline>"
     );
-    // Runs of equal durations become one <S> with a repeat count.
     let mut i = 0;
-    while i < r.segments.len() {
-        let s = &r.segments[i];
+    while i < segments.len() {
+        let (start, duration) = segments[i];
         let mut repeat = 0;
-        while i + repeat + 1 < r.segments.len() && r.segments[i + repeat + 1].duration == s.duration {
+        while i + repeat + 1 < segments.len() && segments[i + repeat + 1].1 == duration {
             repeat += 1;
         }
         let t = if i == 0 {
-            format!(" t=\"{}\"", s.start)
+            format!(" t=\"{start}\"")
         } else {
             String::new()
         };
@@ -140,7 +195,7 @@ fn template(out: &mut String, r: &Rendition) {
         } else {
             String::new()
         };
-        let _ = writeln!(out, "            <S{t} d=\"{}\"{r_attr}/>", s.duration);
+        let _ = writeln!(out, "            <S{t} d=\"{duration}\"{r_attr}/>");
         i += repeat + 1;
     }
     out.push_str("          </SegmentTimeline>\n        </SegmentTemplate>\n");

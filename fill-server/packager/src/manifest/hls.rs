@@ -1,5 +1,6 @@
-//! HLS (RFC 8216): a multivariant playlist with an audio group, and one
-//! media playlist per rendition using EXT-X-MAP for the CMAF header.
+//! HLS (RFC 8216): a multivariant playlist with an audio group and a
+//! subtitles group, one media playlist per rendition using EXT-X-MAP for
+//! the CMAF header, and one per text rendition listing its WebVTT files.
 //!
 //! An encrypted rendition's playlist names its key twice, as HLS allows
 //! (one tag per KEYFORMAT): `org.w3.clearkey` with the key ID (hls.js and
@@ -15,8 +16,13 @@ use base64::Engine;
 use crate::cenc::{keys::hex, Scheme};
 use crate::mp4::TrackKind;
 use crate::rendition::{Protection, Rendition, INIT_FILE, MEDIA_PLAYLIST};
+use crate::text::{vtt_file, TextRendition};
 
 const AUDIO_GROUP: &str = "audio";
+const TEXT_GROUP: &str = "subs";
+
+/// HLS `CHARACTERISTICS` of captions for the deaf and hard of hearing.
+const SDH: &str = "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound";
 
 pub fn media_playlist(r: &Rendition) -> String {
     // RFC 8216 §4.3.3.1: every EXTINF, rounded to the nearest integer, must
@@ -50,6 +56,131 @@ pub fn media_playlist(r: &Rendition) -> String {
     out
 }
 
+/// A text rendition's media playlist: its WebVTT segments (no map).
+pub fn text_playlist(t: &TextRendition) -> String {
+    let target = t
+        .segments
+        .iter()
+        .map(|s| (s.duration as f64 / 1000.0).round() as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+    );
+    for (i, s) in t.segments.iter().enumerate() {
+        let _ = write!(out, "#EXTINF:{:.3},\n{}\n", s.duration as f64 / 1000.0, vtt_file(i + 1));
+    }
+    out.push_str("#EXT-X-ENDLIST\n");
+    out
+}
+
+/// The `EXT-X-MEDIA` lines of the subtitles group.
+fn text_media(out: &mut String, texts: &[TextRendition]) {
+    let mut names: Vec<String> = Vec::new();
+    for t in texts {
+        let mut name = t.label();
+        let mut n = 2;
+        while names.contains(&name) {
+            name = format!("{} {n}", t.label());
+            n += 1;
+        }
+        names.push(name.clone());
+        let yes = |b: bool| if b { "YES" } else { "NO" };
+        let _ = write!(
+            out,
+            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"{TEXT_GROUP}\",NAME=\"{name}\",LANGUAGE=\"{}\",DEFAULT={},AUTOSELECT=YES,FORCED={}",
+            t.language.tag,
+            yes(t.roles.default),
+            yes(t.roles.forced)
+        );
+        if t.roles.sdh {
+            let _ = write!(out, ",CHARACTERISTICS=\"{SDH}\"");
+        }
+        let _ = writeln!(out, ",URI=\"{}/{MEDIA_PLAYLIST}\"", t.name);
+    }
+    if !texts.is_empty() {
+        out.push('\n');
+    }
+}
+
+/// Audio renditions by codec (`mp4a.40.2`, `opus`, …), in order of first
+/// appearance: a group each, so a player that cannot decode one codec
+/// takes the variants of another. One codec: one group, `audio`.
+fn audio_groups<'a>(audio: &[&'a Rendition]) -> Vec<(String, Vec<&'a Rendition>)> {
+    let mut groups: Vec<(String, Vec<&Rendition>)> = Vec::new();
+    for a in audio {
+        match groups.iter_mut().find(|(codec, _)| *codec == a.codec.string) {
+            Some((_, members)) => members.push(a),
+            None => groups.push((a.codec.string.clone(), vec![a])),
+        }
+    }
+    if groups.len() == 1 {
+        groups[0].0 = AUDIO_GROUP.to_string();
+    }
+    for (id, members) in groups.iter_mut().filter(|(id, _)| id != AUDIO_GROUP) {
+        let family = match members[0].codec.fourcc {
+            [b'm', b'p', b'4', b'a'] => "aac".to_string(),
+            f => String::from_utf8_lossy(&f).trim().to_ascii_lowercase(),
+        };
+        *id = format!("{AUDIO_GROUP}-{family}");
+    }
+    groups
+}
+
+/// The `EXT-X-MEDIA` lines of audio group `id`: a language's name and
+/// BCP 47 tag where we know the language, the first one the default.
+fn audio_media(out: &mut String, id: &str, members: &[&Rendition]) {
+    let mut names: Vec<String> = Vec::new();
+    for (i, a) in members.iter().enumerate() {
+        let (tag, label) = match crate::language::parse(&a.language) {
+            Ok(l) => (l.tag, l.name),
+            Err(_) => (a.language.clone(), a.name.clone()),
+        };
+        let mut name = label.clone();
+        let mut n = 2;
+        while names.contains(&name) {
+            name = format!("{label} {n}");
+            n += 1;
+        }
+        names.push(name.clone());
+        let _ = writeln!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{id}\",NAME=\"{name}\",LANGUAGE=\"{tag}\",DEFAULT={},AUTOSELECT=YES,CHANNELS=\"{}\",URI=\"{}/{MEDIA_PLAYLIST}\"",
+            if i == 0 { "YES" } else { "NO" },
+            a.codec.channels,
+            a.name
+        );
+    }
+    out.push('\n');
+}
+
+/// One `EXT-X-STREAM-INF` of video rendition `v` with audio group `audio`
+/// (its id and members): bandwidths include the group's highest.
+fn variant(out: &mut String, v: &Rendition, audio: Option<(&String, &Vec<&Rendition>)>, subs: &str) {
+    let peak = audio.map_or(0, |(_, m)| m.iter().map(|a| a.peak_bandwidth()).max().unwrap_or(0));
+    let avg = audio.map_or(0, |(_, m)| m.iter().map(|a| a.average_bandwidth()).max().unwrap_or(0));
+    let codecs = match audio {
+        Some((_, m)) => format!("{},{}", v.codec.string, m[0].codec.string),
+        None => v.codec.string.clone(),
+    };
+    let _ = write!(
+        out,
+        "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{codecs}\",RESOLUTION={}x{},FRAME-RATE={:.3}",
+        v.peak_bandwidth() + peak,
+        v.average_bandwidth() + avg,
+        v.codec.width,
+        v.codec.height,
+        v.frame_rate
+    );
+    if let Some((id, _)) = audio {
+        let _ = write!(out, ",AUDIO=\"{id}\"");
+    }
+    let _ = write!(out, "{subs}\n{}/{MEDIA_PLAYLIST}\n", v.name);
+}
+
 /// The key tags (`EXT-X-KEY` or `EXT-X-SESSION-KEY`) of one key.
 pub fn key_tags(p: &Protection, tag: &str) -> [String; 2] {
     let method = match p.scheme {
@@ -69,7 +200,7 @@ pub fn key_tags(p: &Protection, tag: &str) -> [String; 2] {
     ]
 }
 
-pub fn multivariant_playlist(renditions: &[Rendition]) -> String {
+pub fn multivariant_playlist(renditions: &[Rendition], texts: &[TextRendition]) -> String {
     let audio: Vec<&Rendition> = renditions.iter().filter(|r| r.kind == TrackKind::Audio).collect();
     let video: Vec<&Rendition> = renditions.iter().filter(|r| r.kind == TrackKind::Video).collect();
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
@@ -85,12 +216,18 @@ pub fn multivariant_playlist(renditions: &[Rendition]) -> String {
         }
     }
     out.push('\n');
+    let subs = if texts.is_empty() {
+        String::new()
+    } else {
+        format!(",SUBTITLES=\"{TEXT_GROUP}\"")
+    };
     if video.is_empty() {
+        text_media(&mut out, texts);
         // Audio-only title: each audio rendition is a variant of its own.
         for a in &audio {
             let _ = write!(
                 out,
-                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"\n{}/{MEDIA_PLAYLIST}\n",
+                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"{subs}\n{}/{MEDIA_PLAYLIST}\n",
                 a.peak_bandwidth(),
                 a.average_bandwidth(),
                 a.codec.string,
@@ -99,43 +236,20 @@ pub fn multivariant_playlist(renditions: &[Rendition]) -> String {
         }
         return out;
     }
-    for (i, a) in audio.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"{}\",LANGUAGE=\"{}\",DEFAULT={},AUTOSELECT=YES,CHANNELS=\"{}\",URI=\"{}/{MEDIA_PLAYLIST}\"",
-            a.name,
-            a.language,
-            if i == 0 { "YES" } else { "NO" },
-            a.codec.channels,
-            a.name
-        );
+    let groups = audio_groups(&audio);
+    for (id, members) in &groups {
+        audio_media(&mut out, id, members);
     }
-    if !audio.is_empty() {
-        out.push('\n');
-    }
-    let audio_peak = audio.iter().map(|a| a.peak_bandwidth()).max().unwrap_or(0);
-    let audio_avg = audio.iter().map(|a| a.average_bandwidth()).max().unwrap_or(0);
-    let audio_codec = audio.first().map(|a| a.codec.string.as_str());
+    text_media(&mut out, texts);
     let mut video = video;
     video.sort_by_key(|v| std::cmp::Reverse(v.peak_bandwidth()));
     for v in video {
-        let codecs = match audio_codec {
-            Some(a) => format!("{},{a}", v.codec.string),
-            None => v.codec.string.clone(),
-        };
-        let _ = write!(
-            out,
-            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{codecs}\",RESOLUTION={}x{},FRAME-RATE={:.3}",
-            v.peak_bandwidth() + audio_peak,
-            v.average_bandwidth() + audio_avg,
-            v.codec.width,
-            v.codec.height,
-            v.frame_rate
-        );
-        if audio_codec.is_some() {
-            let _ = write!(out, ",AUDIO=\"{AUDIO_GROUP}\"");
+        if groups.is_empty() {
+            variant(&mut out, v, None, &subs);
         }
-        let _ = write!(out, "\n{}/{MEDIA_PLAYLIST}\n", v.name);
+        for (id, members) in &groups {
+            variant(&mut out, v, Some((id, members)), &subs);
+        }
     }
     out
 }

@@ -6,6 +6,7 @@
 pub mod boxes;
 pub mod codec;
 mod tables;
+pub mod text;
 pub mod track;
 
 use std::fs::File;
@@ -60,12 +61,14 @@ pub enum Mp4Error {
     Unsupported(String),
 }
 
-/// An opened MP4 file and its parsed tracks (video and audio only).
+/// An opened MP4 file and its parsed tracks: video and audio, and the
+/// text tracks apart (they are packaged as WebVTT, `crate::text`).
 pub struct Movie {
     pub path: PathBuf,
     pub file: File,
     pub len: u64,
     pub tracks: Vec<Track>,
+    pub texts: Vec<text::TextTrack>,
 }
 
 impl Movie {
@@ -74,11 +77,13 @@ impl Movie {
         let len = file.metadata()?.len();
         let moov = find_moov(|buf, at| file.read_exact_at(buf, at), len)?;
         let tracks = tracks(&moov, len)?;
+        let texts = text_tracks(&moov, len)?;
         Ok(Movie {
             path: path.to_path_buf(),
             file,
             len,
             tracks,
+            texts,
         })
     }
 
@@ -114,6 +119,22 @@ pub fn tracks(moov: &[u8], file_len: u64) -> Result<Vec<Track>, Mp4Error> {
         return Err(Mp4Error::NotMp4("no video or audio track".into()));
     }
     Ok(tracks)
+}
+
+/// The text tracks (`tx3g`, `wvtt`) of a `moov` body.
+pub fn text_tracks(moov: &[u8], file_len: u64) -> Result<Vec<text::TextTrack>, Mp4Error> {
+    let moov = boxes::BoxRef {
+        kind: *b"moov",
+        body: moov,
+    };
+    let mut out = Vec::new();
+    for b in moov.children() {
+        let b = b?;
+        if &b.kind == b"trak" {
+            out.extend(text::parse(&b, file_len)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Walks the top-level boxes of a file of `len` bytes (reading only their

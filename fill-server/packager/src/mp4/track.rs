@@ -125,7 +125,7 @@ fn bad(track: u32, reason: &str) -> Mp4Error {
     }
 }
 
-fn language(packed: u16) -> String {
+pub(super) fn language(packed: u16) -> String {
     let chars: String = [(packed >> 10) & 31, (packed >> 5) & 31, packed & 31]
         .iter()
         .map(|&c| char::from(0x60 + c as u8))
@@ -139,7 +139,7 @@ fn language(packed: u16) -> String {
 
 /// The first non-empty edit's media time (ffmpeg writes one to hide the
 /// B-frame reordering delay).
-fn edit_media_time(trak: &BoxRef) -> Result<i64, Mp4Error> {
+pub(super) fn edit_media_time(trak: &BoxRef) -> Result<i64, Mp4Error> {
     let Some(elst) = trak.child(b"edts").and_then(|e| e.child(b"elst")) else {
         return Ok(0);
     };
