@@ -83,17 +83,34 @@ pub fn sample_inputs() -> Vec<PathBuf> {
         .collect()
 }
 
-/// The sample title's subtitles: English and French WebVTT sidecars.
-pub fn sample_text() -> nearcast_packager::package::TextOptions {
+/// The sample title's extras: English and French WebVTT subtitles, and
+/// thumbnails (160 px wide, every 2 s, 5×5 per tile) where ffmpeg, which
+/// makes them, is installed (the demo runs without it).
+pub fn sample_extras() -> nearcast_packager::package::Extras {
+    let ffmpeg = std::process::Command::new("ffmpeg")
+        .arg("-version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ffmpeg {
+        tracing::warn!("no ffmpeg on PATH: the sample title gets no thumbnails");
+    }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fill-server/packager/sample");
     let arg = |lang: &str| nearcast_packager::text::SubtitleArg {
         language: lang.into(),
         roles: Default::default(),
         file: dir.join(format!("{lang}.vtt")),
     };
-    nearcast_packager::package::TextOptions {
+    nearcast_packager::package::Extras {
         subtitles: vec![arg("en"), arg("fr")],
-        embedded: true,
+        embedded_text: true,
+        thumbnails: ffmpeg.then_some(nearcast_packager::thumbs::ThumbOptions {
+            width: 160,
+            interval: 2.0,
+            cols: 5,
+            rows: 5,
+        }),
     }
 }
 
@@ -384,7 +401,7 @@ impl Stack {
             store: self.config.origin_store.clone(),
             target: 4.0,
             progress: false,
-            text: sample_text(),
+            extras: sample_extras(),
             encrypt: None,
         };
         Ok(nearcast_packager::package(&sample_inputs(), &opts)?)
@@ -403,7 +420,7 @@ impl Stack {
             store: self.config.origin_store.clone(),
             target: 4.0,
             progress: false,
-            text: Default::default(),
+            extras: Default::default(),
             encrypt: Some(nearcast_packager::package::Encryption {
                 scheme,
                 key_store: self.config.license.key_store.clone(),
@@ -459,7 +476,7 @@ fn package_sample(origin_store: &Path) -> anyhow::Result<()> {
         store: origin_store.to_path_buf(),
         target: 4.0,
         progress: false,
-        text: sample_text(),
+        extras: sample_extras(),
         encrypt: None,
     };
     nearcast_packager::package(&sample_inputs(), &opts).context("packaging the sample title")?;

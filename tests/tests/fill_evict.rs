@@ -76,7 +76,7 @@ fn a_title_repackaged_at_the_origin_is_refilled() {
         store: stack.config.origin_store.clone(),
         target: 2.0,
         progress: false,
-        text: Default::default(),
+        extras: Default::default(),
         encrypt: None,
     };
     let index = nearcast_packager::package(&nearcast::stack::sample_inputs(), &opts).unwrap();

@@ -39,7 +39,7 @@ fn sample_title_is_packaged_served_and_played() {
             store: disk.clone(),
             target: 4.0,
             progress: false,
-            text: Default::default(),
+            extras: Default::default(),
             encrypt: None,
         },
     )

@@ -9,7 +9,8 @@
 //! Player and dash.js (DASH) play `langs` from the box: each offers both
 //! audio languages and both subtitle languages, switches subtitles and,
 //! a second later, audio to French mid-play without a stall, and after a
-//! seek shows the French cue due. (Shaka Player 4.16 on DASH, both
+//! seek shows the French cue due; Shaka Player on both gives the right
+//! thumbnail tile and place for a time. (Shaka Player 4.16 on DASH, both
 //! switched at the same instant, lost the new text stream's init segment
 //! in 4 runs of 6: a player race; viewers switch one at a time.)
 //!
@@ -19,7 +20,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nearcast::stack::{sample_inputs, sample_text, Ports, Stack, TITLE};
+use nearcast::stack::{sample_extras, sample_inputs, Ports, Stack, TITLE};
 use nearcast_e2e::site::Site;
 use nearcast_e2e::{curl_get, start_agents, url_encode, wait_steerable, Browser};
 use nearcast_testkit::TempDir;
@@ -29,6 +30,9 @@ const LANGS: &str = "langs";
 /// The French cue due at 10.3 s (fill-server/packager/sample/fr.vtt).
 const SEEK_TO: f64 = 10.0;
 const CUE: &str = "Réplique 4";
+/// The sample's thumbnails are 160×90, one every 2 s, 5×5 per tile: 13 s
+/// is the 7th picture of the first tile, second row, second column.
+const THUMB_AT: f64 = 13.0;
 
 /// The French subtitle playlist as a player gets it is the box's own,
 /// the token in its path (as every clear rendition's), and the WebVTT
@@ -100,7 +104,7 @@ fn package_langs(stack: &Stack, root: &Path) {
         store: stack.config.origin_store.clone(),
         target: 4.0,
         progress: false,
-        text: sample_text(),
+        extras: sample_extras(),
         encrypt: None,
     };
     nearcast_packager::package(&[src], &opts).unwrap();
@@ -128,7 +132,7 @@ fn four_players_switch_audio_and_subtitle_languages() {
     let browser = Browser::start();
     let url = |file: &str| format!("{}/v1/play/{LANGS}/{file}", stack.fill_url);
     browser.goto(&format!(
-        "{}?hls={}&dash={}&lang=fr&at={SEEK_TO}",
+        "{}?hls={}&dash={}&lang=fr&at={SEEK_TO}&thumb={THUMB_AT}",
         site.url("tests/web/tracks.html"),
         url_encode(&url("master.m3u8")),
         url_encode(&url("manifest.mpd"))
@@ -166,6 +170,11 @@ fn four_players_switch_audio_and_subtitle_languages() {
             "{p} stalled after the switch: {r}"
         );
         assert_eq!(r["cue"].as_str(), Some(CUE), "{p}: {r}");
+    }
+    for p in ["shaka-hls", "shaka-dash"] {
+        let th = &results[p]["thumb"];
+        let want = serde_json::json!({"uri": "thumbs/tile-00001.jpg", "x": 160, "y": 90, "width": 160, "height": 90, "start": 12});
+        assert_eq!(th, &want, "{p}'s thumbnail for {THUMB_AT} s");
     }
     drop(browser);
     drop(agent);

@@ -158,6 +158,7 @@ pub fn content_type(file: &str) -> &'static str {
         "m4a" | "cmfa" => "audio/mp4",
         "m4v" => "video/mp4",
         "vtt" => "text/vtt",
+        "jpg" | "jpeg" => "image/jpeg",
         "json" => "application/json",
         "ts" => "video/mp2t",
         _ => "application/octet-stream",
@@ -197,6 +198,7 @@ mod tests {
         assert_eq!(content_type("init.mp4"), "video/mp4");
         assert_eq!(content_type("audio.m4a"), "audio/mp4");
         assert_eq!(content_type("subs.vtt"), "text/vtt");
+        assert_eq!(content_type("thumbs/tile-00001.jpg"), "image/jpeg");
         assert_eq!(content_type("noext"), "application/octet-stream");
         for (i, s) in Status::ALL.iter().enumerate() {
             assert_eq!(s.index(), i);

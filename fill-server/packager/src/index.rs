@@ -90,4 +90,20 @@ impl From<&crate::text::TextRendition> for RenditionEntry {
     }
 }
 
+impl From<&crate::thumbs::Thumbnails> for RenditionEntry {
+    fn from(t: &crate::thumbs::Thumbnails) -> Self {
+        let (w, h) = t.tile_size();
+        RenditionEntry {
+            name: crate::thumbs::FOLDER.into(),
+            kind: "image".into(),
+            codecs: "jpeg".into(),
+            bandwidth: t.bandwidth(),
+            average_bandwidth: t.bandwidth(),
+            width: u16::try_from(w).ok(),
+            height: u16::try_from(h).ok(),
+            segments: t.tiles.len(),
+        }
+    }
+}
+
 pub use nearcast_common::sha256_hex;

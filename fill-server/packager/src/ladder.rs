@@ -51,6 +51,8 @@ pub const DEFAULT_RUNGS: &str = "1080:4500,720:2500,480:1200,360:700";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum VideoCodec {
     H264,
+    /// HEVC as `hvc1` (parameter sets in the sample entry, what HLS asks).
+    Hevc,
     Av1,
 }
 
@@ -100,6 +102,9 @@ pub fn make_ladder(
         );
         match opts.codec {
             VideoCodec::H264 => cmd.args(["-c:v", "libx264", "-preset", "veryfast", "-sc_threshold", "0"]),
+            VideoCodec::Hevc => cmd
+                .args(["-c:v", "libx265", "-preset", "veryfast", "-tag:v", "hvc1"])
+                .args(["-x265-params", "scenecut=0:log-level=error"]),
             VideoCodec::Av1 => cmd.args(["-c:v", "libsvtav1", "-preset", "10", "-svtav1-params", "scd=0"]),
         };
         cmd.args(["-b:v", &rate, "-maxrate", &max, "-bufsize", &buf]);

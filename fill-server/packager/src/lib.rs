@@ -13,8 +13,9 @@ pub mod manifest;
 pub mod mp4;
 pub mod package;
 pub mod rendition;
-mod store;
+pub mod store;
 pub mod text;
+pub mod thumbs;
 
 pub use index::TitleIndex;
 pub use package::{package, Options, PackageError};

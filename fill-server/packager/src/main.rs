@@ -60,6 +60,11 @@ struct Common {
     /// Leave out the inputs' own text tracks (mov_text, wvtt).
     #[arg(long)]
     no_embedded_text: bool,
+    /// Thumbnail tiles for scrubbing as WIDTH:INTERVAL:COLSxROWS, e.g.
+    /// 160:2:5x5 (a 160 px picture every 2 s, 25 per JPEG tile), made
+    /// with ffmpeg from the largest video rendition.
+    #[arg(long, value_name = "W:S:CxR")]
+    thumbnails: Option<nearcast_packager::thumbs::ThumbOptions>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -163,9 +168,10 @@ fn main() -> anyhow::Result<()> {
             cpix: common.cpix,
             key_per_rung_group: common.key_per_rung_group,
         }),
-        text: nearcast_packager::package::TextOptions {
+        extras: nearcast_packager::package::Extras {
             subtitles: common.subtitles,
-            embedded: !common.no_embedded_text,
+            embedded_text: !common.no_embedded_text,
+            thumbnails: common.thumbnails,
         },
     };
     let result = package(&inputs, &opts);

@@ -17,7 +17,11 @@ use crate::manifest::{dash, hls};
 use crate::mp4::{Movie, Mp4Error, Track, TrackKind};
 use crate::rendition::{segment_file, Protection, Rendition, SegmentInfo, INIT_FILE, MEDIA_PLAYLIST};
 pub use crate::store::{write_file, write_index, write_title_dir};
-use crate::text::{TextError, TextRendition, TextSource};
+use crate::text::{TextError, TextSource};
+
+mod extras;
+pub use extras::Manifested;
+use extras::{write_text, write_thumbs};
 
 pub const MASTER_PLAYLIST: &str = "master.m3u8";
 pub const DASH_MANIFEST: &str = "manifest.mpd";
@@ -53,6 +57,8 @@ pub enum PackageError {
     CpixGroups,
     #[error(transparent)]
     Text(#[from] TextError),
+    #[error(transparent)]
+    Thumbs(#[from] crate::thumbs::ThumbError),
 }
 
 pub struct Options {
@@ -65,24 +71,27 @@ pub struct Options {
     pub progress: bool,
     /// Encrypt the title (None: in the clear).
     pub encrypt: Option<Encryption>,
-    /// Subtitles and captions.
-    pub text: TextOptions,
+    /// Subtitles and thumbnails.
+    pub extras: Extras,
 }
 
-/// Where a title's text renditions come from.
+/// What a title carries besides video and audio.
 #[derive(Clone, Debug)]
-pub struct TextOptions {
+pub struct Extras {
     /// WebVTT sidecar files.
     pub subtitles: Vec<crate::text::SubtitleArg>,
     /// Also package the inputs' own text tracks (`tx3g`, `wvtt`).
-    pub embedded: bool,
+    pub embedded_text: bool,
+    /// Thumbnail tiles for scrubbing (made with ffmpeg).
+    pub thumbnails: Option<crate::thumbs::ThumbOptions>,
 }
 
-impl Default for TextOptions {
+impl Default for Extras {
     fn default() -> Self {
-        TextOptions {
+        Extras {
             subtitles: Vec::new(),
-            embedded: true,
+            embedded_text: true,
+            thumbnails: None,
         }
     }
 }
@@ -128,7 +137,7 @@ pub fn package(inputs: &[PathBuf], opts: &Options) -> Result<TitleIndex, Package
         })
         .collect::<Result<_, _>>()?;
     let chosen = choose_tracks(&movies);
-    let texts = crate::text::sources(&opts.text.subtitles, &movies, opts.text.embedded)?;
+    let texts = crate::text::sources(&opts.extras.subtitles, &movies, opts.extras.embedded_text)?;
     let crypto = match &opts.encrypt {
         Some(e) => Some(prepare_crypto(e, opts, &movies, &chosen)?),
         None => None,
@@ -307,9 +316,18 @@ fn write_title(
         text_renditions.push(write_text(src, &name, &grid, dir, &mut files)?);
         taken.push(name);
     }
-    write_manifests(&renditions, &text_renditions, dir, opts.target, &mut files)?;
+    let thumbs = match &opts.extras.thumbnails {
+        Some(t) => Some(write_thumbs(movies, chosen, t, duration_secs, dir, &mut files)?),
+        None => None,
+    };
+    let extras = Manifested {
+        texts: &text_renditions,
+        thumbs: thumbs.as_ref(),
+    };
+    write_manifests(&renditions, &extras, dir, opts.target, &mut files)?;
     let mut entries: Vec<RenditionEntry> = renditions.iter().map(RenditionEntry::from).collect();
     entries.extend(text_renditions.iter().map(RenditionEntry::from));
+    entries.extend(thumbs.iter().map(RenditionEntry::from));
     let index = TitleIndex {
         title: opts.title.clone(),
         version: 1,
@@ -406,27 +424,10 @@ fn write_segments(
     Ok(infos)
 }
 
-/// A text rendition's files (both forms) under `dir/name/`.
-fn write_text(
-    src: &TextSource,
-    name: &str,
-    grid: &[u64],
-    dir: &Path,
-    files: &mut Vec<FileEntry>,
-) -> Result<TextRendition, PackageError> {
-    let (rendition, data) = crate::text::render(src, name, grid)?;
-    let rdir = dir.join(name);
-    std::fs::create_dir_all(&rdir).map_err(|error| PackageError::Write { path: rdir, error })?;
-    for (rel, bytes) in data {
-        files.push(write_file(dir, &rel, &bytes)?);
-    }
-    Ok(rendition)
-}
-
 /// The media playlists, the multivariant playlist and the MPD.
 fn write_manifests(
     renditions: &[Rendition],
-    texts: &[TextRendition],
+    extras: &Manifested,
     dir: &Path,
     target: f64,
     files: &mut Vec<FileEntry>,
@@ -438,22 +439,29 @@ fn write_manifests(
             hls::media_playlist(r).as_bytes(),
         )?);
     }
-    for t in texts {
+    for t in extras.texts {
         files.push(write_file(
             dir,
             &format!("{}/{MEDIA_PLAYLIST}", t.name),
             hls::text_playlist(t).as_bytes(),
         )?);
     }
+    if let Some(t) = extras.thumbs {
+        files.push(write_file(
+            dir,
+            &format!("{}/{MEDIA_PLAYLIST}", crate::thumbs::FOLDER),
+            hls::image_playlist(t).as_bytes(),
+        )?);
+    }
     files.push(write_file(
         dir,
         MASTER_PLAYLIST,
-        hls::multivariant_playlist(renditions, texts).as_bytes(),
+        hls::multivariant_playlist(renditions, extras).as_bytes(),
     )?);
     files.push(write_file(
         dir,
         DASH_MANIFEST,
-        dash::mpd(renditions, texts, target).as_bytes(),
+        dash::mpd(renditions, extras, target).as_bytes(),
     )?);
     Ok(())
 }

@@ -9,6 +9,9 @@ use std::path::Path;
 use crate::index::{FileEntry, TitleIndex, INDEX_FILE};
 use crate::package::PackageError;
 
+/// A file made for a title: its path in the title and its bytes.
+pub type TitleFile = (String, Vec<u8>);
+
 /// Runs `write` on a hidden temporary folder of `store`, then renames it
 /// to `store/title` (an older version moved aside, then removed); on an
 /// error the temporary folder is removed and the store is as it was.

@@ -292,6 +292,50 @@ fn audio_only_with_two_languages_and_opus() {
     assert!(master.contains("CODECS=\"opus\"") && master.contains("CODECS=\"mp4a.40.2\""));
 }
 
+/// HEVC in both sample entries: `hvc1` (parameter sets in `hvcC`) and
+/// `hev1` (in band too). Chromium here has no HEVC decoder, so the
+/// output is checked with ffprobe and ffmpeg only (`check`: frame counts
+/// and durations per rendition, both manifests decoded without an error).
+#[test]
+fn hevc_as_hvc1_and_hev1() {
+    for tag in ["hvc1", "hev1"] {
+        let dir = temp_dir(&format!("hevc-{tag}"));
+        let src = dir.join("in.mp4");
+        let (v, a) = (video_src("25", 8), audio_src(8, 440));
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &v,
+            "-f",
+            "lavfi",
+            "-i",
+            &a,
+            "-c:v",
+            "libx265",
+            "-preset",
+            "veryfast",
+            "-x265-params",
+            "keyint=50:min-keyint=50:scenecut=0:log-level=error",
+            "-tag:v",
+            tag,
+            "-c:a",
+            "aac",
+            src.to_str().unwrap(),
+        ]);
+        let out = package(&dir.join("store"), "hevc", "4", &[&src]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let index = check(&dir.join("store"), "hevc", &src, 4.0, 2.0);
+        // Main profile, level from the stream: hvc1.1.6.L<level>.<constraints>
+        let codecs = &index.renditions[0].codecs;
+        assert!(codecs.starts_with(&format!("{tag}.1.6.L")), "{codecs}");
+        let master = std::fs::read_to_string(dir.join("store/hevc/master.m3u8")).unwrap();
+        assert!(master.contains(&format!("CODECS=\"{codecs},mp4a.40.2\"")), "{master}");
+        let mpd = std::fs::read_to_string(dir.join("store/hevc/manifest.mpd")).unwrap();
+        assert!(mpd.contains(&format!("codecs=\"{codecs}\"")), "{mpd}");
+    }
+}
+
 #[test]
 fn two_languages_in_two_codecs_get_a_group_per_codec() {
     let dir = temp_dir("langs");
@@ -399,6 +443,41 @@ fn ladder_command_makes_a_playable_three_rung_title() {
     assert_eq!(extinf(&lists[0]), extinf(&lists[2]));
     plays(&dir.join("store/lad/master.m3u8"));
     plays(&dir.join("store/lad/manifest.mpd"));
+}
+
+#[test]
+fn ladder_command_encodes_hevc_rungs() {
+    let dir = temp_dir("ladder-hevc");
+    let mezz = dir.join("mezz.mp4");
+    let (v, a) = (video_src("25", 4), audio_src(4, 440));
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &v,
+        "-f",
+        "lavfi",
+        "-i",
+        &a,
+        "-s",
+        "640x360",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        mezz.to_str().unwrap(),
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_nearcast-packager"))
+        .args(["ladder", "--title", "lad", "--codec", "hevc", "--store"])
+        .arg(dir.join("store"))
+        .args(["--rungs", "360:400,180:150", "--gop", "2", "--target", "4"])
+        .arg(&mezz)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let master = std::fs::read_to_string(dir.join("store/lad/master.m3u8")).unwrap();
+    assert_eq!(master.matches("CODECS=\"hvc1.1.6.").count(), 2, "{master}");
+    plays(&dir.join("store/lad/master.m3u8"));
 }
 
 #[test]

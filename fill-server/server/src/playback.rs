@@ -101,10 +101,17 @@ pub fn master(text: &str, pathways: &[Pathway], steering_uri: &str) -> String {
                 let l = rename_group(l, "GROUP-ID", p.id);
                 let l = rename_group(&l, "AUDIO", p.id);
                 let l = rename_group(&l, "SUBTITLES", p.id);
-                // Subtitle renditions name their pathway too: Shaka Player
-                // (4.16) gives a steered subtitle playlist no location
-                // otherwise and never loads it. Other players ignore it.
-                if l.starts_with("#EXT-X-STREAM-INF:") || l.starts_with("#EXT-X-MEDIA:TYPE=SUBTITLES,") {
+                // Subtitle and image renditions name their pathway too:
+                // Shaka Player (4.16) gives a steered subtitle playlist no
+                // location otherwise and never loads it. Other players
+                // ignore the attribute there.
+                let pathway_tag = [
+                    "#EXT-X-STREAM-INF:",
+                    "#EXT-X-I-FRAME-STREAM-INF:",
+                    "#EXT-X-IMAGE-STREAM-INF:",
+                    "#EXT-X-MEDIA:TYPE=SUBTITLES,",
+                ];
+                if pathway_tag.iter().any(|t| l.starts_with(t)) {
                     format!("{l},PATHWAY-ID=\"{}\"", p.id)
                 } else {
                     l

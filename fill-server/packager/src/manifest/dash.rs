@@ -15,7 +15,7 @@ use crate::mp4::TrackKind;
 use crate::rendition::{Protection, Rendition, INIT_FILE};
 use crate::text::TextRendition;
 
-pub fn mpd(renditions: &[Rendition], texts: &[TextRendition], target_secs: f64) -> String {
+pub fn mpd(renditions: &[Rendition], extras: &crate::package::Manifested, target_secs: f64) -> String {
     let duration = renditions.iter().map(|r| r.duration_secs()).fold(0.0, f64::max);
     let namespaces = if renditions.iter().any(|r| r.protection.is_some()) {
         " xmlns:cenc=\"urn:mpeg:cenc:2013\" xmlns:dashif=\"https://dashif.org/CPS\""
@@ -43,9 +43,12 @@ pub fn mpd(renditions: &[Rendition], texts: &[TextRendition], target_secs: f64) 
         audio_set(&mut out, set_id, a, a.language == audio[0].language);
         set_id += 1;
     }
-    for t in texts {
+    for t in extras.texts {
         text_set(&mut out, set_id, t);
         set_id += 1;
+    }
+    if let Some(t) = extras.thumbs {
+        image_set(&mut out, set_id, t);
     }
     out.push_str("  </Period>\n</MPD>\n");
     out
@@ -144,6 +147,26 @@ fn text_set(out: &mut String, set_id: usize, t: &TextRendition) {
     let starts: Vec<(u64, u64)> = t.segments.iter().map(|s| (s.start, s.duration)).collect();
     timeline(out, &t.name, crate::text::cmaf::TIMESCALE, &starts);
     out.push_str("      </Representation>\n    </AdaptationSet>\n");
+}
+
+/// The thumbnails: JPEG tiles as DASH-IF IOP's thumbnail adaptation set
+/// (`EssentialProperty` thumbnail_tile with the grid; each tile a
+/// "segment" of the grid's pictures times the interval).
+fn image_set(out: &mut String, set_id: usize, t: &crate::thumbs::Thumbnails) {
+    let (w, h) = t.tile_size();
+    let _ = write!(
+        out,
+        "    <AdaptationSet id=\"{set_id}\" contentType=\"image\" mimeType=\"image/jpeg\">\n      \
+         <SegmentTemplate timescale=\"1000\" media=\"{folder}/tile-$Number%05d$.jpg\" duration=\"{}\" startNumber=\"1\"/>\n      \
+         <Representation id=\"{folder}\" bandwidth=\"{}\" width=\"{w}\" height=\"{h}\">\n        \
+         <EssentialProperty schemeIdUri=\"http://dashif.org/thumbnail_tile\" value=\"{}x{}\"/>\n      \
+         </Representation>\n    </AdaptationSet>\n",
+        (t.tile_secs() * 1000.0).round() as u64,
+        t.bandwidth(),
+        t.opts.cols,
+        t.opts.rows,
+        folder = crate::thumbs::FOLDER,
+    );
 }
 
 /// The set's `ContentProtection` elements.

@@ -56,6 +56,30 @@ pub fn media_playlist(r: &Rendition) -> String {
     out
 }
 
+/// The thumbnails' image playlist (Roku's HLS image spec, which Shaka
+/// Player reads): a tile per entry, `EXT-X-TILES` giving the grid and
+/// each picture's time.
+pub fn image_playlist(t: &crate::thumbs::Thumbnails) -> String {
+    let per_tile = t.tile_secs();
+    let mut out = format!(
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-IMAGES-ONLY\n",
+        per_tile.ceil() as u64
+    );
+    for (i, (file, _)) in t.tiles.iter().enumerate() {
+        // The last tile ends with the title.
+        let secs = per_tile
+            .min(t.duration - per_tile * i as f64)
+            .max(t.opts.interval.min(per_tile));
+        let _ = write!(
+            out,
+            "#EXT-X-TILES:RESOLUTION={}x{},LAYOUT={}x{},DURATION={:.3}\n#EXTINF:{secs:.3},\n{file}\n",
+            t.width, t.height, t.opts.cols, t.opts.rows, t.opts.interval
+        );
+    }
+    out.push_str("#EXT-X-ENDLIST\n");
+    out
+}
+
 /// A text rendition's media playlist: its WebVTT segments (no map).
 pub fn text_playlist(t: &TextRendition) -> String {
     let target = t
@@ -200,7 +224,8 @@ pub fn key_tags(p: &Protection, tag: &str) -> [String; 2] {
     ]
 }
 
-pub fn multivariant_playlist(renditions: &[Rendition], texts: &[TextRendition]) -> String {
+pub fn multivariant_playlist(renditions: &[Rendition], extras: &crate::package::Manifested) -> String {
+    let texts = extras.texts;
     let audio: Vec<&Rendition> = renditions.iter().filter(|r| r.kind == TrackKind::Audio).collect();
     let video: Vec<&Rendition> = renditions.iter().filter(|r| r.kind == TrackKind::Video).collect();
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
@@ -250,6 +275,18 @@ pub fn multivariant_playlist(renditions: &[Rendition], texts: &[TextRendition]) 
         for (id, members) in &groups {
             variant(&mut out, v, Some((id, members)), &subs);
         }
+    }
+    if let Some(t) = extras.thumbs {
+        // RESOLUTION is one picture's (Roku's image spec; Shaka Player
+        // multiplies it by the tiles' layout).
+        let _ = write!(
+            out,
+            "\n#EXT-X-IMAGE-STREAM-INF:BANDWIDTH={},RESOLUTION={}x{},CODECS=\"jpeg\",URI=\"{}/{MEDIA_PLAYLIST}\"\n",
+            t.bandwidth(),
+            t.width,
+            t.height,
+            crate::thumbs::FOLDER
+        );
     }
     out
 }

@@ -37,7 +37,7 @@ fn package_encrypted(root: &TempDir) {
         store: root.join("origin"),
         target: 4.0,
         progress: false,
-        text: Default::default(),
+        extras: Default::default(),
         encrypt: Some(nearcast_packager::package::Encryption {
             scheme: Scheme::Cenc,
             key_store: root.join("keys"),

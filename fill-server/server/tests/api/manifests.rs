@@ -67,7 +67,7 @@ fn package_sample(root: &TempDir) -> TitleIndex {
         store: root.join("origin"),
         target: 4.0,
         progress: false,
-        text: Default::default(),
+        extras: Default::default(),
         encrypt: None,
     };
     nearcast_packager::package(&inputs, &opts).unwrap()
