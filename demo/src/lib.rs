@@ -6,6 +6,7 @@
 
 pub mod live;
 pub mod qemu_box;
+pub mod sample;
 pub mod stack;
 
 pub use stack::{BoxSide, Ports, Stack};

@@ -10,7 +10,8 @@
 //! audio languages and both subtitle languages, switches subtitles and,
 //! a second later, audio to French mid-play without a stall, and after a
 //! seek shows the French cue due; Shaka Player on both gives the right
-//! thumbnail tile and place for a time. (Shaka Player 4.16 on DASH, both
+//! thumbnail tile and place for a time, and its trick play at 4x fetches
+//! the trick-mode files (I-frame byte ranges, DASH trick segments). (Shaka Player 4.16 on DASH, both
 //! switched at the same instant, lost the new text stream's init segment
 //! in 4 runs of 6: a player race; viewers switch one at a time.)
 //!
@@ -142,7 +143,10 @@ fn four_players_switch_audio_and_subtitle_languages() {
         let r = browser.eval("return window.results || {}");
         let done = PLAYERS
             .iter()
-            .all(|p| r[*p]["cue"].is_string() || r[*p]["position"].as_f64().unwrap_or(0.0) > SEEK_TO + 5.0);
+            .all(|p| r[*p]["cue"].is_string() || r[*p]["position"].as_f64().unwrap_or(0.0) > SEEK_TO + 5.0)
+            && ["shaka-hls", "shaka-dash"]
+                .iter()
+                .all(|p| r[*p]["trick"]["done"] == true);
         if done || r.to_string().contains("fatal") || Instant::now() > deadline {
             break r;
         }
@@ -175,6 +179,21 @@ fn four_players_switch_audio_and_subtitle_languages() {
         let th = &results[p]["thumb"];
         let want = serde_json::json!({"uri": "thumbs/tile-00001.jpg", "x": 160, "y": 90, "width": 160, "height": 90, "start": 12});
         assert_eq!(th, &want, "{p}'s thumbnail for {THUMB_AT} s");
+        // Trick play at 4x went through the trick-mode files: the I-frame
+        // playlist's byte ranges (HLS), the trick segments (DASH).
+        let trick = &results[p]["trick"];
+        let fetched = trick["requests"].to_string();
+        let used = if p == "shaka-hls" {
+            fetched.contains("iframes.m3u8") && fetched.contains("bytes=")
+        } else {
+            fetched.contains("/trick-")
+        };
+        assert!(used, "{p} trick play fetched {fetched}");
+        let (from, to) = (
+            trick["from"].as_f64().unwrap_or(0.0),
+            trick["to"].as_f64().unwrap_or(0.0),
+        );
+        assert!(to > from + 4.0, "{p} moved from {from} s to {to} s at 4x in 2.5 s");
     }
     drop(browser);
     drop(agent);

@@ -156,24 +156,7 @@ fn main() -> anyhow::Result<()> {
             (common, made, cleanup)
         }
     };
-    let opts = Options {
-        title: common.title,
-        store: common.store,
-        target: common.target,
-        progress,
-        encrypt: common.encrypt.map(|scheme| nearcast_packager::package::Encryption {
-            scheme,
-            key_store: common.key_store.unwrap_or_default(),
-            license_url: common.license_url.unwrap_or_default(),
-            cpix: common.cpix,
-            key_per_rung_group: common.key_per_rung_group,
-        }),
-        extras: nearcast_packager::package::Extras {
-            subtitles: common.subtitles,
-            embedded_text: !common.no_embedded_text,
-            thumbnails: common.thumbnails,
-        },
-    };
+    let opts = options(common, progress);
     let result = package(&inputs, &opts);
     if let Some(dir) = cleanup {
         let _ = std::fs::remove_dir_all(dir);
@@ -194,6 +177,28 @@ fn main() -> anyhow::Result<()> {
         opts.store.join(&index.title).display()
     );
     Ok(())
+}
+
+/// What to package, from the command line.
+fn options(common: Common, progress: bool) -> Options {
+    Options {
+        title: common.title,
+        store: common.store,
+        target: common.target,
+        progress,
+        encrypt: common.encrypt.map(|scheme| nearcast_packager::package::Encryption {
+            scheme,
+            key_store: common.key_store.unwrap_or_default(),
+            license_url: common.license_url.unwrap_or_default(),
+            cpix: common.cpix,
+            key_per_rung_group: common.key_per_rung_group,
+        }),
+        extras: nearcast_packager::package::Extras {
+            subtitles: common.subtitles,
+            embedded_text: !common.no_embedded_text,
+            thumbnails: common.thumbnails,
+        },
+    }
 }
 
 /// `cpix`: the title's keys from the key store, as CPIX on stdout.

@@ -11,17 +11,19 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cenc::keys::{uuid, KeyStoreError};
 use crate::cenc::{CencError, KeyStore, Scheme, TitleKeys, TrackCrypto};
-use crate::cmaf::{init_segment, media_segment, plan, plan_segments, SegmentError, SegmentPlan};
+use crate::cmaf::{init_segment, media_segment, plan, plan_segments, SegmentPlan};
 use crate::index::{FileEntry, IndexProtection, RenditionEntry, TitleIndex};
 use crate::manifest::{dash, hls};
 use crate::mp4::{Movie, Mp4Error, Track, TrackKind};
-use crate::rendition::{segment_file, Protection, Rendition, SegmentInfo, INIT_FILE, MEDIA_PLAYLIST};
+use crate::rendition::{
+    segment_file, KeyRange, Protection, Rendition, SegmentInfo, IFRAME_PLAYLIST, INIT_FILE, MEDIA_PLAYLIST,
+};
 pub use crate::store::{write_file, write_index, write_title_dir};
 use crate::text::{TextError, TextSource};
 
 mod extras;
 pub use extras::Manifested;
-use extras::{write_text, write_thumbs};
+use extras::{segment_error, write_text, write_thumbs, write_trick};
 
 pub const MASTER_PLAYLIST: &str = "master.m3u8";
 pub const DASH_MANIFEST: &str = "manifest.mpd";
@@ -303,6 +305,26 @@ fn write_title(
         renditions.push(rendition(track, name, infos, protection));
     }
     bar.finish_and_clear();
+    let lowest = (0..renditions.len())
+        .filter(|&i| renditions[i].kind == TrackKind::Video)
+        .min_by_key(|&i| renditions[i].peak_bandwidth());
+    if let Some(i) = lowest {
+        let (m, t, name) = &chosen[i];
+        let track_crypto = crypto.map(|c| &c.tracks[i]);
+        let out = Out {
+            dir,
+            files: &mut files,
+            bar: &bar,
+        };
+        renditions[i].trick = write_trick(
+            &movies[*m],
+            &movies[*m].tracks[*t],
+            name,
+            &renditions[i],
+            track_crypto,
+            out,
+        )?;
+    }
     let duration_secs = renditions.iter().map(|r| r.duration_secs()).fold(0.0, f64::max);
     let grid = crate::text::grid(
         follow.as_deref().unwrap_or(&[]),
@@ -397,26 +419,30 @@ fn write_segments(
         &init_segment(track, crypto),
     )?);
     let mut infos = Vec::with_capacity(segments.len());
+    let mut fragments = 1;
+    let video = track.kind == TrackKind::Video;
     for (i, range) in segments.iter().enumerate() {
         let samples = &track.samples[range.clone()];
         let encrypt = crypto.map(|c| (c, range.start as u64));
-        let data = media_segment(movie, (i + 1) as u32, samples, encrypt).map_err(|e| match e {
-            SegmentError::Read(problem) => PackageError::Input {
-                path: movie.path.clone(),
-                problem,
-            },
-            SegmentError::Encrypt(source) => PackageError::Encrypt {
-                path: movie.path.clone(),
-                source,
-            },
-        })?;
+        let data =
+            media_segment(movie, &mut fragments, samples, encrypt, video).map_err(|e| segment_error(movie, e))?;
         let file = segment_file(i + 1);
-        let entry = write_file(dir, &format!("{name}/{file}"), &data)?;
+        let entry = write_file(dir, &format!("{name}/{file}"), &data.bytes)?;
         infos.push(SegmentInfo {
             file,
             start: samples[0].dts,
             duration: samples.iter().map(|s| u64::from(s.duration)).sum(),
             bytes: entry.size,
+            keys: data
+                .keys
+                .iter()
+                .map(|&(offset, len, k)| KeyRange {
+                    offset,
+                    len,
+                    dts: samples[k].dts,
+                    sample: range.start + k,
+                })
+                .collect(),
         });
         files.push(entry);
         bar.inc(samples.len() as u64);
@@ -438,6 +464,13 @@ fn write_manifests(
             &format!("{}/{MEDIA_PLAYLIST}", r.name),
             hls::media_playlist(r).as_bytes(),
         )?);
+        if r.kind == TrackKind::Video {
+            files.push(write_file(
+                dir,
+                &format!("{}/{IFRAME_PLAYLIST}", r.name),
+                hls::iframe_playlist(r).as_bytes(),
+            )?);
+        }
     }
     for t in extras.texts {
         files.push(write_file(
@@ -476,5 +509,6 @@ fn rendition(track: &Track, name: &str, segments: Vec<SegmentInfo>, protection: 
         frame_rate: track.frame_rate(),
         segments,
         protection,
+        trick: Vec::new(),
     }
 }

@@ -16,6 +16,27 @@ pub struct Protection {
     pub systems: Vec<crate::cenc::cpix::DrmSystem>,
 }
 
+/// A keyframe's fragment inside a segment: a byte range a player can
+/// fetch and decode alone.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyRange {
+    pub offset: u64,
+    pub len: u64,
+    /// The keyframe's decode time, in timescale units.
+    pub dts: u64,
+    /// Its number among the track's samples.
+    pub sample: usize,
+}
+
+/// A DASH trick-mode segment (`trick-NNNNN.m4s`): one keyframe shown
+/// until the next (timescale units), and its size.
+#[derive(Clone, Copy, Debug)]
+pub struct TrickSegment {
+    pub start: u64,
+    pub duration: u64,
+    pub bytes: u64,
+}
+
 pub struct SegmentInfo {
     /// File name inside the rendition's folder.
     pub file: String,
@@ -24,6 +45,8 @@ pub struct SegmentInfo {
     /// In timescale units.
     pub duration: u64,
     pub bytes: u64,
+    /// Its keyframes' fragments (video only).
+    pub keys: Vec<KeyRange>,
 }
 
 pub struct Rendition {
@@ -36,13 +59,21 @@ pub struct Rendition {
     pub frame_rate: f64,
     pub segments: Vec<SegmentInfo>,
     pub protection: Option<Protection>,
+    /// Its DASH trick-mode segments (the lowest video rung only).
+    pub trick: Vec<TrickSegment>,
 }
 
 pub const INIT_FILE: &str = "init.mp4";
 pub const MEDIA_PLAYLIST: &str = "index.m3u8";
+/// A video rendition's HLS I-frame playlist.
+pub const IFRAME_PLAYLIST: &str = "iframes.m3u8";
 
 pub fn segment_file(seq: usize) -> String {
     format!("seg-{seq:05}.m4s")
+}
+
+pub fn trick_file(seq: usize) -> String {
+    format!("trick-{seq:05}.m4s")
 }
 
 impl Rendition {
@@ -60,6 +91,33 @@ impl Rendition {
             .iter()
             .filter(|s| s.duration > 0)
             .map(|s| (s.bytes as f64 * 8.0 / self.secs(s.duration)).ceil() as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Every keyframe of the track with its duration (to the next one, or
+    /// the track's end): (segment file, range, duration) in order.
+    pub fn keyframes(&self) -> Vec<(&str, KeyRange, u64)> {
+        let all: Vec<(&str, KeyRange)> = self
+            .segments
+            .iter()
+            .flat_map(|s| s.keys.iter().map(move |k| (s.file.as_str(), *k)))
+            .collect();
+        let end = self.segments.last().map_or(0, |s| s.start + s.duration);
+        (0..all.len())
+            .map(|i| {
+                let next = all.get(i + 1).map_or(end, |n| n.1.dts);
+                (all[i].0, all[i].1, next.saturating_sub(all[i].1.dts))
+            })
+            .collect()
+    }
+
+    /// Highest bitrate of the keyframes alone, bits/s (I-frame streams).
+    pub fn keyframe_bandwidth(&self) -> u64 {
+        self.keyframes()
+            .iter()
+            .filter(|(_, _, d)| *d > 0)
+            .map(|(_, k, d)| (k.len as f64 * 8.0 / self.secs(*d)).ceil() as u64)
             .max()
             .unwrap_or(0)
     }

@@ -133,17 +133,20 @@ fn key(dir: &Path, title: &str, tracks: &str) -> String {
 }
 
 /// The `mdat` payloads of a segment file.
+/// The sample bytes of a segment: every `mdat`'s body, in order (video
+/// segments hold a fragment per keyframe and one per run between).
 fn mdat(file: &Path) -> Vec<u8> {
     let data = std::fs::read(file).unwrap();
-    let mut at = 0;
+    let (mut at, mut out) = (0, Vec::new());
     while at + 8 <= data.len() {
         let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
         if &data[at + 4..at + 8] == b"mdat" {
-            return data[at + 8..at + size].to_vec();
+            out.extend_from_slice(&data[at + 8..at + size]);
         }
         at += size.max(8);
     }
-    panic!("no mdat in {}", file.display());
+    assert!(!out.is_empty(), "no mdat in {}", file.display());
+    out
 }
 
 fn encrypted_like_clear(dir: &Path, scheme: &str) {
@@ -603,8 +606,14 @@ fn a_key_per_rung_group_keeps_sd_and_hd_apart() {
         .skip(1)
         .filter_map(|r| r.split('"').next())
         .collect();
-    assert_eq!(kids.len(), 3, "two video representations and the audio set: {mpd}");
+    assert_eq!(
+        kids.len(),
+        4,
+        "two video representations, the trick set and the audio set: {mpd}"
+    );
     assert_ne!(kids[0], kids[1]);
+    // The trick set is the SD rung's keyframes, under its key.
+    assert!(kids[2] == kids[0] || kids[2] == kids[1], "{mpd}");
     let index: TitleIndex = serde_json::from_slice(&std::fs::read(dir.join("origin/t/index.json")).unwrap()).unwrap();
     assert_eq!(index.protection.unwrap().kids.len(), 3);
 }

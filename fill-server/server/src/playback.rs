@@ -155,7 +155,7 @@ pub fn media(text: &str, base: &str, query: &str) -> String {
 /// every `initialization`/`media` template.
 pub fn mpd(text: &str, bases: &[String], query: &str) -> String {
     let mut out = text.to_string();
-    for attr in ["initialization=\"", "media=\""] {
+    for attr in ["initialization=\"", "media=\"", "sourceURL=\""] {
         let mut result = String::with_capacity(out.len() + 64);
         let mut rest = out.as_str();
         while let Some(i) = rest.find(attr) {

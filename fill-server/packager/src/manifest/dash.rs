@@ -35,6 +35,10 @@ pub fn mpd(renditions: &[Rendition], extras: &crate::package::Manifested, target
     let video: Vec<&Rendition> = renditions.iter().filter(|r| r.kind == TrackKind::Video).collect();
     if !video.is_empty() {
         video_set(&mut out, set_id, &video);
+        if let Some(v) = video.iter().find(|v| !v.trick.is_empty()) {
+            trick_set(&mut out, set_id + 1, set_id, v);
+            set_id += 1;
+        }
         set_id += 1;
     }
     let audio: Vec<&Rendition> = renditions.iter().filter(|r| r.kind == TrackKind::Audio).collect();
@@ -87,6 +91,40 @@ fn video_set(out: &mut String, set_id: usize, video: &[&Rendition]) {
         out.push_str("      </Representation>\n");
     }
     out.push_str("    </AdaptationSet>\n");
+}
+
+/// The trick-mode set (DASH-IF IOP: `EssentialProperty` trickmode naming
+/// the main video set): the lowest rung's keyframes, each a segment of
+/// its own lasting until the next (`trick-NNNNN.m4s`).
+fn trick_set(out: &mut String, set_id: usize, main_id: usize, v: &Rendition) {
+    let longest = v.trick.iter().map(|t| t.duration).max().unwrap_or(1).max(1);
+    let bandwidth = v
+        .trick
+        .iter()
+        .filter(|t| t.duration > 0)
+        .map(|t| (t.bytes as f64 * 8.0 / v.secs(t.duration)).ceil() as u64)
+        .max()
+        .unwrap_or(1);
+    let _ = writeln!(
+        out,
+        "    <AdaptationSet id=\"{set_id}\" contentType=\"video\" mimeType=\"video/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\">\n      \
+         <EssentialProperty schemeIdUri=\"http://dashif.org/guidelines/trickmode\" value=\"{main_id}\"/>"
+    );
+    if let Some(p) = &v.protection {
+        content_protection(out, p);
+    }
+    let _ = writeln!(
+        out,
+        "      <Representation id=\"{}-trick\" bandwidth=\"{bandwidth}\" codecs=\"{}\" width=\"{}\" height=\"{}\" sar=\"1:1\" maxPlayoutRate=\"{}\" codingDependency=\"false\">",
+        v.name,
+        v.codec.string,
+        v.codec.width,
+        v.codec.height,
+        (v.secs(longest) * v.frame_rate).round().max(1.0),
+    );
+    let segments: Vec<(u64, u64)> = v.trick.iter().map(|t| (t.start, t.duration)).collect();
+    timeline_of(out, &v.name, "trick", v.timescale, &segments);
+    out.push_str("      </Representation>\n    </AdaptationSet>\n");
 }
 
 /// An audio rendition's adaptation set: its language (BCP 47 where we
@@ -194,12 +232,17 @@ fn template(out: &mut String, r: &Rendition) {
 }
 
 /// A `SegmentTemplate` over `name/seg-NNNNN.m4s` with the timeline of
-/// `segments` (start, duration); runs of equal durations become one `<S>`
-/// with a repeat count.
+/// `segments` (start, duration).
 fn timeline(out: &mut String, name: &str, timescale: u32, segments: &[(u64, u64)]) {
+    timeline_of(out, name, "seg", timescale, segments);
+}
+
+/// A `SegmentTemplate` over `name/{prefix}-NNNNN.m4s`; runs of equal
+/// durations become one `<S>` with a repeat count.
+fn timeline_of(out: &mut String, name: &str, prefix: &str, timescale: u32, segments: &[(u64, u64)]) {
     let _ = writeln!(
         out,
-        "        <SegmentTemplate timescale=\"{timescale}\" initialization=\"{name}/{INIT_FILE}\" media=\"{name}/seg-$Number%05d$.m4s\" startNumber=\"1\">\n          <SegmentTimeline>"
+        "        <SegmentTemplate timescale=\"{timescale}\" initialization=\"{name}/{INIT_FILE}\" media=\"{name}/{prefix}-$Number%05d$.m4s\" startNumber=\"1\">\n          <SegmentTimeline>"
     );
     let mut i = 0;
     while i < segments.len() {

@@ -1,6 +1,7 @@
-//! HLS (RFC 8216): a multivariant playlist with an audio group and a
-//! subtitles group, one media playlist per rendition using EXT-X-MAP for
-//! the CMAF header, and one per text rendition listing its WebVTT files.
+//! HLS (RFC 8216): a multivariant playlist with audio groups, a subtitles
+//! group, I-frame and image streams; one media playlist per rendition
+//! using EXT-X-MAP for the CMAF header, an I-frame playlist per video
+//! rendition, one per text rendition listing its WebVTT files.
 //!
 //! An encrypted rendition's playlist names its key twice, as HLS allows
 //! (one tag per KEYFORMAT): `org.w3.clearkey` with the key ID (hls.js and
@@ -15,7 +16,7 @@ use base64::Engine;
 
 use crate::cenc::{keys::hex, Scheme};
 use crate::mp4::TrackKind;
-use crate::rendition::{Protection, Rendition, INIT_FILE, MEDIA_PLAYLIST};
+use crate::rendition::{Protection, Rendition, IFRAME_PLAYLIST, INIT_FILE, MEDIA_PLAYLIST};
 use crate::text::{vtt_file, TextRendition};
 
 const AUDIO_GROUP: &str = "audio";
@@ -51,6 +52,40 @@ pub fn media_playlist(r: &Rendition) -> String {
     let _ = writeln!(out, "#EXT-X-MAP:URI=\"{INIT_FILE}\"");
     for s in &r.segments {
         let _ = write!(out, "#EXTINF:{:.6},\n{}\n", r.secs(s.duration), s.file);
+    }
+    out.push_str("#EXT-X-ENDLIST\n");
+    out
+}
+
+/// A video rendition's I-frame playlist: each keyframe's fragment as a
+/// byte range of the segment that holds it (no copies), lasting until the
+/// next keyframe.
+pub fn iframe_playlist(r: &Rendition) -> String {
+    let keys = r.keyframes();
+    let target = keys
+        .iter()
+        .map(|k| r.secs(k.2).round() as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut out = format!(
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:1\n\
+         #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-I-FRAMES-ONLY\n"
+    );
+    if let Some(p) = &r.protection {
+        for line in key_tags(p, "EXT-X-KEY") {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{INIT_FILE}\"");
+    for (file, k, d) in keys {
+        let _ = write!(
+            out,
+            "#EXTINF:{:.6},\n#EXT-X-BYTERANGE:{}@{}\n{file}\n",
+            r.secs(d),
+            k.len,
+            k.offset
+        );
     }
     out.push_str("#EXT-X-ENDLIST\n");
     out
@@ -127,6 +162,40 @@ fn text_media(out: &mut String, texts: &[TextRendition]) {
     }
     if !texts.is_empty() {
         out.push('\n');
+    }
+}
+
+/// The I-frame streams of the video renditions and the thumbnails' image
+/// stream, after the variants.
+fn extra_streams(out: &mut String, renditions: &[Rendition], extras: &crate::package::Manifested) {
+    for v in renditions
+        .iter()
+        .filter(|r| r.kind == TrackKind::Video && !r.keyframes().is_empty())
+    {
+        let _ = write!(
+            out,
+            "\n#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH={},CODECS=\"{}\",RESOLUTION={}x{},URI=\"{}/{IFRAME_PLAYLIST}\"",
+            v.keyframe_bandwidth(),
+            v.codec.string,
+            v.codec.width,
+            v.codec.height,
+            v.name
+        );
+    }
+    if renditions.iter().any(|r| r.kind == TrackKind::Video) {
+        out.push('\n');
+    }
+    if let Some(t) = extras.thumbs {
+        // RESOLUTION is one picture's (Roku's image spec; Shaka Player
+        // multiplies it by the tiles' layout).
+        let _ = write!(
+            out,
+            "\n#EXT-X-IMAGE-STREAM-INF:BANDWIDTH={},RESOLUTION={}x{},CODECS=\"jpeg\",URI=\"{}/{MEDIA_PLAYLIST}\"\n",
+            t.bandwidth(),
+            t.width,
+            t.height,
+            crate::thumbs::FOLDER
+        );
     }
 }
 
@@ -276,17 +345,6 @@ pub fn multivariant_playlist(renditions: &[Rendition], extras: &crate::package::
             variant(&mut out, v, Some((id, members)), &subs);
         }
     }
-    if let Some(t) = extras.thumbs {
-        // RESOLUTION is one picture's (Roku's image spec; Shaka Player
-        // multiplies it by the tiles' layout).
-        let _ = write!(
-            out,
-            "\n#EXT-X-IMAGE-STREAM-INF:BANDWIDTH={},RESOLUTION={}x{},CODECS=\"jpeg\",URI=\"{}/{MEDIA_PLAYLIST}\"\n",
-            t.bandwidth(),
-            t.width,
-            t.height,
-            crate::thumbs::FOLDER
-        );
-    }
+    extra_streams(&mut out, renditions, extras);
     out
 }

@@ -1,11 +1,15 @@
-//! A title's extras written beside its renditions: text renditions and
-//! thumbnail tiles, with what the manifests need of them.
+//! A title's extras written beside its renditions: text renditions,
+//! thumbnail tiles and DASH trick-mode segments, with what the manifests
+//! need of them.
 
 use std::path::Path;
 
-use super::{write_file, PackageError};
+use super::{write_file, Out, PackageError};
+use crate::cenc::TrackCrypto;
+use crate::cmaf::{media_segment, SegmentError};
 use crate::index::FileEntry;
-use crate::mp4::{Movie, TrackKind};
+use crate::mp4::{Movie, Track, TrackKind};
+use crate::rendition::{trick_file, Rendition, TrickSegment};
 use crate::text::{TextRendition, TextSource};
 
 /// A text rendition's files (both forms) under `dir/name/`.
@@ -63,4 +67,48 @@ pub(super) fn write_thumbs(
 pub struct Manifested<'a> {
     pub texts: &'a [TextRendition],
     pub thumbs: Option<&'a crate::thumbs::Thumbnails>,
+}
+
+/// The DASH trick-mode segments of rendition `r` (track `track` of
+/// `movie`): each keyframe alone, lasting until the next one.
+pub(super) fn write_trick(
+    movie: &Movie,
+    track: &Track,
+    name: &str,
+    r: &Rendition,
+    crypto: Option<&TrackCrypto>,
+    out: Out,
+) -> Result<Vec<TrickSegment>, PackageError> {
+    let mut fragments = 1;
+    let mut trick = Vec::new();
+    for (n, (_, k, duration)) in r.keyframes().into_iter().enumerate() {
+        let sample = crate::mp4::Sample {
+            duration: u32::try_from(duration).unwrap_or(u32::MAX),
+            ..track.samples[k.sample]
+        };
+        let encrypt = crypto.map(|c| (c, k.sample as u64));
+        let data =
+            media_segment(movie, &mut fragments, &[sample], encrypt, false).map_err(|e| segment_error(movie, e))?;
+        let entry = write_file(out.dir, &format!("{name}/{}", trick_file(n + 1)), &data.bytes)?;
+        trick.push(TrickSegment {
+            start: k.dts,
+            duration,
+            bytes: entry.size,
+        });
+        out.files.push(entry);
+    }
+    Ok(trick)
+}
+
+pub(super) fn segment_error(movie: &Movie, e: SegmentError) -> PackageError {
+    match e {
+        SegmentError::Read(problem) => PackageError::Input {
+            path: movie.path.clone(),
+            problem,
+        },
+        SegmentError::Encrypt(source) => PackageError::Encrypt {
+            path: movie.path.clone(),
+            source,
+        },
+    }
 }

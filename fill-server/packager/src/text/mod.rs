@@ -237,7 +237,11 @@ pub fn grid(starts: &[f64], target: f64, end_ms: u64) -> Vec<u64> {
 /// The files of `src` as rendition `name` on `grid` (relative paths and
 /// bytes, the playlist aside) and its description. Cues past the grid's
 /// end are cut there; one that starts after it is dropped.
-pub fn render(src: &TextSource, name: &str, grid: &[u64]) -> Result<(TextRendition, Vec<crate::store::TitleFile>), TextError> {
+pub fn render(
+    src: &TextSource,
+    name: &str,
+    grid: &[u64],
+) -> Result<(TextRendition, Vec<crate::store::TitleFile>), TextError> {
     let end = grid.last().copied().unwrap_or(0);
     let cues: Vec<Cue> = src
         .vtt

@@ -66,15 +66,15 @@ pub fn play(app: &App, rest: &[&str], caller: &Caller) -> Resp {
             reply_text("application/json", body.to_string())
         }
         [title, "manifest.mpd"] => vod_mpd(app, title, caller),
-        [title, rendition, "index.m3u8"] => {
+        [title, rendition, playlist @ ("index.m3u8" | "iframes.m3u8")] => {
             let token = super::token_of(query);
-            let path = format!("/c/{title}/{rendition}/index.m3u8");
+            let path = format!("/c/{title}/{rendition}/{playlist}");
             if let Err(e) = app.keyring.verify(&path, &token, client, unix_now()) {
                 return error(StatusCode::FORBIDDEN, e);
             }
             let view = app.view();
             let base = view.url_of(query_param(query, "via").unwrap_or(ORIGIN));
-            let Some(text) = read(app, &[title, rendition, "index.m3u8"]) else {
+            let Some(text) = read(app, &[title, rendition, playlist]) else {
                 return error(StatusCode::NOT_FOUND, format!("no playlist {path}"));
             };
             let base = format!("{}/c/{title}/{rendition}", base.trim_end_matches('/'));
