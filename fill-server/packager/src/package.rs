@@ -22,7 +22,7 @@ pub use crate::store::{write_file, write_index, write_title_dir};
 use crate::text::{TextError, TextSource};
 
 mod extras;
-pub use extras::Manifested;
+pub use crate::rendition::Manifested;
 use extras::{segment_error, write_text, write_thumbs, write_trick};
 
 pub const MASTER_PLAYLIST: &str = "master.m3u8";

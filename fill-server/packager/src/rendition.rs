@@ -131,3 +131,9 @@ impl Rendition {
         (self.segments.iter().map(|s| s.bytes).sum::<u64>() as f64 * 8.0 / d).ceil() as u64
     }
 }
+
+/// What the manifests list besides video and audio.
+pub struct Manifested<'a> {
+    pub texts: &'a [crate::text::TextRendition],
+    pub thumbs: Option<&'a crate::thumbs::Thumbnails>,
+}

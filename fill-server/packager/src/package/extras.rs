@@ -45,7 +45,11 @@ pub(super) fn write_thumbs(
         .max_by_key(|(_, t)| t.codec.height)
         .ok_or(crate::thumbs::ThumbError::NoVideo)?;
     let (movie, track) = largest;
-    let work = std::env::temp_dir().join(format!("nearcast-thumbs-{}", std::process::id()));
+    // Beside the title's own temporary folder, so unique to it.
+    let work = dir.with_file_name(format!(
+        "{}-thumbs",
+        dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    ));
     let made = crate::thumbs::make(
         &movie.path,
         (track.codec.width, track.codec.height),
@@ -61,12 +65,6 @@ pub(super) fn write_thumbs(
         files.push(write_file(dir, &rel, &bytes)?);
     }
     Ok(thumbs)
-}
-
-/// What the manifests list besides video and audio.
-pub struct Manifested<'a> {
-    pub texts: &'a [TextRendition],
-    pub thumbs: Option<&'a crate::thumbs::Thumbnails>,
 }
 
 /// The DASH trick-mode segments of rendition `r` (track `track` of
