@@ -106,6 +106,10 @@ pub struct HeartbeatReply {
     /// its bundle from `/v1/appliances/{id}/os`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os_update: Option<String>,
+    /// `os_update` comes from an emergency rollout: install it at once,
+    /// not waiting for the box's maintenance window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub os_emergency: bool,
     /// Whom the box asks for live objects (its site and the origins) and
     /// its live cache size; the agent resolves it for the appliance.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -241,6 +241,7 @@ impl Wire for HeartbeatReply {
         Ok(v1::HeartbeatReply {
             ok: true,
             os_update: self.os_update.clone(),
+            os_emergency: self.os_emergency,
             live: self.live.as_ref().map(|l| v1::LivePlan {
                 self_id: l.self_id.clone(),
                 peers: l
@@ -260,6 +261,7 @@ impl Wire for HeartbeatReply {
     fn from_msg(m: Self::Msg) -> Result<Self, WireError> {
         Ok(HeartbeatReply {
             os_update: m.os_update,
+            os_emergency: m.os_emergency,
             live: m.live.map(|l| LivePlan {
                 self_id: l.self_id,
                 peers: l.peers.into_iter().map(|p| PeerUrl { id: p.id, url: p.url }).collect(),

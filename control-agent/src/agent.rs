@@ -95,6 +95,8 @@ impl Agent {
             bucket: bucket.clone(),
             appliance: appliance.clone(),
             answered: fill_server_answered.clone(),
+            window: config.update.install_window.unwrap_or(config.fill_window),
+            max_connections: config.appliance_max_connections,
         };
         Ok(Agent {
             updater: Updater::open(&config.update, link)?.map(Arc::new),

@@ -98,6 +98,11 @@ pub struct UpdateConfig {
     /// A trial boot must pass its health check within this.
     pub commit_within_secs: u64,
     pub reboot: Vec<String>,
+    /// When a written release may be booted into (`"HH:MM-HH:MM"` local,
+    /// or `"always"`); unset: the fill window. Emergency rollouts ignore it.
+    pub install_window: Option<Window>,
+    /// Nor while the appliance serves above this share of its connections.
+    pub install_max_load: f64,
 }
 
 impl Default for UpdateConfig {
@@ -113,6 +118,8 @@ impl Default for UpdateConfig {
             state_file: "/config/update-state.json".into(),
             commit_within_secs: 180,
             reboot: vec!["/sbin/reboot".into()],
+            install_window: None,
+            install_max_load: 0.5,
         }
     }
 }

@@ -77,6 +77,7 @@ async fn heartbeat_loop(agent: Arc<Agent>) {
                     }
                 }
                 if let (Some(release), Some(u)) = (reply.os_update, &agent.updater) {
+                    u.set_emergency(reply.os_emergency);
                     if u.wants(&release) {
                         tokio::spawn(u.clone().install(release));
                     }

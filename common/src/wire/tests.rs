@@ -31,7 +31,7 @@ fn every_message_round_trips() {
     ));
     same::<Heartbeat>(&Heartbeat::new(Health::Ok, 0.0, 0));
     same::<HeartbeatReply>(&from_json(
-        r#"{"os_update":"2","live":{"self_id":"b1","peers":[{"id":"b1","url":"http://b1"}],
+        r#"{"os_update":"2","os_emergency":true,"live":{"self_id":"b1","peers":[{"id":"b1","url":"http://b1"}],
             "origins":["http://o"],"cache_mib":256}}"#,
     ));
     same::<HeartbeatReply>(&HeartbeatReply::default());

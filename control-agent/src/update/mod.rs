@@ -9,6 +9,7 @@
 //! failure and never tries that release again.
 
 mod error;
+pub mod gate;
 pub mod grubenv;
 pub mod slots;
 mod writer;
@@ -33,6 +34,10 @@ use grubenv::GrubEnv;
 use slots::Slot;
 use writer::SlotWriter;
 
+/// How often a written update waiting for its window looks again (an
+/// emergency from the fill server is seen within this).
+const GATE_RECHECK: Duration = Duration::from_secs(10);
+
 /// Kept on the config partition, shared by both slots.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct State {
@@ -53,6 +58,10 @@ pub struct Link {
     pub appliance: Appliance,
     /// A heartbeat reached the fill server since the agent started.
     pub answered: Arc<AtomicBool>,
+    /// The maintenance window (the install window, else the fill window).
+    pub window: crate::window::Window,
+    /// The appliance's connection cap, for its load.
+    pub max_connections: u64,
 }
 
 pub struct Updater {
@@ -64,6 +73,8 @@ pub struct Updater {
     state: Mutex<State>,
     /// An install or a trial check is under way.
     busy: AtomicBool,
+    /// The fill server said the update is an emergency (no window).
+    emergency: AtomicBool,
 }
 
 fn read_keys(dir: &Path) -> Result<Vec<TrustedKey>, UpdateError> {
@@ -109,6 +120,7 @@ impl Updater {
             release,
             state: Mutex::new(state),
             busy: AtomicBool::new(false),
+            emergency: AtomicBool::new(false),
         }))
     }
 
@@ -145,6 +157,12 @@ impl Updater {
             update: s.last.clone(),
             failed: s.failed.clone(),
         }
+    }
+
+    /// Whether the update the fill server offers is an emergency's (read
+    /// by an install waiting for its window, so it can go at once).
+    pub fn set_emergency(&self, emergency: bool) {
+        self.emergency.store(emergency, Ordering::SeqCst);
     }
 
     /// Whether the fill server's `os_update` is worth acting on now.
@@ -253,6 +271,7 @@ impl Updater {
         tracing::info!(%release, slot = self.slot.other().name(), "installing an OS update");
         match self.write_slot(&release).await {
             Ok(()) => {
+                self.wait_to_reboot(&release).await;
                 let (me, r) = (self.clone(), release.clone());
                 if let Err(e) = blocking(move || me.mark_trial(&r)).await {
                     tracing::error!(error = %e, "cannot mark the new slot");
@@ -274,6 +293,38 @@ impl Updater {
             }
         }
         self.busy.store(false, Ordering::SeqCst);
+    }
+
+    /// Waits, the slot written, until the box may reboot (`gate`): inside
+    /// its maintenance window and under the load threshold, or at once for
+    /// an emergency. The wait shows in the heartbeat's `os.update`.
+    async fn wait_to_reboot(self: &Arc<Self>, release: &str) {
+        let mut shown = String::new();
+        loop {
+            let view = self.link.appliance.status().await;
+            let load = (view.connections as f64 / self.link.max_connections.max(1) as f64).min(1.0);
+            let emergency = self.emergency.load(Ordering::SeqCst);
+            let now = crate::window::local_seconds_of_day();
+            let hold = match gate::may_reboot(&self.link.window, now, load, self.cfg.install_max_load, emergency) {
+                Ok(()) => return,
+                Err(h) => h,
+            };
+            let text = format!(
+                "waiting {release}: written to slot {}; {hold}",
+                self.slot.other().name()
+            );
+            if text != shown {
+                tracing::info!(%release, "{text}");
+                let t = text.clone();
+                let _ = self.save_blocking(move |s| s.last = t).await;
+                shown = text;
+            }
+            let pause = match hold {
+                gate::Hold::Window(d) => d.clamp(Duration::from_secs(1), GATE_RECHECK),
+                gate::Hold::Load { .. } => GATE_RECHECK,
+            };
+            tokio::time::sleep(pause).await;
+        }
     }
 
     /// Marks the written slot for one trial boot and reboots into it.

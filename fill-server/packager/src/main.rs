@@ -1,11 +1,13 @@
 //! `nearcast-packager`: package a title for the origin store.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use nearcast_packager::ladder::{make_ladder, LadderOptions, Rung, VideoCodec, DEFAULT_RUNGS};
+use nearcast_packager::ladder::{
+    make_ladder, Choice, LadderOptions, PerTitle, Policy, Rate, Rung, Sampling, VideoCodec, DEFAULT_RUNGS,
+};
 use nearcast_packager::{package, Options};
 
 /// Package video titles into CMAF segments with HLS and DASH manifests.
@@ -20,7 +22,7 @@ struct Cli {
     command: Cmd,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(Args, Debug)]
 struct Common {
     /// The title's name (its folder and its URL segment): A-Z a-z 0-9 . _ -
     #[arg(long)]
@@ -67,6 +69,42 @@ struct Common {
     thumbnails: Option<nearcast_packager::thumbs::ThumbOptions>,
 }
 
+#[derive(Args, Debug)]
+struct LadderArgs {
+    /// Rungs as HEIGHT:KBPS, comma-separated (with --per-title, the most
+    /// each rung may spend).
+    #[arg(long, default_value = DEFAULT_RUNGS, value_delimiter = ',')]
+    rungs: Vec<Rung>,
+    /// Video codec of the renditions.
+    #[arg(long, value_enum, default_value = "h264")]
+    codec: VideoCodec,
+    /// Seconds between keyframes in every rung.
+    #[arg(long, default_value_t = 2.0)]
+    gop: f64,
+    /// AAC audio bitrate in kbit/s.
+    #[arg(long, default_value_t = 128)]
+    audio_kbps: u32,
+    /// Where to keep the rendition MP4s (default: a temporary folder,
+    /// removed afterwards).
+    #[arg(long)]
+    work: Option<PathBuf>,
+    /// Pick each rung's bitrate for this title: trial encodes of sampled
+    /// clips at a few CRF values find the rate that reaches
+    /// --target-psnr, never above the rung's own rate.
+    #[arg(long)]
+    per_title: bool,
+    /// The quality the per-title ladder aims at, in dB of PSNR against
+    /// the source scaled to the rung.
+    #[arg(long, default_value_t = Policy::default().target_psnr, requires = "per_title")]
+    target_psnr: f64,
+    /// Clips the per-title trials sample, spread over the title.
+    #[arg(long, default_value_t = Sampling::default().clips, requires = "per_title")]
+    trial_clips: usize,
+    /// Seconds per sampled clip.
+    #[arg(long, default_value_t = Sampling::default().clip_secs, requires = "per_title")]
+    trial_secs: f64,
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Package existing MP4 renditions (H.264/HEVC/AV1 video, AAC/Opus
@@ -83,22 +121,8 @@ enum Cmd {
     Ladder {
         #[command(flatten)]
         common: Common,
-        /// Rungs as HEIGHT:KBPS, comma-separated.
-        #[arg(long, default_value = DEFAULT_RUNGS, value_delimiter = ',')]
-        rungs: Vec<Rung>,
-        /// Video codec of the renditions.
-        #[arg(long, value_enum, default_value = "h264")]
-        codec: VideoCodec,
-        /// Seconds between keyframes in every rung.
-        #[arg(long, default_value_t = 2.0)]
-        gop: f64,
-        /// AAC audio bitrate in kbit/s.
-        #[arg(long, default_value_t = 128)]
-        audio_kbps: u32,
-        /// Where to keep the rendition MP4s (default: a temporary folder,
-        /// removed afterwards).
-        #[arg(long)]
-        work: Option<PathBuf>,
+        #[command(flatten)]
+        ladder: LadderArgs,
         /// The source file.
         mezzanine: PathBuf,
     },
@@ -120,39 +144,10 @@ fn main() -> anyhow::Result<()> {
         Cmd::Package { common, inputs } => (common, inputs, None),
         Cmd::Ladder {
             common,
-            rungs,
-            codec,
-            gop,
-            audio_kbps,
-            work,
+            ladder,
             mezzanine,
         } => {
-            let (work, cleanup) = match work {
-                Some(w) => (w, None),
-                None => {
-                    let w = std::env::temp_dir().join(format!("nearcast-ladder-{}", std::process::id()));
-                    (w.clone(), Some(w))
-                }
-            };
-            let bar = if progress {
-                ProgressBar::new(rungs.len() as u64)
-            } else {
-                ProgressBar::hidden()
-            };
-            bar.set_style(ProgressStyle::with_template(
-                "{msg:>12} [{bar:40}] {pos}/{len} rungs, {elapsed}",
-            )?);
-            bar.set_message("encoding");
-            let opts = LadderOptions {
-                rungs,
-                codec,
-                gop,
-                audio_kbps,
-                work,
-            };
-            let made = make_ladder(&mezzanine, &opts, |_| bar.inc(1));
-            bar.finish_and_clear();
-            let made = made.with_context(|| format!("making the ladder from {}", mezzanine.display()))?;
+            let (made, cleanup) = ladder_step(&mezzanine, ladder, progress)?;
             (common, made, cleanup)
         }
     };
@@ -177,6 +172,73 @@ fn main() -> anyhow::Result<()> {
         opts.store.join(&index.title).display()
     );
     Ok(())
+}
+
+/// Runs the ladder step; the renditions and the folder to remove after.
+fn ladder_step(mezzanine: &Path, a: LadderArgs, progress: bool) -> anyhow::Result<(Vec<PathBuf>, Option<PathBuf>)> {
+    let (work, cleanup) = match a.work {
+        Some(w) => (w, None),
+        None => {
+            let w = std::env::temp_dir().join(format!("nearcast-ladder-{}", std::process::id()));
+            (w.clone(), Some(w))
+        }
+    };
+    let bar = if progress {
+        ProgressBar::new(a.rungs.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(ProgressStyle::with_template(
+        "{msg:>12} [{bar:40}] {pos}/{len} encodes, {elapsed}",
+    )?);
+    bar.set_message("encoding");
+    let per_title = a.per_title.then(|| PerTitle {
+        policy: Policy {
+            target_psnr: a.target_psnr,
+            ..Policy::default()
+        },
+        sampling: Sampling {
+            clips: a.trial_clips,
+            clip_secs: a.trial_secs,
+        },
+    });
+    let opts = LadderOptions {
+        rungs: a.rungs,
+        codec: a.codec,
+        gop: a.gop,
+        audio_kbps: a.audio_kbps,
+        work,
+        per_title,
+    };
+    let made = make_ladder(mezzanine, &opts, |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+    });
+    bar.finish_and_clear();
+    let made = made.with_context(|| format!("making the ladder from {}", mezzanine.display()))?;
+    if let Some(choices) = &made.choices {
+        println!("{}", per_title_summary(choices, a.target_psnr));
+    }
+    Ok((made.files, cleanup))
+}
+
+/// `per-title ladder (45 dB PSNR): 1080p CRF 31.2 capped at 4500 (needs 270), 720p fixed 2500 (target not reached), …`
+fn per_title_summary(choices: &[Choice], target: f64) -> String {
+    let rungs: Vec<String> = choices
+        .iter()
+        .map(|c| {
+            let needs = match c.needed_kbps {
+                Some(n) => format!("needs {n}"),
+                None => "target not reached".to_string(),
+            };
+            let how = match c.rate {
+                Rate::CappedCrf { crf, .. } => format!("CRF {crf:.1} capped at {}", c.fixed_kbps),
+                _ => format!("fixed {}", c.fixed_kbps),
+            };
+            format!("{}p {how} ({needs})", c.height)
+        })
+        .collect();
+    format!("per-title ladder ({target} dB PSNR): {}", rungs.join(", "))
 }
 
 /// What to package, from the command line.

@@ -72,6 +72,7 @@ pub struct App {
 struct Known {
     keys: HashMap<String, String>,
     os_targets: HashMap<String, String>,
+    os_emergency: std::collections::HashSet<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +227,7 @@ impl App {
                 .map(|a| (a.id.clone(), a.public_key.clone()))
                 .collect(),
             os_targets: snap.os_targets.clone().into_iter().collect(),
+            os_emergency: snap.os_emergency.iter().cloned().collect(),
         };
         *self.known.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(known);
     }
@@ -244,6 +246,13 @@ impl App {
     pub fn os_target(&self, id: &str) -> Option<String> {
         let known = self.known.read().unwrap_or_else(|p| p.into_inner()).clone();
         known.os_targets.get(id).cloned()
+    }
+
+    /// Whether appliance `id`'s OS target comes from an active emergency
+    /// rollout (it installs at once, outside its maintenance window).
+    pub fn os_emergency(&self, id: &str) -> bool {
+        let known = self.known.read().unwrap_or_else(|p| p.into_inner()).clone();
+        known.os_emergency.contains(id)
     }
 
     /// Live events as stored (created or ended on any replica); an event

@@ -1,7 +1,8 @@
 //! The operators' dashboard data (`GET /v1/admin/dashboard`): the fleet
 //! table, per-site figures, the QoE summary and the history the page
 //! plots (bytes per box per hour, rebuffering per hour, per day the hit
-//! ratio, origin egress and its cost, and why the origin served), in one
+//! ratio, origin egress and its cost, and why the origin served) and the
+//! newest OS rollouts, in one
 //! document the `/dashboard` page draws.
 
 use std::collections::BTreeMap;
@@ -47,6 +48,8 @@ pub struct Dashboard {
     pub sites: Vec<Site>,
     pub qoe: QoeSummary,
     pub history: History,
+    /// The newest OS rollouts (`crate::rollout`), per wave and per box.
+    pub rollouts: Vec<crate::rollout::runner::Status>,
 }
 
 /// What the page plots over time.
@@ -183,6 +186,7 @@ pub fn build(
         sites,
         qoe,
         history,
+        rollouts: Vec::new(),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod predict;
 pub mod qoe;
 pub mod replica;
 pub mod rights;
+pub mod rollout;
 pub mod server;
 pub mod steer;
 pub mod store;

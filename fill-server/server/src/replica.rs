@@ -3,7 +3,7 @@
 //! (`store::changes`): woken by PostgreSQL's `NOTIFY` at once, and caught
 //! up by version every `CATCH_UP` anyway, so a lost notification (or a
 //! reconnect) only delays. The same thread runs the jobs that must run
-//! once across replicas (retention), while it holds their advisory lock; a
+//! once across replicas (retention, rollout steps), while it holds their advisory lock; a
 //! replica that dies drops its connection and so the lock, and the next
 //! replica to ask takes over.
 //!
@@ -49,6 +49,7 @@ struct Follower {
     /// Whether the store has listeners at all (PostgreSQL).
     shared: bool,
     retention_due: Instant,
+    rollouts_due: Instant,
 }
 
 fn run(app: Weak<App>, from: i64) {
@@ -58,6 +59,7 @@ fn run(app: Weak<App>, from: i64) {
         listener: None,
         shared: true,
         retention_due: Instant::now(),
+        rollouts_due: Instant::now(),
     };
     loop {
         let Some(app) = app.upgrade() else {
@@ -131,6 +133,12 @@ impl Follower {
         let was = app.leading.swap(leading, Ordering::Relaxed);
         if leading != was {
             tracing::info!(leading, "jobs lock {}", if leading { "taken" } else { "lost" });
+        }
+        if leading && Instant::now() >= self.rollouts_due {
+            self.rollouts_due = Instant::now() + crate::rollout::runner::EVERY;
+            if let Err(e) = crate::rollout::runner::tick(app, unix_now()) {
+                tracing::warn!(error = %e, "stepping rollouts failed");
+            }
         }
         if !leading || Instant::now() < self.retention_due {
             return;

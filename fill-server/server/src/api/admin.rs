@@ -1,6 +1,7 @@
 //! The operator's routes (`/v1/admin/…`, bearer token checked by the
 //! router): ISPs, prefixes, sites, enrollments, releases, play logs, BGP,
-//! OS releases, rights (`rights.rs`) and the fleet list.
+//! OS releases and rollouts (`rollout.rs`), rights (`rights.rs`) and the
+//! fleet list.
 
 use std::sync::Arc;
 
@@ -83,6 +84,7 @@ pub(super) async fn route(app: Arc<App>, method: &Method, rest: &[&str], body: B
         ),
         (&Method::GET, ["os"]) => read(app, |a| Ok::<_, ApiError>(crate::os::list(&a.config.os_bundles))).await,
         (&Method::PUT, ["appliances", id, "os"]) => set_os(app, id, &body).await,
+        (_, ["rollouts", rest @ ..]) => super::rollout::route(app, method, rest, &body).await,
         (&Method::GET, ["appliances"]) => read(app, |a| a.store.snapshot().map(|s| s.appliances)).await,
         (&Method::POST, ["live"]) => create_event(app, &body).await,
         (&Method::GET, ["live"]) => reply(StatusCode::OK, app.live.list()),

@@ -141,7 +141,12 @@ async fn heartbeat(app: Arc<App>, id: String, t: u64, f: Format, body: &[u8]) ->
             None => None,
         };
         let live = live_setting(a, &id, t);
-        Ok::<_, ApiError>(HeartbeatReply { os_update, live })
+        let os_emergency = os_update.is_some() && a.os_emergency(&id);
+        Ok::<_, ApiError>(HeartbeatReply {
+            os_update,
+            os_emergency,
+            live,
+        })
     })
     .await;
     match reply {

@@ -37,7 +37,7 @@ impl ApiError {
             ApiError::Refused(status, msg) => error(status, msg),
             ApiError::Store(e) | ApiError::Fill(FillError::Store(e)) => match e {
                 StoreError::Unknown { .. } | StoreError::Import { .. } => error(StatusCode::UNPROCESSABLE_ENTITY, e),
-                StoreError::Exists { .. } => error(StatusCode::CONFLICT, e),
+                StoreError::Exists { .. } | StoreError::Conflict(_) => error(StatusCode::CONFLICT, e),
                 other => internal("store", other),
             },
             ApiError::Fill(e @ FillError::NotRegistered(_)) => error(StatusCode::CONFLICT, e),

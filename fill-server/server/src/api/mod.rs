@@ -11,6 +11,7 @@ mod license;
 mod player;
 mod qoe;
 mod rights;
+mod rollout;
 mod wire;
 
 use std::convert::Infallible;

@@ -13,6 +13,9 @@ use super::{error, parse, read, ApiError, Resp};
 use crate::app::App;
 use crate::qoe::{summarize, QoeEvent, MAX_EVENTS};
 
+/// How many of the newest rollouts the dashboard shows.
+const DASHBOARD_ROLLOUTS: usize = 5;
+
 /// Largest QoE post (a player flushes every couple of seconds).
 const MAX_POST: usize = 64 * 1024;
 
@@ -112,14 +115,21 @@ pub async fn dashboard(app: Arc<App>) -> Resp {
             crate::costs::misses(&egress),
             t,
         );
-        Ok::<_, ApiError>(crate::dashboard::build(
+        let mut d = crate::dashboard::build(
             &snap,
             &a.store.served()?,
             qoe,
             history,
             t,
             a.config.heartbeat_timeout_secs,
-        ))
+        );
+        let rollouts = a.store.rollouts()?;
+        d.rollouts = rollouts
+            .iter()
+            .take(DASHBOARD_ROLLOUTS)
+            .map(|r| crate::rollout::runner::status(r, &snap, t))
+            .collect();
+        Ok::<_, ApiError>(d)
     })
     .await
 }

@@ -7,6 +7,7 @@
 //! `steer::View` from a `Snapshot` after every change.
 
 pub mod changes;
+pub use rollouts::Rollout;
 mod db;
 mod egress;
 mod events;
@@ -16,6 +17,7 @@ mod playback;
 pub use playback::PlaybackRow;
 mod postgres;
 mod rights;
+mod rollouts;
 mod schema;
 mod sql;
 mod sqlite;
@@ -49,6 +51,9 @@ pub enum StoreError {
     Shared(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A row changed between the caller's read and its write.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// One appliance as stored.
@@ -79,6 +84,8 @@ pub struct Snapshot {
     pub sites: BTreeMap<String, String>,
     /// Appliance → the OS release it should run.
     pub os_targets: BTreeMap<String, String>,
+    /// Appliances whose target comes from an active emergency rollout.
+    pub os_emergency: std::collections::BTreeSet<String>,
     pub appliances: Vec<ApplianceRecord>,
 }
 
@@ -110,6 +117,21 @@ pub trait Store: Send + Sync {
     /// server's `os_bundles` directory).
     fn set_os_target(&self, id: &str, release: &str) -> Result<(), StoreError>;
     fn os_target(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// Adds an OS rollout (replacing a finished one of its id); `Exists`
+    /// while another is active.
+    fn add_rollout(&self, r: &Rollout) -> Result<(), StoreError>;
+    /// Records a rollout's progress (over `was`, what the caller read;
+    /// `Conflict` if it changed meanwhile) and sets the OS targets it
+    /// decided, in one transaction.
+    fn save_rollout(
+        &self,
+        id: &str,
+        was: &crate::rollout::Progress,
+        p: &crate::rollout::Progress,
+        targets: &[crate::rollout::engine::Target],
+    ) -> Result<(), StoreError>;
+    /// Every rollout, newest first.
+    fn rollouts(&self) -> Result<Vec<Rollout>, StoreError>;
     fn register(&self, id: &str, r: &Registration, now: u64) -> Result<(), StoreError>;
     /// Records heartbeats received at `now`, in one transaction: each
     /// appliance's row, its bytes added to today's per-title demand in its

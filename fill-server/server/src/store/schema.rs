@@ -35,6 +35,9 @@ pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS os_targets (
         appliance TEXT PRIMARY KEY REFERENCES appliances(id), release TEXT NOT NULL
     )",
+    "CREATE TABLE IF NOT EXISTS rollouts (
+        id TEXT PRIMARY KEY, spec TEXT NOT NULL, progress TEXT NOT NULL, created BIGINT NOT NULL
+    )",
     "CREATE TABLE IF NOT EXISTS live_events (name TEXT PRIMARY KEY, spec TEXT NOT NULL, ended BIGINT)",
     "CREATE TABLE IF NOT EXISTS served (appliance TEXT PRIMARY KEY, bytes BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS daily_bytes (

@@ -174,6 +174,24 @@ impl<D: Db> Store for SqlStore<D> {
         })
     }
 
+    fn add_rollout(&self, r: &super::Rollout) -> Result<(), StoreError> {
+        self.logged(Changed::Fleet, |c| super::rollouts::add(c, r))
+    }
+
+    fn save_rollout(
+        &self,
+        id: &str,
+        was: &crate::rollout::Progress,
+        p: &crate::rollout::Progress,
+        targets: &[crate::rollout::engine::Target],
+    ) -> Result<(), StoreError> {
+        self.logged(Changed::Fleet, |c| super::rollouts::save(c, id, was, p, targets))
+    }
+
+    fn rollouts(&self) -> Result<Vec<super::Rollout>, StoreError> {
+        self.db.transaction(super::rollouts::all)
+    }
+
     fn public_key(&self, id: &str) -> Result<Option<String>, StoreError> {
         self.db.transaction(|c| {
             let rows = c.query("SELECT public_key FROM appliances WHERE id = $1", &[id.into()])?;
@@ -460,6 +478,7 @@ impl<D: Db> Store for SqlStore<D> {
             for r in c.query("SELECT appliance, release FROM os_targets", &[])? {
                 s.os_targets.insert(r[0].text()?, r[1].text()?);
             }
+            s.os_emergency = super::rollouts::emergency_boxes(c)?;
             let rows = c.query(
                 "SELECT id, public_key, registration, last_heartbeat, heartbeat, inventory FROM appliances ORDER BY id",
                 &[],

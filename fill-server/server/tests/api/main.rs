@@ -16,6 +16,7 @@ mod refusals;
 mod replicas;
 mod reports;
 mod rights;
+mod rollouts;
 mod routes;
 mod steering;
 mod viewers;
