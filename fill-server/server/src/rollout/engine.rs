@@ -30,7 +30,7 @@ pub enum BoxState {
     /// In a wave that has not started.
     Waiting,
     /// Targeted; not on the release yet (downloading, waiting for its
-    /// window, installing, trial boot).
+    /// window, installing), or on it in a trial boot not yet committed.
     Pending(String),
     Updated,
     /// Rolled back, failed to download or install, or went silent.
@@ -137,7 +137,9 @@ pub fn classify(o: &Observed, release: &str, started: u64, silent_secs: u64, now
     if now.saturating_sub(started) > silent_secs && now.saturating_sub(heard) > silent_secs {
         return BoxState::Failed(format!("no heartbeat for {} s", now.saturating_sub(heard)));
     }
-    if o.release.as_deref() == Some(release) {
+    // A trial boot runs the release but has not passed its health check.
+    let on_trial = o.update.starts_with("trial ");
+    if o.release.as_deref() == Some(release) && !on_trial {
         return BoxState::Updated;
     }
     BoxState::Pending(match o.update.is_empty() {

@@ -144,6 +144,16 @@ fn waves_advance_after_their_soak() {
     assert!(step(&s, &mut p, &seen(&on), 160).is_empty());
     assert_eq!(p.waves[0].completed, None);
     let first = p.waves[0].boxes[0].clone();
+    // On the release in a trial boot: not updated until it commits.
+    on.insert(
+        first.clone(),
+        Observed {
+            update: "trial r2".into(),
+            ..running("r2", 150)
+        },
+    );
+    assert!(step(&s, &mut p, &seen(&on), 150).is_empty());
+    assert_eq!(p.waves[0].completed, None);
     on.insert(first.clone(), running("r2", 200));
     assert!(step(&s, &mut p, &seen(&on), 200).is_empty());
     assert_eq!(p.waves[0].completed, Some(200));
