@@ -76,9 +76,9 @@ async fn heartbeat_loop(agent: Arc<Agent>) {
                         tracing::warn!(error = %e, "the appliance refused the live setting");
                     }
                 }
-                if let (Some(release), Some(u)) = (reply.os_update, &agent.updater) {
-                    u.set_emergency(reply.os_emergency);
-                    if u.wants(&release) {
+                if let Some(u) = &agent.updater {
+                    u.offer(reply.os_update.as_deref(), reply.os_emergency);
+                    if let Some(release) = reply.os_update.filter(|r| u.wants(r)) {
                         tokio::spawn(u.clone().install(release));
                     }
                 }

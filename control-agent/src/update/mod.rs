@@ -73,8 +73,8 @@ pub struct Updater {
     state: Mutex<State>,
     /// An install or a trial check is under way.
     busy: AtomicBool,
-    /// The fill server said the update is an emergency (no window).
-    emergency: AtomicBool,
+    /// What the fill server's last answer offered: (release, emergency).
+    offered: Mutex<(Option<String>, bool)>,
 }
 
 fn read_keys(dir: &Path) -> Result<Vec<TrustedKey>, UpdateError> {
@@ -120,7 +120,7 @@ impl Updater {
             release,
             state: Mutex::new(state),
             busy: AtomicBool::new(false),
-            emergency: AtomicBool::new(false),
+            offered: Mutex::new((None, false)),
         }))
     }
 
@@ -159,10 +159,12 @@ impl Updater {
         }
     }
 
-    /// Whether the update the fill server offers is an emergency's (read
-    /// by an install waiting for its window, so it can go at once).
-    pub fn set_emergency(&self, emergency: bool) {
-        self.emergency.store(emergency, Ordering::SeqCst);
+    /// What the fill server's answer offers (every answer, none too): an
+    /// install waiting for its window goes at once for an emergency, and
+    /// is given up when its release is no longer offered (an aborted
+    /// rollout).
+    pub fn offer(&self, release: Option<&str>, emergency: bool) {
+        *self.offered.lock().unwrap_or_else(|p| p.into_inner()) = (release.map(str::to_string), emergency);
     }
 
     /// Whether the fill server's `os_update` is worth acting on now.
@@ -270,8 +272,14 @@ impl Updater {
         let _ = self.save_blocking(move |s| s.last = format!("installing {r}")).await;
         tracing::info!(%release, slot = self.slot.other().name(), "installing an OS update");
         match self.write_slot(&release).await {
+            Ok(()) if !self.wait_to_reboot(&release).await => {
+                tracing::info!(%release, "no longer offered; the written slot is not booted");
+                let r = release.clone();
+                let _ = self
+                    .save_blocking(move |s| s.last = format!("cancelled {r}: no longer offered"))
+                    .await;
+            }
             Ok(()) => {
-                self.wait_to_reboot(&release).await;
                 let (me, r) = (self.clone(), release.clone());
                 if let Err(e) = blocking(move || me.mark_trial(&r)).await {
                     tracing::error!(error = %e, "cannot mark the new slot");
@@ -297,16 +305,20 @@ impl Updater {
 
     /// Waits, the slot written, until the box may reboot (`gate`): inside
     /// its maintenance window and under the load threshold, or at once for
-    /// an emergency. The wait shows in the heartbeat's `os.update`.
-    async fn wait_to_reboot(self: &Arc<Self>, release: &str) {
+    /// an emergency; `false` when the release stops being offered first.
+    /// The wait shows in the heartbeat's `os.update`.
+    async fn wait_to_reboot(self: &Arc<Self>, release: &str) -> bool {
         let mut shown = String::new();
         loop {
+            let (offered, emergency) = self.offered.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if offered.as_deref() != Some(release) {
+                return false;
+            }
             let view = self.link.appliance.status().await;
             let load = (view.connections as f64 / self.link.max_connections.max(1) as f64).min(1.0);
-            let emergency = self.emergency.load(Ordering::SeqCst);
             let now = crate::window::local_seconds_of_day();
             let hold = match gate::may_reboot(&self.link.window, now, load, self.cfg.install_max_load, emergency) {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(h) => h,
             };
             let text = format!(

@@ -11,6 +11,7 @@ pub use rollouts::Rollout;
 mod db;
 mod egress;
 mod events;
+mod fleet;
 mod heartbeats;
 pub use egress::{EgressRow, Source};
 mod playback;

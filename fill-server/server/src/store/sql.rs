@@ -4,9 +4,7 @@
 use super::changes::{self, Changed, Logged};
 use super::db::{Conn, Db, Value};
 use super::schema::SCHEMA;
-use super::{
-    ApplianceRecord, BgpRoutes, Heartbeat, Inventory, Registration, Routes, Routing, Snapshot, Store, StoreError,
-};
+use super::{BgpRoutes, Heartbeat, Inventory, Registration, Routes, Routing, Snapshot, Store, StoreError};
 use crate::predict::{DailyBytes, Release};
 use crate::qoe::{QoeEvent, QoeKind};
 
@@ -68,7 +66,7 @@ pub(super) fn json<T: serde::Serialize>(v: &T) -> Value {
     Value::Text(serde_json::to_string(v).unwrap_or_default())
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(v: &Value) -> Result<Option<T>, StoreError> {
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(v: &Value) -> Result<Option<T>, StoreError> {
     v.opt_text()?
         .map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
         .transpose()
@@ -470,34 +468,7 @@ impl<D: Db> Store for SqlStore<D> {
     }
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        self.db.transaction(|c| {
-            let mut s = Snapshot::default();
-            for r in c.query("SELECT name, isp FROM sites", &[])? {
-                s.sites.insert(r[0].text()?, r[1].text()?);
-            }
-            for r in c.query("SELECT appliance, release FROM os_targets", &[])? {
-                s.os_targets.insert(r[0].text()?, r[1].text()?);
-            }
-            s.os_emergency = super::rollouts::emergency_boxes(c)?;
-            let rows = c.query(
-                "SELECT id, public_key, registration, last_heartbeat, heartbeat, inventory FROM appliances ORDER BY id",
-                &[],
-            )?;
-            for r in rows {
-                s.appliances.push(ApplianceRecord {
-                    id: r[0].text()?,
-                    public_key: r[1].text()?,
-                    registration: from_json(&r[2])?,
-                    last_heartbeat: r[3].opt_int()?.map(|t| t as u64),
-                    heartbeat: from_json::<Heartbeat>(&r[4])?,
-                    inventory: from_json::<Inventory>(&r[5])?.unwrap_or(Inventory {
-                        version: String::new(),
-                        titles: Vec::new(),
-                    }),
-                });
-            }
-            Ok(s)
-        })
+        self.db.transaction(super::fleet::snapshot)
     }
 
     fn routing(&self) -> Result<Routing, StoreError> {

@@ -12,19 +12,7 @@ use crate::support::*;
 fn os_updates(backend: &Backend) {
     let s = start(backend, &format!("os_{}", backend.label()), 30);
     let key = fleet(&s);
-    let signer = ApplianceKey::generate_pkcs8().unwrap();
-    let rootfs = b"a squashfs image, as far as this test cares".to_vec();
-    let manifest = nearcast_common::bundle::Manifest {
-        version: nearcast_common::Name::new("2").unwrap(),
-        key_id: "dev".into(),
-        rootfs_size: rootfs.len() as u64,
-        rootfs_sha256: nearcast_common::sha256_hex(&rootfs),
-    };
-    let bundle = [
-        nearcast_common::bundle::sign_header(&manifest, &signer).unwrap(),
-        rootfs,
-    ]
-    .concat();
+    let bundle = signed_bundle("2", b"a squashfs image, as far as this test cares".to_vec());
     let auth = [("authorization", format!("Bearer {ADMIN}"))];
     let put = |path: &str, body: &[u8]| call(s.admin, "PUT", path, &auth, body);
     // Refused: not a bundle, a truncated one, another release's name, a

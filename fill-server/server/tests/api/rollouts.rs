@@ -15,19 +15,7 @@ const BOXES: [&str; 6] = ["box-1", "box-2", "box-3", "box-4", "box-5", "box-6"];
 
 /// Uploads a (signed, tiny) bundle of `release`.
 fn upload(s: &Server, release: &str) {
-    let signer = ApplianceKey::generate_pkcs8().unwrap();
-    let rootfs = format!("rootfs of {release}").into_bytes();
-    let manifest = nearcast_common::bundle::Manifest {
-        version: nearcast_common::Name::new(release).unwrap(),
-        key_id: "dev".into(),
-        rootfs_size: rootfs.len() as u64,
-        rootfs_sha256: nearcast_common::sha256_hex(&rootfs),
-    };
-    let bundle = [
-        nearcast_common::bundle::sign_header(&manifest, &signer).unwrap(),
-        rootfs,
-    ]
-    .concat();
+    let bundle = signed_bundle(release, format!("rootfs of {release}").into_bytes());
     let auth = [("authorization", format!("Bearer {ADMIN}"))];
     let (st, body) = call(s.admin, "PUT", &format!("/v1/admin/os/{release}"), &auth, &bundle);
     assert_eq!(st, 200, "{body}");

@@ -238,6 +238,23 @@ pub fn signed(addr: SocketAddr, key: &ApplianceKey, id: &str, method: &str, path
     call(addr, method, path, &headers, body.as_bytes())
 }
 
+/// A bundle of `release` around `rootfs`, signed by a new key (the server
+/// checks shape and name only; boxes check the signature).
+pub fn signed_bundle(release: &str, rootfs: Vec<u8>) -> Vec<u8> {
+    let signer = ApplianceKey::generate_pkcs8().unwrap();
+    let manifest = nearcast_common::bundle::Manifest {
+        version: nearcast_common::Name::new(release).unwrap(),
+        key_id: "dev".into(),
+        rootfs_size: rootfs.len() as u64,
+        rootfs_sha256: nearcast_common::sha256_hex(&rootfs),
+    };
+    [
+        nearcast_common::bundle::sign_header(&manifest, &signer).unwrap(),
+        rootfs,
+    ]
+    .concat()
+}
+
 pub fn new_key() -> ApplianceKey {
     ApplianceKey::from_pkcs8(&ApplianceKey::generate_pkcs8().unwrap()).unwrap()
 }

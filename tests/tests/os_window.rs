@@ -1,0 +1,153 @@
+//! The maintenance window on a real agent process, on the host: its OS
+//! slots are files (a fake sysfs names them by GPT partition name, as the
+//! image's kernel does), GRUB's environment a file and its reboot a script
+//! that leaves a mark. Outside the install window the agent downloads and
+//! writes release 2 into slot B, says it waits for the window, and does
+//! not reboot; aborting the rollout makes it give the install up; an
+//! emergency rollout of the same release makes it mark the trial boot and
+//! reboot at once. (The trial boot itself is the QEMU
+//! test's, `image_qemu.rs`.)
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nearcast::stack::{Ports, Stack};
+use nearcast_agent::config::UpdateConfig;
+use nearcast_agent::update::grubenv::GrubEnv;
+use nearcast_agent::window::{local_seconds_of_day, Window};
+use nearcast_e2e::AgentProcess;
+use nearcast_testkit::TempDir;
+
+/// Slot B's fake partition size.
+const SLOT_BYTES: u64 = 4 << 20;
+
+/// A daily window that opened an hour ago and closes in two: closed now
+/// after it is turned around (two hours from now to three).
+fn closed_window() -> Window {
+    let now = local_seconds_of_day() / 60;
+    let at = |m: u32| format!("{:02}:{:02}", (m / 60) % 24, m % 60);
+    format!("{}-{}", at(now + 120), at(now + 180)).parse().unwrap()
+}
+
+/// The box's OS as files under `dir`: slots A and B in a fake sysfs, a
+/// GRUB environment booting A, release 1 running, `key_line` trusted.
+fn fake_os(dir: &Path, key_line: &str) -> UpdateConfig {
+    let sys = dir.join("sys");
+    let dev = dir.join("dev");
+    for (name, part) in [("vda2", "nearcast-a"), ("vda3", "nearcast-b")] {
+        std::fs::create_dir_all(sys.join(name)).unwrap();
+        std::fs::write(sys.join(name).join("uevent"), format!("PARTNAME={part}\n")).unwrap();
+        std::fs::write(sys.join(name).join("size"), format!("{}\n", SLOT_BYTES / 512)).unwrap();
+        std::fs::create_dir_all(&dev).unwrap();
+        let f = std::fs::File::create(dev.join(name)).unwrap();
+        f.set_len(SLOT_BYTES).unwrap();
+    }
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("0.pub"), format!("{key_line}\n")).unwrap();
+    let mut env = GrubEnv::default();
+    for (k, v) in [("boot_slot", "A"), ("trial_slot", ""), ("trial_left", "0")] {
+        env.set(k, v);
+    }
+    std::fs::write(dir.join("grubenv"), env.to_block().unwrap()).unwrap();
+    std::fs::write(dir.join("release"), "1\n").unwrap();
+    std::fs::write(dir.join("cmdline"), "console=ttyS0 nearcast.slot=A\n").unwrap();
+    let mark = dir.join("rebooted");
+    UpdateConfig {
+        enabled: true,
+        keys_dir: keys,
+        grubenv: dir.join("grubenv"),
+        release_file: dir.join("release"),
+        cmdline: dir.join("cmdline"),
+        sys_block: sys,
+        dev_dir: dev,
+        state_file: dir.join("update-state.json"),
+        commit_within_secs: 30,
+        reboot: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("echo rebooted >> {}", mark.display()),
+        ],
+        install_window: Some(closed_window()),
+        install_max_load: 0.5,
+    }
+}
+
+/// The box's `os` block as the fill server last heard it.
+fn os_state(stack: &Stack) -> serde_json::Value {
+    let text = stack.admin("GET", "/v1/admin/appliances", "").unwrap();
+    let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+    list[0]["heartbeat"]["os"].clone()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn outside_its_window_a_box_writes_the_slot_and_waits_until_an_emergency() {
+    let root = TempDir::new("e2e-os-window");
+    let mut stack = Stack::start(&root.join("stack"), Ports::EPHEMERAL, 30).unwrap();
+    let pkcs8 = nearcast_common::request_auth::ApplianceKey::generate_pkcs8().unwrap();
+    let key_line = nearcast_common::bundle::public_line("dev", &pkcs8).unwrap();
+    let os = root.join("os");
+    let update = fake_os(&os, &key_line);
+    // Release 2: a rootfs of 1 MiB of patterned bytes, signed.
+    let rootfs = os.join("rootfs-2");
+    let bytes: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + i / 4096) as u8).collect();
+    std::fs::write(&rootfs, &bytes).unwrap();
+    let bundle = os.join("2.bundle");
+    nearcast_image::build::write_bundle(&rootfs, "2", "dev", &pkcs8, &bundle).unwrap();
+    stack
+        .admin_bytes("PUT", "/v1/admin/os/2", std::fs::read(&bundle).unwrap())
+        .unwrap();
+    stack.add_box(|c| c.update = update.clone()).unwrap();
+    let id = stack.boxes[0].id.clone();
+    let _agent = AgentProcess::start(&stack.boxes[0].agent_config);
+    wait_for("the box's first heartbeat", Duration::from_secs(20), || {
+        os_state(&stack)["release"] == "1"
+    });
+
+    // Not an emergency: written to slot B, then it waits for the window.
+    let rollout = format!(r#"{{"release":"2","waves":[{{"boxes":{{"ids":["{id}"]}}}}]}}"#);
+    stack.admin("POST", "/v1/admin/rollouts", &rollout).unwrap();
+    wait_for("the box to wait for its window", Duration::from_secs(30), || {
+        os_state(&stack)["update"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("waiting 2: written to slot B; waits for the maintenance window"))
+    });
+    let slot_b = std::fs::read(os.join("dev/vda3")).unwrap();
+    assert!(slot_b[..bytes.len()] == bytes[..], "slot B holds release 2's rootfs");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!os.join("rebooted").exists(), "rebooted outside its window");
+    assert_eq!(GrubEnv::read(&os.join("grubenv")).unwrap().get("trial_slot"), "");
+    let st = stack.admin("GET", "/v1/admin/rollouts/2", "").unwrap();
+    assert!(
+        st.contains(r#""state":"pending""#) && st.contains("maintenance window"),
+        "{st}"
+    );
+
+    // Aborted: the box is sent back to release 1 and gives the install up.
+    stack.admin("POST", "/v1/admin/rollouts/2/abort", "").unwrap();
+    wait_for("the box to give the install up", Duration::from_secs(30), || {
+        os_state(&stack)["update"] == "cancelled 2: no longer offered"
+    });
+    assert!(!os.join("rebooted").exists());
+    // Then an emergency rollout of it: written again, rebooted at once.
+    let emergency = rollout.replace(r#""waves""#, r#""emergency":true,"waves""#);
+    stack.admin("POST", "/v1/admin/rollouts", &emergency).unwrap();
+    wait_for("the emergency reboot", Duration::from_secs(40), || {
+        os.join("rebooted").exists()
+    });
+    let env = GrubEnv::read(&os.join("grubenv")).unwrap();
+    assert_eq!((env.get("trial_slot"), env.get("trial_left")), ("B", "1"));
+    assert_eq!(
+        env.get("boot_slot"),
+        "A",
+        "the old slot stays the default until the trial commits"
+    );
+}
