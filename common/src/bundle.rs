@@ -180,6 +180,10 @@ pub fn sign_header(manifest: &Manifest, pkcs8: &[u8]) -> Result<Vec<u8>, BundleE
     Ok(out)
 }
 
+/// The answer header naming the release of a bundle download, so a box
+/// resuming one can tell the bytes are still of the release it started.
+pub const RELEASE_HEADER: &str = "x-nearcast-release";
+
 /// `"{id} {hex}"` for the public half of `pkcs8`: the line a box's
 /// trusted key file holds.
 pub fn public_line(id: &str, pkcs8: &[u8]) -> Result<String, BundleError> {

@@ -137,18 +137,35 @@ impl FillServer {
     /// an answer checked here: which release to run came in a verified
     /// heartbeat answer, and the bundle carries its own signature, which
     /// the updater checks before writing a byte (`update`).
-    pub async fn os_bundle(&self) -> Result<hyper::Response<hyper::body::Incoming>, ApiError> {
+    /// The box's OS bundle from byte `from` on (a resumed download asks
+    /// with a range and wants exactly that back), and the release the
+    /// server says it is.
+    pub async fn os_bundle(&self, from: u64) -> Result<(hyper::Response<hyper::body::Incoming>, String), ApiError> {
         let path = format!("/v1/appliances/{}/os", self.id);
-        let headers = self.key.sign(&self.id, "GET", &path, unix_now(), b"");
+        let mut headers: Vec<(&str, String)> = self
+            .key
+            .sign(&self.id, "GET", &path, unix_now(), b"")
+            .into_iter()
+            .collect();
+        if from > 0 {
+            headers.push(("range", format!("bytes={from}-")));
+        }
         let url = format!("{}{path}", self.base);
         let resp = crate::http::send_with("GET", &url, &headers, Bytes::new(), self.tls.as_ref()).await?;
-        if !resp.status().is_success() {
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let resumed = header("content-range").starts_with(&format!("bytes {from}-"));
+        let ok = match from {
+            0 => resp.status().is_success(),
+            _ => resp.status() == hyper::StatusCode::PARTIAL_CONTENT && resumed,
+        };
+        if !ok {
             return Err(ApiError::BadAnswer {
                 what: "OS bundle",
-                reason: resp.status().to_string(),
+                reason: format!("{} for bytes {from}-", resp.status()),
             });
         }
-        Ok(resp)
+        let release = header(nearcast_common::bundle::RELEASE_HEADER).to_string();
+        Ok((resp, release))
     }
 
     pub async fn inventory(&self, inv: &Inventory) -> Result<(), ApiError> {

@@ -6,7 +6,8 @@
 //! not reboot; aborting the rollout makes it give the install up; an
 //! emergency rollout of the same release makes it mark the trial boot and
 //! reboot at once. (The trial boot itself is the QEMU
-//! test's, `image_qemu.rs`.)
+//! test's, `image_qemu.rs`.) And a download cut mid-way resumes where it
+//! stopped, with a range request, the hash carried on.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use nearcast::stack::{Ports, Stack};
 use nearcast_agent::config::UpdateConfig;
 use nearcast_agent::update::grubenv::GrubEnv;
 use nearcast_agent::window::{local_seconds_of_day, Window};
+use nearcast_e2e::proxy::FreezingProxy;
 use nearcast_e2e::AgentProcess;
 use nearcast_testkit::TempDir;
 
@@ -88,23 +90,30 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn outside_its_window_a_box_writes_the_slot_and_waits_until_an_emergency() {
-    let root = TempDir::new("e2e-os-window");
-    let mut stack = Stack::start(&root.join("stack"), Ports::EPHEMERAL, 30).unwrap();
+/// A stack with release 2 uploaded (`size` bytes of rootfs, signed by
+/// the key the box's fake OS trusts): (stack, the box's OS dir, the rootfs
+/// bytes, its update config).
+fn with_release_2(root: &TempDir, size: u32) -> (Stack, std::path::PathBuf, Vec<u8>, UpdateConfig) {
+    let stack = Stack::start(&root.join("stack"), Ports::EPHEMERAL, 30).unwrap();
     let pkcs8 = nearcast_common::request_auth::ApplianceKey::generate_pkcs8().unwrap();
     let key_line = nearcast_common::bundle::public_line("dev", &pkcs8).unwrap();
     let os = root.join("os");
     let update = fake_os(&os, &key_line);
-    // Release 2: a rootfs of 1 MiB of patterned bytes, signed.
     let rootfs = os.join("rootfs-2");
-    let bytes: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + i / 4096) as u8).collect();
+    let bytes: Vec<u8> = (0..size).map(|i| (i.wrapping_mul(7) + i / 4096) as u8).collect();
     std::fs::write(&rootfs, &bytes).unwrap();
     let bundle = os.join("2.bundle");
     nearcast_image::build::write_bundle(&rootfs, "2", "dev", &pkcs8, &bundle).unwrap();
     stack
         .admin_bytes("PUT", "/v1/admin/os/2", std::fs::read(&bundle).unwrap())
         .unwrap();
+    (stack, os, bytes, update)
+}
+
+#[test]
+fn outside_its_window_a_box_writes_the_slot_and_waits_until_an_emergency() {
+    let root = TempDir::new("e2e-os-window");
+    let (mut stack, os, bytes, update) = with_release_2(&root, 1 << 20);
     stack.add_box(|c| c.update = update.clone()).unwrap();
     let id = stack.boxes[0].id.clone();
     let _agent = AgentProcess::start(&stack.boxes[0].agent_config);
@@ -150,4 +159,45 @@ fn outside_its_window_a_box_writes_the_slot_and_waits_until_an_emergency() {
         "A",
         "the old slot stays the default until the trial commits"
     );
+}
+
+#[test]
+fn a_download_cut_mid_way_resumes_where_it_stopped() {
+    let root = TempDir::new("e2e-os-resume");
+    let (mut stack, os, bytes, mut update) = with_release_2(&root, 3 << 20);
+    update.install_window = Some(Window::Always);
+    // The box reaches the fill server through a proxy that cuts the first
+    // connection to carry 1 MiB towards the box: the bundle's.
+    let proxy = FreezingProxy::listen("127.0.0.1");
+    let fill: std::net::SocketAddr = stack.fill_url.trim_start_matches("http://").parse().unwrap();
+    proxy.forward_to(fill);
+    proxy.cut_once_after(1 << 20);
+    let via = format!("http://{}", proxy.addr);
+    stack
+        .add_box(|c| {
+            c.update = update.clone();
+            c.fill_server = via.clone();
+        })
+        .unwrap();
+    let id = stack.boxes[0].id.clone();
+    let _agent = AgentProcess::start(&stack.boxes[0].agent_config);
+    wait_for("the box's first heartbeat", Duration::from_secs(20), || {
+        os_state(&stack)["release"] == "1"
+    });
+    let rollout = format!(r#"{{"release":"2","waves":[{{"boxes":{{"ids":["{id}"]}}}}]}}"#);
+    stack.admin("POST", "/v1/admin/rollouts", &rollout).unwrap();
+    wait_for("the reboot into release 2", Duration::from_secs(40), || {
+        os.join("rebooted").exists()
+    });
+    assert!(proxy.was_cut(), "the download was never cut");
+    let slot_b = std::fs::read(os.join("dev/vda3")).unwrap();
+    assert!(slot_b[..bytes.len()] == bytes[..], "slot B holds release 2's rootfs");
+    // Resumed, not started over: the box received the bundle about once.
+    let got = proxy.downstream_bytes();
+    let bundle = std::fs::metadata(os.join("2.bundle")).unwrap().len();
+    assert!(
+        got < bundle + (512 << 10),
+        "{got} bytes for a {bundle}-byte bundle: not resumed"
+    );
+    assert_eq!(GrubEnv::read(&os.join("grubenv")).unwrap().get("trial_slot"), "B");
 }

@@ -38,6 +38,26 @@ use writer::SlotWriter;
 /// emergency from the fill server is seen within this).
 const GATE_RECHECK: Duration = Duration::from_secs(10);
 
+/// How often a cut download is resumed before the install gives up (and
+/// is tried again at a later heartbeat, from the start).
+const MAX_RESUMES: u32 = 5;
+/// The pause before resuming.
+const RESUME_AFTER: Duration = Duration::from_secs(1);
+
+/// A bundle download under way.
+struct Download<'a> {
+    release: &'a str,
+    dev: std::path::PathBuf,
+    room: u64,
+    target: Slot,
+    /// Bundle bytes received so far (header included).
+    received: u64,
+    /// The header, until it is whole.
+    buf: Vec<u8>,
+    /// Once the header is in and checked: the slot's writer.
+    writer: Option<SlotWriter>,
+}
+
 /// Kept on the config partition, shared by both slots.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct State {
@@ -362,54 +382,93 @@ impl Updater {
     }
 
     /// Streams the bundle into the inactive slot: signature first, hash
-    /// as it goes, then the slot read back.
+    /// as it goes, then the slot read back. A download cut mid-way resumes
+    /// from the byte it stopped at (a range request, the same release, the
+    /// hash carried on), up to `MAX_RESUMES` times.
     async fn write_slot(&self, release: &str) -> Result<(), UpdateError> {
         let target = self.slot.other();
         let (dev, room) = slots::device(&self.cfg.sys_block, &self.cfg.dev_dir, target.partname())?;
-        let resp = self
-            .link
-            .server
-            .os_bundle()
-            .await
-            .map_err(|e| UpdateError::Download(e.into()))?;
-        let mut body = resp.into_body();
-        let mut buf: Vec<u8> = Vec::new();
-        // Once the header is in and checked: the slot's writer.
-        let mut writer: Option<SlotWriter> = None;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| UpdateError::Download(e.into()))?;
-            let Ok(chunk) = frame.into_data() else { continue };
-            self.link.bucket.take(chunk.len() as u64).await;
-            if let Some(w) = &mut writer {
-                w.write(chunk).await?;
-                continue;
+        let mut dl = Download {
+            release,
+            dev,
+            room,
+            target,
+            received: 0,
+            buf: Vec::new(),
+            writer: None,
+        };
+        let mut resumes = 0;
+        loop {
+            match self.stream(&mut dl).await {
+                Ok(()) => break,
+                Err(UpdateError::Download(e)) if resumes < MAX_RESUMES => {
+                    resumes += 1;
+                    tracing::warn!(%release, at = dl.received, error = %e, "OS download cut; resuming");
+                    tokio::time::sleep(RESUME_AFTER).await;
+                }
+                Err(e) => return Err(e),
             }
-            buf.extend_from_slice(&chunk);
-            let Some(h) = Header::parse(&buf)? else { continue };
-            h.verify(&self.trusted)?;
-            if h.manifest.version != release {
-                return Err(UpdateError::WrongRelease {
-                    got: h.manifest.version.to_string(),
-                    want: release.to_string(),
-                });
-            }
-            if h.manifest.rootfs_size > room {
-                return Err(UpdateError::TooBig {
-                    size: h.manifest.rootfs_size,
-                    slot: target.name(),
-                    room,
-                });
-            }
-            // Only a signed bundle of the right release reaches the slot.
-            let mut w = SlotWriter::start(dev.clone(), target.name(), RootfsCheck::new(&h.manifest), &h.manifest);
-            w.write(hyper::body::Bytes::copy_from_slice(&buf[h.len..])).await?;
-            writer = Some(w);
-            buf = Vec::new();
         }
-        match writer {
+        match dl.writer {
             Some(w) => w.finish().await,
             None => Err(BundleError::Truncated { got: 0, want: 1 }.into()),
         }
+    }
+
+    /// One request's worth of the download: from `dl.received` to the end
+    /// of the bundle or the first error.
+    async fn stream(&self, dl: &mut Download<'_>) -> Result<(), UpdateError> {
+        let download = |e: Box<dyn std::error::Error + Send + Sync>| UpdateError::Download(e);
+        let (resp, served) = self
+            .link
+            .server
+            .os_bundle(dl.received)
+            .await
+            .map_err(|e| download(e.into()))?;
+        if dl.received > 0 && served != dl.release {
+            let why = format!("resuming release {}, the server now sends '{served}'", dl.release);
+            return Err(download(why.into()));
+        }
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| download(e.into()))?;
+            let Ok(chunk) = frame.into_data() else { continue };
+            self.link.bucket.take(chunk.len() as u64).await;
+            dl.received += chunk.len() as u64;
+            if let Some(w) = &mut dl.writer {
+                w.write(chunk).await?;
+                continue;
+            }
+            dl.buf.extend_from_slice(&chunk);
+            let Some(h) = Header::parse(&dl.buf)? else { continue };
+            self.check_header(&h, dl)?;
+            // Only a signed bundle of the right release reaches the slot.
+            let check = RootfsCheck::new(&h.manifest);
+            let mut w = SlotWriter::start(dl.dev.clone(), dl.target.name(), check, &h.manifest);
+            w.write(hyper::body::Bytes::copy_from_slice(&dl.buf[h.len..])).await?;
+            dl.writer = Some(w);
+            dl.buf = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// The signature, the release and the size, before a byte is written.
+    fn check_header(&self, h: &Header, dl: &Download) -> Result<(), UpdateError> {
+        h.verify(&self.trusted)?;
+        if h.manifest.version != dl.release {
+            return Err(UpdateError::WrongRelease {
+                got: h.manifest.version.to_string(),
+                want: dl.release.to_string(),
+            });
+        }
+        if h.manifest.rootfs_size > dl.room {
+            return Err(UpdateError::TooBig {
+                size: h.manifest.rootfs_size,
+                slot: dl.target.name(),
+                room: dl.room,
+            });
+        }
+        Ok(())
     }
 
     fn reboot(&self) {

@@ -60,7 +60,19 @@ pub(super) async fn call(
     };
     let resp = match authenticate(&app, id, &signed).await {
         Err(e) => e.into_response(),
-        Ok(()) => route(app.clone(), &parts.method, id, action, Format::of(parts), body.clone()).await,
+        Ok(()) => {
+            let range = header("range").map(str::to_string);
+            route(
+                app.clone(),
+                &parts.method,
+                id,
+                action,
+                Format::of(parts),
+                body.clone(),
+                range,
+            )
+            .await
+        }
     };
     let (mut head, answer) = resp.into_parts();
     let answer = match answer.collect().await {
@@ -79,8 +91,17 @@ pub(super) async fn call(
     Response::from_parts(head, Full::new(answer))
 }
 
-/// One authenticated appliance call.
-async fn route(app: Arc<App>, method: &Method, id: &str, action: &str, f: Format, body: Bytes) -> Resp {
+/// One authenticated appliance call (`range`: its `Range` header, which
+/// only the OS bundle honours).
+async fn route(
+    app: Arc<App>,
+    method: &Method,
+    id: &str,
+    action: &str,
+    f: Format,
+    body: Bytes,
+    range: Option<String>,
+) -> Resp {
     let id = id.to_string();
     let t = unix_now();
     match (method, action) {
@@ -109,7 +130,7 @@ async fn route(app: Arc<App>, method: &Method, id: &str, action: &str, f: Format
         },
         (&Method::PUT, "routes") => routes(app, id, t, f, &body).await,
         (&Method::GET, "manifest") => manifest(app, id, t, f).await,
-        (&Method::GET, "os") => os_bundle(app, id).await,
+        (&Method::GET, "os") => os_bundle(app, id, range).await,
         _ => error(StatusCode::NOT_FOUND, format!("no appliance action {method} {action}")),
     }
 }
@@ -196,21 +217,45 @@ async fn manifest(app: Arc<App>, id: String, t: u64, f: Format) -> Resp {
     }
 }
 
-/// The bundle of the release set for this box.
-async fn os_bundle(app: Arc<App>, id: String) -> Resp {
+/// The bundle of the release set for this box, named in
+/// `x-nearcast-release`; from an offset with `Range: bytes=N-` (a download
+/// cut mid-way resumes: the box checks the release is the same).
+async fn os_bundle(app: Arc<App>, id: String, range: Option<String>) -> Resp {
     let result = blocking(app, move |a| {
         let release = a
             .store
             .os_target(&id)?
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no OS release is set for this appliance"))?;
-        Ok::<_, ApiError>(crate::os::read(&a.config.os_bundles, &release)?)
+        let bytes = crate::os::read(&a.config.os_bundles, &release)?;
+        Ok::<_, ApiError>((release, bytes))
     })
     .await;
-    match result {
-        Ok(bytes) => Response::builder()
-            .header("content-type", "application/octet-stream")
-            .body(Full::new(Bytes::from(bytes)))
-            .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response")),
-        Err(e) => e.into_response(),
-    }
+    let (release, bytes) = match result {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let len = bytes.len() as u64;
+    let head = Response::builder()
+        .header("content-type", "application/octet-stream")
+        .header("accept-ranges", "bytes")
+        .header(nearcast_common::bundle::RELEASE_HEADER, release.as_str());
+    let built = match range.as_deref().map(|r| first_byte(r, len)) {
+        None => head.body(Full::new(Bytes::from(bytes))),
+        Some(Some(from)) => head
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header("content-range", format!("bytes {from}-{}/{len}", len - 1))
+            .body(Full::new(Bytes::from(bytes).slice(from as usize..))),
+        Some(None) => head
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .header("content-range", format!("bytes */{len}"))
+            .body(Full::new(Bytes::new())),
+    };
+    built.unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+}
+
+/// The offset of `bytes=N-` (the one form a resuming box sends) when it is
+/// inside a body of `len` bytes.
+fn first_byte(range: &str, len: u64) -> Option<u64> {
+    let from: u64 = range.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok()?;
+    (from < len).then_some(from)
 }
