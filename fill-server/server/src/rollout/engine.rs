@@ -133,9 +133,12 @@ pub fn classify(o: &Observed, release: &str, started: u64, silent_secs: u64, now
         };
         return BoxState::Failed(detail);
     }
-    let heard = o.last_heartbeat.unwrap_or(0);
-    if now.saturating_sub(started) > silent_secs && now.saturating_sub(heard) > silent_secs {
-        return BoxState::Failed(format!("no heartbeat for {} s", now.saturating_sub(heard)));
+    let quiet = o.last_heartbeat.map(|t| now.saturating_sub(t));
+    if now.saturating_sub(started) > silent_secs && quiet.is_none_or(|q| q > silent_secs) {
+        return BoxState::Failed(match quiet {
+            Some(q) => format!("no heartbeat for {q} s"),
+            None => "never sent a heartbeat".to_string(),
+        });
     }
     // A trial boot runs the release but has not passed its health check.
     let on_trial = o.update.starts_with("trial ");

@@ -130,7 +130,7 @@ pub enum SpecError {
     Percent(usize),
     #[error("wave {wave}: no site '{site}'")]
     UnknownSite { wave: usize, site: String },
-    #[error("wave {wave}: no appliance '{id}'")]
+    #[error("wave {wave}: no appliance '{id}' running the OS image")]
     UnknownBox { wave: usize, id: String },
     #[error("appliance '{id}' is in waves {first} and {second}")]
     Twice { id: String, first: usize, second: usize },

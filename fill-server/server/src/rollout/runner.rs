@@ -53,10 +53,13 @@ pub fn tick(app: &App, now: u64) -> Result<usize, StoreError> {
     Ok(changed)
 }
 
-/// The fleet as a plan needs it: appliance → its site.
+/// The fleet as a plan needs it: appliance → its site, for the boxes that
+/// run the OS image (their heartbeats carry `os`; only they can update, so
+/// a box that does not would hold its wave pending for ever).
 pub fn fleet(snap: &Snapshot) -> BTreeMap<String, Option<String>> {
     snap.appliances
         .iter()
+        .filter(|a| a.heartbeat.as_ref().is_some_and(|h| h.os.is_some()))
         .map(|a| (a.id.clone(), a.registration.as_ref().map(|r| r.site.clone())))
         .collect()
 }

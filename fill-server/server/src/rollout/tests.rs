@@ -198,6 +198,9 @@ fn a_bad_release_halts_before_the_next_wave() {
     assert!(step(&s, &mut p, &seen(&on), 700).is_empty());
     assert_eq!(p.state, State::Halted);
     let why = p.reason.clone().unwrap();
+    // A box never heard from is said so.
+    let never = super::engine::classify(&Observed::default(), "r2", 0, 600, 700);
+    assert_eq!(never, BoxState::Failed("never sent a heartbeat".into()));
     assert!(why.starts_with("wave 1: 2 of 3 boxes failed (0.67 > 0.4): "), "{why}");
     assert!(
         why.contains("the appliance did not start") && why.contains("no heartbeat for 670 s"),

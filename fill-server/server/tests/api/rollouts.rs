@@ -100,6 +100,10 @@ fn rollouts(backend: &Backend) {
         BOXES.len()
     ];
     refusals(&s);
+    // Boxes join rollouts once their heartbeats say they run the image.
+    for (i, b) in BOXES.iter().enumerate() {
+        assert_eq!(beat(&s, &key, b, &sims[i]), None);
+    }
 
     // Three waves: 1 box, 2 boxes, the other 3; each soaks a second.
     let spec = r#"{"release":"2","waves":[{"boxes":{"percent":16},"soak_minutes":0.02},
@@ -252,6 +256,14 @@ fn refusals(s: &Server) {
         assert_eq!(st, status, "{spec}: {body}");
         assert!(body.contains(why), "{spec}: {body}");
     }
+    // Not yet heard running the OS image: not a box a rollout can take.
+    let (st, body) = post(
+        s,
+        "/v1/admin/rollouts",
+        r#"{"release":"2","waves":[{"boxes":{"ids":["box-1"]}}]}"#,
+    );
+    assert_eq!(st, 400);
+    assert!(body.contains("no appliance 'box-1' running the OS image"), "{body}");
     assert_eq!(admin(s.admin, "GET", "/v1/admin/rollouts/2", "").0, 404);
     assert_eq!(post(s, "/v1/admin/rollouts/2/pause", "").0, 404);
     let (st, body) = admin(s.admin, "GET", "/v1/admin/rollouts", "");
