@@ -176,6 +176,9 @@ fn main() -> anyhow::Result<()> {
 
 /// Runs the ladder step; the renditions and the folder to remove after.
 fn ladder_step(mezzanine: &Path, a: LadderArgs, progress: bool) -> anyhow::Result<(Vec<PathBuf>, Option<PathBuf>)> {
+    if a.per_title && !(a.trial_secs >= 0.5 && a.trial_clips >= 1 && (20.0..=100.0).contains(&a.target_psnr)) {
+        anyhow::bail!("--per-title needs --trial-secs of 0.5 or more, --trial-clips of 1 or more and --target-psnr between 20 and 100 dB");
+    }
     let (work, cleanup) = match a.work {
         Some(w) => (w, None),
         None => {

@@ -132,4 +132,17 @@ fn per_title_options_need_per_title() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--per-title"));
+    for bad in [["--trial-secs", "0"], ["--trial-clips", "0"], ["--target-psnr", "5"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_nearcast-packager"))
+            .args(["ladder", "--title", "x", "--store", "/nonexistent", "--per-title"])
+            .args(bad)
+            .arg("in.mp4")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("--per-title needs"),
+            "{bad:?}: {err}"
+        );
+    }
 }
