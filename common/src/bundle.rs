@@ -41,6 +41,15 @@ pub struct Manifest {
     pub rootfs_size: u64,
     /// Lowercase hex SHA-256 of the rootfs bytes.
     pub rootfs_sha256: String,
+    /// The slot's dm-verity parameters, `BLOCKS:SALT:ROOT`
+    /// (`nearcast_verity::Params`): the rootfs is the squashfs padded to
+    /// BLOCKS blocks, then its hash tree. Boxes refuse a bundle without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verity: Option<String>,
+    /// Lowercase hex SHA-256 of the rootfs's chunk index
+    /// (`crate::chunks`), for delta updates; none: boxes fetch it whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_index_sha256: Option<String>,
 }
 
 /// Why a bundle is refused (or could not be made).
@@ -252,6 +261,8 @@ mod tests {
             key_id: "dev".into(),
             rootfs_size: rootfs.len() as u64,
             rootfs_sha256: crate::sha256_hex(rootfs),
+            verity: None,
+            chunk_index_sha256: None,
         };
         [sign_header(&m, key).unwrap(), rootfs.to_vec()].concat()
     }

@@ -9,6 +9,7 @@
 pub mod answer_auth;
 pub mod appliance;
 pub mod bundle;
+pub mod chunks;
 pub mod clock;
 pub mod cmcd;
 pub mod control;

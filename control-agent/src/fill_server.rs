@@ -168,6 +168,25 @@ impl FillServer {
         Ok((resp, release))
     }
 
+    /// The target release's bundle header and chunk index (a signed
+    /// answer); `None` when the release has none (404): the bundle is then
+    /// downloaded whole.
+    pub async fn os_index(&self) -> Result<Option<Bytes>, ApiError> {
+        match self.call("GET", "os/index", Vec::new()).await {
+            Ok((answer, _)) => Ok(Some(answer)),
+            Err(ApiError::Http(HttpError::Status { status, .. })) if status == hyper::StatusCode::NOT_FOUND => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One chunk of a delta update, by its SHA-256 (a signed answer; the
+    /// caller checks the hash).
+    pub async fn os_chunk(&self, hex: &str) -> Result<Bytes, ApiError> {
+        self.call("GET", &format!("os/chunks/{hex}"), Vec::new())
+            .await
+            .map(|(answer, _)| answer)
+    }
+
     pub async fn inventory(&self, inv: &Inventory) -> Result<(), ApiError> {
         let body = self.body("inventory", inv)?;
         self.call("PUT", "inventory", body).await.map(drop)

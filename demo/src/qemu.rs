@@ -27,6 +27,7 @@ pub fn run(image: &Path, dir: &Path, kvm: bool, keep: bool) -> anyhow::Result<()
         accel,
         commit_within_secs: 180,
         bandwidth_bytes_per_sec: 0,
+        install_window: None,
     };
     println!("booting {} in QEMU ({accel:?}) …", disk.display());
     let qbox = stack.add_qemu_box("qemu-1", &disk, &dir.join("vm"), &opts)?;

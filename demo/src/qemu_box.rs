@@ -23,6 +23,9 @@ pub struct QemuOptions {
     pub commit_within_secs: u64,
     /// The agent's download cap (fill and OS bundles); 0 = none.
     pub bandwidth_bytes_per_sec: u64,
+    /// When the box may reboot into a non-emergency update; `None`: its
+    /// fill window (always, here).
+    pub install_window: Option<nearcast_agent::window::Window>,
 }
 
 pub struct QemuBox {
@@ -82,6 +85,7 @@ impl Stack {
             update: nearcast_agent::config::UpdateConfig {
                 enabled: true,
                 commit_within_secs: o.commit_within_secs,
+                install_window: o.install_window,
                 ..Default::default()
             },
             ..nearcast_agent::Config::default()

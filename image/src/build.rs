@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use nearcast_common::bundle::{public_line, sign_header, Manifest};
+use nearcast_common::chunks;
+use nearcast_verity::Params;
 
 use crate::rootfs::{self, Inputs};
 use crate::{disk, kernel, tools, ImageError};
@@ -17,6 +19,8 @@ pub struct BuildOptions {
     pub version: String,
     pub appliance: PathBuf,
     pub agent: PathBuf,
+    /// `nearcast-verity`, static, for the initramfs.
+    pub verity: PathBuf,
     /// Ed25519 PKCS#8 key that signs bundles; made if missing.
     pub signing_key: PathBuf,
     pub key_id: String,
@@ -26,6 +30,14 @@ pub struct BuildOptions {
     pub disk_mib: u64,
     /// Show a progress bar (a terminal) or print step lines.
     pub progress: bool,
+}
+
+/// One slot image (squashfs, zero-padded, then its dm-verity tree) and
+/// its signed bundle.
+pub struct Slot {
+    pub image: PathBuf,
+    pub bundle: PathBuf,
+    pub verity: Params,
 }
 
 pub struct Built {
@@ -92,14 +104,33 @@ pub fn signing_key(path: &Path) -> Result<Vec<u8>, ImageError> {
     Ok(der)
 }
 
-/// Writes `header ‖ rootfs` to `out`.
-pub fn write_bundle(rootfs: &Path, version: &str, key_id: &str, pkcs8: &[u8], out: &Path) -> Result<(), ImageError> {
-    let bytes = std::fs::read(rootfs).map_err(|e| ImageError::io(rootfs, e))?;
+/// Whether a bundle's manifest signs its chunk index (delta updates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chunks {
+    Indexed,
+    /// Boxes download it whole (what bundles made before delta updates do).
+    Whole,
+}
+
+/// Writes `header ‖ slot image` to `out`, the slot's verity parameters
+/// (and, `Chunks::Indexed`, its chunk index's hash) signed in the manifest.
+pub fn write_bundle(
+    slot: &Slot,
+    version: &str,
+    key_id: &str,
+    pkcs8: &[u8],
+    out: &Path,
+    index: Chunks,
+) -> Result<(), ImageError> {
+    let bytes = std::fs::read(&slot.image).map_err(|e| ImageError::io(&slot.image, e))?;
     let manifest = Manifest {
         version: nearcast_common::Name::new(version)?,
         key_id: key_id.to_string(),
         rootfs_size: bytes.len() as u64,
         rootfs_sha256: nearcast_common::sha256_hex(&bytes),
+        verity: Some(slot.verity.encode()),
+        chunk_index_sha256: (index == Chunks::Indexed)
+            .then(|| chunks::index_sha256(&chunks::encode(&chunks::chunk(&bytes)))),
     };
     let header = sign_header(&manifest, pkcs8)?;
     let tmp = out.with_extension("partial");
@@ -115,8 +146,17 @@ fn resolved(o: &BuildOptions) -> Result<BuildOptions, ImageError> {
     Ok(BuildOptions { out, ..o.clone() })
 }
 
-/// One slot image and its bundle: `rootfs-V.squashfs`, `nearcast-V.bundle`.
-pub fn build_slot(o: &BuildOptions) -> Result<(PathBuf, PathBuf), ImageError> {
+/// The squashfs at `squashfs` made the slot image `image` (the same path
+/// or another): padded, its hash tree appended.
+pub fn add_verity(squashfs: &Path, image: &Path) -> Result<Params, ImageError> {
+    let mut bytes = std::fs::read(squashfs).map_err(|e| ImageError::io(squashfs, e))?;
+    let params = nearcast_verity::tree::append_tree(&mut bytes).map_err(|e| ImageError::Layout(e.to_string()))?;
+    std::fs::write(image, bytes).map_err(|e| ImageError::io(image, e))?;
+    Ok(params)
+}
+
+/// One slot image and its bundle: `rootfs-V.img`, `nearcast-V.bundle`.
+pub fn build_slot(o: &BuildOptions) -> Result<Slot, ImageError> {
     tools::check(tools::REQUIRED)?;
     let o = &resolved(o)?;
     let key = signing_key(&o.signing_key)?;
@@ -124,6 +164,7 @@ pub fn build_slot(o: &BuildOptions) -> Result<(PathBuf, PathBuf), ImageError> {
         version: o.version.clone(),
         appliance: o.appliance.clone(),
         agent: o.agent.clone(),
+        verity: o.verity.clone(),
         update_keys: vec![public_line(&o.key_id, &key)?],
         busybox: PathBuf::from("/bin/busybox"),
         kernel: kernel::find(Path::new("/"))?,
@@ -131,12 +172,16 @@ pub fn build_slot(o: &BuildOptions) -> Result<(PathBuf, PathBuf), ImageError> {
     let work = o.out.join(format!("work-{}", o.version));
     let tree = work.join("rootfs");
     rootfs::assemble(&inputs, &work, &tree)?;
-    let squash = o.out.join(format!("rootfs-{}.squashfs", o.version));
-    rootfs::squash(&tree, &squash)?;
-    let bundle = o.out.join(format!("nearcast-{}.bundle", o.version));
-    write_bundle(&squash, &o.version, &o.key_id, &key, &bundle)?;
+    let image = o.out.join(format!("rootfs-{}.img", o.version));
+    rootfs::squash(&tree, &image)?;
+    let slot = Slot {
+        verity: add_verity(&image, &image)?,
+        image,
+        bundle: o.out.join(format!("nearcast-{}.bundle", o.version)),
+    };
+    write_bundle(&slot, &o.version, &o.key_id, &key, &slot.bundle, Chunks::Indexed)?;
     let _ = std::fs::remove_dir_all(&work);
-    Ok((squash, bundle))
+    Ok(slot)
 }
 
 /// The whole image.
@@ -144,18 +189,18 @@ pub fn build(o: &BuildOptions) -> Result<Built, ImageError> {
     let o = &resolved(o)?;
     let mut steps = Steps::new(5, o.progress);
     steps.next("root filesystem (busybox, binaries, kernel, initramfs) and its bundle");
-    let (rootfs, bundle) = build_slot(o)?;
+    let slot = build_slot(o)?;
     steps.next("EFI system partition (GRUB)");
     let esp = o.out.join("esp.vfat");
     let esp_work = o.out.join("work-esp");
     std::fs::create_dir_all(&esp_work).map_err(|e| ImageError::io(&esp_work, e))?;
-    disk::esp(&esp_work, &esp)?;
+    disk::esp(&esp_work, &esp, &slot.verity.encode())?;
     let _ = std::fs::remove_dir_all(&esp_work);
     steps.next("disk: partition table, ESP, slot A");
     let img = o.out.join("disk.img");
     disk::create(&img, o.disk_mib)?;
     disk::write_part(&img, "esp", &esp)?;
-    disk::write_part(&img, "nearcast-a", &rootfs)?;
+    disk::write_part(&img, "nearcast-a", &slot.image)?;
     let _ = std::fs::remove_file(&esp);
     steps.next("config partition");
     if let Some(dir) = &o.config_dir {
@@ -165,10 +210,10 @@ pub fn build(o: &BuildOptions) -> Result<Built, ImageError> {
     let compressed_bytes = disk::compress(&img)?;
     steps.done();
     Ok(Built {
-        rootfs_bytes: len(&rootfs)?,
+        rootfs_bytes: len(&slot.image)?,
         disk: img,
-        rootfs,
-        bundle,
+        rootfs: slot.image,
+        bundle: slot.bundle,
         compressed_bytes,
     })
 }

@@ -97,8 +97,9 @@ pub const GRUB_MODULES: &[&str] = &[
 const GRUB_CFG: &str = include_str!("../files/grub.cfg");
 
 /// Builds the ESP image: GRUB as the removable-media loader, its config
-/// and an environment that boots slot A.
-pub fn esp(work: &Path, out: &Path) -> Result<(), ImageError> {
+/// and an environment that boots slot A, whose verity parameters
+/// (`BLOCKS:SALT:ROOT`) are `verity_a`.
+pub fn esp(work: &Path, out: &Path, verity_a: &str) -> Result<(), ImageError> {
     let efi = work.join("BOOTX64.EFI");
     run(Command::new("grub-mkimage")
         .args(["-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o"])
@@ -111,7 +112,9 @@ pub fn esp(work: &Path, out: &Path) -> Result<(), ImageError> {
     run(Command::new("grub-editenv").arg(&env).arg("create"))?;
     run(Command::new("grub-editenv")
         .arg(&env)
-        .args(["set", "boot_slot=A", "trial_slot=", "trial_left=0"]))?;
+        .args(["set", "boot_slot=A", "trial_slot=", "trial_left=0"])
+        .arg(format!("verity_a={verity_a}"))
+        .arg("verity_b="))?;
     let _ = std::fs::remove_file(out);
     let kib = part("esp").size_mib * 1024;
     run(Command::new("mkfs.vfat")

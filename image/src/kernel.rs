@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::ImageError;
 
 /// Drivers the initramfs loads: virtio for QEMU, NVMe/AHCI/e1000 for
-/// real boxes, the filesystems the slots and partitions use, the
-/// watchdog, and kernel TLS with the AES-GCM it needs (loaded up front:
+/// real boxes, the filesystems the slots and partitions use, dm-verity
+/// (hashing with the built-in SHA-256), the watchdog, and kernel TLS with the AES-GCM it needs (loaded up front:
 /// the image has no modprobe for the crypto API to call on demand;
 /// `aesni_intel` fails harmlessly on CPUs without AES-NI, leaving the
 /// built-in generic AES).
@@ -23,6 +23,7 @@ pub const MODULES: &[&str] = &[
     "e1000",
     "e1000e",
     "squashfs",
+    "dm_verity",
     "crc32c_generic",
     "ext4",
     "vfat",

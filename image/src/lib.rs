@@ -4,6 +4,7 @@
 //! boots the disk the way a developer or a test does.
 
 pub mod build;
+pub mod delta;
 pub mod disk;
 pub mod kernel;
 pub mod qemu;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use nearcast_image::build::{signing_key, write_bundle};
+use nearcast_image::build::{add_verity, signing_key, write_bundle, Chunks, Slot};
 use nearcast_image::{build, build_slot, BuildOptions};
 
 #[derive(Parser)]
@@ -34,6 +34,9 @@ struct Common {
     /// Static control-agent binary.
     #[arg(long, default_value = "target/x86_64-unknown-linux-gnu/image/control-agent")]
     agent: PathBuf,
+    /// Static nearcast-verity binary (the initramfs opens the slot with it).
+    #[arg(long, default_value = "target/x86_64-unknown-linux-gnu/image/nearcast-verity")]
+    verity: PathBuf,
     /// Ed25519 (PKCS#8) key that signs bundles; a development key is made
     /// there if missing.
     #[arg(long, default_value = "target/os-image/update-signing.key")]
@@ -62,14 +65,25 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
-    /// Signs an existing rootfs image as a bundle.
+    /// Signs an existing squashfs root as a bundle: its slot image (the
+    /// squashfs and its dm-verity tree) is written beside the bundle
+    /// (`.img`), the verity parameters printed.
     Sign {
         #[command(flatten)]
         common: Common,
         #[arg(long)]
-        rootfs: PathBuf,
+        squashfs: PathBuf,
         #[arg(long)]
         output: PathBuf,
+    },
+    /// What a delta update from one slot image to another fetches.
+    Delta {
+        /// The running release's slot image (`rootfs-V.img`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The new release's.
+        #[arg(long)]
+        to: PathBuf,
     },
     /// Writes a config partition of a directory's files into a disk image.
     Provision {
@@ -86,6 +100,7 @@ fn options(c: Common, config: Option<PathBuf>, disk_mib: u64) -> BuildOptions {
         version: c.version,
         appliance: c.appliance,
         agent: c.agent,
+        verity: c.verity,
         signing_key: c.signing_key,
         key_id: c.key_id,
         config_dir: config,
@@ -118,13 +133,53 @@ fn main() -> anyhow::Result<()> {
             println!("built in {:.0} s", started.elapsed().as_secs_f64());
         }
         Cmd::Bundle { common } => {
-            let (rootfs, bundle) = build_slot(&options(common, None, 0)).context("building the bundle")?;
-            println!("root slot {}\nbundle    {}", rootfs.display(), bundle.display());
+            let slot = build_slot(&options(common, None, 0)).context("building the bundle")?;
+            println!(
+                "root slot {}\nbundle    {}",
+                slot.image.display(),
+                slot.bundle.display()
+            );
+            println!("verity    {}", slot.verity.encode());
         }
-        Cmd::Sign { common, rootfs, output } => {
+        Cmd::Sign {
+            common,
+            squashfs,
+            output,
+        } => {
             let key = signing_key(&common.signing_key)?;
-            write_bundle(&rootfs, &common.version, &common.key_id, &key, &output)?;
-            println!("bundle {}", output.display());
+            let image = output.with_extension("img");
+            let slot = Slot {
+                verity: add_verity(&squashfs, &image)?,
+                image,
+                bundle: output,
+            };
+            write_bundle(
+                &slot,
+                &common.version,
+                &common.key_id,
+                &key,
+                &slot.bundle,
+                Chunks::Indexed,
+            )?;
+            println!(
+                "root slot {}\nbundle    {}",
+                slot.image.display(),
+                slot.bundle.display()
+            );
+            println!("verity    {}", slot.verity.encode());
+        }
+        Cmd::Delta { from, to } => {
+            let read = |p: &PathBuf| std::fs::read(p).with_context(|| p.display().to_string());
+            let d = nearcast_image::delta::Delta::between(&read(&from)?, &read(&to)?);
+            println!(
+                "delta: {} of {} chunks, {} of {} bytes, index {} bytes: {:.1} % of the image",
+                d.fetch_chunks,
+                d.chunks,
+                d.fetch_bytes,
+                d.image_bytes,
+                d.index_bytes,
+                100.0 * d.ratio()
+            );
         }
         Cmd::Provision { disk, config } => {
             let work = disk.parent().map(PathBuf::from).unwrap_or_default();

@@ -29,6 +29,8 @@ pub struct Inputs {
     pub version: String,
     pub appliance: PathBuf,
     pub agent: PathBuf,
+    /// `nearcast-verity` (static): the initramfs opens the slot with it.
+    pub verity: PathBuf,
     /// Lines `"{id} {hex}"` of the update keys the box trusts.
     pub update_keys: Vec<String>,
     pub busybox: PathBuf,
@@ -90,7 +92,8 @@ fn install_with_libs(program: &Path, root: &Path, at: &str) -> Result<(), ImageE
     Ok(())
 }
 
-/// The initramfs: busybox, the boot modules in load order, `/init`.
+/// The initramfs: busybox, `nearcast-verity`, the boot modules in load
+/// order, `/init`.
 fn initramfs(inputs: &Inputs, work: &Path, out: &Path) -> Result<(), ImageError> {
     let dir = work.join("initramfs");
     let _ = std::fs::remove_dir_all(&dir);
@@ -99,6 +102,7 @@ fn initramfs(inputs: &Inputs, work: &Path, out: &Path) -> Result<(), ImageError>
     }
     copy(&inputs.busybox, &dir.join("bin/busybox"), 0o755)?;
     symlink("busybox", dir.join("bin/sh")).map_err(io(&dir))?;
+    copy(&inputs.verity, &dir.join("bin/nearcast-verity"), 0o755)?;
     write(&dir.join("init"), INITRAMFS_INIT, 0o755)?;
     let dep_file = inputs.kernel.modules_dir.join("modules.dep");
     let dep = std::fs::read_to_string(&dep_file).map_err(io(&dep_file))?;

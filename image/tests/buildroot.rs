@@ -122,7 +122,7 @@ fn defconfig_names_what_the_tree_defines() {
         }
     }
     let ours: Vec<&String> = cfg.iter().map(|(k, _)| k).filter(|k| k.contains("NEARCAST")).collect();
-    assert_eq!(ours.len(), 2, "{ours:?}");
+    assert_eq!(ours.len(), 3, "{ours:?}");
     for k in ours {
         assert!(
             defined.contains(k.as_str()),
@@ -147,6 +147,7 @@ fn defconfig_names_what_the_tree_defines() {
         "BR2_TARGET_ROOTFS_SQUASHFS",
         "BR2_PACKAGE_HOST_GENIMAGE",
         "BR2_PACKAGE_HOST_RUSTC",
+        "BR2_PACKAGE_HOST_CRYPTSETUP",
         "BR2_INIT_BUSYBOX",
     ] {
         assert_eq!(get(k).as_deref(), Some("y"), "{k}");
@@ -163,6 +164,7 @@ fn packages_use_the_cargo_infrastructure() {
     for (pkg, crate_dir, bin) in [
         ("nearcast-appliance", "appliance", "nearcast-appliance"),
         ("nearcast-agent", "control-agent", "control-agent"),
+        ("nearcast-verity", "verity", "nearcast-verity"),
     ] {
         let var = pkg.to_uppercase().replace('-', "_");
         let mk = read(&format!("package/{pkg}/{pkg}.mk"));
@@ -192,4 +194,41 @@ fn packages_use_the_cargo_infrastructure() {
         assert!(config.contains("select BR2_PACKAGE_HOST_RUSTC"));
         assert!(config.contains("depends on BR2_PACKAGE_HOST_RUSTC_TARGET_ARCH_SUPPORTS"));
     }
+}
+
+/// The Buildroot tree makes slot images with veritysetup
+/// (`slot-image.sh`, run here with the host's): the same bytes and
+/// parameters as image/'s, so the two images' bundles and boot entries
+/// agree; its kernel has dm-verity built in and its initramfs gets the
+/// mapping tool.
+#[test]
+fn slot_images_and_verity_are_image_ones() {
+    let dir = std::env::temp_dir().join(format!("br-slot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let squashfs = dir.join("rootfs.squashfs");
+    let data: Vec<u8> = (0..700_001u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(&squashfs, &data).unwrap();
+    let ours = nearcast_image::build::add_verity(&squashfs, &dir.join("ours.img")).unwrap();
+    let out = std::process::Command::new(tree().join("board/nearcast/slot-image.sh"))
+        .arg(&squashfs)
+        .arg(dir.join("theirs.img"))
+        .output()
+        .expect("slot-image.sh runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), ours.encode());
+    assert!(
+        std::fs::read(dir.join("ours.img")).unwrap() == std::fs::read(dir.join("theirs.img")).unwrap(),
+        "slot image bytes differ"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let fragment = read("board/nearcast/linux.fragment");
+    for opt in ["CONFIG_BLK_DEV_DM=y", "CONFIG_DM_VERITY=y"] {
+        assert!(fragment.lines().any(|l| l == opt), "linux.fragment lacks {opt}");
+    }
+    assert!(read("board/nearcast/post-build.sh").contains("bin/nearcast-verity"));
+    let post_image = read("board/nearcast/post-image.sh");
+    assert!(post_image.contains("slot-image.sh") && post_image.contains("verity_a="));
+    assert!(read("board/nearcast/genimage.cfg").contains(r#"image = "rootfs.img""#));
 }

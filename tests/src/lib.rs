@@ -1,9 +1,10 @@
 //! Helpers the end-to-end tests share (the tests themselves are in
 //! `tests/`): a real player, Prometheus scraping, and the control agent
 //! run as a real process, and a static web site for pages that need an
-//! origin (`site.rs`).
+//! origin (`site.rs`), simulated boxes for rollouts (`simfleet.rs`).
 
 pub mod proxy;
+pub mod simfleet;
 pub mod site;
 
 use std::io::{BufRead, BufReader};

@@ -21,6 +21,12 @@ pub enum UpdateError {
     Bundle(#[from] BundleError),
     #[error("bundle is release {got}, not the {want} asked for")]
     WrongRelease { got: String, want: String },
+    /// The manifest's dm-verity parameters are missing or do not fit it.
+    #[error("bundle's verity parameters: {0}")]
+    Verity(String),
+    /// The chunk index is not the signed one, or malformed.
+    #[error("bundle's chunk index: {0}")]
+    Chunks(String),
     #[error("rootfs of {size} bytes does not fit slot {slot} ({room} bytes)")]
     TooBig { size: u64, slot: &'static str, room: u64 },
     /// The bundle could not be fetched (or its body broke off).
@@ -55,7 +61,11 @@ impl UpdateError {
     pub(super) fn condemns_release(&self) -> bool {
         matches!(
             self,
-            UpdateError::Bundle(_) | UpdateError::WrongRelease { .. } | UpdateError::TooBig { .. }
+            UpdateError::Bundle(_)
+                | UpdateError::WrongRelease { .. }
+                | UpdateError::TooBig { .. }
+                | UpdateError::Verity(_)
+                | UpdateError::Chunks(_)
         )
     }
 }

@@ -8,6 +8,8 @@
 //! boot used up — starts the old slot. The old slot's agent records the
 //! failure and never tries that release again.
 
+mod delta;
+mod download;
 mod error;
 pub mod gate;
 pub mod grubenv;
@@ -20,8 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::BodyExt;
-use nearcast_common::bundle::{BundleError, Header, RootfsCheck, TrustedKey};
+use nearcast_common::bundle::TrustedKey;
 use nearcast_common::control::OsState;
 use serde::{Deserialize, Serialize};
 
@@ -32,31 +33,10 @@ use crate::fill_server::FillServer;
 pub use error::UpdateError;
 use grubenv::GrubEnv;
 use slots::Slot;
-use writer::SlotWriter;
 
 /// How often a written update waiting for its window looks again (an
 /// emergency from the fill server is seen within this).
 const GATE_RECHECK: Duration = Duration::from_secs(10);
-
-/// How often a cut download is resumed before the install gives up (and
-/// is tried again at a later heartbeat, from the start).
-const MAX_RESUMES: u32 = 5;
-/// The pause before resuming.
-const RESUME_AFTER: Duration = Duration::from_secs(1);
-
-/// A bundle download under way.
-struct Download<'a> {
-    release: &'a str,
-    dev: std::path::PathBuf,
-    room: u64,
-    target: Slot,
-    /// Bundle bytes received so far (header included).
-    received: u64,
-    /// The header, until it is whole.
-    buf: Vec<u8>,
-    /// Once the header is in and checked: the slot's writer.
-    writer: Option<SlotWriter>,
-}
 
 /// Kept on the config partition, shared by both slots.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -226,10 +206,21 @@ impl Updater {
         Ok(false)
     }
 
-    /// The trial's health check: the appliance serves and the fill server
-    /// answers a heartbeat, within the configured time; commit, or reboot
-    /// into the old slot.
+    /// The trial's health check: the slot runs the release its bundle
+    /// named, the appliance serves and the fill server answers a
+    /// heartbeat, within the configured time; commit, or reboot into the
+    /// old slot.
     pub async fn check_trial(self: Arc<Self>) {
+        let pending = self.state().pending.clone();
+        if let Some(named) = pending.filter(|p| *p != self.release) {
+            // A bundle named for another release than its slot holds: kept,
+            // the box would be offered the named release for ever.
+            let why = format!(
+                "the slot holds release '{}', not the '{named}' its bundle named",
+                self.release
+            );
+            return self.fail_trial(named, why).await;
+        }
         let deadline = Instant::now() + Duration::from_secs(self.cfg.commit_within_secs);
         loop {
             let serving = self.link.appliance.status().await.serving;
@@ -246,25 +237,29 @@ impl Updater {
             if Instant::now() > deadline {
                 let why =
                     format!("health check failed (appliance serving: {serving}, fill server answered: {reachable})");
-                tracing::error!(release = %self.release, "{why}; rebooting into the old slot");
-                let me = self.clone();
-                let _ = blocking(move || {
-                    let release = me.release.clone();
-                    let saved = me.save(|s| {
-                        s.pending = None;
-                        if !s.failed.contains(&release) {
-                            s.failed.push(release.clone());
-                        }
-                        s.last = format!("failed {release}: {why}");
-                    });
-                    me.reboot();
-                    saved
-                })
-                .await;
-                return;
+                let release = self.release.clone();
+                return self.fail_trial(release, why).await;
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
+    }
+
+    /// Records `release` failed for `why` and reboots into the old slot.
+    async fn fail_trial(self: Arc<Self>, release: String, why: String) {
+        tracing::error!(%release, "{why}; rebooting into the old slot");
+        let me = self.clone();
+        let _ = blocking(move || {
+            let saved = me.save(|s| {
+                s.pending = None;
+                if !s.failed.contains(&release) {
+                    s.failed.push(release.clone());
+                }
+                s.last = format!("failed {release}: {why}");
+            });
+            me.reboot();
+            saved
+        })
+        .await;
     }
 
     fn commit(&self) -> Result<(), UpdateError> {
@@ -292,16 +287,16 @@ impl Updater {
         let _ = self.save_blocking(move |s| s.last = format!("installing {r}")).await;
         tracing::info!(%release, slot = self.slot.other().name(), "installing an OS update");
         match self.write_slot(&release).await {
-            Ok(()) if !self.wait_to_reboot(&release).await => {
+            Ok(_) if !self.wait_to_reboot(&release).await => {
                 tracing::info!(%release, "no longer offered; the written slot is not booted");
                 let r = release.clone();
                 let _ = self
                     .save_blocking(move |s| s.last = format!("cancelled {r}: no longer offered"))
                     .await;
             }
-            Ok(()) => {
+            Ok(verity) => {
                 let (me, r) = (self.clone(), release.clone());
-                if let Err(e) = blocking(move || me.mark_trial(&r)).await {
+                if let Err(e) = blocking(move || me.mark_trial(&r, &verity)).await {
                     tracing::error!(error = %e, "cannot mark the new slot");
                     let r = release.clone();
                     let _ = self.save_blocking(move |s| s.last = format!("failed {r}: {e}")).await;
@@ -359,10 +354,13 @@ impl Updater {
         }
     }
 
-    /// Marks the written slot for one trial boot and reboots into it.
-    fn mark_trial(&self, release: &str) -> Result<(), UpdateError> {
-        let other = self.slot.other().name();
+    /// Marks the written slot for one trial boot, with its signed verity
+    /// parameters for the boot entry, and reboots into it.
+    fn mark_trial(&self, release: &str, verity: &nearcast_verity::Params) -> Result<(), UpdateError> {
+        let other = self.slot.other();
         let mut env = GrubEnv::read(&self.cfg.grubenv)?;
+        env.set(other.verity_var(), &verity.encode());
+        let other = other.name();
         env.set("trial_slot", other);
         env.set("trial_left", "1");
         env.write(&self.cfg.grubenv)?;
@@ -379,96 +377,6 @@ impl Updater {
     async fn save_blocking(self: &Arc<Self>, f: impl FnOnce(&mut State) + Send + 'static) -> Result<(), UpdateError> {
         let me = self.clone();
         blocking(move || me.save(f)).await
-    }
-
-    /// Streams the bundle into the inactive slot: signature first, hash
-    /// as it goes, then the slot read back. A download cut mid-way resumes
-    /// from the byte it stopped at (a range request, the same release, the
-    /// hash carried on), up to `MAX_RESUMES` times.
-    async fn write_slot(&self, release: &str) -> Result<(), UpdateError> {
-        let target = self.slot.other();
-        let (dev, room) = slots::device(&self.cfg.sys_block, &self.cfg.dev_dir, target.partname())?;
-        let mut dl = Download {
-            release,
-            dev,
-            room,
-            target,
-            received: 0,
-            buf: Vec::new(),
-            writer: None,
-        };
-        let mut resumes = 0;
-        loop {
-            match self.stream(&mut dl).await {
-                Ok(()) => break,
-                Err(UpdateError::Download(e)) if resumes < MAX_RESUMES => {
-                    resumes += 1;
-                    tracing::warn!(%release, at = dl.received, error = %e, "OS download cut; resuming");
-                    tokio::time::sleep(RESUME_AFTER).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        match dl.writer {
-            Some(w) => w.finish().await,
-            None => Err(BundleError::Truncated { got: 0, want: 1 }.into()),
-        }
-    }
-
-    /// One request's worth of the download: from `dl.received` to the end
-    /// of the bundle or the first error.
-    async fn stream(&self, dl: &mut Download<'_>) -> Result<(), UpdateError> {
-        let download = |e: Box<dyn std::error::Error + Send + Sync>| UpdateError::Download(e);
-        let (resp, served) = self
-            .link
-            .server
-            .os_bundle(dl.received)
-            .await
-            .map_err(|e| download(e.into()))?;
-        if dl.received > 0 && served != dl.release {
-            let why = format!("resuming release {}, the server now sends '{served}'", dl.release);
-            return Err(download(why.into()));
-        }
-        let mut body = resp.into_body();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| download(e.into()))?;
-            let Ok(chunk) = frame.into_data() else { continue };
-            self.link.bucket.take(chunk.len() as u64).await;
-            dl.received += chunk.len() as u64;
-            if let Some(w) = &mut dl.writer {
-                w.write(chunk).await?;
-                continue;
-            }
-            dl.buf.extend_from_slice(&chunk);
-            let Some(h) = Header::parse(&dl.buf)? else { continue };
-            self.check_header(&h, dl)?;
-            // Only a signed bundle of the right release reaches the slot.
-            let check = RootfsCheck::new(&h.manifest);
-            let mut w = SlotWriter::start(dl.dev.clone(), dl.target.name(), check, &h.manifest);
-            w.write(hyper::body::Bytes::copy_from_slice(&dl.buf[h.len..])).await?;
-            dl.writer = Some(w);
-            dl.buf = Vec::new();
-        }
-        Ok(())
-    }
-
-    /// The signature, the release and the size, before a byte is written.
-    fn check_header(&self, h: &Header, dl: &Download) -> Result<(), UpdateError> {
-        h.verify(&self.trusted)?;
-        if h.manifest.version != dl.release {
-            return Err(UpdateError::WrongRelease {
-                got: h.manifest.version.to_string(),
-                want: dl.release.to_string(),
-            });
-        }
-        if h.manifest.rootfs_size > dl.room {
-            return Err(UpdateError::TooBig {
-                size: h.manifest.rootfs_size,
-                slot: dl.target.name(),
-                room: dl.room,
-            });
-        }
-        Ok(())
     }
 
     fn reboot(&self) {

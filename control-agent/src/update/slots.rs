@@ -28,6 +28,15 @@ impl Slot {
     }
 
     /// The GPT partition name (`image/src/disk.rs`).
+    /// GRUB's variable holding the slot's verity parameters (grub.cfg
+    /// puts them on the kernel command line).
+    pub fn verity_var(self) -> &'static str {
+        match self {
+            Slot::A => "verity_a",
+            Slot::B => "verity_b",
+        }
+    }
+
     pub fn partname(self) -> &'static str {
         match self {
             Slot::A => "nearcast-a",

@@ -56,7 +56,7 @@ impl SlotWriter {
 
 /// Reads the first `size` bytes of the slot back and compares them with
 /// the signed hash: what the device holds, not what was sent.
-fn read_back(dev: &Path, slot: &'static str, size: u64, sha: &str) -> Result<(), UpdateError> {
+pub(super) fn read_back(dev: &Path, slot: &'static str, size: u64, sha: &str) -> Result<(), UpdateError> {
     let werr = |source: std::io::Error| UpdateError::Write { slot, source };
     let mut f = std::fs::File::open(dev).map_err(werr)?.take(size);
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);

@@ -23,9 +23,24 @@ const ROUTES: [(Route, &str); 6] = [
 ];
 const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 
+/// What OS update bytes went out as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OsSent {
+    Bundle,
+    Index,
+    Chunk,
+}
+
+const OS_SENT: [(OsSent, &str); 3] = [
+    (OsSent::Bundle, "bundle"),
+    (OsSent::Index, "index"),
+    (OsSent::Chunk, "chunk"),
+];
+
 #[derive(Default)]
 pub struct Metrics {
     requests: [[AtomicU64; 4]; 6],
+    os_bytes: [AtomicU64; 3],
     steered_to_appliance: AtomicU64,
     steered_to_origin: AtomicU64,
 }
@@ -35,6 +50,13 @@ impl Metrics {
         let r = ROUTES.iter().position(|(x, _)| *x == route).unwrap_or(4);
         let c = usize::from(status / 100).saturating_sub(2).min(3);
         self.requests[r][c].fetch_add(1, Relaxed);
+    }
+
+    /// OS update bytes sent to a box: whole bundles (or their resumed
+    /// tails), chunk indexes, chunks.
+    pub fn os_sent(&self, what: OsSent, bytes: u64) {
+        let i = OS_SENT.iter().position(|(x, _)| *x == what).unwrap_or(0);
+        self.os_bytes[i].fetch_add(bytes, Relaxed);
     }
 
     /// A steering answer: did it name an appliance, or only the origin?
@@ -63,6 +85,11 @@ impl Metrics {
                     self.requests[r][c].load(Relaxed),
                 );
             }
+        }
+        let name = "nearcast_fill_os_bytes_total";
+        page.family(name, Kind::Counter, "OS update bytes sent to boxes, by what they were.");
+        for (i, (_, what)) in OS_SENT.iter().enumerate() {
+            page.sample(name, &[("what", what)], self.os_bytes[i].load(Relaxed));
         }
         let name = "nearcast_fill_steered_total";
         page.family(name, Kind::Counter, "Steering answers by their best target.")

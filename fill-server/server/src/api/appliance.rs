@@ -15,6 +15,7 @@ use nearcast_common::unix_now;
 use super::wire::Format;
 use super::{blocking, error, write, ApiError, Resp};
 use crate::app::{App, Changed};
+use crate::metrics::OsSent;
 use crate::store::{Heartbeat, Inventory, Registration};
 use nearcast_common::control::HeartbeatReply;
 
@@ -131,6 +132,8 @@ async fn route(
         (&Method::PUT, "routes") => routes(app, id, t, f, &body).await,
         (&Method::GET, "manifest") => manifest(app, id, t, f).await,
         (&Method::GET, "os") => os_bundle(app, id, range).await,
+        (&Method::GET, "os/index") => os_index(app, id).await,
+        (&Method::GET, a) if a.starts_with("os/chunks/") => os_chunk(app, a["os/chunks/".len()..].to_string()).await,
         _ => error(StatusCode::NOT_FOUND, format!("no appliance action {method} {action}")),
     }
 }
@@ -221,7 +224,7 @@ async fn manifest(app: Arc<App>, id: String, t: u64, f: Format) -> Resp {
 /// `x-nearcast-release`; from an offset with `Range: bytes=N-` (a download
 /// cut mid-way resumes: the box checks the release is the same).
 async fn os_bundle(app: Arc<App>, id: String, range: Option<String>) -> Resp {
-    let result = blocking(app, move |a| {
+    let result = blocking(app.clone(), move |a| {
         let release = a
             .store
             .os_target(&id)?
@@ -235,6 +238,8 @@ async fn os_bundle(app: Arc<App>, id: String, range: Option<String>) -> Resp {
         Err(e) => return e.into_response(),
     };
     let len = bytes.len() as u64;
+    let from = range.as_deref().and_then(|r| first_byte(r, len)).unwrap_or(0);
+    app.metrics.os_sent(OsSent::Bundle, len - from);
     let head = Response::builder()
         .header("content-type", "application/octet-stream")
         .header("accept-ranges", "bytes")
@@ -251,6 +256,55 @@ async fn os_bundle(app: Arc<App>, id: String, range: Option<String>) -> Resp {
             .body(Full::new(Bytes::new())),
     };
     built.unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+}
+
+fn octets(release: Option<&str>, bytes: Vec<u8>) -> Resp {
+    let mut head = Response::builder().header("content-type", "application/octet-stream");
+    if let Some(r) = release {
+        head = head.header(nearcast_common::bundle::RELEASE_HEADER, r);
+    }
+    head.body(Full::new(Bytes::from(bytes)))
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+}
+
+/// The box's target release's bundle header (signed manifest) followed by
+/// its chunk index; 404 when the release has no index (the box then
+/// downloads the bundle whole).
+async fn os_index(app: Arc<App>, id: String) -> Resp {
+    let result = blocking(app.clone(), move |a| {
+        let release = a
+            .store
+            .os_target(&id)?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no OS release is set for this appliance"))?;
+        let dir = &a.config.os_bundles;
+        let index = crate::os::chunks::index(dir, &release)?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("release '{release}' has no chunk index")))?;
+        let header = crate::os::header(dir, &release)?;
+        Ok::<_, ApiError>((release, [header, index].concat()))
+    })
+    .await;
+    match result {
+        Ok((release, bytes)) => {
+            app.metrics.os_sent(OsSent::Index, bytes.len() as u64);
+            octets(Some(&release), bytes)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// One chunk by its SHA-256.
+async fn os_chunk(app: Arc<App>, hash: String) -> Resp {
+    match blocking(app.clone(), move |a| {
+        Ok::<_, ApiError>(crate::os::chunks::chunk(&a.config.os_bundles, &hash)?)
+    })
+    .await
+    {
+        Ok(bytes) => {
+            app.metrics.os_sent(OsSent::Chunk, bytes.len() as u64);
+            octets(None, bytes)
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The offset of `bytes=N-` (the one form a resuming box sends) when it is

@@ -41,7 +41,7 @@ impl ApiError {
                 other => internal("store", other),
             },
             ApiError::Fill(e @ FillError::NotRegistered(_)) => error(StatusCode::CONFLICT, e),
-            ApiError::Os(e @ OsError::Unknown(_)) => error(StatusCode::NOT_FOUND, e),
+            ApiError::Os(e @ (OsError::Unknown(_) | OsError::NoChunk(_))) => error(StatusCode::NOT_FOUND, e),
             ApiError::Os(e @ OsError::Io { .. }) => internal("OS bundle store", e),
             ApiError::Os(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
             ApiError::License(e) => {

@@ -238,6 +238,12 @@ async fn routed(
         }
         (_, ["v1", "admin", rest @ ..]) => admin_call(app, parts, rest, body).await,
         (_, ["v1", "appliances", id, action]) => appliance::call(app, parts, id, action, body).await,
+        // Delta OS updates: the chunk index, a chunk by its hash.
+        (_, ["v1", "appliances", id, "os", "index"]) => appliance::call(app, parts, id, "os/index", body).await,
+        (_, ["v1", "appliances", id, "os", "chunks", hash]) => {
+            let action = format!("os/chunks/{hash}");
+            appliance::call(app, parts, id, &action, body).await
+        }
         _ => error(StatusCode::NOT_FOUND, format!("no route for {} {path}", parts.method)),
     }
 }

@@ -93,6 +93,74 @@ fn live_plan_in_the_heartbeat(s: &Server, key: &ApplianceKey) {
 
 on_both_stores!(os_updates);
 
+/// Delta updates: a bundle whose manifest signs its chunk index is cut
+/// into the chunk store on upload; a box fetches the index (behind the
+/// bundle's header) and chunks by hash, signed. A bundle whose signed
+/// index is not its own, or that signs none, is served whole only.
+/// Chunk names are hashes and nothing else.
+fn chunked_bundles(backend: &Backend) {
+    use nearcast_common::chunks;
+    let s = start(backend, &format!("chunks_{}", backend.label()), 30);
+    let key = fleet(&s);
+    let auth = [("authorization", format!("Bearer {ADMIN}"))];
+    let put = |path: &str, body: &[u8]| call(s.admin, "PUT", path, &auth, body);
+    let get = |path: &str| {
+        let headers: Vec<(&str, String)> = key.sign("box-1", "GET", path, unix_now(), b"").into_iter().collect();
+        call_bytes(s.addr, "GET", path, &headers, b"")
+    };
+    let mut x = 7u64;
+    let rootfs: Vec<u8> = (0..400_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let cut = chunks::chunk(&rootfs);
+    let index = chunks::encode(&cut);
+    let bundle = signed_bundle_with_index("2", rootfs.clone(), Some(chunks::index_sha256(&index)));
+    assert_eq!(put("/v1/admin/os/2", &bundle).0, 200);
+    assert_eq!(get("/v1/appliances/box-1/os/index").0, 404, "no target yet");
+    assert_eq!(put("/v1/admin/appliances/box-1/os", br#"{"release":"2"}"#).0, 200);
+    let (st, body) = get("/v1/appliances/box-1/os/index");
+    assert_eq!(st, 200);
+    let header = nearcast_common::bundle::Header::parse(&body).unwrap().unwrap();
+    assert!(body[..header.len] == bundle[..header.len], "the bundle's own header");
+    assert_eq!(chunks::parse(&body[header.len..], rootfs.len() as u64).unwrap(), cut);
+    for c in &cut {
+        let (st, got) = get(&format!("/v1/appliances/box-1/os/chunks/{}", c.hex()));
+        assert_eq!(st, 200);
+        assert!(got == rootfs[c.range()], "chunk {}", c.hex());
+    }
+    let unknown = "0".repeat(64);
+    assert_eq!(get(&format!("/v1/appliances/box-1/os/chunks/{unknown}")).0, 404);
+    for bad in [
+        "..",
+        "%2e%2e%2fos",
+        &cut[0].hex().to_uppercase(),
+        &cut[0].hex()[1..],
+        "x",
+    ] {
+        let (st, _) = get(&format!("/v1/appliances/box-1/os/chunks/{bad}"));
+        assert!(st == 422 || st == 404, "chunk name {bad}: {st}");
+    }
+    let path = format!("/v1/appliances/box-1/os/chunks/{}", cut[0].hex());
+    assert_eq!(call(s.addr, "GET", &path, &[], b"").0, 403, "unsigned");
+    // Signs an index that is not its own, or none: whole only.
+    for (release, signed) in [("3", Some("ab".repeat(32))), ("4", None)] {
+        let b = signed_bundle_with_index(release, rootfs.clone(), signed);
+        assert_eq!(put(&format!("/v1/admin/os/{release}"), &b).0, 200);
+        let target = format!(r#"{{"release":"{release}"}}"#);
+        assert_eq!(put("/v1/admin/appliances/box-1/os", target.as_bytes()).0, 200);
+        assert_eq!(get("/v1/appliances/box-1/os/index").0, 404, "release {release}");
+        assert_eq!(get("/v1/appliances/box-1/os").0, 200);
+    }
+    let stored = std::fs::read_dir(s.dir().join("os-bundles/chunks")).unwrap().count();
+    assert_eq!(stored, cut.len(), "each chunk kept once");
+}
+on_both_stores!(chunked_bundles);
+
 /// A bundle of `rootfs_size` zero bytes for release `release`: its header
 /// (the test streams the zeros itself, never holding them).
 fn zeros_bundle_header(release: &str, rootfs_size: u64) -> Vec<u8> {
@@ -102,6 +170,8 @@ fn zeros_bundle_header(release: &str, rootfs_size: u64) -> Vec<u8> {
         key_id: "dev".into(),
         rootfs_size,
         rootfs_sha256: "0".repeat(64),
+        verity: None,
+        chunk_index_sha256: None,
     };
     nearcast_common::bundle::sign_header(&manifest, &signer).unwrap()
 }

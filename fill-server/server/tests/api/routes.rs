@@ -108,7 +108,8 @@ fn openapi_is_served_and_every_documented_route_exists() {
                 .replace("{release}", "r1")
                 .replace("{name}", "n")
                 .replace("{session}", "s1")
-                .replace("{kid}", "00112233445566778899aabbccddeeff");
+                .replace("{kid}", "00112233445566778899aabbccddeeff")
+                .replace("{sha256}", &"0".repeat(64));
             // Operators' routes are on the admin listener.
             let door = if concrete.starts_with("/v1/admin") || concrete == "/dashboard" {
                 s.admin

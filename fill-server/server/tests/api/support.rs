@@ -241,12 +241,19 @@ pub fn signed(addr: SocketAddr, key: &ApplianceKey, id: &str, method: &str, path
 /// A bundle of `release` around `rootfs`, signed by a new key (the server
 /// checks shape and name only; boxes check the signature).
 pub fn signed_bundle(release: &str, rootfs: Vec<u8>) -> Vec<u8> {
+    signed_bundle_with_index(release, rootfs, None)
+}
+
+/// A bundle whose manifest signs `index_sha256` as its chunk index's hash.
+pub fn signed_bundle_with_index(release: &str, rootfs: Vec<u8>, index_sha256: Option<String>) -> Vec<u8> {
     let signer = ApplianceKey::generate_pkcs8().unwrap();
     let manifest = nearcast_common::bundle::Manifest {
         version: nearcast_common::Name::new(release).unwrap(),
         key_id: "dev".into(),
         rootfs_size: rootfs.len() as u64,
         rootfs_sha256: nearcast_common::sha256_hex(&rootfs),
+        verity: None,
+        chunk_index_sha256: index_sha256,
     };
     [
         nearcast_common::bundle::sign_header(&manifest, &signer).unwrap(),

@@ -6,6 +6,8 @@
 //! keys and verify it themselves, so a compromised control plane still
 //! cannot install anything.
 
+pub mod chunks;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +23,8 @@ pub enum OsError {
     WrongRelease { got: String, want: String },
     #[error("no bundle for release '{0}'")]
     Unknown(String),
+    #[error("no chunk {0} in the chunk store")]
+    NoChunk(String),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -102,6 +106,11 @@ impl Upload {
             )));
         }
         self.file.sync_all().map_err(io(&self.tmp))?;
+        let dir = self.target.parent().unwrap_or(Path::new("."));
+        match m.chunk_index_sha256.is_some() {
+            true => chunks::add(dir, &m, &std::fs::read(&self.tmp).map_err(io(&self.tmp))?[header.len..])?,
+            false => chunks::add(dir, &m, &[])?,
+        }
         std::fs::rename(&self.tmp, &self.target).map_err(io(&self.target))?;
         self.done = true;
         Ok(m)
@@ -139,6 +148,34 @@ pub fn list(dir: &Path) -> Vec<Manifest> {
         .collect();
     out.sort_by(|a, b| a.version.cmp(&b.version));
     out
+}
+
+/// A held release's bundle header (magic, signed manifest, signature).
+pub fn header(dir: &Path, release: &str) -> Result<Vec<u8>, OsError> {
+    let p = path(dir, release)?;
+    let mut head = vec![0u8; HEAD_MAX];
+    let n = std::fs::File::open(&p)
+        .and_then(|mut f| read_up_to(&mut f, &mut head))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => OsError::Unknown(release.to_string()),
+            _ => io(&p)(e),
+        })?;
+    let h = Header::parse(&head[..n])
+        .map_err(|e| OsError::BadBundle(e.to_string()))?
+        .ok_or_else(|| OsError::BadBundle("it ends inside its header".into()))?;
+    head.truncate(h.len);
+    Ok(head)
+}
+
+fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match std::io::Read::read(f, &mut buf[n..])? {
+            0 => break,
+            got => n += got,
+        }
+    }
+    Ok(n)
 }
 
 /// A held release's bundle, read whole (bundles are tens of MiB and
