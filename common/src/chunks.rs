@@ -97,8 +97,10 @@ impl Chunk {
 }
 
 /// The length of the chunk that starts `data` (all of it when shorter
-/// than `MIN`).
-fn cut(data: &[u8]) -> usize {
+/// than `MIN`). It looks at most `MAX` bytes ahead, so a reader that
+/// streams an image cuts it as `chunk` does if it hands over at least
+/// `MAX` bytes each time, except at the end.
+pub fn cut(data: &[u8]) -> usize {
     if data.len() <= MIN {
         return data.len();
     }

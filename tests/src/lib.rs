@@ -339,3 +339,15 @@ pub fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// OS update bytes the stack's fill server has sent as `what` (`bundle`,
+/// `index`, `chunk`), from its metrics.
+pub fn os_bytes_sent(stack: &nearcast::stack::Stack, what: &str) -> u64 {
+    let page = stack
+        .get(&format!("{}/metrics", stack.fill_url))
+        .expect("the fill server's metrics");
+    let series = format!("nearcast_fill_os_bytes_total{{what=\"{what}\"}} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {what} bytes in the fill server's metrics:\n{page}"))
+}

@@ -86,7 +86,7 @@ fn image_boots_serves_and_updates_safely() {
     let _sims = nearcast_e2e::simfleet::SimFleet::start(&stack, &root.join("sims"), &SIMS, &["3"]);
     refuses_bad_bundles(&stack, &qbox);
     rolls_back_a_release_that_cannot_start(&stack, &qbox);
-    let sent = chunk_bytes_sent(&stack);
+    let sent = nearcast_e2e::os_bytes_sent(&stack, "chunk");
     survives_a_power_cut_mid_write(&stack, &mut qbox);
     a_changed_slot_fails_verity_on_its_trial_boot(&stack, &qbox, delta2, sent);
     commits_and_keeps_a_good_release(&stack, &mut qbox, delta2);
@@ -342,7 +342,7 @@ fn a_changed_slot_fails_verity_on_its_trial_boot(stack: &Stack, qbox: &QemuBox, 
                 .is_some_and(|u| u.starts_with("waiting 2: written to slot B; waits for the maintenance window"))
         },
     );
-    let fetched = chunk_bytes_sent(stack) - sent;
+    let fetched = nearcast_e2e::os_bytes_sent(stack, "chunk") - sent;
     println!("release 2 by delta: {fetched} chunk bytes fetched over two installs, {delta2} new in it");
     assert!(
         fetched >= delta2 && fetched < delta2 + delta2 / 4,
@@ -390,7 +390,7 @@ fn a_changed_slot_fails_verity_on_its_trial_boot(stack: &Stack, qbox: &QemuBox, 
 /// (wave 2 once wave 1 is done), wave 3 waits for wave 2's soak, and an
 /// abort then leaves its boxes on the old release.
 fn commits_and_keeps_a_good_release(stack: &Stack, qbox: &mut QemuBox, delta2: u64) {
-    let sent = chunk_bytes_sent(stack);
+    let sent = nearcast_e2e::os_bytes_sent(stack, "chunk");
     three_waves(stack, "6", 60, 0.0);
     wait_os(
         stack,
@@ -401,7 +401,7 @@ fn commits_and_keeps_a_good_release(stack: &Stack, qbox: &mut QemuBox, delta2: u
     );
     // Slot B held 2's chunks (one changed): only the chunks 6's name
     // changes, and that one, are fetched.
-    let fetched = chunk_bytes_sent(stack) - sent;
+    let fetched = nearcast_e2e::os_bytes_sent(stack, "chunk") - sent;
     println!("release 6 by delta: {fetched} chunk bytes fetched, {delta2} for release 2");
     assert!(fetched > 0 && fetched < delta2 / 10, "{fetched} chunk bytes fetched");
     stack.wait_title(ID, TITLE, Duration::from_secs(60)).unwrap();

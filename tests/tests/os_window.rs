@@ -214,24 +214,7 @@ fn a_download_cut_mid_way_resumes_where_it_stopped() {
     update.install_window = Some(Window::Always);
     // The box reaches the fill server through a proxy that cuts the first
     // connection to carry 1 MiB towards the box: the bundle's.
-    let proxy = FreezingProxy::listen("127.0.0.1");
-    let fill: std::net::SocketAddr = stack.fill_url.trim_start_matches("http://").parse().unwrap();
-    proxy.forward_to(fill);
-    proxy.cut_once_after(1 << 20);
-    let via = format!("http://{}", proxy.addr);
-    stack
-        .add_box(|c| {
-            c.update = update.clone();
-            c.fill_server = via.clone();
-        })
-        .unwrap();
-    let id = stack.boxes[0].id.clone();
-    let _agent = AgentProcess::start(&stack.boxes[0].agent_config);
-    wait_for("the box's first heartbeat", Duration::from_secs(20), || {
-        os_state(&stack)["release"] == "1"
-    });
-    let rollout = format!(r#"{{"release":"2","waves":[{{"boxes":{{"ids":["{id}"]}}}}]}}"#);
-    stack.admin("POST", "/v1/admin/rollouts", &rollout).unwrap();
+    let (proxy, _agent) = rolled_out_through_a_cut(&mut stack, &update, 1 << 20);
     wait_for("the reboot into release 2", Duration::from_secs(40), || {
         os.join("rebooted").exists()
     });
@@ -248,16 +231,29 @@ fn a_download_cut_mid_way_resumes_where_it_stopped() {
     assert_eq!(GrubEnv::read(&os.join("grubenv")).unwrap().get("trial_slot"), "B");
 }
 
-/// Chunk bytes the fill server has sent (its metrics).
-fn chunk_bytes_sent(stack: &Stack) -> u64 {
-    let page = stack.get(&format!("{}/metrics", stack.fill_url)).unwrap();
-    page.lines()
-        .find_map(|l| {
-            l.strip_prefix(r#"nearcast_fill_os_bytes_total{what="chunk"} "#)?
-                .parse()
-                .ok()
+/// A box (its agent running) that reaches the fill server through a
+/// proxy cutting the first connection to carry `cut_after` bytes towards
+/// it, once it heartbeats on release 1, sent a rollout of release 2.
+fn rolled_out_through_a_cut(stack: &mut Stack, update: &UpdateConfig, cut_after: u64) -> (FreezingProxy, AgentProcess) {
+    let proxy = FreezingProxy::listen("127.0.0.1");
+    let fill: std::net::SocketAddr = stack.fill_url.trim_start_matches("http://").parse().unwrap();
+    proxy.forward_to(fill);
+    proxy.cut_once_after(cut_after);
+    let via = format!("http://{}", proxy.addr);
+    stack
+        .add_box(|c| {
+            c.update = update.clone();
+            c.fill_server = via.clone();
         })
-        .unwrap_or_else(|| panic!("no chunk bytes in the fill server's metrics:\n{page}"))
+        .unwrap();
+    let id = stack.boxes[0].id.clone();
+    let agent = AgentProcess::start(&stack.boxes[0].agent_config);
+    wait_for("the box's first heartbeat", Duration::from_secs(20), || {
+        os_state(stack)["release"] == "1"
+    });
+    let rollout = format!(r#"{{"release":"2","waves":[{{"boxes":{{"ids":["{id}"]}}}}]}}"#);
+    stack.admin("POST", "/v1/admin/rollouts", &rollout).unwrap();
+    (proxy, agent)
 }
 
 #[test]
@@ -299,24 +295,7 @@ fn a_delta_install_fetches_only_new_chunks_refuses_a_bad_one_and_survives_a_cut(
 
     // And the box's first connection to carry 32 KiB towards it (a
     // chunk's) is cut.
-    let proxy = FreezingProxy::listen("127.0.0.1");
-    let fill: std::net::SocketAddr = stack.fill_url.trim_start_matches("http://").parse().unwrap();
-    proxy.forward_to(fill);
-    proxy.cut_once_after(32 << 10);
-    let via = format!("http://{}", proxy.addr);
-    stack
-        .add_box(|c| {
-            c.update = update.clone();
-            c.fill_server = via.clone();
-        })
-        .unwrap();
-    let id = stack.boxes[0].id.clone();
-    let _agent = AgentProcess::start(&stack.boxes[0].agent_config);
-    wait_for("the box's first heartbeat", Duration::from_secs(20), || {
-        os_state(&stack)["release"] == "1"
-    });
-    let rollout = format!(r#"{{"release":"2","waves":[{{"boxes":{{"ids":["{id}"]}}}}]}}"#);
-    stack.admin("POST", "/v1/admin/rollouts", &rollout).unwrap();
+    let (proxy, _agent) = rolled_out_through_a_cut(&mut stack, &update, 32 << 10);
     // (The cut lands on its first fetch; the damaged bytes come whole next.)
     let refused = format!("chunk {} refused ({} bytes hashing", new[0].hex(), new[0].len);
     wait_for(
@@ -339,7 +318,7 @@ fn a_delta_install_fetches_only_new_chunks_refuses_a_bad_one_and_survives_a_cut(
     // Fetched: the new chunks, the damaged one each time it was refused
     // (retries are 2 s apart; it is mended within a few), at most one
     // chunk again for the cut; the rest came from slot A.
-    let fetched = chunk_bytes_sent(&stack);
+    let fetched = nearcast_e2e::os_bytes_sent(&stack, "chunk");
     println!(
         "delta: {fetched} chunk bytes fetched for a {}-byte image, {new_bytes} new",
         bytes.len()

@@ -152,18 +152,6 @@ pub fn sim_os(stack: &Stack, id: &str) -> serde_json::Value {
         .unwrap_or_default()
 }
 
-/// Chunk bytes the fill server has sent (its metrics).
-pub fn chunk_bytes_sent(stack: &Stack) -> u64 {
-    let page = stack.get(&format!("{}/metrics", stack.fill_url)).unwrap();
-    page.lines()
-        .find_map(|l| {
-            l.strip_prefix(r#"nearcast_fill_os_bytes_total{what="chunk"} "#)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no chunk bytes in the fill server's metrics:\n{page}"))
-}
-
 /// Fetches the sample's segment from the box over HTTPS with curl (`tls`:
 /// curl's protocol and cipher options): whole, twice on one connection,
 /// then a range; all must be the origin's bytes.

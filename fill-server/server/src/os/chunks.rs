@@ -3,9 +3,12 @@
 //! content-defined chunks the image builder cut (`nearcast_common::chunks`),
 //! the index checked against the signed hash and kept as
 //! `{release}.chunks`, and each chunk kept once under `chunks/{sha256}`,
-//! shared by every release that has it. A box fetches the index, builds
+//! shared by every release that has it. (Chunks of a bundle whose index
+//! turns out not to be the signed one stay in the store: content-named,
+//! they are harmless, and a box fetches only chunks a signed index names.) A box fetches the index, builds
 //! what it can from its active slot and fetches the rest by hash.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use nearcast_common::bundle::Manifest;
@@ -22,34 +25,62 @@ fn index_path(dir: &Path, release: &str) -> Result<PathBuf, OsError> {
     Ok(dir.join(format!("{release}.chunks")))
 }
 
-/// Cuts `rootfs` (the uploaded bundle's image) into the store and writes
-/// its index, if the manifest signs one. An index that differs from the
-/// signed one (bytes changed after signing, or another chunker) is not
-/// kept: boxes then fetch the bundle whole and judge it themselves, as
-/// the server does not check signatures.
-pub fn add(dir: &Path, manifest: &Manifest, rootfs: &[u8]) -> Result<(), OsError> {
+/// Cuts the rootfs of the bundle at `bundle` (from byte `from` on) into
+/// the store and writes its index, if the manifest signs one. It streams
+/// the file a window at a time, so an upload never sits in memory whole.
+/// An index that differs from the signed one (bytes changed after
+/// signing, or another chunker) is not kept: boxes then fetch the bundle
+/// whole and judge it themselves, as the server does not check
+/// signatures.
+pub fn add(dir: &Path, manifest: &Manifest, bundle: &Path, from: u64) -> Result<(), OsError> {
     let release = manifest.version.as_str();
     let _ = std::fs::remove_file(index_path(dir, release)?);
     let Some(signed) = &manifest.chunk_index_sha256 else {
         return Ok(());
     };
-    let cut = chunks::chunk(rootfs);
+    let store = store(dir);
+    std::fs::create_dir_all(&store).map_err(io(&store))?;
+    let mut file = std::fs::File::open(bundle).map_err(io(bundle))?;
+    file.seek(SeekFrom::Start(from)).map_err(io(bundle))?;
+    let (mut window, mut cut, mut offset) = (Vec::with_capacity(2 * chunks::MAX), Vec::new(), 0u64);
+    let mut ended = false;
+    loop {
+        while !ended && window.len() < chunks::MAX {
+            let mut piece = vec![0u8; chunks::MAX];
+            let n = file.read(&mut piece).map_err(io(bundle))?;
+            ended = n == 0;
+            window.extend_from_slice(&piece[..n]);
+        }
+        if window.is_empty() {
+            break;
+        }
+        let n = chunks::cut(&window);
+        let c = chunks::Chunk {
+            offset,
+            len: n as u32,
+            sha256: sha256(&window[..n]),
+        };
+        let path = store.join(c.hex());
+        if !path.is_file() {
+            write_atomically(&path, &window[..n])?;
+        }
+        cut.push(c);
+        offset += n as u64;
+        window.drain(..n);
+    }
     let index = chunks::encode(&cut);
     let ours = chunks::index_sha256(&index);
     if &ours != signed {
         tracing::warn!(%release, %ours, %signed, "bundle's chunk index is not the signed one; served whole only");
         return Ok(());
     }
-    let store = store(dir);
-    std::fs::create_dir_all(&store).map_err(io(&store))?;
-    for c in &cut {
-        let path = store.join(c.hex());
-        if path.is_file() {
-            continue;
-        }
-        write_atomically(&path, &rootfs[c.range()])?;
-    }
     write_atomically(&index_path(dir, release)?, &index)
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    let mut out = [0; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, b).as_ref());
+    out
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OsError> {

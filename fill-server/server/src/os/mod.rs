@@ -107,10 +107,7 @@ impl Upload {
         }
         self.file.sync_all().map_err(io(&self.tmp))?;
         let dir = self.target.parent().unwrap_or(Path::new("."));
-        match m.chunk_index_sha256.is_some() {
-            true => chunks::add(dir, &m, &std::fs::read(&self.tmp).map_err(io(&self.tmp))?[header.len..])?,
-            false => chunks::add(dir, &m, &[])?,
-        }
+        chunks::add(dir, &m, &self.tmp, header.len as u64)?;
         std::fs::rename(&self.tmp, &self.target).map_err(io(&self.target))?;
         self.done = true;
         Ok(m)
