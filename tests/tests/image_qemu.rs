@@ -57,7 +57,7 @@ fn image_boots_serves_and_updates_safely() {
     })
     .unwrap();
     stack.make_popular(TITLE, 100).unwrap();
-    let delta2 = upload_releases(&stack, &root, &base, &built.rootfs);
+    let (delta2, fresh6) = upload_releases(&stack, &root, &base, &built.rootfs);
 
     let opts = QemuOptions {
         accel: Accel::Tcg,
@@ -89,7 +89,7 @@ fn image_boots_serves_and_updates_safely() {
     let sent = nearcast_e2e::os_bytes_sent(&stack, "chunk");
     survives_a_power_cut_mid_write(&stack, &mut qbox);
     a_changed_slot_fails_verity_on_its_trial_boot(&stack, &qbox, delta2, sent);
-    commits_and_keeps_a_good_release(&stack, &mut qbox, delta2);
+    commits_and_keeps_a_good_release(&stack, &mut qbox, delta2, &fresh6);
 
     drop(qbox);
     stack.origin.shutdown();
@@ -102,7 +102,8 @@ fn image_boots_serves_and_updates_safely() {
 /// The bytes of release 2's chunks that neither slot A (release 1,
 /// `rootfs1`) nor slot B (3, when 2 is installed) has: what a delta
 /// install of 2 must fetch.
-fn upload_releases(stack: &Stack, root: &Path, base: &BuildOptions, rootfs1: &Path) -> u64 {
+/// And the chunks of release 6 that neither 1 nor 2 has (hex names).
+fn upload_releases(stack: &Stack, root: &Path, base: &BuildOptions, rootfs1: &Path) -> (u64, Vec<String>) {
     let os_dir = &base.out;
     // Release 2's appliance grew by 6 MiB that compress to nothing
     // (trailing bytes an ELF loader ignores): a delta of 6 MiB to fetch,
@@ -145,13 +146,13 @@ fn upload_releases(stack: &Stack, root: &Path, base: &BuildOptions, rootfs1: &Pa
     let bundle4 = named(&slot3, "4", &key);
     flip_last_byte(&bundle4);
     let bundle5 = named(&slot2, "5", &signing_key(&root.join("other.key")).unwrap());
-    let bundle6 = build_slot(&BuildOptions {
+    let slot6 = build_slot(&BuildOptions {
         version: "6".into(),
         appliance: grown.clone(),
         ..base.clone()
     })
-    .unwrap()
-    .bundle;
+    .unwrap();
+    let bundle6 = slot6.bundle.clone();
     let bundle2 = slot2.bundle.clone();
     for (release, bundle) in [
         ("2", &bundle2),
@@ -177,11 +178,21 @@ fn upload_releases(stack: &Stack, root: &Path, base: &BuildOptions, rootfs1: &Pa
         .flat_map(|p| chunks::chunk(&std::fs::read(p).unwrap()))
         .map(|c| c.sha256)
         .collect();
-    chunks::chunk(&std::fs::read(&slot2.image).unwrap())
-        .iter()
+    let new2: Vec<chunks::Chunk> = chunks::chunk(&std::fs::read(&slot2.image).unwrap())
+        .into_iter()
         .filter(|c| !have.contains(&c.sha256))
-        .map(|c| u64::from(c.len))
-        .sum()
+        .collect();
+    let known: std::collections::HashSet<[u8; 32]> = [rootfs1, slot2.image.as_path()]
+        .iter()
+        .flat_map(|p| chunks::chunk(&std::fs::read(p).unwrap()))
+        .map(|c| c.sha256)
+        .collect();
+    let fresh6 = chunks::chunk(&std::fs::read(&slot6.image).unwrap())
+        .iter()
+        .filter(|c| !known.contains(&c.sha256))
+        .map(|c| c.hex())
+        .collect();
+    (new2.iter().map(|c| u64::from(c.len)).sum(), fresh6)
 }
 
 /// HTTPS: the image kernel's TLS takes every AES-GCM session; ChaCha20
@@ -385,13 +396,29 @@ fn a_changed_slot_fails_verity_on_its_trial_boot(stack: &Stack, qbox: &QemuBox, 
 }
 
 /// Release 6 (2 with another release name), rolled out in three waves:
-/// on this box installed by delta, trial boot, committed, and committed
+/// on this box installed by delta (a damaged chunk refused and fetched
+/// again), trial boot, committed, and committed
 /// means kept: another power cycle boots B again. The waves advance
 /// (wave 2 once wave 1 is done), wave 3 waits for wave 2's soak, and an
 /// abort then leaves its boxes on the old release.
-fn commits_and_keeps_a_good_release(stack: &Stack, qbox: &mut QemuBox, delta2: u64) {
+fn commits_and_keeps_a_good_release(stack: &Stack, qbox: &mut QemuBox, delta2: u64, fresh6: &[String]) {
     let sent = nearcast_e2e::os_bytes_sent(stack, "chunk");
+    // The chunks only 6 has are damaged in the fill server's store until
+    // the box has refused one for its hash.
+    let store = stack.config.os_bundles.join("chunks");
+    let good: Vec<Vec<u8>> = fresh6.iter().map(|h| std::fs::read(store.join(h)).unwrap()).collect();
+    for (h, g) in fresh6.iter().zip(&good) {
+        std::fs::write(store.join(h), vec![0x5a; g.len()]).unwrap();
+    }
     three_waves(stack, "6", 60, 0.0);
+    wait_os(stack, qbox, "a damaged chunk refused", Duration::from_secs(120), |os| {
+        os["update"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("installing 6: chunk ") && u.contains("bytes hashing"))
+    });
+    for (h, g) in fresh6.iter().zip(&good) {
+        std::fs::write(store.join(h), g).unwrap();
+    }
     wait_os(
         stack,
         qbox,
@@ -400,9 +427,12 @@ fn commits_and_keeps_a_good_release(stack: &Stack, qbox: &mut QemuBox, delta2: u
         |os| on(os, "6", "B") && os["update"] == "committed 6",
     );
     // Slot B held 2's chunks (one changed): only the chunks 6's name
-    // changes, and that one, are fetched.
+    // changes, and that one, are fetched (the damaged ones again).
     let fetched = nearcast_e2e::os_bytes_sent(stack, "chunk") - sent;
-    println!("release 6 by delta: {fetched} chunk bytes fetched, {delta2} for release 2");
+    println!(
+        "release 6 by delta: {fetched} chunk bytes fetched ({} chunks only 6 has), {delta2} for release 2",
+        fresh6.len()
+    );
     assert!(fetched > 0 && fetched < delta2 / 10, "{fetched} chunk bytes fetched");
     stack.wait_title(ID, TITLE, Duration::from_secs(60)).unwrap();
     stack.check_segment(&qbox.url()).unwrap();

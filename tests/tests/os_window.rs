@@ -3,7 +3,8 @@
 //! image's kernel does), GRUB's environment a file and its reboot a script
 //! that leaves a mark. Outside the install window the agent downloads and
 //! writes release 2 into slot B, says it waits for the window, and does
-//! not reboot; aborting the rollout makes it give the install up; an
+//! not reboot until the window opens; aborting the rollout makes it give
+//! the install up; an
 //! emergency rollout of the same release makes it mark the trial boot and
 //! reboot at once. (The trial boot itself is the QEMU
 //! test's, `image_qemu.rs`.) A whole-bundle download cut mid-way resumes
@@ -367,4 +368,45 @@ fn a_trial_of_a_mislabelled_bundle_fails_at_once() {
         "A",
         "not committed"
     );
+}
+
+/// A release written outside the window waits for it, and the box
+/// reboots into it once the window opens (the next whole minute at least
+/// 20 s away: up to 80 s of this test's time).
+#[test]
+fn a_written_update_installs_when_the_window_opens() {
+    const DAY: u32 = 86_400;
+    let root = TempDir::new("e2e-os-window-opens");
+    let (mut stack, os, _, mut update) = with_release_2(&root, &pattern(1 << 20), Chunks::Indexed);
+    let now = local_seconds_of_day();
+    let mut opens = (now / 60 + 1) * 60;
+    if opens - now < 20 {
+        opens += 60;
+    }
+    let at = |s: u32| format!("{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60);
+    update.install_window = Some(format!("{}-{}", at(opens), at(opens + 3600)).parse().unwrap());
+    let opens = opens % DAY;
+    // Seconds since the window opened, modulo a day (small once it has).
+    let since_open = || (local_seconds_of_day() + DAY - opens) % DAY;
+    stack.add_box(|c| c.update = update.clone()).unwrap();
+    let id = stack.boxes[0].id.clone();
+    let _agent = AgentProcess::start(&stack.boxes[0].agent_config);
+    wait_for("the box's first heartbeat", Duration::from_secs(20), || {
+        os_state(&stack)["release"] == "1"
+    });
+    let rollout = format!(r#"{{"release":"2","waves":[{{"boxes":{{"ids":["{id}"]}}}}]}}"#);
+    stack.admin("POST", "/v1/admin/rollouts", &rollout).unwrap();
+    wait_for("the box to wait for its window", Duration::from_secs(30), || {
+        os_state(&stack)["update"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("waiting 2: written to slot B; waits for the maintenance window"))
+    });
+    assert!(since_open() > 3600, "the window opened before the slot was written");
+    assert!(!os.join("rebooted").exists(), "rebooted before its window");
+    wait_for("the reboot once the window opens", Duration::from_secs(100), || {
+        os.join("rebooted").exists()
+    });
+    let late = since_open();
+    assert!(late < 15, "rebooted {late} s after the window opened, or before it");
+    assert_eq!(GrubEnv::read(&os.join("grubenv")).unwrap().get("trial_slot"), "B");
 }
