@@ -21,7 +21,7 @@ const MAX_RESUMES: u32 = 5;
 const RESUME_AFTER: Duration = Duration::from_secs(1);
 
 /// A bundle download under way.
-pub(super) struct Download<'a> {
+struct Download<'a> {
     release: &'a str,
     dev: std::path::PathBuf,
     room: u64,
@@ -37,12 +37,12 @@ pub(super) struct Download<'a> {
 }
 
 impl Updater {
-    /// Streams the bundle into the inactive slot: signature first, hash
-    /// as it goes, then the slot read back. A download cut mid-way resumes
-    /// from the byte it stopped at (a range request, the same release, the
-    /// hash carried on), up to `MAX_RESUMES` times.
-    /// The slot's verity parameters, as signed. By delta (`delta`) when
-    /// the server holds the release's chunk index, else the whole bundle.
+    /// Writes `release` into the inactive slot and returns its verity
+    /// parameters, as signed: by delta (`delta`) when the server holds the
+    /// release's chunk index, else the whole bundle streamed in, signature
+    /// first, hash as it goes, then the slot read back. A cut bundle
+    /// download resumes from the byte it stopped at (a range request, the
+    /// same release, the hash carried on), up to `MAX_RESUMES` times.
     pub(super) async fn write_slot(self: &Arc<Self>, release: &str) -> Result<Params, UpdateError> {
         if let Some((verity, stats)) = self.write_slot_delta(release).await? {
             tracing::info!(%release, "written to slot {}: {stats}", self.slot.other().name());
